@@ -1,0 +1,86 @@
+"""Dependencies, declared once: routes only name these aliases."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from db.models import Scope
+from db.queries import token_scope
+from linkcast.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
+TOKEN_CACHE_SECONDS = 30.0
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _scope_of(request: Request, token: str) -> str | None:
+    """Look the token up, caching answers briefly so a push costs no extra query."""
+    cache: dict[str, tuple[str | None, float]] = request.app.state.token_cache
+    hit = cache.get(token)
+    now = time.monotonic()
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    with request.app.state.sessionmaker() as session:
+        scope = token_scope(session=session, token=token)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[token] = (scope, now + TOKEN_CACHE_SECONDS)
+    return scope
+
+
+def require(needed: str):  # noqa: ANN201 - returns a dependency
+    def check(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        scope = _scope_of(request, creds.credentials)
+        if scope is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid or revoked token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not Scope.grants(scope, needed):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"token scope '{scope}' lacks '{needed}'"
+            )
+        return scope
+
+    return check
+
+
+ReaderDep = Annotated[str, Depends(require(Scope.READ))]
+WriterDep = Annotated[str, Depends(require(Scope.WRITE))]
+AdminDep = Annotated[str, Depends(require(Scope.ADMIN))]

@@ -1,0 +1,64 @@
+"""Error responses shared by routes, and the handlers the app installs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
+
+from api.schemas import ErrorPublic
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    text = {
+        400: "Malformed JSON",
+        401: "Missing, invalid or revoked bearer token",
+        403: "Token scope too low",
+        404: "Not found",
+        413: "Body or batch too large",
+        422: "A field is invalid: `loc` names the sample index and field",
+        503: "Database unreachable: retry after `Retry-After` seconds",
+    }
+    return {c: {"model": ErrorPublic, "description": text[c]} for c in codes}
+
+
+AUTH = (401, 403, 503)
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "database unreachable; nothing was stored, retry later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _is_connection_problem(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def install(app: FastAPI) -> None:
+    async def db_error(request: Request, exc: Exception) -> JSONResponse:
+        if _is_connection_problem(exc):
+            return _unavailable(request, exc)
+        raise exc
+
+    import psycopg
+
+    for exc_type in (OperationalError, TimeoutError, DBAPIError, psycopg.OperationalError):
+        app.add_exception_handler(exc_type, db_error)

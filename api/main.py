@@ -1,0 +1,51 @@
+"""The FastAPI app factory: settings, database, routers, error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+
+from api import errors
+from api.routes import health, links, telemetry
+from db.session import make_engine, make_sessionmaker
+from linkcast.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="linkcast",
+        version="0.1.0",
+        summary="Link-load telemetry in, forecasts out.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.token_cache = {}
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        malformed = any(e["type"] == "json_invalid" for e in detail)
+        return JSONResponse({"detail": detail}, status_code=400 if malformed else 422)
+
+    app.add_exception_handler(RequestValidationError, validation_error)
+    errors.install(app)
+    app.include_router(health.router)
+    for router in (telemetry.router, links.router):
+        app.include_router(router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,85 @@
+"""Links and their samples."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from api.deps import AdminDep, ReaderDep, SessionDep
+from api.errors import AUTH, responses
+from api.schemas import LinkCreate, LinkPublic, LinksPublic, SamplePublic, SamplesPublic
+from db import queries
+
+router = APIRouter(prefix="/links", tags=["links"])
+
+MAX_PAGE = 10_000
+
+
+@router.get("", response_model=LinksPublic, responses=responses(*AUTH))
+def list_links(
+    session: SessionDep,
+    _: ReaderDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+) -> LinksPublic:
+    """Links by name. `count` is this page's size, `total` all links."""
+    rows, total = queries.list_links(session=session, offset=offset, limit=limit)
+    return LinksPublic(
+        data=[LinkPublic.model_validate(r) for r in rows], count=len(rows), total=total
+    )
+
+
+@router.post(
+    "",
+    response_model=LinkPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": LinkPublic, "description": "Updated"}, **responses(422, *AUTH)},
+)
+def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Response):
+    """Register a link, or update its nodes, capacity and labels (200 when it existed)."""
+    link, created = queries.upsert_link(session=session, **body.model_dump())
+    session.commit()
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return LinkPublic.model_validate(link)
+
+
+def _validate_range(start: datetime | None, end: datetime | None) -> None:
+    for name, t in (("start", start), ("end", end)):
+        if t is not None and t.tzinfo is None:
+            raise HTTPException(422, f"{name} needs a UTC offset (add Z)")
+    if start is not None and end is not None and end <= start:
+        raise HTTPException(422, "end must be after start")
+
+
+@router.get(
+    "/{link:path}/samples", response_model=SamplesPublic, responses=responses(404, 422, *AUTH)
+)
+def get_samples(
+    link: str,
+    session: SessionDep,
+    _: ReaderDep,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
+) -> SamplesPublic:
+    """Samples of one link with `start <= ts < end`, oldest first, one page at a time.
+
+    Link names may hold `/`, `:` and `>`; percent-encode them or not.
+    """
+    _validate_range(start, end)
+    row = queries.get_link(session=session, name=link)
+    if row is None:
+        raise HTTPException(404, f"unknown link {link!r}")
+    rows = queries.get_samples(
+        session=session, link_id=row.id, start=start, end=end, limit=limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SamplesPublic(
+        data=[SamplePublic.model_validate(r) for r in rows],
+        count=len(rows),
+        next_start=rows[-1].ts if more else None,
+    )

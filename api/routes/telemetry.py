@@ -1,0 +1,66 @@
+"""POST /telemetry: collectors push link loads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.deps import EngineDep, SettingsDep, WriterDep
+from api.errors import AUTH, responses
+from api.ingest import InvalidSample, MalformedBody, TooLarge, parse_batch
+from api.schemas import TelemetryAccepted, TelemetryIn
+from db.ingest import write_samples
+
+router = APIRouter(prefix="/telemetry", tags=["telemetry"])
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body of {declared} bytes exceeds {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "",
+    response_model=TelemetryAccepted,
+    responses=responses(400, 413, 422, *AUTH),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": TelemetryIn.model_json_schema()}},
+        }
+    },
+)
+async def push_telemetry(
+    request: Request, _: WriterDep, engine: EngineDep, settings: SettingsDep
+) -> JSONResponse:
+    """Store a batch of link loads (bit/s), all or nothing.
+
+    Unknown links are registered. A sample for a (link, ts) already stored replaces
+    it, so a retried request is harmless. At most 50,000 samples and 10 MiB per request.
+    """
+    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        batch = parse_batch(
+            body,
+            max_samples=settings.max_batch_samples,
+            max_future=timedelta(seconds=settings.max_future_seconds),
+        )
+    except MalformedBody as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+    except TooLarge as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+    except InvalidSample as exc:
+        return JSONResponse({"detail": exc.detail()}, status_code=422)
+    await run_in_threadpool(write_samples, engine, batch.links, batch.ts, batch.values)
+    return JSONResponse({"accepted": batch.received})

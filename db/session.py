@@ -1,0 +1,49 @@
+"""Engine and session factory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Name the psycopg 3 driver in a plain ``postgresql://`` URL.
+
+    >>> sqlalchemy_url("postgresql://postgres@127.0.0.1:5432/test")
+    'postgresql+psycopg://postgres@127.0.0.1:5432/test'
+    >>> sqlalchemy_url("postgres://u@h/d")
+    'postgresql+psycopg://u@h/d'
+    """
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url!r} (expected postgresql://...)")
+
+
+def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int = 5) -> Engine:
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": connect_timeout, "application_name": "linkcast"},
+    )
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

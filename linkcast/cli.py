@@ -1,0 +1,110 @@
+"""The `linkcast` command line: one entry point that wires the packages together."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from linkcast.settings import Settings
+
+app = typer.Typer(
+    help="linkcast: live link-load forecasting that keeps up when failures re-route traffic.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+
+HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOpt = Annotated[int, typer.Option(help="API port.", min=1, max=65535)]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic's message names the variable and the problem
+        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _upgraded(settings: Settings) -> str:
+    from db.migrate import upgrade
+
+    url = settings.resolved_database_url
+    upgrade(url)
+    return url
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema (embedded database unless LINKCAST_DATABASE_URL is set)."""
+    _upgraded(_settings())
+    typer.echo("database schema is up to date")
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[str, typer.Option(help="read (query), write (push and query), admin (all).")],
+    name: Annotated[str, typer.Option(help="A note on who uses it.")] = "",
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from db.models import Scope
+    from db.queries import create_token
+    from db.session import make_engine, make_sessionmaker, session_scope
+
+    if scope not in Scope.ALL:
+        raise typer.BadParameter(f"choose one of {', '.join(Scope.ALL)}", param_hint="--scope")
+    url = _upgraded(_settings())
+    engine = make_engine(url, pool_size=1)
+    with session_scope(make_sessionmaker(engine)) as session:
+        new = create_token(session=session, scope=scope, name=name)
+    engine.dispose()
+    typer.echo(new.token)
+
+
+@app.command()
+def api(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
+) -> None:
+    """Serve the REST API (after bringing the schema up to date)."""
+    import uvicorn
+
+    settings = _settings()
+    url = _upgraded(settings)
+    logging.basicConfig(level=logging.INFO)
+    # Workers are separate processes: they get the resolved URL, not the embedded server.
+    import os
+
+    os.environ["LINKCAST_DATABASE_URL"] = url
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command()
+def up(
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    ui_port: Annotated[int, typer.Option(help="Dashboard port.", min=1, max=65535)] = 8501,
+    demo: Annotated[bool, typer.Option(help="Also feed a simulated network.")] = False,
+) -> None:
+    """Start everything: database (embedded unless LINKCAST_DATABASE_URL), schema, API."""
+    from linkcast.up import run_up
+
+    run_up(_settings(), host=host, port=port, ui_port=ui_port, demo=demo)
+
+
+def main() -> None:
+    app()
