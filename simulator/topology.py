@@ -207,8 +207,10 @@ class Topology:
             missing = [n for n in self.nodes if n not in self.positions]
             raise ValueError(f"topology {self.name!r}: no position for nodes {missing[:5]}")
         return np.array(
-            [great_circle_km(self.positions[lk.source], self.positions[lk.target])
-             for lk in self.links],
+            [
+                great_circle_km(self.positions[lk.source], self.positions[lk.target])
+                for lk in self.links
+            ],
             dtype=float,
         )
 

@@ -396,4 +396,3 @@ def load_abilene(*, contiguous: bool = True, topology: Topology | None = None) -
     See :func:`load_traffic_csv`.
     """
     return load_traffic_csv(_data_path(ABILENE_CSV), topology=topology, contiguous=contiguous)
-
