@@ -535,12 +535,21 @@ def build_scenario(
         valid = ", ".join(k.value for k in ScenarioKind)
         raise ValueError(f"unknown scenario {kind!r}; valid: {valid}") from exc
     step = traffic.n_steps // 2 if step is None else step
-    common = {"step": step, "ecmp": ecmp, "metric": metric, "window_steps": window_steps}
     # The kind joins the seed so that drastic and mixed draw independently.
     rng = np.random.default_rng([seed, list(ScenarioKind).index(kind)])
     seen: list[Candidate] = []
     for size, limit in ((1, None), (2, MAX_DOUBLE_CANDIDATES)):
-        cands = failure_candidates(topology, traffic, size=size, limit=limit, seed=seed, **common)
+        cands = failure_candidates(
+            topology,
+            traffic,
+            step=step,
+            size=size,
+            ecmp=ecmp,
+            metric=metric,
+            window_steps=window_steps,
+            limit=limit,
+            seed=seed,
+        )
         seen += cands
         good = [c for c in cands if c.qualifies(kind)]
         if good:

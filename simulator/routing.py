@@ -185,8 +185,8 @@ def route(
     matrix = np.zeros((2 * len(topology.links), len(pairs)))
     routable = np.ones(len(pairs), dtype=bool)
     by_source: dict[int, list[tuple[int, int]]] = {}
-    for p, (s, d) in enumerate(pairs):
-        by_source.setdefault(index[s], []).append((p, index[d]))
+    for p, (src, dst) in enumerate(pairs):
+        by_source.setdefault(index[src], []).append((p, index[dst]))
     for s, targets in by_source.items():
         dist, preds = _dijkstra(s, adj, n)
         for p, d in targets:
