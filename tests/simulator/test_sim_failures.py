@@ -163,3 +163,16 @@ def test_stated_thresholds():
     assert classify_shift(0.5) == classify_shift(-0.5) == classify_shift(np.inf) == "drastic"
     assert classify_shift(0.49) == classify_shift(-0.1) == classify_shift(0.1) == "moderate"
     assert classify_shift(0.099) is None and classify_shift(-0.05) is None
+
+
+def test_builder_says_when_no_failure_qualifies():
+    from simulator.topology import Link, Topology
+    from simulator.traffic import sine_traffic
+
+    # In a triangle every cut doubles a path's load (drastic) and any two cuts
+    # disconnect it: no moderate scenario exists.
+    tri = Topology("tri", ("a", "b", "c"), (Link("a", "b"), Link("b", "c"), Link("c", "a")))
+    tr = sine_traffic(tri, n_steps=100, seed=0)
+    assert experiment(tri, tr, "drastic").target_links
+    with pytest.raises(ValueError, match="no single or double link failure on 'tri'"):
+        build_scenario("moderate", tri, tr)
