@@ -125,7 +125,7 @@ class Topology:
     name: str
     nodes: tuple[str, ...]
     links: tuple[Link, ...]
-    positions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    positions: Mapping[str, tuple[float, float]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
