@@ -41,11 +41,9 @@ class InvalidSample(ValueError):
 
 @dataclass
 class Batch:
-    """Validated samples, one per (link, ts): the last of duplicates wins."""
+    """Validated samples keyed by (link, ts as RFC 3339 UTC); the last of duplicates wins."""
 
-    links: list[str]
-    ts: list[datetime]
-    values: list[float]
+    rows: dict[tuple[str, str], float]
     received: int
 
 
@@ -127,8 +125,8 @@ def parse_batch(
 
     >>> b = parse_batch(b'{"samples":[{"link":"A>B","ts":"2026-01-01T00:00:00Z","value":1.5e9}]}',
     ...                 max_samples=10, max_future=timedelta(hours=1))
-    >>> b.links, b.values, b.ts[0].isoformat()
-    (['A>B'], [1500000000.0], '2026-01-01T00:00:00+00:00')
+    >>> b.rows
+    {('A>B', '2026-01-01T00:00:00+00:00'): 1500000000.0}
     >>> try:
     ...     parse_batch(b'{"samples":[{"link":"A>B","ts":0,"value":-1}]}',
     ...                 max_samples=10, max_future=timedelta(0))
@@ -147,16 +145,35 @@ def parse_batch(
     if len(samples) > max_samples:
         raise TooLarge(f"{len(samples)} samples in one request; at most {max_samples}")
     latest = (now or datetime.now(UTC)) + max_future
-    rows: dict[tuple[str, datetime], float] = {}
+    rows: dict[tuple[str, str], float] = {}
+    stamps: dict[object, str] = {}  # a batch repeats few timestamps: parse each once
     for i, s in enumerate(samples):
-        if not isinstance(s, dict):
-            raise InvalidSample(("samples", i), "sample must be an object", "type_error")
-        for field in ("link", "ts", "value"):
-            if field not in s:
-                raise InvalidSample(("samples", i, field), "field required", "missing")
-        key = (_link(s["link"], i), _timestamp(s["ts"], i, latest))
+        # Fast path: the common, valid shape, checked with a few type tests. Anything
+        # else goes through the field checkers, which raise the precise error.
+        link = s.get("link") if type(s) is dict else None
+        value = s.get("value") if type(s) is dict else None
+        raw_ts = s.get("ts") if type(s) is dict else None
+        ts = stamps.get(raw_ts) if type(raw_ts) is str else None
+        if (
+            ts is None
+            or type(link) is not str
+            or not (type(value) is float or type(value) is int)
+            or not 0 <= value <= MAX_VALUE_BPS
+            or not 0 < len(link) <= MAX_LINK_NAME
+            or not link.isprintable()
+            or link.isspace()
+        ):
+            if not isinstance(s, dict):
+                raise InvalidSample(("samples", i), "sample must be an object", "type_error")
+            for field in ("link", "ts", "value"):
+                if field not in s:
+                    raise InvalidSample(("samples", i, field), "field required", "missing")
+            link = _link(link, i)
+            ts = _timestamp(raw_ts, i, latest).isoformat()
+            value = _value(value, i)
+            if type(raw_ts) is str:
+                stamps[raw_ts] = ts
+        key = (link, ts)
         rows.pop(key, None)  # re-insert so that order follows the last occurrence
-        rows[key] = _value(s["value"], i)
-    links = [k[0] for k in rows]
-    ts = [k[1] for k in rows]
-    return Batch(links=links, ts=ts, values=list(rows.values()), received=len(samples))
+        rows[key] = float(value)
+    return Batch(rows=rows, received=len(samples))

@@ -9,7 +9,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Double,
-    ForeignKey,
     Identity,
     Integer,
     String,
@@ -52,9 +51,7 @@ class Link(Base):
 class Sample(Base):
     __tablename__ = "sample"
 
-    link_id: Mapped[int] = mapped_column(
-        ForeignKey("link.id", ondelete="CASCADE"), primary_key=True
-    )
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # link.id, no FK (speed)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     value_bps: Mapped[float] = mapped_column(Double)
 

@@ -108,3 +108,7 @@ def up(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -62,5 +62,6 @@ async def push_telemetry(
         return JSONResponse({"detail": str(exc)}, status_code=413)
     except InvalidSample as exc:
         return JSONResponse({"detail": exc.detail()}, status_code=422)
-    await run_in_threadpool(write_samples, engine, batch.links, batch.ts, batch.values)
+    rows = [(link, ts, value) for (link, ts), value in batch.rows.items()]
+    await run_in_threadpool(write_samples, engine, rows)
     return JSONResponse({"accepted": batch.received})

@@ -85,6 +85,14 @@ def test_last_write_wins_across_and_within_requests(client, tokens, clean_db):
     assert r.json() == {"accepted": 2}
     # Both name the same instant: the later sample of the request wins.
     assert [row[2] for row in stored(clean_db)] == [3.0]
+    # A batch mixing a stored (link, ts) with new ones stores all of them.
+    r = client.post(
+        URL,
+        json={"samples": [sample(value=4.0), sample(ts="2026-01-01T00:01:00Z", value=5.0)]},
+        headers=h,
+    )
+    assert r.status_code == 200
+    assert [row[2] for row in stored(clean_db)] == [4.0, 5.0]
 
 
 def test_epoch_seconds_and_unknown_links_are_registered(client, tokens, clean_db):
