@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -104,6 +105,61 @@ def up(
     from linkcast.up import run_up
 
     run_up(_settings(), host=host, port=port, ui_port=ui_port, demo=demo)
+
+
+@app.command()
+def evaluate(
+    out: Annotated[Path, typer.Option(help="Folder for results.csv, report.md and plots.")],
+    topology: Annotated[
+        str | None, typer.Option(help="Built-in topology: nobel-eu, abilene, geant.")
+    ] = None,
+    topology_file: Annotated[
+        Path | None, typer.Option(help="SNDlib XML network file.", exists=True, dir_okay=False)
+    ] = None,
+    traffic: Annotated[
+        str, typer.Option(help="sine (synthetic) or abilene (real, 2004).")
+    ] = "sine",
+    traffic_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Gzipped CSV: timestamp, then SRC>DST columns in Mbit/s.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="drastic, moderate or mixed; repeat for several (default: all)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for traffic, failures and models.")] = 0,
+    quick: Annotated[bool, typer.Option(help="A small, fast run.")] = False,
+) -> None:
+    """The offline experiment: fail links, re-route, and score every model around it."""
+    from simulator.evaluate import SCENARIOS, run_evaluation
+
+    if topology and topology_file:
+        raise typer.BadParameter("give --topology or --topology-file, not both")
+    scenarios = scenario or list(SCENARIOS)
+    for name in scenarios:
+        if name not in SCENARIOS:
+            raise typer.BadParameter(
+                f"{name!r}; choose from {', '.join(SCENARIOS)}", param_hint="--scenario"
+            )
+    try:
+        results = run_evaluation(
+            topology=None if topology_file else (topology or "nobel-eu"),
+            topology_file=topology_file,
+            traffic=traffic,
+            traffic_file=traffic_file,
+            scenarios=scenarios,
+            seed=seed,
+            out=out,
+            quick=quick,
+        )
+    except ValueError as exc:  # bad topology, traffic or scenario: say so, no traceback
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {results} and {out / 'report.md'}")
 
 
 def main() -> None:
