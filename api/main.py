@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Link-load telemetry in, forecasts out.",
         lifespan=lifespan,
+        # Collectors and curl users often omit Content-Type; JSON is the only body we take.
+        strict_content_type=False,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)

@@ -1,0 +1,60 @@
+"""Links and samples queries."""
+
+from __future__ import annotations
+
+from tests.conftest import auth
+from tests.factories import sample
+
+
+def test_create_update_and_list_links(client, tokens):
+    h = auth(tokens["admin"])
+    body = {"name": "ATLAng>HSTNng", "capacity_bps": 10e9, "labels": {"vendor": "juniper"}}
+    r = client.post("/api/v1/links", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["src"] == "ATLAng" and r.json()["dst"] == "HSTNng"
+    r = client.post("/api/v1/links", json=body | {"capacity_bps": 40e9}, headers=h)
+    assert r.status_code == 200
+    assert r.json()["capacity_bps"] == 40e9
+    listed = client.get("/api/v1/links", headers=auth(tokens["read"])).json()
+    assert listed["count"] == listed["total"] == 1
+    assert listed["data"][0]["labels"] == {"vendor": "juniper"}
+
+
+def test_link_create_needs_admin_and_valid_fields(client, tokens):
+    r = client.post("/api/v1/links", json={"name": "a>b"}, headers=auth(tokens["write"]))
+    assert r.status_code == 403
+    r = client.post(
+        "/api/v1/links", json={"name": "a>b", "capacity_bps": -5}, headers=auth(tokens["admin"])
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "capacity_bps"]
+    r = client.post("/api/v1/links", content=b"{", headers=auth(tokens["admin"]))
+    assert r.status_code == 400
+    assert client.get("/api/v1/links", headers=auth(tokens["read"])).json()["total"] == 0
+
+
+def test_samples_time_range_and_errors(client, tokens):
+    h = auth(tokens["write"])
+    batch = [sample(ts=f"2026-01-01T00:0{m}:00Z", value=m) for m in range(6)]
+    assert client.post("/api/v1/telemetry", json={"samples": batch}, headers=h).status_code == 200
+    url = "/api/v1/links/A>B/samples"
+    r = client.get(
+        url,
+        params={"start": "2026-01-01T00:02:00Z", "end": "2026-01-01T00:04:00Z"},
+        headers=h,
+    )
+    assert [d["value_bps"] for d in r.json()["data"]] == [2.0, 3.0]
+    assert client.get("/api/v1/links/nope/samples", headers=h).status_code == 404
+    bad = client.get(
+        url, params={"start": "2026-01-01T00:04:00Z", "end": "2026-01-01T00:02Z"}, headers=h
+    )
+    assert bad.status_code == 422
+    assert client.get(url, params={"start": "soon"}, headers=h).status_code == 422
+    assert client.get(url, params={"start": "2026-01-01T00:00:00"}, headers=h).status_code == 422
+    assert client.get(url, params={"limit": 10_001}, headers=h).status_code == 422
+    assert client.get(url).status_code == 401
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}

@@ -1,0 +1,62 @@
+"""Migrations and the embedded database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from sqlalchemy import inspect, text
+
+from db.migrate import downgrade, upgrade
+from db.session import make_engine
+
+
+def test_migrations_create_the_schema_and_round_trip(database_url, db_engine):
+    names = set(inspect(db_engine).get_table_names())
+    assert {"link", "sample", "api_token", "alembic_version"} <= names
+    pk = inspect(db_engine).get_pk_constraint("sample")
+    assert pk["constrained_columns"] == ["link_id", "ts"]
+    downgrade(database_url)
+    assert "sample" not in inspect(make_engine(database_url, pool_size=1)).get_table_names()
+    upgrade(database_url)
+    upgrade(database_url)  # idempotent
+    with db_engine.connect() as conn:
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+
+
+def test_embedded_database_keeps_data_across_restarts(tmp_path):
+    """Two separate processes on the same DATA_DIR: the second sees the first's data."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from sqlalchemy import text
+        from db.migrate import upgrade
+        from db.session import make_engine
+        from linkcast.settings import Settings
+        url = Settings().resolved_database_url
+        upgrade(url)
+        engine = make_engine(url, pool_size=1)
+        with engine.begin() as conn:
+            if sys.argv[1] == "write":
+                conn.execute(text("INSERT INTO link (name) VALUES ('kept>across')"))
+            print(conn.scalar(text("SELECT count(*) FROM link WHERE name = 'kept>across'")))
+        engine.dispose()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LINKCAST_DATABASE_URL"}
+    env["LINKCAST_DATA_DIR"] = str(tmp_path / "data")
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", script, mode],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout.split()[-1]
+        for mode in ("write", "read")
+    ]
+    assert outs == ["1", "1"]
+    assert (tmp_path / "data" / "pg" / "PG_VERSION").exists()
