@@ -162,6 +162,134 @@ def evaluate(
     typer.echo(f"wrote {results} and {out / 'report.md'}")
 
 
+@app.command(
+    epilog=(
+        "Clock: --step-seconds is real seconds per simulated step and the grid of the "
+        "timestamps (default LINKCAST_STEP_SECONDS, so the engine's grid); --speed is the "
+        "same said as simulated seconds per real second (5-minute steps at --speed 150 = "
+        "--step-seconds 2). Example, the demo's pace: linkcast simulate --push "
+        "http://127.0.0.1:8000 --token $T --step-seconds 2 --backfill 288 --fail-at 60"
+    )
+)
+def simulate(
+    push: Annotated[
+        str | None,
+        typer.Option(help="API base URL (default: LINKCAST_API_URL, else http://127.0.0.1:8000)."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Token with the write scope (default: LINKCAST_TOKEN).")
+    ] = None,
+    topology: Annotated[
+        str | None,
+        typer.Option(help="Built-in topology: nobel-eu (default), abilene, geant."),
+    ] = None,
+    topology_file: Annotated[
+        Path | None, typer.Option(help="SNDlib XML network file.", exists=True, dir_okay=False)
+    ] = None,
+    traffic: Annotated[
+        str, typer.Option(help="sine (synthetic, 5-min steps) or abilene (real, 2004).")
+    ] = "sine",
+    traffic_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Gzipped CSV: timestamp, then SRC>DST columns in Mbit/s.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    scenario: Annotated[
+        str, typer.Option(help="Failure: drastic, moderate, mixed or none.")
+    ] = "drastic",
+    seed: Annotated[int, typer.Option(help="Seed for traffic and failure.")] = 0,
+    fail_at: Annotated[
+        int, typer.Option(help="Live steps before the failure (after the backfill).", min=0)
+    ] = 60,
+    repair_after: Annotated[
+        int | None, typer.Option(help="Repair the failed links this many steps later.", min=1)
+    ] = None,
+    steps: Annotated[
+        int, typer.Option(help="Live steps to push; 0: forever, replaying the traffic.", min=0)
+    ] = 0,
+    step_seconds: Annotated[
+        float | None,
+        typer.Option(help="Real seconds per simulated step (default: LINKCAST_STEP_SECONDS)."),
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Simulated seconds per real second (or --step-seconds).")
+    ] = None,
+    backfill: Annotated[
+        int, typer.Option(help="Push this many steps of history first, ending now.", min=0)
+    ] = 0,
+    max_links: Annotated[
+        int | None, typer.Option(help="Push at most N links (failed and shifted first).", min=1)
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for each step's time; --no-wait pushes at once.")
+    ] = True,
+    log_every: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 30.0,
+) -> None:
+    """A simulated network as a live collector: push link loads and failures to the API."""
+    import signal
+    import threading
+
+    from simulator.feeder import Feeder, FeederError, build_network, select_links
+
+    if step_seconds is not None and speed is not None:
+        raise typer.BadParameter("give --step-seconds or --speed, not both")
+    settings = _settings()
+    token = token or settings.token
+    if not token:
+        raise typer.BadParameter("no token: pass --token or set LINKCAST_TOKEN")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        network = build_network(
+            topology=topology,
+            topology_file=topology_file,
+            traffic=traffic,
+            traffic_file=traffic_file,
+            scenario=scenario,
+            seed=seed,
+            fail_at=fail_at,
+            backfill=backfill,
+            repair_after=repair_after,
+        )
+        feeder = Feeder(
+            network,
+            push or settings.api_url,
+            token,
+            step_seconds=settings.step_seconds
+            if step_seconds is None and not speed
+            else step_seconds,
+            speed=speed,
+            backfill=backfill,
+            steps=steps or None,
+            loop=not steps,
+            links=select_links(network, max_links) if max_links else None,
+            realtime=wait,
+            log_every_seconds=log_every,
+        )
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    stop = threading.Event()
+
+    def _interrupt(signum: int, frame: object) -> None:
+        typer.echo("stopping (Ctrl-C again to abort)", err=True)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        stats = feeder.run(stop)
+    except FeederError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stats.unsent_samples:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
