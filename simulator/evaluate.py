@@ -231,12 +231,17 @@ class ModelTrace:
             return np.full(shape, np.nan, dtype=np.float64)
 
         k = len(SCORED_HORIZONS)
-        return cls(nan(n_steps, n_links, k), nan(n_steps, n_links), nan(n_steps, n_links),
-                   nan(n_steps, n_links))
+        return cls(
+            nan(n_steps, n_links, k),
+            nan(n_steps, n_links),
+            nan(n_steps, n_links),
+            nan(n_steps, n_links),
+        )
 
     def copy(self) -> ModelTrace:
-        return ModelTrace(self.residual.copy(), self.forecast1.copy(), self.lower1.copy(),
-                          self.upper1.copy())
+        return ModelTrace(
+            self.residual.copy(), self.forecast1.copy(), self.lower1.copy(), self.upper1.copy()
+        )
 
 
 @dataclass
@@ -323,8 +328,14 @@ def run_models(
     )
     total = (f + len(names) * (n_steps - f)) if shared else len(names) * n_steps
     runs: dict[str, ScenarioRun] = {}
-    with tqdm(total=total, desc="evaluate", unit="step", disable=not progress,
-              mininterval=1.0, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total,
+        desc="evaluate",
+        unit="step",
+        disable=not progress,
+        mininterval=1.0,
+        dynamic_ncols=True,
+    ) as bar:
         if shared:
             bar.set_postfix_str(f"shared prefix ({f} steps)")
             t0 = time.perf_counter()
@@ -426,10 +437,12 @@ def score(run: ScenarioRun, protocol: Protocol) -> list[dict[str, float | int | 
             "mape_post": metrics.mape(y[post_w], fc[1][post_w]),
             "ttc_steps": ttc,
             "ttc_minutes": None if ttc is None else ttc * protocol.step_seconds / 60,
-            "coverage": metrics.coverage(y[post_w], tr.lower1[post_w][:, links],
-                                         tr.upper1[post_w][:, links]),
-            "coverage_pre": metrics.coverage(y[pre_w], tr.lower1[pre_w][:, links],
-                                             tr.upper1[pre_w][:, links]),
+            "coverage": metrics.coverage(
+                y[post_w], tr.lower1[post_w][:, links], tr.upper1[post_w][:, links]
+            ),
+            "coverage_pre": metrics.coverage(
+                y[pre_w], tr.lower1[pre_w][:, links], tr.upper1[pre_w][:, links]
+            ),
             "n_fits": run.n_fits.get(model),
         }
         rows.append({k: (_or_none(v) if isinstance(v, float) else v) for k, v in row.items()})
@@ -462,8 +475,9 @@ def _load_traffic(
         return sine_traffic(topo, n_steps=protocol_steps, seed=seed), "sine (synthetic)"
     if traffic == "abilene":
         return load_abilene(topology=topo), "abilene (real, 2004, shipped)"
-    raise ValueError(f"unknown traffic {traffic!r}; valid: {', '.join(TRAFFIC_KINDS)}, "
-                     "or a traffic file")
+    raise ValueError(
+        f"unknown traffic {traffic!r}; valid: {', '.join(TRAFFIC_KINDS)}, or a traffic file"
+    )
 
 
 def run_evaluation(
@@ -564,8 +578,9 @@ def run_evaluation(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame([row for run in runs.values() for row in run.rows],
-                         columns=list(RESULT_COLUMNS))
+    frame = pd.DataFrame(
+        [row for run in runs.values() for row in run.rows], columns=list(RESULT_COLUMNS)
+    )
     frame = frame.astype({"retrain_every": "Int64", "ttc_steps": "Int64", "n_fits": "Int64"})
     csv_path = out / "results.csv"
     frame.to_csv(csv_path, index=False, float_format="%.4g")

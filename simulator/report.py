@@ -64,8 +64,9 @@ def plot_error_around_failure(run: ScenarioRun, protocol: Protocol, path: Path) 
     links = list(run.result.target_links)
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     axes = fig.subplots(2, 1, sharex=True)
-    for ax, (k, h) in zip(axes, [(0, 1), (len(SCORED_HORIZONS) - 1, SCORED_HORIZONS[-1])],
-                          strict=True):
+    for ax, (k, h) in zip(
+        axes, [(0, 1), (len(SCORED_HORIZONS) - 1, SCORED_HORIZONS[-1])], strict=True
+    ):
         for model in MODELS:
             err = normalised_error_series(run, model, links, protocol, k)
             curve = metrics.rolling_mean(err, smooth)[start:stop]
@@ -101,12 +102,17 @@ def plot_example_link(run: ScenarioRun, protocol: Protocol, path: Path) -> None:
     x = _hours(protocol, start, stop)
     fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.subplots()
-    ax.plot(x, res.loads_bps[start:stop, link] / 1e6, color="black", linewidth=1.6,
-            label="actual")
+    ax.plot(x, res.loads_bps[start:stop, link] / 1e6, color="black", linewidth=1.6, label="actual")
     for model in EXAMPLE_MODELS:
         color, ls = _STYLE.get(model, (None, "-"))
-        ax.plot(x, run.traces[model].forecast1[start:stop, link] / 1e6, label=model,
-                color=color, linestyle=ls, linewidth=1.0)
+        ax.plot(
+            x,
+            run.traces[model].forecast1[start:stop, link] / 1e6,
+            label=model,
+            color=color,
+            linestyle=ls,
+            linewidth=1.0,
+        )
     failed = ", ".join(f"{e.link[0]}-{e.link[1]}" for e in res.scenario.events)
     ax.axvline(0, color="crimson", linewidth=1.2, linestyle="--", label=f"failure ({failed})")
     shift = next(s for s in res.target_shifts if s.link_index == link)
@@ -125,7 +131,7 @@ def _fmt(v: object, digits: int = 3) -> str:
     if v is None or v is pd.NA or (isinstance(v, float) and not np.isfinite(v)):
         return "n/a"
     if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+        return f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:.0f}"
     return str(v)
 
 
@@ -138,8 +144,16 @@ def _table(frame: pd.DataFrame, columns: Iterable[str]) -> str:
 
 
 _TABLE_COLUMNS = (
-    "model", "rmse_pre", "rmse_post", "rmse_post_1h", "rmse_post_h6", "rmse_post_h12",
-    "mape_post", "ttc_steps", "coverage", "n_fits",
+    "model",
+    "rmse_pre",
+    "rmse_post",
+    "rmse_post_1h",
+    "rmse_post_h6",
+    "rmse_post_h12",
+    "mape_post",
+    "ttc_steps",
+    "coverage",
+    "n_fits",
 )
 
 
@@ -226,7 +240,7 @@ def write_report(
         "`results.csv`.",
         "",
     ]
-    for name, run in runs.items():
+    for name in runs:
         lines += [f"### {name}", "", _table(frame[frame["scenario"] == name], _TABLE_COLUMNS), ""]
     for name, run in runs.items():
         res = run.result
@@ -251,8 +265,13 @@ def write_report(
         err_png, link_png = f"error_{name}.png", f"link_{name}.png"
         plot_error_around_failure(run, protocol, out / err_png)
         plot_example_link(run, protocol, out / link_png)
-        lines += ["", f"![error around the failure]({err_png})", "",
-                  f"![example link]({link_png})", ""]
+        lines += [
+            "",
+            f"![error around the failure]({err_png})",
+            "",
+            f"![example link]({link_png})",
+            "",
+        ]
     lines += ["## Definitions", "", _definitions(protocol)]
     path = out / "report.md"
     path.write_text("\n".join(lines))
