@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from api import errors
-from api.routes import health, links, telemetry
+from api.routes import alerts, events, forecasts, health, links, models, telemetry
 from db.session import make_engine, make_sessionmaker
 from linkcast.settings import Settings
 
@@ -48,6 +48,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error)
     errors.install(app)
     app.include_router(health.router)
-    for router in (telemetry.router, links.router):
+    for router in (
+        telemetry.router,
+        links.router,
+        forecasts.router,
+        alerts.router,
+        events.router,
+        models.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app

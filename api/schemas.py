@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,3 +72,112 @@ class SamplesPublic(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class ForecastPublic(BaseModel):
+    issued_at: datetime
+    model: str
+    step: int = Field(description="1-based horizon step")
+    ts: datetime = Field(description="start of the bucket the step forecasts")
+    value: float = Field(description="bit/s")
+    lower: float
+    upper: float
+
+
+class ForecastsPublic(BaseModel):
+    data: list[ForecastPublic]
+    count: int
+
+
+class ErrorRowPublic(BaseModel):
+    ts: datetime
+    model: str
+    step: int
+    error_bps: float = Field(description="forecast - actual")
+    actual_bps: float
+
+
+class ErrorsPublic(BaseModel):
+    data: list[ErrorRowPublic]
+    count: int
+
+
+class AlertPublic(BaseModel):
+    id: int
+    kind: str = Field(description="drift, failure or capacity")
+    state: str = Field(description="pending, firing or resolved")
+    link: str | None
+    links: list[str]
+    model: str | None
+    onset: datetime
+    magnitude: float | None = Field(description="relative change, or utilisation for capacity")
+    message: str
+    created_at: datetime
+    updated_at: datetime
+    firing_at: datetime | None
+    resolved_at: datetime | None
+
+
+class AlertsPublic(BaseModel):
+    data: list[AlertPublic]
+    count: int
+
+
+class EventCreate(BaseModel):
+    kind: Literal["failure", "repair", "maintenance"]
+    links: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(min_length=1)
+    ts: datetime = Field(description="RFC 3339 with offset")
+    end_ts: datetime | None = Field(default=None, description="end of a maintenance window")
+    note: str = Field(default="", max_length=2000)
+
+
+class EventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    links: list[str]
+    ts: datetime
+    end_ts: datetime | None
+    note: str
+    source: str = Field(description="operator or detector")
+    created_at: datetime
+
+
+class EventsPublic(BaseModel):
+    data: list[EventPublic]
+    count: int
+
+
+class AlignedErrorPublic(BaseModel):
+    model: str
+    offset_steps: int = Field(description="steps since the event (negative: before)")
+    rel_error: float = Field(description="mean over links of |error| / link's pre-event mean")
+    mae_bps: float
+    links: int
+
+
+class EventErrorsPublic(BaseModel):
+    event: EventPublic
+    step_seconds: int
+    affected: list[str] = Field(description="links whose load shifted (failed ones excluded)")
+    data: list[AlignedErrorPublic]
+    count: int
+    ttc_steps: dict[str, int | None] = Field(
+        description="per model: steps until the rolling error is back within 1.5x of before"
+    )
+
+
+class ModelPublic(BaseModel):
+    name: str
+    version: int | None
+    last_retrain: datetime | None
+    retrains: int
+    rmse_bps: float | None = Field(description="one-step RMSE over the last hour")
+    mae_bps: float | None
+    scored: int
+
+
+class ModelsPublic(BaseModel):
+    data: list[ModelPublic]
+    count: int

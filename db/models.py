@@ -11,11 +11,12 @@ from sqlalchemy import (
     Double,
     Identity,
     Integer,
+    LargeBinary,
     String,
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -65,3 +66,113 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ModelName:
+    """Model names, as the REST API and the CLI spell them."""
+
+    LIQUID = "liquid"
+    INCREMENTAL = "incremental"
+    PERSISTENCE = "persistence"
+    SEASONAL = "seasonal"
+    HYBRID = "hybrid"
+    ALL = (LIQUID, INCREMENTAL, PERSISTENCE, SEASONAL, HYBRID)
+
+
+class Forecast(Base):
+    __tablename__ = "forecast"
+
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    step_seconds: Mapped[int] = mapped_column(Integer)
+    value_bps: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+    lower_bps: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+    upper_bps: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+
+
+class ForecastError(Base):
+    __tablename__ = "forecast_error"
+
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    actual_bps: Mapped[float] = mapped_column(Double)
+    error_bps: Mapped[list[float | None]] = mapped_column(ARRAY(REAL))
+
+
+class EventKind:
+    FAILURE = "failure"
+    REPAIR = "repair"
+    MAINTENANCE = "maintenance"
+    REROUTE = "reroute"
+    ALL = (FAILURE, REPAIR, MAINTENANCE, REROUTE)
+
+
+class Event(Base):
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    links: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_ts: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(Text, server_default="")
+    source: Mapped[str] = mapped_column(Text, server_default="operator")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AlertKind:
+    DRIFT = "drift"
+    FAILURE = "failure"
+    CAPACITY = "capacity"
+    ALL = (DRIFT, FAILURE, CAPACITY)
+
+
+class AlertState:
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    ALL = (PENDING, FIRING, RESOLVED)
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text)
+    link_id: Mapped[int | None] = mapped_column(Integer)
+    links: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    model: Mapped[str | None] = mapped_column(Text)
+    onset: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    magnitude: Mapped[float | None] = mapped_column(Double)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    firing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ModelCheckpoint(Base):
+    __tablename__ = "model_checkpoint"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    step_seconds: Mapped[int] = mapped_column(Integer)
+    link_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_version"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(Text)
+    trained_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    duration_seconds: Mapped[float | None] = mapped_column(Double)
+    window_steps: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text, server_default="")

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.models import ApiToken, Link, Sample, Scope
+from db.models import ApiToken, Event, Link, ModelVersion, Sample, Scope
 
 
 def split_link_name(name: str) -> tuple[str | None, str | None]:
@@ -118,3 +118,201 @@ def token_scope(*, session: Session, token: str) -> str | None:
 
 def ping(*, session: Session) -> None:
     session.execute(text("SELECT 1"))
+
+
+# --- forecasts, errors, alerts, events, models ------------------------------------------
+
+
+def get_forecasts(
+    *,
+    session: Session,
+    link_id: int,
+    model: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    step: int | None,
+    latest: bool,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Forecast rows (issued_at, model, step, ts, value, lower, upper), by ts then step.
+
+    ``start``/``end`` bound the target time ``ts``; ``latest`` keeps only the newest
+    issue of each model; ``step`` keeps one horizon step.
+    """
+    sql = text(
+        """
+        WITH f AS (
+            SELECT * FROM forecast
+            WHERE link_id = :link_id
+              AND (CAST(:model AS text) IS NULL OR model = :model)
+              AND (CAST(:start AS timestamptz) IS NULL
+                   OR issued_at >= CAST(:start AS timestamptz) - interval '1 day')
+              AND (CAST(:end AS timestamptz) IS NULL OR issued_at < :end)
+        ), chosen AS (
+            SELECT * FROM f
+            WHERE NOT :latest OR issued_at = (
+                SELECT max(issued_at) FROM f f2 WHERE f2.model = f.model)
+        )
+        SELECT c.issued_at, c.model, h.step::int AS step,
+               c.issued_at + (h.step - 1) * c.step_seconds * interval '1 second' AS ts,
+               h.value::float8 AS value, c.lower_bps[h.step]::float8 AS lower,
+               c.upper_bps[h.step]::float8 AS upper
+        FROM chosen c CROSS JOIN LATERAL unnest(c.value_bps) WITH ORDINALITY AS h(value, step)
+        WHERE (CAST(:step AS int) IS NULL OR h.step = :step)
+          AND (CAST(:start AS timestamptz) IS NULL
+               OR c.issued_at + (h.step - 1) * c.step_seconds * interval '1 second' >= :start)
+          AND (CAST(:end AS timestamptz) IS NULL
+               OR c.issued_at + (h.step - 1) * c.step_seconds * interval '1 second' < :end)
+        ORDER BY ts, step, c.model
+        LIMIT :limit
+        """
+    )
+    params = {
+        "link_id": link_id,
+        "model": model,
+        "start": start,
+        "end": end,
+        "step": step,
+        "latest": latest,
+        "limit": limit,
+    }
+    return [dict(r._mapping) for r in session.execute(sql, params)]
+
+
+def get_errors(
+    *,
+    session: Session,
+    link_id: int,
+    model: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    step: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Scored errors (ts, model, step, error = forecast - actual, actual), by ts."""
+    sql = text(
+        """
+        SELECT e.ts, e.model, h.step::int AS step, h.err::float8 AS error_bps,
+               e.actual_bps
+        FROM forecast_error e
+        CROSS JOIN LATERAL unnest(e.error_bps) WITH ORDINALITY AS h(err, step)
+        WHERE e.link_id = :link_id AND h.err IS NOT NULL
+          AND (CAST(:model AS text) IS NULL OR e.model = :model)
+          AND (CAST(:start AS timestamptz) IS NULL OR e.ts >= :start)
+          AND (CAST(:end AS timestamptz) IS NULL OR e.ts < :end)
+          AND (CAST(:step AS int) IS NULL OR h.step = :step)
+        ORDER BY e.ts, step, e.model
+        LIMIT :limit
+        """
+    )
+    params = {
+        "link_id": link_id,
+        "model": model,
+        "start": start,
+        "end": end,
+        "step": step,
+        "limit": limit,
+    }
+    return [dict(r._mapping) for r in session.execute(sql, params)]
+
+
+def list_alerts(
+    *,
+    session: Session,
+    state: str | None,
+    kind: str | None,
+    link: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    sql = text(
+        """
+        SELECT a.id, a.kind, a.state, l.name AS link, a.links, a.model, a.onset,
+               a.magnitude, a.message, a.created_at, a.updated_at, a.firing_at, a.resolved_at
+        FROM alert a LEFT JOIN link l ON l.id = a.link_id
+        WHERE (CAST(:state AS text) IS NULL OR a.state = :state)
+          AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
+          AND (CAST(:link AS text) IS NULL OR :link = ANY(a.links))
+        ORDER BY a.onset DESC, a.id DESC
+        LIMIT :limit
+        """
+    )
+    params = {"state": state, "kind": kind, "link": link, "limit": limit}
+    return [dict(r._mapping) for r in session.execute(sql, params)]
+
+
+def list_events(
+    *,
+    session: Session,
+    kind: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> list[Event]:
+    query = select(Event)
+    if kind is not None:
+        query = query.where(Event.kind == kind)
+    if start is not None:
+        query = query.where(Event.ts >= start)
+    if end is not None:
+        query = query.where(Event.ts < end)
+    return list(session.scalars(query.order_by(Event.ts.desc()).limit(limit)).all())
+
+
+def get_event(*, session: Session, event_id: int) -> Event | None:
+    return session.get(Event, event_id)
+
+
+def unknown_links(*, session: Session, names: list[str]) -> list[str]:
+    known = set(session.scalars(select(Link.name).where(Link.name.in_(names))).all())
+    return [n for n in names if n not in known]
+
+
+def errors_around(
+    *,
+    session: Session,
+    start: datetime,
+    end: datetime,
+    exclude: list[str],
+) -> list[dict[str, Any]]:
+    """One-step-ahead errors and actuals of every link in [start, end), for event views."""
+    sql = text(
+        """
+        SELECT l.name AS link, e.model, e.ts, e.actual_bps, e.error_bps[1]::float8 AS error_bps
+        FROM forecast_error e JOIN link l ON l.id = e.link_id
+        WHERE e.ts >= :start AND e.ts < :end AND e.error_bps[1] IS NOT NULL
+          AND NOT (l.name = ANY(CAST(:exclude AS text[])))
+        ORDER BY e.ts
+        """
+    )
+    rows = session.execute(sql, {"start": start, "end": end, "exclude": exclude})
+    return [dict(r._mapping) for r in rows]
+
+
+def model_summaries(*, session: Session, since: datetime) -> list[dict[str, Any]]:
+    """Per model: latest version, last retrain, one-step RMSE and MAE since ``since``."""
+    sql = text(
+        """
+        WITH v AS (
+            SELECT model, max(version) AS version,
+                   max(trained_at) FILTER (WHERE kind = 'retrain') AS last_retrain,
+                   count(*) FILTER (WHERE kind = 'retrain') AS retrains
+            FROM model_version GROUP BY model
+        ), e AS (
+            SELECT model, sqrt(avg(error_bps[1]::float8 ^ 2)) AS rmse_bps,
+                   avg(abs(error_bps[1]::float8)) AS mae_bps, count(*) AS scored
+            FROM forecast_error WHERE ts >= :since AND error_bps[1] IS NOT NULL
+            GROUP BY model
+        )
+        SELECT coalesce(v.model, e.model) AS name, v.version, v.last_retrain,
+               coalesce(v.retrains, 0) AS retrains, e.rmse_bps, e.mae_bps,
+               coalesce(e.scored, 0) AS scored
+        FROM v FULL JOIN e ON e.model = v.model
+        """
+    )
+    return [dict(r._mapping) for r in session.execute(sql, {"since": since})]
+
+
+def model_versions(*, session: Session, limit: int = 100) -> list[ModelVersion]:
+    return list(
+        session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit)).all()
+    )

@@ -46,7 +46,7 @@ def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Re
     return LinkPublic.model_validate(link)
 
 
-def _validate_range(start: datetime | None, end: datetime | None) -> None:
+def validate_range(start: datetime | None, end: datetime | None) -> None:
     for name, t in (("start", start), ("end", end)):
         if t is not None and t.tzinfo is None:
             raise HTTPException(422, f"{name} needs a UTC offset (add Z)")
@@ -69,7 +69,7 @@ def get_samples(
 
     Link names may hold `/`, `:` and `>`; percent-encode them or not.
     """
-    _validate_range(start, end)
+    validate_range(start, end)
     row = queries.get_link(session=session, name=link)
     if row is None:
         raise HTTPException(404, f"unknown link {link!r}")

@@ -1,0 +1,99 @@
+"""Failures, repairs and maintenance from operators; re-routes from the detectors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
+from api.errors import AUTH, responses
+from api.routes.links import validate_range
+from api.schemas import (
+    AlignedErrorPublic,
+    EventCreate,
+    EventErrorsPublic,
+    EventPublic,
+    EventsPublic,
+)
+from db import queries
+from db.live import add_event
+from forecaster.aligned import aligned_errors
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+@router.get("", response_model=EventsPublic, responses=responses(422, *AUTH))
+def list_events(
+    session: SessionDep,
+    _: ReaderDep,
+    kind: Literal["failure", "repair", "maintenance", "reroute"] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> EventsPublic:
+    """Events, newest first."""
+    validate_range(start, end)
+    rows = queries.list_events(session=session, kind=kind, start=start, end=end, limit=limit)
+    return EventsPublic(data=[EventPublic.model_validate(r) for r in rows], count=len(rows))
+
+
+@router.post(
+    "",
+    response_model=EventPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(400, 422, *AUTH),
+)
+def create_event(body: EventCreate, session: SessionDep, _: WriterDep) -> EventPublic:
+    """Record a failure, repair or maintenance window on known links."""
+    if body.ts.tzinfo is None or (body.end_ts is not None and body.end_ts.tzinfo is None):
+        raise HTTPException(422, "ts and end_ts need a UTC offset (add Z)")
+    if body.end_ts is not None and body.end_ts <= body.ts:
+        raise HTTPException(422, "end_ts must be after ts")
+    missing = queries.unknown_links(session=session, names=body.links)
+    if missing:
+        raise HTTPException(422, f"unknown links: {', '.join(missing[:20])}")
+    event = add_event(session, **body.model_dump())
+    session.commit()
+    return EventPublic.model_validate(event)
+
+
+@router.get(
+    "/{event_id}/errors", response_model=EventErrorsPublic, responses=responses(404, 422, *AUTH)
+)
+def event_errors(
+    event_id: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ReaderDep,
+    before: Annotated[int, Query(ge=2, le=10_000, description="steps before")] = 30,
+    after: Annotated[int, Query(ge=1, le=10_000, description="steps after")] = 120,
+    threshold: Annotated[float, Query(gt=0, description="relative shift to count")] = 0.1,
+) -> EventErrorsPublic:
+    """Each model's one-step error against steps since the event, over the links it shifted."""
+    event = queries.get_event(session=session, event_id=event_id)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id}")
+    step = timedelta(seconds=settings.step_seconds)
+    failed = event.links if event.kind != "reroute" else []
+    rows = queries.errors_around(
+        session=session, start=event.ts - step * before, end=event.ts + step * after, exclude=failed
+    )
+    result = aligned_errors(
+        rows,
+        t0=event.ts,
+        step_seconds=settings.step_seconds,
+        before=before,
+        threshold=threshold,
+        only=event.links if event.kind == "reroute" else None,
+    )
+    data = [AlignedErrorPublic(**r) for r in result.rows]  # type: ignore[arg-type]
+    return EventErrorsPublic(
+        event=EventPublic.model_validate(event),
+        step_seconds=settings.step_seconds,
+        affected=result.affected,
+        data=data,
+        count=len(data),
+        ttc_steps=result.ttc_steps,
+    )

@@ -1,0 +1,40 @@
+"""The models: versions, retrains, recent error."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter
+
+from api.deps import ReaderDep, SessionDep
+from api.errors import AUTH, responses
+from api.schemas import ModelPublic, ModelsPublic
+from db import queries
+from db.models import ModelName
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("", response_model=ModelsPublic, responses=responses(*AUTH))
+def list_models(session: SessionDep, _: ReaderDep) -> ModelsPublic:
+    """Every model with its version, last retrain and one-step error over the last hour."""
+    since = datetime.now(UTC) - timedelta(hours=1)
+    found = {r["name"]: r for r in queries.model_summaries(session=session, since=since)}
+    data = [
+        ModelPublic(
+            **(
+                found.get(name)
+                or {
+                    "name": name,
+                    "version": None,
+                    "last_retrain": None,
+                    "retrains": 0,
+                    "rmse_bps": None,
+                    "mae_bps": None,
+                    "scored": 0,
+                }
+            )
+        )
+        for name in ModelName.ALL
+    ]
+    return ModelsPublic(data=data, count=len(data))

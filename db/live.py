@@ -1,0 +1,232 @@
+"""Queries of the live engine: buckets of samples, forecasts, errors, alerts, checkpoints.
+
+Bulk writes go through COPY into a temporary table and one INSERT, so that a tick of
+thousands of links costs a few statements, and ON CONFLICT DO NOTHING makes a replayed
+tick (after a restart from an older checkpoint) store nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, select, text, update
+from sqlalchemy.orm import Session
+
+from db.models import Alert, AlertState, Event, ModelCheckpoint, ModelVersion
+
+ENGINE_LOCK_KEY = 0x6C696E6B63617374  # "linkcast" as 8 bytes: the leader's advisory lock
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    id: int
+    name: str
+    capacity_bps: float | None
+
+
+def all_links(conn: Connection) -> list[LinkRow]:
+    rows = conn.execute(text("SELECT id, name, capacity_bps FROM link ORDER BY id"))
+    return [LinkRow(*r) for r in rows]
+
+
+def bucket_means(conn: Connection, start: datetime, end: datetime) -> dict[int, float]:
+    """Mean load per link over samples with ``start <= ts < end``."""
+    rows = conn.execute(
+        text(
+            "SELECT link_id, avg(value_bps) FROM sample WHERE ts >= :a AND ts < :b GROUP BY link_id"
+        ),
+        {"a": start, "b": end},
+    )
+    return {int(k): float(v) for k, v in rows}
+
+
+def count_samples(conn: Connection, start: datetime, end: datetime) -> int:
+    return int(
+        conn.scalar(
+            text("SELECT count(*) FROM sample WHERE ts >= :a AND ts < :b"), {"a": start, "b": end}
+        )
+        or 0
+    )
+
+
+def first_sample_after(conn: Connection, start: datetime) -> datetime | None:
+    return conn.scalar(text("SELECT min(ts) FROM sample WHERE ts >= :a"), {"a": start})
+
+
+def _copy_rows(
+    conn: Connection, stage: str, like: str, columns: Sequence[str], rows: Iterable[tuple]
+) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {like}) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+FORECAST_COLUMNS = (
+    "link_id",
+    "model",
+    "issued_at",
+    "step_seconds",
+    "value_bps",
+    "lower_bps",
+    "upper_bps",
+)
+
+
+def insert_forecasts(conn: Connection, rows: Iterable[tuple]) -> int:
+    """Rows of FORECAST_COLUMNS; existing (link, model, issued_at) are kept as they are."""
+    _copy_rows(conn, "forecast_stage", "forecast", FORECAST_COLUMNS, rows)
+    result = conn.execute(
+        text(
+            f"INSERT INTO forecast ({', '.join(FORECAST_COLUMNS)})"
+            f" SELECT {', '.join(FORECAST_COLUMNS)} FROM forecast_stage"
+            " ON CONFLICT DO NOTHING"
+        )
+    )
+    return result.rowcount
+
+
+ERROR_COLUMNS = ("link_id", "model", "ts", "actual_bps", "error_bps")
+
+
+def insert_errors(conn: Connection, rows: Iterable[tuple]) -> int:
+    _copy_rows(conn, "error_stage", "forecast_error", ERROR_COLUMNS, rows)
+    result = conn.execute(
+        text(
+            f"INSERT INTO forecast_error ({', '.join(ERROR_COLUMNS)})"
+            f" SELECT {', '.join(ERROR_COLUMNS)} FROM error_stage ON CONFLICT DO NOTHING"
+        )
+    )
+    return result.rowcount
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+
+def open_alerts(session: Session, kind: str) -> list[Alert]:
+    return list(
+        session.scalars(
+            select(Alert).where(Alert.kind == kind, Alert.state != AlertState.RESOLVED)
+        ).all()
+    )
+
+
+def resolve_alert(session: Session, alert: Alert, at: datetime) -> None:
+    alert.state, alert.resolved_at, alert.updated_at = AlertState.RESOLVED, at, at
+
+
+def promote_pending(session: Session, *, older_than: datetime, at: datetime) -> int:
+    """Pending alerts whose onset is at or before ``older_than`` start firing."""
+    result = session.execute(
+        update(Alert)
+        .where(Alert.state == AlertState.PENDING, Alert.onset <= older_than)
+        .values(state=AlertState.FIRING, firing_at=at, updated_at=at)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_event(
+    session: Session,
+    *,
+    kind: str,
+    links: list[str],
+    ts: datetime,
+    note: str = "",
+    source: str = "operator",
+    end_ts: datetime | None = None,
+) -> Event:
+    event = Event(kind=kind, links=links, ts=ts, note=note, source=source, end_ts=end_ts)
+    session.add(event)
+    session.flush()
+    return event
+
+
+# --- checkpoints and versions ----------------------------------------------------------
+
+
+def save_checkpoint(
+    session: Session,
+    *,
+    last_bucket: datetime,
+    step_seconds: int,
+    link_ids: list[int],
+    state: bytes,
+    keep: int = 3,
+) -> None:
+    session.add(
+        ModelCheckpoint(
+            last_bucket=last_bucket, step_seconds=step_seconds, link_ids=link_ids, state=state
+        )
+    )
+    session.flush()
+    session.execute(
+        text(
+            "DELETE FROM model_checkpoint WHERE id NOT IN"
+            " (SELECT id FROM model_checkpoint ORDER BY id DESC LIMIT :keep)"
+        ),
+        {"keep": keep},
+    )
+
+
+def latest_checkpoint(session: Session, step_seconds: int) -> ModelCheckpoint | None:
+    """The newest checkpoint made with this grid step (another step cannot resume it)."""
+    return session.scalar(
+        select(ModelCheckpoint)
+        .where(ModelCheckpoint.step_seconds == step_seconds)
+        .order_by(ModelCheckpoint.id.desc())
+        .limit(1)
+    )
+
+
+def record_version(
+    session: Session,
+    *,
+    model: str,
+    kind: str,
+    duration_seconds: float | None = None,
+    window_steps: int | None = None,
+    note: str = "",
+) -> int:
+    current = session.scalar(
+        text("SELECT coalesce(max(version), 0) FROM model_version WHERE model = :m"),
+        {"m": model},
+    )
+    version = int(current or 0) + 1
+    session.add(
+        ModelVersion(
+            model=model,
+            version=version,
+            kind=kind,
+            duration_seconds=duration_seconds,
+            window_steps=window_steps,
+            note=note,
+        )
+    )
+    return version
+
+
+def delete_older_than(conn: Connection, *, forecasts: datetime, samples: datetime) -> None:
+    """Retention: old forecasts and errors, old samples, resolved alerts of the same age."""
+    conn.execute(text("DELETE FROM forecast WHERE issued_at < :t"), {"t": forecasts})
+    conn.execute(text("DELETE FROM forecast_error WHERE ts < :t"), {"t": forecasts})
+    conn.execute(text("DELETE FROM sample WHERE ts < :t"), {"t": samples})
+    conn.execute(
+        text("DELETE FROM alert WHERE state = 'resolved' AND resolved_at < :t"),
+        {"t": forecasts},
+    )
+
+
+def grid_floor(ts: datetime, step_seconds: int) -> datetime:
+    """The start of the grid bucket holding ``ts``.
+
+    >>> from datetime import UTC
+    >>> grid_floor(datetime(2026, 1, 1, 0, 7, 31, tzinfo=UTC), 300).isoformat()
+    '2026-01-01T00:05:00+00:00'
+    """
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % step_seconds, ts.tzinfo)

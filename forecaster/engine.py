@@ -1,0 +1,559 @@
+"""The live engine: runs the forecasting suite against the database, one grid step a tick.
+
+A bucket ``[T, T + step)`` is closed ``late_seconds`` after it ends; its samples are
+averaged per link (links with none are *missing*, and the models handle the gap);
+samples that arrive after their bucket was closed are stored but not seen by the
+models (the engine counts them). For each closed bucket the suite scores the earlier
+forecasts, adapts, and issues new ones; forecasts, errors and alerts go to the
+database in one transaction with the bucket.
+
+Exactly one engine leads: it holds a PostgreSQL advisory lock on a connection of its
+own. A follower waits and takes over when the leader's connection goes away. On start
+the leader restores the newest checkpoint and replays the buckets after it from the
+stored samples; forecasts and errors already stored are kept (ON CONFLICT DO NOTHING),
+so a restart neither loses nor duplicates any.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import live
+from db.models import AlertKind, AlertState, EventKind, ModelName
+from db.session import make_engine, make_sessionmaker
+from forecaster.suite import ModelSuite, StepOutput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    step_seconds: int = 60
+    horizon: int = 12
+    late_seconds: float | None = None  # default: a quarter of a step
+    season_steps: int | None = None  # default: one day of steps
+    retrain_window: int = 480
+    checkpoint_every: int = 10  # ticks
+    max_catchup: int = 1440  # buckets replayed at most after a long stop
+    warmup: int = 1440  # first start: learn from up to this many past buckets
+    capacity_ratio: float = 0.9  # capacity alert when an upper bound crosses this
+    pending_steps: int = 3  # a drift alert fires after this many steps
+    interval_level: float = 0.9
+    seed: int = 0
+
+    @property
+    def late(self) -> timedelta:
+        late = self.step_seconds / 4 if self.late_seconds is None else self.late_seconds
+        return timedelta(seconds=late)
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(seconds=self.step_seconds)
+
+    def make_suite(self, n_links: int) -> ModelSuite:
+        season = self.season_steps or max(2, 86_400 // self.step_seconds)
+        return ModelSuite(
+            n_links,
+            horizon=self.horizon,
+            level=self.interval_level,
+            seed=self.seed,
+            season_steps=season,
+            retrain_every=None,  # the scheduler's retrain job re-fits it
+            retrain_window=self.retrain_window,
+        )
+
+
+@dataclass
+class TickReport:
+    buckets: int = 0
+    forecasts: int = 0
+    errors: int = 0
+    alerts_opened: int = 0
+    late_samples: int = 0
+    seconds: float = 0.0
+    last_bucket: datetime | None = None
+    details: list[str] = field(default_factory=list)
+
+
+class LiveEngine:
+    """Drives a :class:`ModelSuite` from the database. Not thread-safe: one caller."""
+
+    def __init__(
+        self,
+        database_url: str,
+        config: EngineConfig | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.config = config or EngineConfig()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._db: Engine = make_engine(database_url, pool_size=2)
+        self._sessions: sessionmaker[Session] = make_sessionmaker(self._db)
+        self._lock_conn: psycopg.Connection | None = None
+        self._suite: ModelSuite | None = None
+        self._link_ids: list[int] = []
+        self._index: dict[int, int] = {}
+        self._last_bucket: datetime | None = None
+        self._ticks_since_checkpoint = 0
+        self._seen: dict[datetime, int] = {}  # samples per recently closed bucket
+        self.late_samples_total = 0
+
+    # --- leadership -----------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        if self._lock_conn is None:
+            return False
+        try:
+            self._lock_conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            log.error("lost the leader's database connection: stepping down")
+            self._lock_conn = None
+            self._suite = None  # a new leader may have moved on: restore on return
+            return False
+
+    def try_lead(self) -> bool:
+        """Take the leader's advisory lock if free; True if this engine leads."""
+        if self.is_leader:
+            return True
+        url = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        conn = psycopg.connect(url, autocommit=True, application_name="linkcast-engine")
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (live.ENGINE_LOCK_KEY,)).fetchone()
+        if got and got[0]:
+            self._lock_conn = conn
+            log.info("this engine leads")
+            return True
+        conn.close()
+        return False
+
+    def release(self) -> None:
+        """Checkpoint and give up leadership (a clean stop)."""
+        if self.is_leader and self._suite is not None:
+            self.checkpoint()
+        if self._lock_conn is not None:
+            self._lock_conn.close()
+            self._lock_conn = None
+        self._db.dispose()
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        cfg = self.config
+        with self._sessions() as session:
+            cp = live.latest_checkpoint(session, cfg.step_seconds)
+            if cp is not None:
+                self._suite = ModelSuite.from_bytes(cp.state)
+                self._link_ids = list(cp.link_ids)
+                self._last_bucket = cp.last_bucket
+                log.info("restored checkpoint of %s (%d links)", cp.last_bucket, len(cp.link_ids))
+            else:
+                self._suite = cfg.make_suite(0)
+                self._link_ids, self._last_bucket = [], None
+                for model in ModelName.ALL:
+                    live.record_version(session, model=model, kind="start", note="new engine")
+                session.commit()
+        self._index = {lid: i for i, lid in enumerate(self._link_ids)}
+
+    def checkpoint(self) -> None:
+        if self._suite is None or self._last_bucket is None:
+            return
+        state = self._suite.to_bytes()
+        with self._sessions() as session:
+            live.save_checkpoint(
+                session,
+                last_bucket=self._last_bucket,
+                step_seconds=self.config.step_seconds,
+                link_ids=self._link_ids,
+                state=state,
+            )
+            session.commit()
+        self._ticks_since_checkpoint = 0
+        log.info("checkpoint at %s: %.1f KB", self._last_bucket, len(state) / 1024)
+
+    def retrain(self) -> dict[str, bool]:
+        """Re-fit the incremental baseline on its latest window (the scheduled job)."""
+        if self._suite is None:
+            return {}
+        t0 = time.perf_counter()
+        done = self._suite.retrain()
+        took = time.perf_counter() - t0
+        with self._sessions() as session:
+            for model, fitted in done.items():
+                if fitted:
+                    live.record_version(
+                        session,
+                        model=model,
+                        kind="retrain",
+                        duration_seconds=took,
+                        window_steps=self.config.retrain_window,
+                    )
+            session.commit()
+        log.info("retrained %s in %.2f s", sorted(k for k, v in done.items() if v), took)
+        return done
+
+    # --- ticks ----------------------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """Process every bucket that has closed since the last one; leader only."""
+        report = TickReport()
+        if not self.is_leader:
+            return report
+        t0 = time.perf_counter()
+        if self._suite is None:
+            self._restore()
+        cfg = self.config
+        now = self.clock()
+        newest = live.grid_floor(now - cfg.late, cfg.step_seconds) - cfg.step  # closed
+        start = self._first_bucket(newest)
+        if start is None:
+            return report
+        self._count_late()
+        bucket = start
+        while bucket <= newest:
+            self._process(bucket, report)
+            bucket += cfg.step
+        report.seconds = time.perf_counter() - t0
+        report.last_bucket = self._last_bucket
+        self._ticks_since_checkpoint += 1
+        if self._ticks_since_checkpoint >= cfg.checkpoint_every:
+            self.checkpoint()
+        return report
+
+    def _first_bucket(self, newest: datetime) -> datetime | None:
+        cfg = self.config
+        if self._last_bucket is not None:
+            start = self._last_bucket + cfg.step
+            oldest = newest - cfg.step * (cfg.max_catchup - 1)
+            if start < oldest:
+                log.warning("engine was away since %s: skipping to %s", start, oldest)
+                start = oldest
+            return start
+        with self._db.connect() as conn:
+            first = live.first_sample_after(conn, newest - cfg.step * cfg.warmup)
+        if first is None:
+            return None
+        return live.grid_floor(first, cfg.step_seconds)
+
+    def _sync_links(self, conn, report: TickReport) -> list[live.LinkRow]:  # noqa: ANN001
+        rows = live.all_links(conn)
+        new = [r for r in rows if r.id not in self._index]
+        if new:
+            assert self._suite is not None
+            self._suite.add_links(len(new))
+            for r in new:
+                self._index[r.id] = len(self._link_ids)
+                self._link_ids.append(r.id)
+            report.details.append(f"{len(new)} new links")
+        return rows
+
+    def _process(self, bucket: datetime, report: TickReport) -> None:
+        cfg = self.config
+        suite = self._suite
+        assert suite is not None
+        issued_at = bucket + cfg.step
+        with self._db.begin() as conn:
+            links = self._sync_links(conn, report)
+            means = live.bucket_means(conn, bucket, issued_at)
+            self._seen[bucket] = live.count_samples(conn, bucket, issued_at)
+            y = np.full(suite.n_links, np.nan)
+            for link_id, value in means.items():
+                if link_id in self._index:
+                    y[self._index[link_id]] = value
+            out = suite.step(y, np.isfinite(y))
+            ids = np.asarray(self._link_ids)
+            report.forecasts += live.insert_forecasts(
+                conn, self._forecast_rows(out, ids, issued_at)
+            )
+            report.errors += live.insert_errors(conn, self._error_rows(out, ids, y, bucket))
+            with Session(bind=conn) as session:
+                report.alerts_opened += self._alerts(session, out, links, bucket, y)
+                session.flush()
+        self._last_bucket = bucket
+        report.buckets += 1
+
+    def _forecast_rows(self, out: StepOutput, ids: np.ndarray, issued_at: datetime):  # noqa: ANN202
+        step = self.config.step_seconds
+        for model in ModelName.ALL:
+            values = out.forecasts[model].astype(np.float32)
+            lower = out.lower[model].astype(np.float32)
+            upper = out.upper[model].astype(np.float32)
+            for i, link_id in enumerate(ids.tolist()):
+                yield (
+                    link_id,
+                    model,
+                    issued_at,
+                    step,
+                    values[i].tolist(),
+                    lower[i].tolist(),
+                    upper[i].tolist(),
+                )
+
+    def _error_rows(self, out: StepOutput, ids: np.ndarray, y: np.ndarray, bucket: datetime):  # noqa: ANN202
+        observed = np.flatnonzero(np.isfinite(y))
+        for model in ModelName.ALL:
+            errors = -out.residuals[model]  # residual = actual - forecast
+            known = np.isfinite(errors[observed]).any(axis=1)
+            for i in observed[known].tolist():
+                row = [None if not math.isfinite(e) else e for e in errors[i].tolist()]
+                yield (int(ids[i]), model, bucket, float(y[i]), row)
+
+    def _count_late(self) -> None:
+        """Samples that reached closed buckets after they were processed: stored, counted,
+        not seen by the models (they have moved on). Tracked for the last few buckets."""
+        if not self._seen:
+            return
+        with self._db.connect() as conn:
+            for bucket, seen in list(self._seen.items()):
+                now = live.count_samples(conn, bucket, bucket + self.config.step)
+                if now > seen:
+                    self.late_samples_total += now - seen
+                    log.info("%d late sample(s) for %s (not used)", now - seen, bucket)
+                    self._seen[bucket] = now
+        for bucket in sorted(self._seen)[:-5]:
+            del self._seen[bucket]
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    def _alerts(
+        self,
+        session: Session,
+        out: StepOutput,
+        links: list[live.LinkRow],
+        bucket: datetime,
+        y: np.ndarray,
+    ) -> int:
+        cfg = self.config
+        names = {r.id: r.name for r in links}
+        opened = 0
+
+        def when(step: int) -> datetime:
+            return bucket - cfg.step * (out.step - step)
+
+        drift_open = {a.link_id: a for a in live.open_alerts(session, AlertKind.DRIFT)}
+        for ev in out.events:
+            link_id = self._link_ids[ev.link]
+            if link_id in drift_open:
+                continue
+            alert = _new_alert(
+                kind=AlertKind.DRIFT,
+                link_id=link_id,
+                links=[names.get(link_id, str(link_id))],
+                onset=when(ev.onset),
+                magnitude=ev.magnitude,
+                model=ModelName.HYBRID if ev.kind == "residual" else None,
+                message=(
+                    f"{ev.kind} drift on {names.get(link_id)}: "
+                    f"{ev.magnitude:+.0%} since {when(ev.onset):%H:%M}"
+                ),
+                now=bucket,
+            )
+            session.add(alert)
+            drift_open[link_id] = alert
+            opened += 1
+        for res in out.resolved:
+            link_id = self._link_ids[res.link]
+            if link_id in drift_open:
+                live.resolve_alert(session, drift_open.pop(link_id), bucket)
+
+        failure_open = live.open_alerts(session, AlertKind.FAILURE)
+        if out.reroute is not None:
+            shifted = [names.get(self._link_ids[i], "?") for i in out.reroute.links]
+            onset = when(out.reroute.onset)
+            live.add_event(
+                session,
+                kind=EventKind.REROUTE,
+                links=shifted,
+                ts=onset,
+                source="detector",
+                note=f"{len(shifted)} links shifted level together",
+            )
+            if not failure_open:
+                biggest = max(out.reroute.magnitudes, key=abs)
+                session.add(
+                    _new_alert(
+                        kind=AlertKind.FAILURE,
+                        link_id=None,
+                        links=shifted,
+                        onset=onset,
+                        magnitude=biggest,
+                        model=None,
+                        message=(
+                            f"re-route suspected: {len(shifted)} links shifted at "
+                            f"{onset:%H:%M} (largest {biggest:+.0%})"
+                        ),
+                        now=bucket,
+                        state=AlertState.FIRING,
+                    )
+                )
+                opened += 1
+        else:
+            open_links = {names.get(k) for k in drift_open}
+            for alert in failure_open:  # over when none of its links still drifts
+                if not open_links & set(alert.links) and bucket - alert.onset > cfg.step * 3:
+                    live.resolve_alert(session, alert, bucket)
+
+        opened += self._capacity_alerts(session, out, links, bucket)
+        live.promote_pending(session, older_than=bucket - cfg.step * cfg.pending_steps, at=bucket)
+        return opened
+
+    def _capacity_alerts(
+        self, session: Session, out: StepOutput, links: list[live.LinkRow], bucket: datetime
+    ) -> int:
+        cfg = self.config
+        upper = out.upper[ModelName.HYBRID]
+        peak = upper.max(axis=1)
+        crossing: dict[int, tuple[float, int]] = {}
+        for r in links:
+            if r.capacity_bps and r.id in self._index:
+                i = self._index[r.id]
+                if peak[i] > cfg.capacity_ratio * r.capacity_bps:
+                    crossing[r.id] = (peak[i] / r.capacity_bps, int(np.argmax(upper[i])) + 1)
+        opened = 0
+        existing = {a.link_id: a for a in live.open_alerts(session, AlertKind.CAPACITY)}
+        names = {r.id: r.name for r in links}
+        for link_id, (ratio, h) in crossing.items():
+            alert = existing.get(link_id)
+            if alert is None:
+                session.add(
+                    _new_alert(
+                        kind=AlertKind.CAPACITY,
+                        link_id=link_id,
+                        links=[names[link_id]],
+                        onset=bucket,
+                        magnitude=ratio,
+                        model=ModelName.HYBRID,
+                        message=(
+                            f"{names[link_id]}: forecast upper bound reaches {ratio:.0%} of"
+                            f" capacity in {h} step(s) (threshold {cfg.capacity_ratio:.0%})"
+                        ),
+                        now=bucket,
+                    )
+                )
+                opened += 1
+            else:
+                alert.magnitude, alert.updated_at = ratio, bucket
+        for link_id, alert in existing.items():
+            if link_id not in crossing:
+                live.resolve_alert(session, alert, bucket)
+        return opened
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    def apply_retention(self, *, forecast_days: float, sample_days: float) -> None:
+        now = self.clock()
+        with self._db.begin() as conn:
+            live.delete_older_than(
+                conn,
+                forecasts=now - timedelta(days=forecast_days),
+                samples=now - timedelta(days=sample_days),
+            )
+
+
+def _new_alert(
+    *,
+    kind: str,
+    link_id: int | None,
+    links: list[str],
+    onset: datetime,
+    magnitude: float | None,
+    model: str | None,
+    message: str,
+    now: datetime,
+    state: str = AlertState.PENDING,
+):  # noqa: ANN202
+    from db.models import Alert
+
+    return Alert(
+        kind=kind,
+        state=state,
+        link_id=link_id,
+        links=links,
+        onset=onset,
+        magnitude=None if magnitude is None or not math.isfinite(magnitude) else magnitude,
+        model=model,
+        message=message,
+        created_at=now,
+        updated_at=now,
+        firing_at=now if state == AlertState.FIRING else None,
+    )
+
+
+def run_engine(
+    database_url: str,
+    config: EngineConfig,
+    stop: threading.Event,
+    *,
+    retrain_seconds: float,
+    retention_forecast_days: float = 2.0,
+    retention_sample_days: float = 90.0,
+    standby_poll_seconds: float = 5.0,
+) -> None:
+    """Run the engine until ``stop`` is set: lead when possible, tick, retrain, checkpoint."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    engine = LiveEngine(database_url, config)
+
+    def tick() -> None:
+        if not engine.try_lead():
+            return
+        report = engine.tick()
+        if report.buckets:
+            log.info(
+                "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts, %.2f s",
+                report.buckets,
+                report.last_bucket,
+                report.forecasts,
+                report.errors,
+                report.alerts_opened,
+                report.seconds,
+            )
+
+    def retrain() -> None:
+        if engine.is_leader:
+            engine.retrain()
+
+    def retention() -> None:
+        if engine.is_leader:
+            engine.apply_retention(
+                forecast_days=retention_forecast_days, sample_days=retention_sample_days
+            )
+
+    # One worker: ticks, retrains and checkpoints never run at the same time.
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
+    step = config.step_seconds
+    now = time.time()
+    first = datetime.fromtimestamp(now - now % step + step, UTC) + config.late
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=step,
+        next_run_time=datetime.now(UTC),
+        start_date=first,
+        id="tick",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=step,
+    )
+    scheduler.add_job(retrain, "interval", seconds=retrain_seconds, id="retrain", coalesce=True)
+    scheduler.add_job(retention, "interval", hours=1, id="retention", coalesce=True)
+    scheduler.start()
+    try:
+        while not stop.wait(standby_poll_seconds):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
+        engine.release()
