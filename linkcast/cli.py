@@ -241,6 +241,7 @@ def simulate(
     if not token:
         raise typer.BadParameter("no token: pass --token or set LINKCAST_TOKEN")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         network = build_network(
             topology=topology,

@@ -305,6 +305,14 @@ class Feeder:
             self.backfill,
             self._scenario_line(),
         )
+        if self.steps is not None and not self.loop:
+            late = [e for e in self.network.scenario.events if e.step >= self.backfill + self.steps]
+            if late:
+                log.warning(
+                    "%d scenario events come after the last of the %d live steps: not played",
+                    len(late),
+                    self.steps,
+                )
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         with httpx.Client(
             base_url=self.base_url,

@@ -1,0 +1,213 @@
+"""The live feeder against the real API and database: what it stores, how it retries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from linkcast.cli import app
+from linkcast.settings import Settings
+from simulator.failures import LinkEvent, Scenario
+from simulator.feeder import EVENTS_PATH, Feeder, FeederError, build_network, select_links
+from simulator.network import SimulatedNetwork
+from simulator.topology import Topology
+from simulator.traffic import sine_traffic
+from tests.conftest import LiveServer, auth
+from tests.db_proxy import DbProxy
+
+FAILED = ("WASHng", "NYCMng")
+FAILED_NAMES = {"WASHng>NYCMng", "NYCMng>WASHng"}
+
+
+@pytest.fixture(scope="module")
+def small_net(abilene: Topology) -> SimulatedNetwork:
+    """12 steps of abilene, WASHng-NYCMng failing at step 6."""
+    traffic = sine_traffic(abilene, n_steps=12, seed=3)
+    return SimulatedNetwork(abilene, traffic, Scenario((LinkEvent(6, FAILED),), "test"))
+
+
+def stored(engine: Engine) -> dict[str, list[tuple[datetime, float]]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT l.name, s.ts, s.value_bps FROM sample s JOIN link l ON l.id = s.link_id"
+                " ORDER BY l.name, s.ts"
+            )
+        )
+        out: dict[str, list[tuple[datetime, float]]] = {}
+        for name, ts, value in rows:
+            out.setdefault(name, []).append((ts, value))
+        return out
+
+
+def wait_for(condition, what: str, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records)
+
+
+def has_events_route(url: str) -> bool:
+    paths = httpx.get(f"{url}/openapi.json").json()["paths"]
+    return "post" in paths.get(EVENTS_PATH, {})
+
+
+def test_pushes_every_step_on_the_grid_with_the_failure(
+    live_api, tokens, clean_db, small_net, caplog
+):
+    caplog.set_level(logging.INFO, logger="simulator.feeder")
+    feeder = Feeder(
+        small_net, live_api.url, tokens["write"], step_seconds=0.25, backfill=4, steps=6
+    )
+    before = datetime.now(UTC)
+    stats = feeder.run()
+    assert (stats.steps_pushed, stats.samples_pushed, stats.unsent_samples) == (10, 300, 0)
+    assert stats.failures_injected == 1
+
+    rows = stored(clean_db)
+    assert set(rows) == set(small_net.link_names)
+    assert stats.first_ts is not None
+    assert int(stats.first_ts.timestamp() * 1000) % 250 == 0  # on the grid
+    grid = [stats.first_ts + timedelta(milliseconds=250 * k) for k in range(10)]
+    # The backfill ends just before the first live step, which was stamped at start.
+    assert grid[4] <= before < grid[5]
+    assert grid[-1] <= datetime.now(UTC)
+    loads = small_net.loads()[:10]
+    for j, name in enumerate(small_net.link_names):
+        assert [ts for ts, _ in rows[name]] == grid
+        np.testing.assert_allclose([v for _, v in rows[name]], loads[:, j])
+    for name in FAILED_NAMES:
+        values = [v for _, v in rows[name]]
+        assert min(values[:6]) > 0 and values[6:] == [0.0] * 4
+
+    if has_events_route(live_api.url):
+        r = httpx.get(f"{live_api.url}{EVENTS_PATH}", headers=auth(tokens["read"]))
+        events = r.json()["data"]
+        assert [(e["kind"], set(e["links"])) for e in events] == [("failure", FAILED_NAMES)]
+        assert stats.events_posted == 1
+    else:
+        warnings = [r for r in caplog.records if "no POST /api/v1/events" in r.message]
+        assert len(warnings) == 1 and stats.events_posted == 0
+
+
+def test_database_outage_is_retried_not_lost(
+    database_url, tmp_path, clean_db, tokens, small_net, caplog
+):
+    proxy = DbProxy(database_url)
+    proxy.start()
+    server = LiveServer(Settings(database_url=proxy.url, data_dir=tmp_path))
+    feeder = Feeder(
+        small_net,
+        server.url,
+        tokens["write"],
+        step_seconds=60,
+        steps=3,
+        realtime=False,
+        max_backoff_seconds=0.2,  # the API says Retry-After: 5
+    )
+    result = {}
+    with server:
+        proxy.stop()
+        thread = threading.Thread(target=lambda: result.update(stats=feeder.run()))
+        thread.start()
+        wait_for(lambda: logged(caplog, "(503 database unreachable"), "a 503")
+        wait_for(lambda: logged(caplog, "retry 2 in 0.2 s"), "a second retry")
+        assert thread.is_alive() and stored(clean_db) == {}  # still retrying, nothing stored
+        proxy.start()
+        thread.join(timeout=20)
+        proxy.stop()
+    stats = result["stats"]
+    assert stats.retries >= 2 and stats.unsent_samples == 0
+    rows = stored(clean_db)
+    assert len(rows) == 30 and all(len(v) == 3 for v in rows.values())
+
+
+def test_api_down_at_start_is_retried_until_it_comes_up(
+    settings, clean_db, tokens, small_net, caplog
+):
+    server = LiveServer(settings)  # its port refuses connections until it starts
+    feeder = Feeder(
+        small_net, server.url, tokens["write"], steps=2, realtime=False, max_backoff_seconds=0.1
+    )
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(stats=feeder.run()))
+    thread.start()
+    wait_for(lambda: logged(caplog, "(ConnectError"), "a refused connection")
+    with server:
+        thread.join(timeout=20)
+    assert result["stats"].retries >= 1
+    assert sum(len(v) for v in stored(clean_db).values()) == 60
+
+
+def test_bad_token_stops_with_a_clear_error(live_api, tokens, clean_db, small_net):
+    with pytest.raises(FeederError, match=r"401.*refused the token.*--token"):
+        Feeder(small_net, live_api.url, "not-a-token", steps=1, realtime=False).run()
+    with pytest.raises(FeederError, match=r"403.*write scope"):
+        Feeder(small_net, live_api.url, tokens["read"], steps=1, realtime=False).run()
+    assert stored(clean_db) == {}
+
+
+def test_stop_event_ends_a_looping_run_cleanly(live_api, tokens, clean_db, small_net):
+    feeder = Feeder(small_net, live_api.url, tokens["write"], step_seconds=0.05, loop=True)
+    stop = threading.Event()
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(stats=feeder.run(stop)))
+    thread.start()
+    # Past the 12 steps of the traffic: it loops.
+    wait_for(lambda: len(stored(clean_db).get("WASHng>NYCMng", [])) > 14, "a second pass")
+    stop.set()
+    thread.join(timeout=10)
+    stats = result["stats"]
+    assert not thread.is_alive() and stats.unsent_samples == 0
+    assert stats.steps_pushed > 12 and stats.failures_injected >= 1
+    rows = stored(clean_db)
+    assert all(len(v) == stats.steps_pushed for v in rows.values())
+
+
+def test_build_network_places_the_failure_after_the_backfill(abilene):
+    net = build_network(topology="abilene", scenario="drastic", fail_at=5, backfill=3, n_steps=400)
+    assert net.scenario.failure_steps == (8,)
+    links = select_links(net, 4)
+    assert len(links) == 4
+    assert {f"{a}>{b}" for e in net.scenario.events for a, b in [e.link, e.link[::-1]]} <= set(
+        links
+    )
+    with pytest.raises(ValueError, match="beyond"):
+        build_network(topology="abilene", fail_at=500, n_steps=400)
+    with pytest.raises(ValueError, match="step_seconds or speed"):
+        Feeder(net, "http://x", "t", step_seconds=1, speed=2)
+
+
+def test_simulate_help():
+    result = CliRunner().invoke(app, ["simulate", "--help"])
+    assert result.exit_code == 0
+    for option in ("--push", "--token", "--speed", "--step-seconds", "--backfill", "--fail-at"):
+        assert option in result.output
+
+
+def test_simulate_pushes_through_the_api(live_api, tokens, clean_db):
+    args = ["simulate", "--push", live_api.url, "--token", tokens["write"], "--topology"]
+    args += ["abilene", "--scenario", "none", "--steps", "2", "--no-wait", "--max-links", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = stored(clean_db)
+    assert len(rows) == 3 and all(len(v) == 2 for v in rows.values())
+
+
+def test_simulate_bad_token_exits_with_the_reason(live_api, clean_db):
+    args = ["simulate", "--push", live_api.url, "--token", "nope", "--scenario", "none"]
+    result = CliRunner().invoke(app, [*args, "--steps", "1", "--no-wait"])
+    assert result.exit_code == 1
+    assert "401" in result.output and "--token" in result.output
