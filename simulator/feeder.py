@@ -289,6 +289,7 @@ class Feeder:
         anchor_ms = int(time.time() * 1000) // step_ms * step_ms
         wanted = None if self.links is None else set(self.links)
         names = [n for n in self.network.link_names if wanted is None or n in wanted]
+        pushed = frozenset(names)
         pending: deque[_Request] = deque()
         samples: list[dict[str, Any]] = []
         events_on = [True]
@@ -334,7 +335,7 @@ class Feeder:
                 values = step.loads_bps
                 samples.extend({"link": n, "ts": ts, "value": values[n]} for n in names)
                 generated += 1
-                events = self._events(step, ts) if events_on[0] else []
+                events = self._events(step, ts, pushed) if events_on[0] else []
                 for event in step.events:
                     if event.kind == EventKind.FAIL:
                         stats.failures_injected += 1
@@ -394,10 +395,12 @@ class Feeder:
                 _Request(TELEMETRY_PATH, {"samples": chunk}, len(chunk), f"{len(chunk)} samples")
             )
 
-    def _events(self, step: StepLoads, ts: str) -> list[_Request]:
+    def _events(self, step: StepLoads, ts: str, pushed: Collection[str]) -> list[_Request]:
+        """One event per kind at this step, naming the failed links this feeder pushes
+        (the API refuses links it has never seen)."""
         out = []
         for kind, label in _EVENT_KINDS.items():
-            links = [n for e in step.events if e.kind == kind for n in _directed(e)]
+            links = [n for e in step.events if e.kind == kind for n in _directed(e) if n in pushed]
             if links:
                 note = f"simulated {self.network.scenario.name} {label} (step {step.step})"
                 body = {"kind": label, "links": links, "ts": ts, "note": note}

@@ -151,6 +151,38 @@ def test_api_down_at_start_is_retried_until_it_comes_up(
     assert sum(len(v) for v in stored(clean_db).values()) == 60
 
 
+def test_events_name_only_pushed_links(live_api, tokens, clean_db, small_net):
+    # Links the API has never seen would be refused: the event names the pushed ones.
+    links = ["WASHng>NYCMng", "ATLAng>HSTNng"]
+    feeder = Feeder(small_net, live_api.url, tokens["write"], steps=7, realtime=False, links=links)
+    stats = feeder.run()
+    assert stats.samples_pushed == 14 and set(stored(clean_db)) == set(links)
+    if has_events_route(live_api.url):
+        r = httpx.get(f"{live_api.url}{EVENTS_PATH}", headers=auth(tokens["read"]))
+        assert [e["links"] for e in r.json()["data"]] == [["WASHng>NYCMng"]]
+
+
+def test_an_api_without_the_events_route_gets_telemetry_and_one_warning(
+    settings, clean_db, tokens, small_net, caplog
+):
+    server = LiveServer(settings)
+    api = server.server.config.app
+
+    async def before_events_landed(scope, receive, send):  # the real api, as it was
+        if scope["type"] == "http" and scope["path"] == EVENTS_PATH:
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b'{"detail":"Not Found"}'})
+            return
+        await api(scope, receive, send)
+
+    server.server.config.app = before_events_landed
+    with server:
+        stats = Feeder(small_net, server.url, tokens["write"], realtime=False).run()
+    assert stats.samples_pushed == 12 * 30 and stats.events_posted == 0
+    warnings = [r for r in caplog.records if "no POST" in r.getMessage()]
+    assert len(warnings) == 1
+
+
 def test_bad_token_stops_with_a_clear_error(live_api, tokens, clean_db, small_net):
     with pytest.raises(FeederError, match=r"401.*refused the token.*--token"):
         Feeder(small_net, live_api.url, "not-a-token", steps=1, realtime=False).run()
