@@ -99,12 +99,73 @@ def up(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     ui_port: Annotated[int, typer.Option(help="Dashboard port.", min=1, max=65535)] = 8501,
-    demo: Annotated[bool, typer.Option(help="Also feed a simulated network.")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Also feed a simulated network (nobel-eu, a failure a few minutes in).",
+        ),
+    ] = False,
+    speed: Annotated[
+        float,
+        typer.Option(help="Demo: simulated seconds per real second (5-min steps).", min=1),
+    ] = 100.0,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Start the dashboard.")] = True,
 ) -> None:
-    """Start everything: database (embedded unless LINKCAST_DATABASE_URL), schema, API."""
+    """Start everything: database (embedded unless LINKCAST_DATABASE_URL), schema, API,
+    engine and dashboard; with --demo, a simulated network pushing through the API.
+
+    The demo runs the engine on a fast grid (300 / speed seconds per step, 3 s by default)
+    so that forecasts, a failure, its alerts and the adaptation show within minutes.
+    """
     from linkcast.up import run_up
 
-    run_up(_settings(), host=host, port=port, ui_port=ui_port, demo=demo)
+    run_up(_settings(), host=host, port=port, ui_port=ui_port, demo=demo, speed=speed, ui=ui)
+
+
+@app.command()
+def engine() -> None:
+    """Run the forecasting engine: ticks, retraining and checkpoints (one leader at a time)."""
+    import signal
+    import threading
+
+    from linkcast.up import engine_config
+
+    settings = _settings()
+    url = _upgraded(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from forecaster.engine import run_engine
+
+    try:
+        run_engine(
+            url,
+            engine_config(settings),
+            stop,
+            retrain_seconds=settings.retrain_seconds,
+            retention_forecast_days=settings.forecast_retention_days,
+            retention_sample_days=settings.sample_retention_days,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@app.command()
+def ui(
+    host: HostOpt = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Dashboard port.", min=1, max=65535)] = 8501,
+) -> None:
+    """Serve the dashboard; it reads LINKCAST_API_URL with LINKCAST_TOKEN (read scope)."""
+    import subprocess
+    import sys
+
+    from linkcast.up import streamlit_command
+
+    settings = _settings()
+    if not settings.token:
+        typer.secho("warning: LINKCAST_TOKEN is unset; the dashboard will ask for one", err=True)
+    raise typer.Exit(subprocess.call(streamlit_command(host, port), executable=sys.executable))
 
 
 @app.command()

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
         default=3600.0, ge=0, description="How far ahead of now a sample's ts may lie."
     )
 
+    late_seconds: float | None = Field(
+        default=None, ge=0, description="Wait after a bucket ends for late samples (step/4)."
+    )
+    retrain_seconds: float = Field(default=3600, gt=0, description="Incremental re-fit period.")
+    retrain_window: int = Field(default=480, ge=10, description="Steps the re-fit learns from.")
+    checkpoint_every: int = Field(default=10, ge=1, description="Ticks between checkpoints.")
+    capacity_ratio: float = Field(default=0.9, gt=0, le=2, description="Capacity alert level.")
+    season_steps: int | None = Field(default=None, ge=2, description="Default: a day of steps.")
+    forecast_retention_days: float = Field(default=2.0, gt=0)
+    sample_retention_days: float = Field(default=90.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, v: str | None) -> str | None:

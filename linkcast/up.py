@@ -4,13 +4,56 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from linkcast.settings import Settings
 
+if TYPE_CHECKING:
+    from forecaster.engine import EngineConfig
+
 log = logging.getLogger("linkcast")
+
+UI_APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+DEMO_SIM_STEP_SECONDS = 300  # the simulator's traffic has 5-minute steps
+DEMO_DAY_STEPS = 288
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    from forecaster.engine import EngineConfig
+
+    return EngineConfig(
+        step_seconds=settings.step_seconds,
+        horizon=settings.horizon,
+        late_seconds=settings.late_seconds,
+        season_steps=settings.season_steps,
+        retrain_window=settings.retrain_window,
+        checkpoint_every=settings.checkpoint_every,
+        capacity_ratio=settings.capacity_ratio,
+    )
+
+
+def streamlit_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(UI_APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
 
 
 def local_admin_token(settings: Settings, url: str) -> str:
@@ -39,25 +82,99 @@ def local_admin_token(settings: Settings, url: str) -> str:
     return token
 
 
-def run_up(settings: Settings, *, host: str, port: int, ui_port: int, demo: bool) -> None:
+def demo_settings(settings: Settings, speed: float) -> Settings:
+    """The demo's fast grid: one simulated 5-minute step every 300/speed real seconds."""
+    step = max(1, round(DEMO_SIM_STEP_SECONDS / speed))
+    return settings.model_copy(
+        update={
+            "step_seconds": step,
+            "season_steps": DEMO_DAY_STEPS,
+            "retrain_seconds": 30.0 * step,
+            "retrain_window": DEMO_DAY_STEPS,
+            "late_seconds": step / 4,
+        }
+    )
+
+
+def run_up(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    ui_port: int,
+    demo: bool,
+    speed: float = 100.0,
+    ui: bool = True,
+) -> None:
     import uvicorn
 
     from api.main import create_app
     from db.migrate import upgrade
+    from forecaster.engine import run_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    typer.echo(
-        "linkcast: starting the database"
-        + ("" if settings.database_url else f" (embedded, data in {settings.data_dir})")
-    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if demo:
+        settings = demo_settings(settings, speed)
+    where = "" if settings.database_url else f" (embedded, data in {settings.data_dir})"
+    typer.echo(f"linkcast: starting the database{where}")
     url = settings.resolved_database_url
     upgrade(url)
     token = local_admin_token(settings, url)
-    os.environ.setdefault("LINKCAST_TOKEN", token)
-    base = f"http://{host}:{port}"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{local}:{port}"
+
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=run_engine,
+            args=(url, engine_config(settings), stop),
+            kwargs={
+                "retrain_seconds": settings.retrain_seconds,
+                "retention_forecast_days": settings.forecast_retention_days,
+                "retention_sample_days": settings.sample_retention_days,
+                "standby_poll_seconds": 0.5,
+            },
+            name="engine",
+            daemon=True,
+        )
+    ]
+    if demo:
+        from simulator.feeder import demo_feeder
+
+        feeder = demo_feeder(base, token, step_seconds=settings.step_seconds)
+        threads.append(
+            threading.Thread(target=feeder.run, args=(stop,), name="feeder", daemon=True)
+        )
+    ui_proc = None
+    if ui:
+        env = os.environ | {"LINKCAST_API_URL": base, "LINKCAST_TOKEN": token}
+        ui_proc = subprocess.Popen(streamlit_command(host, ui_port), env=env)
+    for t in threads:
+        t.start()
+
     typer.echo(
         f"linkcast: API on {base} (docs at {base}/docs)\n"
-        f"linkcast: admin token {token} (kept in {settings.data_dir}/admin-token)\n"
+        + (f"linkcast: dashboard on http://{local}:{ui_port}\n" if ui else "")
+        + f"linkcast: engine step {settings.step_seconds} s, horizon {settings.horizon} steps\n"
+        + (
+            f"linkcast: demo feeder: nobel-eu, a failure in about {60 * settings.step_seconds} s\n"
+            if demo
+            else ""
+        )
+        + f"linkcast: admin token {token} (kept in {settings.data_dir}/admin-token)\n"
         "linkcast: Ctrl-C stops everything"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        typer.echo("linkcast: stopping (engine checkpoint, feeder, dashboard)")
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        if ui_proc is not None:
+            ui_proc.terminate()
+            try:
+                ui_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                ui_proc.kill()
