@@ -55,16 +55,25 @@ def first_sample_after(conn: Connection, start: datetime) -> datetime | None:
     return conn.scalar(text("SELECT min(ts) FROM sample WHERE ts >= :a"), {"a": start})
 
 
-def _copy_rows(
-    conn: Connection, stage: str, like: str, columns: Sequence[str], rows: Iterable[tuple]
+def array_literal(values: Iterable[float | None]) -> str:
+    """A PostgreSQL array in COPY text form; None and NaN become NULL.
+
+    >>> array_literal([1.5, None, float("nan"), 2e9])
+    '{1.5,NULL,NULL,2000000000.0}'
+    """
+    return "{" + ",".join("NULL" if v is None or v != v else repr(v) for v in values) + "}"
+
+
+def _copy_text(
+    conn: Connection, stage: str, like: str, columns: Sequence[str], lines: Iterable[str]
 ) -> None:
+    """COPY tab-separated ``lines`` (no tabs, newlines or backslashes in the fields)."""
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur:
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {like}) ON COMMIT DELETE ROWS")
         with cur.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            copy.write("".join(lines).encode())
 
 
 FORECAST_COLUMNS = (
@@ -78,9 +87,9 @@ FORECAST_COLUMNS = (
 )
 
 
-def insert_forecasts(conn: Connection, rows: Iterable[tuple]) -> int:
-    """Rows of FORECAST_COLUMNS; existing (link, model, issued_at) are kept as they are."""
-    _copy_rows(conn, "forecast_stage", "forecast", FORECAST_COLUMNS, rows)
+def insert_forecasts(conn: Connection, lines: Iterable[str]) -> int:
+    """COPY lines of FORECAST_COLUMNS; existing (link, model, issued_at) are kept as they are."""
+    _copy_text(conn, "forecast_stage", "forecast", FORECAST_COLUMNS, lines)
     result = conn.execute(
         text(
             f"INSERT INTO forecast ({', '.join(FORECAST_COLUMNS)})"
@@ -94,8 +103,9 @@ def insert_forecasts(conn: Connection, rows: Iterable[tuple]) -> int:
 ERROR_COLUMNS = ("link_id", "model", "ts", "actual_bps", "error_bps")
 
 
-def insert_errors(conn: Connection, rows: Iterable[tuple]) -> int:
-    _copy_rows(conn, "error_stage", "forecast_error", ERROR_COLUMNS, rows)
+def insert_errors(conn: Connection, lines: Iterable[str]) -> int:
+    """COPY lines of ERROR_COLUMNS; existing (link, model, ts) are kept."""
+    _copy_text(conn, "error_stage", "forecast_error", ERROR_COLUMNS, lines)
     result = conn.execute(
         text(
             f"INSERT INTO forecast_error ({', '.join(ERROR_COLUMNS)})"

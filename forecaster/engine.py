@@ -49,6 +49,10 @@ class EngineConfig:
     warmup: int = 1440  # first start: learn from up to this many past buckets
     capacity_ratio: float = 0.9  # capacity alert when an upper bound crosses this
     pending_steps: int = 3  # a drift alert fires after this many steps
+    # Alerting policy on top of the detectors: a drift smaller than this relative change
+    # (level or error) is not worth waking anyone; a re-route needs this many such links.
+    min_drift_magnitude: float = 0.25
+    min_reroute_links: int = 2
     interval_level: float = 0.9
     seed: int = 0
 
@@ -285,30 +289,26 @@ class LiveEngine:
         report.buckets += 1
 
     def _forecast_rows(self, out: StepOutput, ids: np.ndarray, issued_at: datetime):  # noqa: ANN202
-        step = self.config.step_seconds
+        """COPY lines: one per link and model, the H steps as float4 arrays."""
+        head = f"\t{issued_at.isoformat()}\t{self.config.step_seconds}\t"
+        links = [str(i) for i in ids.tolist()]
         for model in ModelName.ALL:
-            values = out.forecasts[model].astype(np.float32)
-            lower = out.lower[model].astype(np.float32)
-            upper = out.upper[model].astype(np.float32)
-            for i, link_id in enumerate(ids.tolist()):
-                yield (
-                    link_id,
-                    model,
-                    issued_at,
-                    step,
-                    values[i].tolist(),
-                    lower[i].tolist(),
-                    upper[i].tolist(),
-                )
+            arrays = [
+                [live.array_literal(row) for row in a.astype(np.float32).tolist()]
+                for a in (out.forecasts[model], out.lower[model], out.upper[model])
+            ]
+            for link, v, lo, up in zip(links, *arrays, strict=True):
+                yield f"{link}\t{model}{head}{v}\t{lo}\t{up}\n"
 
     def _error_rows(self, out: StepOutput, ids: np.ndarray, y: np.ndarray, bucket: datetime):  # noqa: ANN202
+        """COPY lines: error = forecast - actual per horizon step, for observed links."""
         observed = np.flatnonzero(np.isfinite(y))
+        ts = bucket.isoformat()
         for model in ModelName.ALL:
-            errors = -out.residuals[model]  # residual = actual - forecast
-            known = np.isfinite(errors[observed]).any(axis=1)
-            for i in observed[known].tolist():
-                row = [None if not math.isfinite(e) else e for e in errors[i].tolist()]
-                yield (int(ids[i]), model, bucket, float(y[i]), row)
+            errors = -out.residuals[model][observed]  # residual = actual - forecast
+            known = np.isfinite(errors).any(axis=1)
+            for i, row in zip(observed[known].tolist(), errors[known].tolist(), strict=True):
+                yield f"{ids[i]}\t{model}\t{ts}\t{float(y[i])!r}\t{live.array_literal(row)}\n"
 
     def _count_late(self) -> None:
         """Samples that reached closed buckets after they were processed: stored, counted,
@@ -345,7 +345,7 @@ class LiveEngine:
         drift_open = {a.link_id: a for a in live.open_alerts(session, AlertKind.DRIFT)}
         for ev in out.events:
             link_id = self._link_ids[ev.link]
-            if link_id in drift_open:
+            if link_id in drift_open or not abs(ev.magnitude) >= cfg.min_drift_magnitude:
                 continue
             alert = _new_alert(
                 kind=AlertKind.DRIFT,
@@ -369,9 +369,17 @@ class LiveEngine:
                 live.resolve_alert(session, drift_open.pop(link_id), bucket)
 
         failure_open = live.open_alerts(session, AlertKind.FAILURE)
-        if out.reroute is not None:
-            shifted = [names.get(self._link_ids[i], "?") for i in out.reroute.links]
-            onset = when(out.reroute.onset)
+        reroute = out.reroute
+        if reroute is not None:
+            big = [
+                (i, m)
+                for i, m in zip(reroute.links, reroute.magnitudes, strict=True)
+                if abs(m) >= cfg.min_drift_magnitude
+            ]
+            reroute = None if len(big) < cfg.min_reroute_links else reroute
+        if reroute is not None:
+            shifted = [names.get(self._link_ids[i], "?") for i, _ in big]
+            onset = when(reroute.onset)
             live.add_event(
                 session,
                 kind=EventKind.REROUTE,
@@ -381,7 +389,7 @@ class LiveEngine:
                 note=f"{len(shifted)} links shifted level together",
             )
             if not failure_open:
-                biggest = max(out.reroute.magnitudes, key=abs)
+                biggest = max((m for _, m in big), key=abs)
                 session.add(
                     _new_alert(
                         kind=AlertKind.FAILURE,

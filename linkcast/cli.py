@@ -134,6 +134,7 @@ def engine() -> None:
     settings = _settings()
     url = _upgraded(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from forecaster.engine import run_engine

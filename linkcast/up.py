@@ -113,7 +113,8 @@ def run_up(
     from forecaster.engine import run_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if demo:
         settings = demo_settings(settings, speed)
     where = "" if settings.database_url else f" (embedded, data in {settings.data_dir})"
