@@ -1,0 +1,212 @@
+"""Every HTTP call the dashboard makes: the linkcast REST API, read with a bearer token.
+
+One ``httpx.Client`` per (URL, token) is shared by all sessions (``st.cache_resource``);
+GET results are cached briefly (``st.cache_data``) so a page's widgets and its
+auto-refresh do not hammer the API. Failures become :class:`ApiError` with a message
+for the operator; pages show it with :func:`ui.common.show_error`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import streamlit as st
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+TTL_SECONDS = 10
+TIMEOUT_SECONDS = 10.0
+MODELS = ("liquid", "incremental", "persistence", "seasonal", "hybrid")
+
+Row = dict[str, Any]
+
+
+class ApiError(RuntimeError):
+    """The API could not answer; ``kind`` is unreachable, auth, not_found or http."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Config:
+    api_url: str
+    token: str | None
+
+
+def config() -> Config:
+    """Where the API is and the token to use, from ``LINKCAST_API_URL`` and ``LINKCAST_TOKEN``."""
+    url = os.environ.get("LINKCAST_API_URL", "").strip() or DEFAULT_API_URL
+    token = os.environ.get("LINKCAST_TOKEN", "").strip() or None
+    return Config(url.rstrip("/"), token)
+
+
+@st.cache_resource(show_spinner=False)
+def http_client(api_url: str, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=api_url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT_SECONDS,
+    )
+
+
+def link_path(link: str) -> str:
+    """A link name as a URL path segment (names hold ``>``, ``/``, ``:``).
+
+    >>> link_path("r1:xe-0/0/1")
+    'r1%3Axe-0%2F0%2F1'
+    """
+    return quote(link, safe="")
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _get(cfg: Config, path: str, params: dict[str, Any] | None = None) -> Any:
+    if cfg.token is None:
+        raise ApiError("auth", "no token")
+    clean = {k: v for k, v in (params or {}).items() if v is not None}
+    try:
+        response = http_client(cfg.api_url, cfg.token).get(path, params=clean)
+    except httpx.TransportError as exc:
+        raise ApiError(
+            "unreachable", f"cannot reach the linkcast API at {cfg.api_url} ({exc})"
+        ) from None
+    if response.status_code in (401, 403):
+        raise ApiError("auth", f"the API refused the token ({response.status_code})")
+    if response.status_code == 404:
+        raise ApiError("not_found", _detail(response))
+    if response.status_code == 503:
+        raise ApiError("unreachable", "the API cannot reach its database right now (503)")
+    if response.status_code >= 400:
+        raise ApiError("http", f"{path}: {response.status_code} {_detail(response)}")
+    return response.json()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))[:300]
+    except ValueError:
+        return response.text[:300]
+
+
+# --- cached GETs: arguments are the cache key --------------------------------------------
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def health(cfg: Config) -> Row:
+    """``/readyz``: whether the API and its database answer (no token needed)."""
+    try:
+        response = httpx.get(f"{cfg.api_url}/readyz", timeout=TIMEOUT_SECONDS)
+    except httpx.TransportError as exc:
+        raise ApiError(
+            "unreachable", f"cannot reach the linkcast API at {cfg.api_url} ({exc})"
+        ) from None
+    return {"status_code": response.status_code, "ok": response.status_code == 200}
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def links(cfg: Config) -> list[Row]:
+    rows: list[Row] = []
+    while True:
+        page = _get(cfg, "/api/v1/links", {"offset": len(rows), "limit": 1000})
+        rows += page["data"]
+        if not page["data"] or len(rows) >= page.get("total", len(rows)):
+            return rows
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def samples(cfg: Config, link: str, start: datetime, end: datetime, pages: int = 5) -> list[Row]:
+    """Samples in ``[start, end)``, following ``next_start`` for at most ``pages`` pages."""
+    rows: list[Row] = []
+    params: dict[str, Any] = {"start": _iso(start), "end": _iso(end), "limit": 10_000}
+    for _ in range(pages):
+        page = _get(cfg, f"/api/v1/links/{link_path(link)}/samples", params)
+        rows += page["data"]
+        if not page.get("next_start"):
+            break
+        params["start"] = page["next_start"]
+    return rows
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def forecasts(
+    cfg: Config,
+    link: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model: str | None = None,
+    step: int | None = None,
+    latest: bool = False,
+) -> list[Row]:
+    params = {
+        "start": _iso(start),
+        "end": _iso(end),
+        "model": model,
+        "step": step,
+        "latest": "true" if latest else None,
+        "limit": 100_000,
+    }
+    return _get(cfg, f"/api/v1/links/{link_path(link)}/forecasts", params)["data"]
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def latest_samples(cfg: Config, names: tuple[str, ...], since: datetime) -> dict[str, Row]:
+    """Each link's newest sample since ``since`` (links with none are left out)."""
+
+    def one(name: str) -> tuple[str, Row | None]:
+        rows = _get(
+            cfg, f"/api/v1/links/{link_path(name)}/samples", {"start": _iso(since), "limit": 10_000}
+        )["data"]
+        return name, (rows[-1] if rows else None)
+
+    return {k: v for k, v in _parallel(one, names) if v is not None}
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def latest_forecasts(cfg: Config, names: tuple[str, ...], model: str) -> dict[str, list[Row]]:
+    """Each link's newest issue of ``model`` (every horizon step)."""
+
+    def one(name: str) -> tuple[str, list[Row]]:
+        return name, forecasts(cfg, name, model=model, latest=True)
+
+    return dict(_parallel(one, names))
+
+
+def _parallel(fn: Any, names: Iterable[str]) -> list[Any]:
+    names = list(names)
+    if len(names) <= 1:
+        return [fn(n) for n in names]
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        return list(pool.map(fn, names))
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def alerts(
+    cfg: Config, *, state: str | None = None, kind: str | None = None, link: str | None = None
+) -> list[Row]:
+    return _get(cfg, "/api/v1/alerts", {"state": state, "kind": kind, "link": link})["data"]
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def events(cfg: Config, *, kind: str | None = None) -> list[Row]:
+    return _get(cfg, "/api/v1/events", {"kind": kind, "limit": 10_000})["data"]
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def event_errors(cfg: Config, event_id: int, *, before: int = 30, after: int = 120) -> Row:
+    return _get(cfg, f"/api/v1/events/{event_id}/errors", {"before": before, "after": after})
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def models(cfg: Config) -> list[Row]:
+    return _get(cfg, "/api/v1/models")["data"]

@@ -1,0 +1,90 @@
+"""Failures: each model's error against time since the failure, over the affected links."""
+
+import streamlit as st
+
+from ui import charts, client, transforms
+from ui.common import REFRESH_SECONDS, fetch, setup
+
+st.title("linkcast: failures")
+st.caption(
+    "The paper's comparison, live: after a failure re-routes traffic, how wrong is each "
+    "model and how long until it converges again (time to convergence: steps until the "
+    "rolling error is back within 1.5x of its pre-failure level)."
+)
+cfg = setup()
+
+c1, c2, c3 = st.columns([3, 1, 1])
+kinds = c1.multiselect(
+    "Events",
+    ["failure", "maintenance", "reroute"],
+    default=["failure"],
+    key="kinds",
+    help="reroute: level shifts the engine detected on several links at once",
+)
+before = c2.number_input("Steps before", 2, 10_000, 30, key="before")
+after = c3.number_input("Steps after", 1, 10_000, 120, key="after")
+
+
+def ttc_view(results: list[dict]) -> None:
+    st.dataframe(
+        transforms.ttc_table(results),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "ttc_steps": st.column_config.NumberColumn("ttc (steps)", format="%.1f"),
+            "ttc_minutes": st.column_config.NumberColumn("ttc (minutes)", format="%.1f"),
+        },
+    )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live() -> None:
+    events = [e for e in fetch(cfg, lambda: client.events(cfg)) if e["kind"] in kinds]
+    if not events:
+        st.info(
+            "No failure recorded yet. Failures come from operators and collectors "
+            "(`POST /api/v1/events`) or the demo feeder; re-routes from the engine."
+        )
+        return
+    results = [
+        fetch(cfg, lambda e=e: client.event_errors(cfg, e["id"], before=before, after=after))
+        for e in events
+    ]
+    scored = [r for r in results if r.get("data")]
+
+    st.subheader(f"All {len(events)} event(s) together")
+    together = transforms.average_aligned(scored)
+    if together.empty:
+        st.info("No forecast errors around these events yet.")
+    else:
+        st.altair_chart(
+            charts.aligned_errors(together, "mean error over all events, aligned at t = 0"),
+            width="stretch",
+        )
+        ttc_view(scored)
+
+    st.subheader("Per event")
+    labels = {
+        f"#{e['id']} {e['kind']} {e['ts'][:16].replace('T', ' ')} · {', '.join(e['links'][:4])}"
+        + (" …" if len(e["links"]) > 4 else ""): i
+        for i, e in enumerate(events)
+    }
+    choice = st.selectbox("Event", list(labels), key="event")
+    result = results[labels[choice]]
+    df = transforms.aligned_frame(result)
+    affected = result.get("affected", [])
+    st.markdown(
+        f"**{len(affected)} affected link(s)**: {', '.join(affected) or 'none shifted'}"
+        + (f" · note: {result['event']['note']}" if result["event"].get("note") else "")
+    )
+    if df.empty:
+        st.info("No forecast errors around this event yet.")
+        return
+    st.altair_chart(
+        charts.aligned_errors(df, f"event #{result['event']['id']}: mean over affected links"),
+        width="stretch",
+    )
+    ttc_view([result])
+
+
+live()
