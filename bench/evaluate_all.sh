@@ -4,7 +4,7 @@
 #   abilene with the real 2004 traffic matrices shipped in simulator/data/abilene/,
 # each for the drastic, moderate and mixed scenarios, seed 0, full protocol
 # (8 days of 5-minute steps: 6 days warm-up, 1 day before and 1 day after the failure).
-# Each run takes about 4 to 6 minutes on one CPU core (torch runs on one thread).
+# Each run takes about 3.5 (abilene) to 7 (nobel-eu) minutes; torch runs on one thread.
 # bench/results/README.md (the reading of the results) is written by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -265,7 +265,9 @@ def _retrain_every(model: str) -> int | None:
 
 
 def _make_suite(n_links: int, protocol: Protocol, seed: int) -> ModelSuite:
-    variants = {f"incremental_b{b}": b for b in RETRAIN_BATCHES if b != MAIN_RETRAIN}
+    variants: dict[str, int | None] = {
+        f"incremental_b{b}": b for b in RETRAIN_BATCHES if b != MAIN_RETRAIN
+    }
     liquid = {"adapt_steps": 1, "window": 12} if protocol.quick else {}
     return ModelSuite(
         n_links,
