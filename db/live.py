@@ -42,6 +42,20 @@ def bucket_means(conn: Connection, start: datetime, end: datetime) -> dict[int, 
     return {int(k): float(v) for k, v in rows}
 
 
+def issued_forecasts(
+    conn: Connection, oldest: datetime, newest: datetime
+) -> list[tuple[int, str, datetime, list[float]]]:
+    """(link_id, model, issued_at, value_bps) issued in [oldest, newest]."""
+    rows = conn.execute(
+        text(
+            "SELECT link_id, model, issued_at, value_bps FROM forecast"
+            " WHERE issued_at >= :a AND issued_at <= :b"
+        ),
+        {"a": oldest, "b": newest},
+    )
+    return [(int(a), str(b), c, list(d)) for a, b, c, d in rows]
+
+
 def count_samples(conn: Connection, start: datetime, end: datetime) -> int:
     return int(
         conn.scalar(

@@ -112,6 +112,9 @@ class LiveEngine:
         self._last_bucket: datetime | None = None
         self._ticks_since_checkpoint = 0
         self._seen: dict[datetime, int] = {}  # samples per recently closed bucket
+        # The last H issues exactly as stored (float32), to score errors against: issued_at
+        # -> model -> (n_links, H). Rebuilt from the forecast table after a restore.
+        self._issued: dict[datetime, dict[str, np.ndarray]] = {}
         self.late_samples_total = 0
 
     # --- leadership -----------------------------------------------------------------------
@@ -170,6 +173,23 @@ class LiveEngine:
                     live.record_version(session, model=model, kind="start", note="new engine")
                 session.commit()
         self._index = {lid: i for i, lid in enumerate(self._link_ids)}
+        self._issued = {}
+        if self._last_bucket is not None:
+            self._load_issued(self._last_bucket + cfg.step)
+
+    def _load_issued(self, newest: datetime) -> None:
+        """Read back the last H issues up to ``newest`` (a restart scores against them)."""
+        cfg = self.config
+        oldest = newest - cfg.step * (cfg.horizon - 1)
+        with self._db.connect() as conn:
+            rows = live.issued_forecasts(conn, oldest, newest)
+        for link_id, model, issued_at, values in rows:
+            if link_id not in self._index:
+                continue
+            by_model = self._issued.setdefault(issued_at, {})
+            if model not in by_model:
+                by_model[model] = np.full((len(self._link_ids), cfg.horizon), np.nan, np.float32)
+            by_model[model][self._index[link_id]] = np.asarray(values, dtype=np.float32)
 
     def checkpoint(self) -> None:
         if self._suite is None or self._last_bucket is None:
@@ -281,7 +301,8 @@ class LiveEngine:
             report.forecasts += live.insert_forecasts(
                 conn, self._forecast_rows(out, ids, issued_at)
             )
-            report.errors += live.insert_errors(conn, self._error_rows(out, ids, y, bucket))
+            report.errors += live.insert_errors(conn, self._error_rows(ids, y, bucket))
+            self._remember(out, issued_at)
             with Session(bind=conn) as session:
                 report.alerts_opened += self._alerts(session, out, links, bucket, y)
                 session.flush()
@@ -300,12 +321,31 @@ class LiveEngine:
             for link, v, lo, up in zip(links, *arrays, strict=True):
                 yield f"{link}\t{model}{head}{v}\t{lo}\t{up}\n"
 
-    def _error_rows(self, out: StepOutput, ids: np.ndarray, y: np.ndarray, bucket: datetime):  # noqa: ANN202
-        """COPY lines: error = forecast - actual per horizon step, for observed links."""
-        observed = np.flatnonzero(np.isfinite(y))
+    def _remember(self, out: StepOutput, issued_at: datetime) -> None:
+        self._issued[issued_at] = {m: out.forecasts[m].astype(np.float32) for m in ModelName.ALL}
+        horizon_start = issued_at - self.config.step * (self.config.horizon - 1)
+        for t in [t for t in self._issued if t < horizon_start]:
+            del self._issued[t]
+
+    def _error_rows(self, ids: np.ndarray, y: np.ndarray, bucket: datetime):  # noqa: ANN202
+        """COPY lines: error = forecast - actual for h = 1..H, for the observed links.
+
+        The forecast of step h for this bucket was issued at ``bucket - (h-1)*step``; it is
+        scored exactly as stored (float32), so error rows and forecast rows agree.
+        """
+        cfg = self.config
+        n, observed = len(ids), np.flatnonzero(np.isfinite(y))
+        if not observed.size:
+            return
         ts = bucket.isoformat()
         for model in ModelName.ALL:
-            errors = -out.residuals[model][observed]  # residual = actual - forecast
+            errors = np.full((n, cfg.horizon), np.nan)
+            for h in range(1, cfg.horizon + 1):
+                issue = self._issued.get(bucket - cfg.step * (h - 1), {}).get(model)
+                if issue is not None:
+                    m = min(len(issue), n)
+                    errors[:m, h - 1] = issue[:m, h - 1].astype(np.float64) - y[:m]
+            errors = errors[observed]
             known = np.isfinite(errors).any(axis=1)
             for i, row in zip(observed[known].tolist(), errors[known].tolist(), strict=True):
                 yield f"{ids[i]}\t{model}\t{ts}\t{float(y[i])!r}\t{live.array_literal(row)}\n"

@@ -1,0 +1,261 @@
+"""The live engine against a real PostgreSQL: a network pushed through the API, a failure,
+ticks on a controlled clock, and what ends up stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from forecaster.engine import EngineConfig, LiveEngine
+from tests.conftest import auth
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+STEP = 60
+PERIOD = 96  # a short "day" keeps the test fast
+N_STEPS = 420
+FAIL = 300
+N_LINKS = 8
+SHIFTED = [f"n{k}>m{k}" for k in range(4)]  # x3 after the failure
+FAILED = "n7>m7"  # carries nothing after it
+HORIZON = 12
+
+
+def loads(step: int) -> dict[str, float]:
+    rng = np.random.default_rng(step)
+    out = {}
+    for k in range(N_LINKS):
+        v = 1e9 * (1 + k) * (2 + np.sin(2 * np.pi * step / PERIOD + k))
+        v *= 1 + 0.02 * rng.standard_normal()
+        name = f"n{k}>m{k}"
+        if step >= FAIL and name in SHIFTED:
+            v *= 3
+        if step >= FAIL and name == FAILED:
+            v = 0.0
+        out[name] = float(v)
+    return out
+
+
+def at(step: int) -> datetime:
+    return T0 + timedelta(seconds=STEP * step)
+
+
+def push(client, token: str, steps: range) -> None:
+    batch = [
+        {"link": link, "ts": at(k).isoformat(), "value": v}
+        for k in steps
+        for link, v in loads(k).items()
+    ]
+    for i in range(0, len(batch), 5000):
+        r = client.post(
+            "/api/v1/telemetry", json={"samples": batch[i : i + 5000]}, headers=auth(token)
+        )
+        assert r.status_code == 200, r.text
+
+
+class Clock:
+    def __init__(self, step: int) -> None:
+        self.now = at(step) + timedelta(seconds=20)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def engine(url: str, clock: Clock, **kw) -> LiveEngine:
+    cfg = EngineConfig(step_seconds=STEP, season_steps=PERIOD, horizon=HORIZON, **kw)
+    return LiveEngine(url, cfg, clock=clock)
+
+
+@pytest.fixture
+def network(client, tokens):
+    """The whole series pushed, the engine ticked over it, shared by the checks below."""
+    push(client, tokens["write"], range(N_STEPS))
+    # n6 gets a capacity its forecasts will cross; n5 one far above its load.
+    h = auth(tokens["admin"])
+    peak6 = max(loads(k)["n6>m6"] for k in range(N_STEPS))
+    for name, cap in (("n6>m6", 1.02 * peak6), ("n5>m5", 100e9)):
+        assert (
+            client.post(
+                "/api/v1/links", json={"name": name, "capacity_bps": cap}, headers=h
+            ).status_code
+            == 200
+        )
+    return client
+
+
+def test_ticks_store_forecasts_errors_and_alerts(network, tokens, settings, clean_db):
+    clock = Clock(N_STEPS)
+    eng = engine(settings.database_url, clock)
+    assert eng.try_lead()
+    report = eng.tick()
+    eng.release()
+    assert report.buckets == N_STEPS
+    read = auth(tokens["read"])
+
+    with clean_db.connect() as conn:
+        # Every model, every link, every bucket: one row with H steps.
+        rows = conn.execute(
+            text(
+                "SELECT model, count(*), count(DISTINCT issued_at),"
+                " min(array_length(value_bps, 1)), max(array_length(upper_bps, 1))"
+                " FROM forecast GROUP BY model ORDER BY model"
+            )
+        ).all()
+    assert [r[0] for r in rows] == sorted(
+        ["liquid", "incremental", "persistence", "seasonal", "hybrid"]
+    )
+    for _, count, issues, hmin, hmax in rows:
+        assert (count, issues, hmin, hmax) == (N_LINKS * N_STEPS, N_STEPS, HORIZON, HORIZON)
+
+    # The REST view: the forecast of the bucket after the last one, every step, with intervals.
+    r = network.get(
+        "/api/v1/links/n0>m0/forecasts", params={"model": "hybrid", "latest": "true"}, headers=read
+    )
+    data = r.json()["data"]
+    assert [d["step"] for d in data] == list(range(1, HORIZON + 1))
+    assert data[0]["ts"] == at(N_STEPS).isoformat().replace("+00:00", "Z")
+    assert all(d["lower"] <= d["value"] <= d["upper"] for d in data)
+
+    # An error is the forecast issued h steps earlier minus the actual that arrived.
+    k, h = 350, 3
+    err = network.get(
+        "/api/v1/links/n1>m1/errors",
+        params={
+            "model": "liquid",
+            "step": h,
+            "start": at(k).isoformat(),
+            "end": at(k + 1).isoformat(),
+        },
+        headers=read,
+    ).json()["data"]
+    fc = network.get(
+        "/api/v1/links/n1>m1/forecasts",
+        params={
+            "model": "liquid",
+            "step": h,
+            "start": at(k).isoformat(),
+            "end": at(k + 1).isoformat(),
+        },
+        headers=read,
+    ).json()["data"]
+    assert len(err) == len(fc) == 1
+    assert fc[0]["issued_at"] == at(k - h + 1).isoformat().replace("+00:00", "Z")
+    assert err[0]["actual_bps"] == pytest.approx(loads(k)["n1>m1"])
+    assert err[0]["error_bps"] == pytest.approx(fc[0]["value"] - loads(k)["n1>m1"], rel=1e-5)
+
+    # Drift: alerts on the shifted links start at the failure, fire, and resolve once the
+    # models have adapted (the liquid model and the hybrid recover within the run).
+    alerts = network.get("/api/v1/alerts", params={"kind": "drift"}, headers=read).json()["data"]
+    at_failure = [
+        a
+        for a in alerts
+        if a["link"] in SHIFTED
+        and at(FAIL - 2) <= datetime.fromisoformat(a["onset"]) <= at(FAIL + 10)
+    ]
+    assert {a["link"] for a in at_failure} >= set(SHIFTED[:2])
+    assert all(a["firing_at"] is not None for a in at_failure)
+    assert any(a["state"] == "resolved" and a["resolved_at"] for a in at_failure)
+
+    # Capacity: n6's forecast upper bound crosses 90% of its capacity; n5 never gets close.
+    cap = network.get("/api/v1/alerts", params={"kind": "capacity"}, headers=read).json()["data"]
+    assert "n6>m6" in {a["link"] for a in cap}
+    assert "n5>m5" not in {a["link"] for a in cap}
+    assert any(a["firing_at"] for a in cap if a["link"] == "n6>m6")
+
+    # Model versions: one start per model.
+    models = {m["name"]: m for m in network.get("/api/v1/models", headers=read).json()["data"]}
+    assert set(models) == {"liquid", "incremental", "persistence", "seasonal", "hybrid"}
+    assert all(m["version"] == 1 for m in models.values())
+
+
+def test_no_failure_alert_before_the_failure(network, settings, clean_db):
+    clock = Clock(FAIL - 1)
+    eng = engine(settings.database_url, clock)
+    assert eng.try_lead()
+    eng.tick()
+    eng.release()
+    with clean_db.connect() as conn:
+        early = conn.execute(
+            text("SELECT onset, message FROM alert WHERE kind = 'failure' AND onset >= :t"),
+            {"t": at(PERIOD)},  # after one season of warm-up
+        ).all()
+    assert early == []
+
+
+def test_retrain_records_a_new_version(network, tokens, settings):
+    clock = Clock(200)
+    eng = engine(settings.database_url, clock, retrain_window=96)
+    assert eng.try_lead()
+    eng.tick()
+    assert eng.retrain() == {"incremental": True}
+    eng.release()
+    models = {
+        m["name"]: m
+        for m in network.get("/api/v1/models", headers=auth(tokens["read"])).json()["data"]
+    }
+    assert models["incremental"]["version"] == 2
+    assert models["incremental"]["retrains"] == 1
+    assert models["incremental"]["last_retrain"] is not None
+
+
+def test_two_engines_never_both_lead(settings, clean_db):
+    a = engine(settings.database_url, Clock(0))
+    b = engine(settings.database_url, Clock(0))
+    assert a.try_lead()
+    assert not b.try_lead()
+    assert b.tick().buckets == 0  # a follower does nothing
+    a.release()
+    assert b.try_lead()
+    assert not a.try_lead()
+    b.release()
+
+
+def test_killed_engine_restarts_from_checkpoint_without_gaps_or_duplicates(
+    network, settings, clean_db
+):
+    clock = Clock(200)
+    first = engine(settings.database_url, clock, checkpoint_every=100)
+    assert first.try_lead()
+    first.tick()  # buckets 0..199
+    first.checkpoint()  # at bucket 199
+    for k in (210, 220, 230):  # ticks after the checkpoint, each storing forecasts
+        clock.now = at(k) + timedelta(seconds=20)
+        assert first.tick().buckets == 10
+    with clean_db.connect() as conn:
+        stored_before = dict(
+            conn.execute(
+                text(
+                    "SELECT issued_at, value_bps FROM forecast WHERE model = 'liquid'"
+                    " AND link_id = (SELECT id FROM link WHERE name = 'n0>m0')"
+                )
+            ).all()
+        )
+    # The process dies: its connections drop, nothing is saved on the way out.
+    first._lock_conn.close()
+    first._db.dispose()
+
+    clock.now = at(N_STEPS) + timedelta(seconds=20)
+    second = engine(settings.database_url, clock, checkpoint_every=100)
+    assert second.try_lead()
+    report = second.tick()
+    second.release()
+    assert report.buckets == N_STEPS - 200  # resumed after the checkpoint's bucket
+    with clean_db.connect() as conn:
+        per_issue = conn.execute(
+            text("SELECT issued_at, count(*) FROM forecast GROUP BY issued_at ORDER BY issued_at")
+        ).all()
+        after = dict(
+            conn.execute(
+                text(
+                    "SELECT issued_at, value_bps FROM forecast WHERE model = 'liquid'"
+                    " AND link_id = (SELECT id FROM link WHERE name = 'n0>m0')"
+                )
+            ).all()
+        )
+    issued = [r[0] for r in per_issue]
+    assert issued == [at(k + 1) for k in range(N_STEPS)]  # no gap
+    assert {r[1] for r in per_issue} == {N_LINKS * 5}  # no duplicate, no missing link
+    # What the first engine stored stays as it was.
+    assert all(after[t] == v for t, v in stored_before.items())
