@@ -92,7 +92,13 @@ def link_chart(
         )
     if not forecasts.empty:
         base = alt.Chart(forecasts).encode(x=x, color=colour)
-        layers.append(base.mark_area(opacity=0.12).encode(y="lower:Q", y2="upper:Q"))
+        layers.append(
+            base.mark_area(opacity=0.12).encode(
+                y="lower:Q",
+                y2="upper:Q",
+                color=alt.Color("model:N", scale=_model_scale(models), legend=None),
+            )
+        )
         layers.append(
             base.mark_line(strokeDash=[5, 3], strokeWidth=1.5).encode(
                 y=alt.Y("value:Q", title="load (bit/s)", axis=alt.Axis(format="~s")),
