@@ -7,7 +7,8 @@ This is what the live engine and the offline evaluation both drive. One
    horizon step; hybrid weights; interval calibration),
 2. every model observes ``y`` (the liquid model adapts; incremental models re-fit
    when their schedule says so),
-3. drift detectors on the level and on the monitored model's residuals,
+3. drift detectors on the level (relative to the load one season earlier, read from
+   the history ring before this step is pushed) and on the monitored model's residuals,
 4. issue the new forecasts and intervals.
 
 The seasonal model and every incremental model read one shared float16 history ring
@@ -144,14 +145,24 @@ class ModelSuite:
                 n_links, horizon, season_steps=season_steps, seed=seed, **(liquid_kwargs or {})
             ),
             "incremental": IncrementalForecaster(
-                n_links, horizon, retrain_every=retrain_every, retrain_window=retrain_window,
-                seed=seed, history=self._history, **inc_kw,
+                n_links,
+                horizon,
+                retrain_every=retrain_every,
+                retrain_window=retrain_window,
+                seed=seed,
+                history=self._history,
+                **inc_kw,
             ),
         }
         for k, (name, every) in enumerate((incremental_variants or {}).items()):
             members[name] = IncrementalForecaster(
-                n_links, horizon, retrain_every=every, retrain_window=retrain_window,
-                seed=seed + 1 + k, history=self._history, **inc_kw,
+                n_links,
+                horizon,
+                retrain_every=every,
+                retrain_window=retrain_window,
+                seed=seed + 1 + k,
+                history=self._history,
+                **inc_kw,
             )
         members["persistence"] = PersistenceForecaster(n_links, horizon)
         members["seasonal"] = SeasonalForecaster(
@@ -164,7 +175,11 @@ class ModelSuite:
             k: AdaptiveConformal(n_links, horizon, level=level, **(interval_kwargs or {}))
             for k in self._hybrid.names
         }
-        self._drift = DriftMonitor(n_links, **(drift_kwargs or {}))
+        # the level detector compares each load with the one a season earlier (the
+        # shared ring), so a daily cycle is not a level shift; drift_kwargs may override
+        self._drift = DriftMonitor(
+            n_links, **{"season_steps": season_steps, **(drift_kwargs or {})}
+        )
         self._t = 0
 
     @property
@@ -189,13 +204,14 @@ class ModelSuite:
     def step(self, y: np.ndarray, mask: np.ndarray | None = None) -> StepOutput:
         """Take one grid step of loads ``y`` (bit/s, ``(n_links,)``); see the module doc."""
         values, observed = check_observation(y, mask, self.n_links)
+        season_ago = self._history.lag(self.season_steps - 1)  # y[t - season], NaN: unknown
         self._history.push(values, observed)
         self._hybrid.observe(values, observed)  # scores, hybrid weights, models observe
         residuals = self._hybrid.last_residuals
         for k, ci in self._intervals.items():
             ci.update(values, observed, residuals[k])
         events, reroute, resolved = self._drift.update(
-            self._t, values, observed, residuals[self.monitor][:, 0]
+            self._t, values, observed, residuals[self.monitor][:, 0], seasonal=season_ago
         )
         forecasts = self._hybrid.forecast_all()
         lower, upper = {}, {}
