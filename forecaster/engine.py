@@ -585,17 +585,19 @@ def run_engine(
     step = config.step_seconds
     now = time.time()
     first = datetime.fromtimestamp(now - now % step + step, UTC) + config.late
+    # Ticks on the grid: each runs `late` after a bucket ends (APScheduler's interval
+    # trigger counts from start_date); one more right away catches up after a restart.
     scheduler.add_job(
         tick,
         "interval",
         seconds=step,
-        next_run_time=datetime.now(UTC),
         start_date=first,
         id="tick",
         coalesce=True,
         max_instances=1,
         misfire_grace_time=step,
     )
+    scheduler.add_job(tick, "date", run_date=datetime.now(UTC), id="catch-up")
     scheduler.add_job(retrain, "interval", seconds=retrain_seconds, id="retrain", coalesce=True)
     scheduler.add_job(retention, "interval", hours=1, id="retention", coalesce=True)
     scheduler.start()
