@@ -54,7 +54,7 @@ def loads(b: bytes) -> object:
     """Inverse of :func:`dumps`."""
     if not b.startswith(_FORMAT):
         raise ValueError("not a linkcast forecaster state (bad header)")
-    return pickle.loads(zlib.decompress(b[len(_FORMAT):]))  # noqa: S301 (our own state)
+    return pickle.loads(zlib.decompress(b[len(_FORMAT) :]))  # noqa: S301 (our own state)
 
 
 class Forecaster(abc.ABC):

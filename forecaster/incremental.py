@@ -37,7 +37,10 @@ class WindowMLP(nn.Module):
     def __init__(self, n_lags: int, horizon: int, hidden: int = 64) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Linear(n_lags, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(n_lags, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, horizon),
         )
 

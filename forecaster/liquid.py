@@ -296,8 +296,9 @@ class LiquidForecaster(Forecaster):
         first = known & ~self._scaled
         upd = known & self._scaled
         clipped = np.minimum(dy, _DZ_CLIP * self._scale)
-        self._scale = np.where(upd, self._scale + self.scale_alpha * (clipped - self._scale),
-                               self._scale)
+        self._scale = np.where(
+            upd, self._scale + self.scale_alpha * (clipped - self._scale), self._scale
+        )
         self._scale = np.where(first, dy, self._scale)
         self._scale = np.maximum(self._scale, floor)
         self._scaled |= known

@@ -74,7 +74,12 @@ def test_frozen_network_does_not_recover(liquid_runs: dict[str, np.ndarray]) -> 
 def suite_run() -> dict[str, object]:
     ys = shifted_series(seed=1)
     suite = ModelSuite(
-        N_LINKS, horizon=H, season_steps=P, retrain_every=48, retrain_window=96, seed=0,
+        N_LINKS,
+        horizon=H,
+        season_steps=P,
+        retrain_every=48,
+        retrain_window=96,
+        seed=0,
         liquid_kwargs={"window": 12, "adapt_steps": 1},
         incremental_kwargs={"n_lags": 12, "hidden": 32, "epochs": 2},
     )
