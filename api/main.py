@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from api import errors
 from api.routes import alerts, events, forecasts, health, links, models, telemetry
+from db.ingest import LinkIds
 from db.session import make_engine, make_sessionmaker
 from linkcast.settings import Settings
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.token_cache = {}
+    app.state.link_ids = LinkIds()
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -63,5 +63,5 @@ async def push_telemetry(
     except InvalidSample as exc:
         return JSONResponse({"detail": exc.detail()}, status_code=422)
     rows = [(link, ts, value) for (link, ts), value in batch.rows.items()]
-    await run_in_threadpool(write_samples, engine, rows)
+    await run_in_threadpool(write_samples, engine, rows, request.app.state.link_ids)
     return JSONResponse({"accepted": batch.received})

@@ -118,6 +118,19 @@ def test_epoch_seconds_and_unknown_links_are_registered(client, tokens, clean_db
         assert got.json()["data"] == [{"ts": "2026-03-01T12:00:00Z", "value_bps": 5.0}]
 
 
+def test_links_recreated_behind_the_apis_back_are_learned_again(client, tokens, clean_db):
+    """The api caches link ids; if the table changes under it, samples still land on the
+    right (new) link rather than on a stale id."""
+    h = auth(tokens["write"])
+    assert client.post(URL, json={"samples": [sample(link="x>y")]}, headers=h).status_code == 200
+    with clean_db.begin() as conn:
+        conn.execute(text("TRUNCATE link, sample RESTART IDENTITY"))
+        conn.execute(text("INSERT INTO link (name) VALUES ('other>one')"))  # takes id 1
+    r = client.post(URL, json={"samples": [sample(link="x>y", value=9.0)]}, headers=h)
+    assert r.status_code == 200
+    assert [(row[0], row[2]) for row in stored(clean_db)] == [("x>y", 9.0)]
+
+
 FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()
 
 BAD_SAMPLES = [
