@@ -267,6 +267,16 @@ def unknown_links(*, session: Session, names: list[str]) -> list[str]:
     return [n for n in names if n not in known]
 
 
+def rerouted_links(
+    *, session: Session, start: datetime, end: datetime, exclude: list[str]
+) -> list[str]:
+    """Links named by detected re-route events with ts in [start, end), minus ``exclude``."""
+    rows = session.scalars(
+        select(Event.links).where(Event.kind == "reroute", Event.ts >= start, Event.ts < end)
+    ).all()
+    return sorted({link for links in rows for link in links} - set(exclude))
+
+
 def errors_around(
     *,
     session: Session,

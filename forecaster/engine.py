@@ -598,8 +598,19 @@ def run_engine(
         misfire_grace_time=step,
     )
     scheduler.add_job(tick, "date", run_date=datetime.now(UTC), id="catch-up")
-    scheduler.add_job(retrain, "interval", seconds=retrain_seconds, id="retrain", coalesce=True)
-    scheduler.add_job(retention, "interval", hours=1, id="retention", coalesce=True)
+    # Ticks come first on the one worker; a re-fit or a clean-up that has to wait for
+    # one still runs (a generous misfire grace), it is not skipped.
+    scheduler.add_job(
+        retrain,
+        "interval",
+        seconds=retrain_seconds,
+        id="retrain",
+        coalesce=True,
+        misfire_grace_time=int(retrain_seconds),
+    )
+    scheduler.add_job(
+        retention, "interval", hours=1, id="retention", coalesce=True, misfire_grace_time=3600
+    )
     scheduler.start()
     try:
         while not stop.wait(standby_poll_seconds):

@@ -134,7 +134,7 @@ def engine() -> None:
     settings = _settings()
     url = _upgraded(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped ticks while catching up
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from forecaster.engine import run_engine

@@ -113,8 +113,9 @@ def run_up(
     from forecaster.engine import run_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("httpx", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # A tick that outlasts its step (catching up) makes APScheduler warn on every skip.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     if demo:
         settings = demo_settings(settings, speed)
     where = "" if settings.database_url else f" (embedded, data in {settings.data_dir})"

@@ -77,6 +77,15 @@ def event_errors(
         raise HTTPException(404, f"no event {event_id}")
     step = timedelta(seconds=settings.step_seconds)
     failed = event.links if event.kind != "reroute" else []
+    # The links it shifted: those the detectors flagged in a re-route right around it;
+    # without such a detection, those whose mean load moved by `threshold` or more.
+    shifted = (
+        event.links
+        if event.kind == "reroute"
+        else queries.rerouted_links(
+            session=session, start=event.ts - step * 3, end=event.ts + step * 10, exclude=failed
+        )
+    )
     rows = queries.errors_around(
         session=session, start=event.ts - step * before, end=event.ts + step * after, exclude=failed
     )
@@ -86,7 +95,7 @@ def event_errors(
         step_seconds=settings.step_seconds,
         before=before,
         threshold=threshold,
-        only=event.links if event.kind == "reroute" else None,
+        only=shifted or None,
     )
     data = [AlignedErrorPublic(**r) for r in result.rows]  # type: ignore[arg-type]
     return EventErrorsPublic(
