@@ -30,23 +30,30 @@ horizon = c3.number_input(
     "is shown beyond them, into the future.",
 )
 
-hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-start_naive, end_naive = st.slider(
-    "Time range (UTC), may reach into the future",
-    min_value=hour - timedelta(days=7),
-    max_value=hour + timedelta(days=1),
-    value=(hour - timedelta(hours=2), hour + timedelta(hours=1)),
-    step=timedelta(minutes=5),
-    format="MM-DD HH:mm",
-    key="range",
+WINDOWS = {
+    "15 min": timedelta(minutes=15),
+    "1 hour": timedelta(hours=1),
+    "6 hours": timedelta(hours=6),
+    "1 day": timedelta(days=1),
+    "7 days": timedelta(days=7),
+}
+AHEAD = {"none": timedelta(0), **WINDOWS}
+r1, r2 = st.columns(2)
+back = r1.selectbox("Look back", list(WINDOWS), index=1, key="back")
+ahead = r2.selectbox(
+    "Look ahead (forecasts)",
+    list(AHEAD),
+    index=1,
+    key="ahead",
+    help="The time range may reach into the future: the newest forecasts run up to the horizon.",
 )
-start, end = start_naive.replace(tzinfo=UTC), end_naive.replace(tzinfo=UTC)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
     link = by_name[name]
     now = datetime.now(UTC)
+    start, end = now - WINDOWS[back], now + AHEAD[ahead]  # slides with each refresh
     samples = transforms.frame(
         fetch(cfg, lambda: client.samples(cfg, name, start, end)), ["ts", "value_bps"]
     )
