@@ -78,16 +78,20 @@ def array_literal(values: Iterable[float | None]) -> str:
     return "{" + ",".join("NULL" if v is None or v != v else repr(v) for v in values) + "}"
 
 
-def _copy_text(
-    conn: Connection, stage: str, like: str, columns: Sequence[str], lines: Iterable[str]
-) -> None:
-    """COPY tab-separated ``lines`` (no tabs, newlines or backslashes in the fields)."""
+def _insert_new(conn: Connection, table: str, columns: Sequence[str], lines: Iterable[str]) -> int:
+    """COPY tab-separated ``lines`` (no tabs, newlines or backslashes in the fields) into
+    a temporary copy of ``table``, then insert the rows whose key is not there yet."""
     raw = conn.connection.driver_connection
     assert raw is not None
+    stage, cols = f"{table}_stage", ", ".join(columns)
     with raw.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {like}) ON COMMIT DELETE ROWS")
-        with cur.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
             copy.write("".join(lines).encode())
+    result = conn.execute(
+        text(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")
+    )
+    return result.rowcount
 
 
 FORECAST_COLUMNS = (
@@ -103,15 +107,7 @@ FORECAST_COLUMNS = (
 
 def insert_forecasts(conn: Connection, lines: Iterable[str]) -> int:
     """COPY lines of FORECAST_COLUMNS; existing (link, model, issued_at) are kept as they are."""
-    _copy_text(conn, "forecast_stage", "forecast", FORECAST_COLUMNS, lines)
-    result = conn.execute(
-        text(
-            f"INSERT INTO forecast ({', '.join(FORECAST_COLUMNS)})"
-            f" SELECT {', '.join(FORECAST_COLUMNS)} FROM forecast_stage"
-            " ON CONFLICT DO NOTHING"
-        )
-    )
-    return result.rowcount
+    return _insert_new(conn, "forecast", FORECAST_COLUMNS, lines)
 
 
 ERROR_COLUMNS = ("link_id", "model", "ts", "actual_bps", "error_bps")
@@ -119,14 +115,7 @@ ERROR_COLUMNS = ("link_id", "model", "ts", "actual_bps", "error_bps")
 
 def insert_errors(conn: Connection, lines: Iterable[str]) -> int:
     """COPY lines of ERROR_COLUMNS; existing (link, model, ts) are kept."""
-    _copy_text(conn, "error_stage", "forecast_error", ERROR_COLUMNS, lines)
-    result = conn.execute(
-        text(
-            f"INSERT INTO forecast_error ({', '.join(ERROR_COLUMNS)})"
-            f" SELECT {', '.join(ERROR_COLUMNS)} FROM error_stage ON CONFLICT DO NOTHING"
-        )
-    )
-    return result.rowcount
+    return _insert_new(conn, "forecast_error", ERROR_COLUMNS, lines)
 
 
 # --- alerts -------------------------------------------------------------------------------

@@ -22,6 +22,15 @@ app.add_typer(token_app, name="token")
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on.")]
 PortOpt = Annotated[int, typer.Option(help="API port.", min=1, max=65535)]
+TopologyFileOpt = Annotated[
+    Path | None, typer.Option(help="SNDlib XML network file.", exists=True, dir_okay=False)
+]
+TrafficFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Gzipped CSV: timestamp, then SRC>DST columns in Mbit/s.", exists=True, dir_okay=False
+    ),
+]
 
 
 def _settings() -> Settings:
@@ -175,20 +184,11 @@ def evaluate(
     topology: Annotated[
         str | None, typer.Option(help="Built-in topology: nobel-eu, abilene, geant.")
     ] = None,
-    topology_file: Annotated[
-        Path | None, typer.Option(help="SNDlib XML network file.", exists=True, dir_okay=False)
-    ] = None,
+    topology_file: TopologyFileOpt = None,
     traffic: Annotated[
         str, typer.Option(help="sine (synthetic) or abilene (real, 2004).")
     ] = "sine",
-    traffic_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Gzipped CSV: timestamp, then SRC>DST columns in Mbit/s.",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    traffic_file: TrafficFileOpt = None,
     scenario: Annotated[
         list[str] | None,
         typer.Option(help="drastic, moderate or mixed; repeat for several (default: all)."),
@@ -245,20 +245,11 @@ def simulate(
         str | None,
         typer.Option(help="Built-in topology: nobel-eu (default), abilene, geant."),
     ] = None,
-    topology_file: Annotated[
-        Path | None, typer.Option(help="SNDlib XML network file.", exists=True, dir_okay=False)
-    ] = None,
+    topology_file: TopologyFileOpt = None,
     traffic: Annotated[
         str, typer.Option(help="sine (synthetic, 5-min steps) or abilene (real, 2004).")
     ] = "sine",
-    traffic_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Gzipped CSV: timestamp, then SRC>DST columns in Mbit/s.",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
+    traffic_file: TrafficFileOpt = None,
     scenario: Annotated[
         str, typer.Option(help="Failure: drastic, moderate, mixed or none.")
     ] = "drastic",
