@@ -181,3 +181,18 @@ class ModelPublic(BaseModel):
 class ModelsPublic(BaseModel):
     data: list[ModelPublic]
     count: int
+
+
+class LinkLatestPublic(BaseModel):
+    name: str
+    capacity_bps: float | None
+    ts: datetime | None = Field(description="newest sample's time")
+    value_bps: float | None = Field(description="newest sample's load")
+    issued_at: datetime | None = Field(description="newest forecast issue of the model")
+    peak_bps: float | None = Field(description="highest forecast value within the horizon")
+    peak_upper_bps: float | None = Field(description="highest upper bound within the horizon")
+
+
+class LinksLatestPublic(BaseModel):
+    data: list[LinkLatestPublic]
+    count: int

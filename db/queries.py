@@ -326,3 +326,24 @@ def model_versions(*, session: Session, limit: int = 100) -> list[ModelVersion]:
     return list(
         session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit)).all()
     )
+
+
+def links_latest(*, session: Session, model: str) -> list[dict[str, Any]]:
+    """Every link with its newest sample and the peak of ``model``'s newest forecast."""
+    sql = text(
+        """
+        SELECT l.name, l.capacity_bps, s.ts, s.value_bps, f.issued_at,
+               (SELECT max(v)::float8 FROM unnest(f.value_bps) v) AS peak_bps,
+               (SELECT max(u)::float8 FROM unnest(f.upper_bps) u) AS peak_upper_bps
+        FROM link l
+        LEFT JOIN LATERAL (
+            SELECT ts, value_bps FROM sample WHERE link_id = l.id ORDER BY ts DESC LIMIT 1
+        ) s ON true
+        LEFT JOIN LATERAL (
+            SELECT issued_at, value_bps, upper_bps FROM forecast
+            WHERE link_id = l.id AND model = :model ORDER BY issued_at DESC LIMIT 1
+        ) f ON true
+        ORDER BY l.name
+        """
+    )
+    return [dict(r._mapping) for r in session.execute(sql, {"model": model})]

@@ -160,26 +160,9 @@ def forecasts(
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def latest_samples(cfg: Config, names: tuple[str, ...], since: datetime) -> dict[str, Row]:
-    """Each link's newest sample since ``since`` (links with none are left out)."""
-
-    def one(name: str) -> tuple[str, Row | None]:
-        rows = _get(
-            cfg, f"/api/v1/links/{link_path(name)}/samples", {"start": _iso(since), "limit": 10_000}
-        )["data"]
-        return name, (rows[-1] if rows else None)
-
-    return {k: v for k, v in _parallel(one, names) if v is not None}
-
-
-@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
-def latest_forecasts(cfg: Config, names: tuple[str, ...], model: str) -> dict[str, list[Row]]:
-    """Each link's newest issue of ``model`` (every horizon step)."""
-
-    def one(name: str) -> tuple[str, list[Row]]:
-        return name, forecasts(cfg, name, model=model, latest=True)
-
-    return dict(_parallel(one, names))
+def links_latest(cfg: Config, model: str = "hybrid") -> list[Row]:
+    """Every link's newest sample and forecast peak, in one request."""
+    return _get(cfg, "/api/v1/links/latest", {"model": model})["data"]
 
 
 def _parallel(fn: Any, names: Iterable[str]) -> list[Any]:

@@ -140,13 +140,21 @@ def nodes_frame(positions: Mapping[str, tuple[float, float]]) -> pd.DataFrame:
     )
 
 
-def forecast_peaks(latest: Mapping[str, Sequence[Row]]) -> dict[str, float]:
-    """The highest forecast value of each link's newest issue.
+def recent_loads(latest: Sequence[Row], since: datetime) -> dict[str, Row]:
+    """Links whose newest sample is at or after ``since``, by name.
 
-    >>> forecast_peaks({"A>B": [{"value": 1.0}, {"value": 3.0}], "C>D": []})
-    {'A>B': 3.0}
+    >>> from datetime import UTC, datetime
+    >>> rows = [{"name": "A>B", "ts": "2026-01-01T00:10:00Z", "value_bps": 1.0},
+    ...         {"name": "C>D", "ts": "2026-01-01T00:00:00Z", "value_bps": 2.0},
+    ...         {"name": "E>F", "ts": None, "value_bps": None}]
+    >>> list(recent_loads(rows, datetime(2026, 1, 1, 0, 5, tzinfo=UTC)))
+    ['A>B']
     """
-    return {k: max(float(r["value"]) for r in rows) for k, rows in latest.items() if rows}
+    return {
+        r["name"]: r
+        for r in latest
+        if r["ts"] is not None and datetime.fromisoformat(r["ts"]) >= since
+    }
 
 
 def forecast_lines(step_rows: Sequence[Row], latest_rows: Sequence[Row]) -> pd.DataFrame:

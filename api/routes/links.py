@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import AdminDep, ReaderDep, SessionDep
 from api.errors import AUTH, responses
-from api.schemas import LinkCreate, LinkPublic, LinksPublic, SamplePublic, SamplesPublic
+from api.schemas import (
+    LinkCreate,
+    LinkLatestPublic,
+    LinkPublic,
+    LinksLatestPublic,
+    LinksPublic,
+    SamplePublic,
+    SamplesPublic,
+)
 from db import queries
 
 router = APIRouter(prefix="/links", tags=["links"])
@@ -29,6 +37,18 @@ def list_links(
     return LinksPublic(
         data=[LinkPublic.model_validate(r) for r in rows], count=len(rows), total=total
     )
+
+
+@router.get("/latest", response_model=LinksLatestPublic, responses=responses(422, *AUTH))
+def links_latest(
+    session: SessionDep,
+    _: ReaderDep,
+    model: Literal["liquid", "incremental", "persistence", "seasonal", "hybrid"] = "hybrid",
+) -> LinksLatestPublic:
+    """Every link's newest sample and the peak of the model's newest forecast, in one call
+    (what a network overview needs)."""
+    rows = queries.links_latest(session=session, model=model)
+    return LinksLatestPublic(data=[LinkLatestPublic(**r) for r in rows], count=len(rows))
 
 
 @router.post(

@@ -58,3 +58,19 @@ def test_samples_time_range_and_errors(client, tokens):
 def test_health_endpoints(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_links_latest_gives_each_links_newest_sample(client, tokens):
+    h = auth(tokens["write"])
+    batch = [sample(link="a>b", ts=f"2026-01-01T00:0{m}:00Z", value=m) for m in range(3)]
+    batch.append(sample(link="c>d", ts="2026-01-01T00:00:00Z", value=7))
+    assert client.post("/api/v1/telemetry", json={"samples": batch}, headers=h).status_code == 200
+    r = client.get("/api/v1/links/latest", headers=h)
+    assert r.status_code == 200
+    rows = {d["name"]: d for d in r.json()["data"]}
+    assert (rows["a>b"]["ts"], rows["a>b"]["value_bps"]) == ("2026-01-01T00:02:00Z", 2.0)
+    assert rows["c>d"]["value_bps"] == 7.0
+    assert rows["a>b"]["peak_bps"] is None  # no engine ran: no forecast yet
+    assert (
+        client.get("/api/v1/links/latest", params={"model": "nope"}, headers=h).status_code == 422
+    )

@@ -117,6 +117,11 @@ def test_ticks_store_forecasts_errors_and_alerts(network, tokens, settings, clea
     assert [d["step"] for d in data] == list(range(1, HORIZON + 1))
     assert data[0]["ts"] == at(N_STEPS).isoformat().replace("+00:00", "Z")
     assert all(d["lower"] <= d["value"] <= d["upper"] for d in data)
+    overview = network.get("/api/v1/links/latest", headers=read).json()["data"]
+    n0 = next(r for r in overview if r["name"] == "n0>m0")
+    assert n0["peak_bps"] == pytest.approx(max(d["value"] for d in data))
+    assert n0["peak_upper_bps"] == pytest.approx(max(d["upper"] for d in data))
+    assert n0["value_bps"] == pytest.approx(loads(N_STEPS - 1)["n0>m0"])
 
     # An error is the forecast issued h steps earlier minus the actual that arrived.
     k, h = 350, 3

@@ -14,12 +14,11 @@ cfg = setup()
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
     links = links_or_stop(cfg)
-    names = tuple(sorted(link["name"] for link in links))
     since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
-    now_rows = fetch(cfg, lambda: client.latest_samples(cfg, names, since))
-    latest = fetch(cfg, lambda: client.latest_forecasts(cfg, names, "hybrid"))
+    latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
+    now_rows = transforms.recent_loads(latest, since)
     now_bps = {k: float(r["value_bps"]) for k, r in now_rows.items()}
-    peak_bps = transforms.forecast_peaks(latest)
+    peak_bps = {r["name"]: float(r["peak_bps"]) for r in latest if r["peak_bps"] is not None}
     positions = transforms.node_positions(links)
     segments = transforms.network_segments(links, positions, now_bps, peak_bps)
     nodes = transforms.nodes_frame(positions)
