@@ -4,7 +4,7 @@ Starts `linkcast api` (embedded PostgreSQL unless --database-url or LINKCAST_DAT
 pushes N samples in batches from concurrent clients, then COPYs the same number of rows
 straight into the `sample` table, and prints samples/s for both and their ratio.
 
-    python bench/ingest.py --samples 500000 --clients 4 --workers 2
+    python bench/ingest.py --samples 800000 --clients 8 --workers 2
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def wait_ready(api: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--samples", type=int, default=500_000, help="samples to push (and COPY)")
+    ap.add_argument("--samples", type=int, default=800_000, help="samples to push (and COPY)")
     ap.add_argument("--batch", type=int, default=5_000, help="samples per request")
-    ap.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="api server processes")
     ap.add_argument("--links", type=int, default=1_000, help="distinct links")
     ap.add_argument("--database-url", default=os.environ.get("LINKCAST_DATABASE_URL"))
