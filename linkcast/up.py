@@ -96,6 +96,37 @@ def demo_settings(settings: Settings, speed: float) -> Settings:
     )
 
 
+RATES_BPS = (1e9, 2.5e9, 10e9, 40e9, 100e9, 400e9)  # common interface speeds
+
+
+def register_demo_links(url: str, network: object) -> int:
+    """Give the demo's links what an operator would: a capacity (the smallest common
+    interface speed above 1.25x the link's peak before any failure) and the nodes'
+    coordinates, so the dashboard can colour utilisation and capacity alerts can fire."""
+    import numpy as np
+
+    from db.queries import split_link_name, upsert_link
+    from db.session import make_engine, make_sessionmaker, session_scope
+
+    loads = network.loads()  # type: ignore[attr-defined]
+    first_failure = min(network.result.failure_steps, default=len(loads))  # type: ignore[attr-defined]
+    peaks = np.nanmax(loads[: max(first_failure, 1)], axis=0)
+    positions = network.topology.positions  # type: ignore[attr-defined]
+    engine = make_engine(url, pool_size=1)
+    with session_scope(make_sessionmaker(engine)) as session:
+        for name, peak in zip(network.link_names, peaks, strict=True):  # type: ignore[attr-defined]
+            src, dst = split_link_name(name)
+            capacity = next((r for r in RATES_BPS if r >= 1.25 * peak), RATES_BPS[-1])
+            labels = {}
+            if src in positions and dst in positions:
+                labels = {"src_pos": list(positions[src]), "dst_pos": list(positions[dst])}
+            upsert_link(
+                session=session, name=name, src=src, dst=dst, capacity_bps=capacity, labels=labels
+            )
+    engine.dispose()
+    return len(peaks)
+
+
 def run_up(
     settings: Settings,
     *,
@@ -145,6 +176,7 @@ def run_up(
         from simulator.feeder import demo_feeder
 
         feeder = demo_feeder(base, token, step_seconds=settings.step_seconds)
+        register_demo_links(url, feeder.network)
         threads.append(
             threading.Thread(target=feeder.run, args=(stop,), name="feeder", daemon=True)
         )

@@ -1,0 +1,26 @@
+"""`linkcast up --demo` gives its links capacities and coordinates."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import text
+
+from linkcast.up import RATES_BPS, register_demo_links
+from simulator.feeder import demo_feeder
+
+
+def test_demo_links_get_capacities_above_their_peak_and_coordinates(settings, clean_db):
+    network = demo_feeder("http://127.0.0.1:1", "unused", step_seconds=3).network
+    assert register_demo_links(settings.database_url, network) == len(network.link_names)
+    with clean_db.connect() as conn:
+        rows = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(text("SELECT name, capacity_bps, labels FROM link"))
+        }
+    assert set(rows) == set(network.link_names)
+    failure = network.result.failure_steps[0]
+    peaks = np.nanmax(network.loads()[:failure], axis=0)
+    for name, peak in zip(network.link_names, peaks, strict=True):
+        capacity, labels = rows[name]
+        assert capacity in RATES_BPS and capacity >= 1.25 * peak
+        assert len(labels["src_pos"]) == len(labels["dst_pos"]) == 2
