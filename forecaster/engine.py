@@ -463,14 +463,17 @@ class LiveEngine:
         cfg = self.config
         upper = out.upper[ModelName.HYBRID]
         peak = upper.max(axis=1)
+        existing = {a.link_id: a for a in live.open_alerts(session, AlertKind.CAPACITY)}
         crossing: dict[int, tuple[float, int]] = {}
         for r in links:
             if r.capacity_bps and r.id in self._index:
                 i = self._index[r.id]
-                if peak[i] > cfg.capacity_ratio * r.capacity_bps:
+                # Hysteresis: an open alert stays open until the peak falls 5 points below
+                # the threshold, so a forecast hovering at the line does not flap.
+                ratio = cfg.capacity_ratio - (0.05 if r.id in existing else 0.0)
+                if peak[i] > ratio * r.capacity_bps:
                     crossing[r.id] = (peak[i] / r.capacity_bps, int(np.argmax(upper[i])) + 1)
         opened = 0
-        existing = {a.link_id: a for a in live.open_alerts(session, AlertKind.CAPACITY)}
         names = {r.id: r.name for r in links}
         for link_id, (ratio, h) in crossing.items():
             alert = existing.get(link_id)
