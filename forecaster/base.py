@@ -57,7 +57,23 @@ def loads(b: bytes) -> object:
     return pickle.loads(zlib.decompress(b[len(_FORMAT) :]))  # noqa: S301 (our own state)
 
 
-class Forecaster(abc.ABC):
+class Stateful:
+    """Whole-state save and load: what models and the suite share."""
+
+    def to_bytes(self) -> bytes:
+        """The whole state, so that ``from_bytes`` gives identical forecasts."""
+        return dumps(self)
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> Self:
+        """Restore an object saved with :meth:`to_bytes`."""
+        obj = loads(b)
+        if not isinstance(obj, cls):
+            raise TypeError(f"state holds a {type(obj).__name__}, not a {cls.__name__}")
+        return obj
+
+
+class Forecaster(Stateful, abc.ABC):
     """A batched link-load forecaster.
 
     Subclasses set ``name`` and implement :meth:`observe`, :meth:`forecast` and
@@ -96,18 +112,6 @@ class Forecaster(abc.ABC):
     @abc.abstractmethod
     def add_links(self, n: int) -> None:
         """Append ``n`` cold links to the batch."""
-
-    def to_bytes(self) -> bytes:
-        """The whole state, so that ``from_bytes`` gives identical forecasts."""
-        return dumps(self)
-
-    @classmethod
-    def from_bytes(cls, b: bytes) -> Self:
-        """Restore a model saved with :meth:`to_bytes`."""
-        obj = loads(b)
-        if not isinstance(obj, cls):
-            raise TypeError(f"state holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_links={self.n_links}, horizon={self.horizon})"

@@ -18,11 +18,11 @@ The seasonal model and every incremental model read one shared float16 history r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
-from forecaster.base import Forecaster, check_observation, dumps, loads
+from forecaster.base import Forecaster, Stateful, check_observation
 from forecaster.baselines import PersistenceForecaster, SeasonalForecaster
 from forecaster.buffers import HistoryRing
 from forecaster.drift import DriftEvent, DriftMonitor, DriftResolved, RerouteEvent
@@ -59,7 +59,7 @@ class StepOutput:
     resolved: list[DriftResolved] = field(default_factory=list)
 
 
-class ModelSuite:
+class ModelSuite(Stateful):
     """Liquid, incremental (plus variants), persistence, seasonal and hybrid together.
 
     Parameters
@@ -245,15 +245,3 @@ class ModelSuite:
         for ci in self._intervals.values():
             ci.add_links(n)
         self._drift.add_links(n)
-
-    def to_bytes(self) -> bytes:
-        """The whole state (every model, buffers, optimizers, RNGs, detectors)."""
-        return dumps(self)
-
-    @classmethod
-    def from_bytes(cls, b: bytes) -> Self:
-        """Restore a suite saved with :meth:`to_bytes`."""
-        obj = loads(b)
-        if not isinstance(obj, cls):
-            raise TypeError(f"state holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
