@@ -22,8 +22,8 @@ count. Links whose load stays below 1 % of the mean directed-link load both
 before and after are ignored (:data:`MIN_LOAD_RATIO`), and the failed links
 themselves are reported separately (they drop to 0).
 
-**Scenario builders.** :func:`drastic`, :func:`moderate` and :func:`mixed` search
-candidate failures at the failure step: every single-link failure, then, only if
+**Scenario builders.** :func:`build_scenario` (kind ``drastic``, ``moderate`` or
+``mixed``) searches candidate failures at the failure step: every single-link failure, then, only if
 no single one qualifies, double failures (all of them, or 300 drawn by the seed
 when there are more). A candidate must leave the network connected. It
 qualifies for ``drastic`` with at least one drastic link; for ``moderate`` with
@@ -73,11 +73,8 @@ __all__ = [
     "SimulationResult",
     "build_scenario",
     "classify_shift",
-    "drastic",
     "experiment",
     "failure_candidates",
-    "mixed",
-    "moderate",
     "simulate",
 ]
 
@@ -576,42 +573,6 @@ def build_scenario(
             for c in summary
         )
     )
-
-
-def drastic(
-    topology: Topology,
-    traffic: Traffic,
-    *,
-    seed: int = 0,
-    step: int | None = None,
-    ecmp: bool = False,
-) -> Scenario:
-    """:func:`build_scenario` with ``kind="drastic"``."""
-    return build_scenario(ScenarioKind.DRASTIC, topology, traffic, seed=seed, step=step, ecmp=ecmp)
-
-
-def moderate(
-    topology: Topology,
-    traffic: Traffic,
-    *,
-    seed: int = 0,
-    step: int | None = None,
-    ecmp: bool = False,
-) -> Scenario:
-    """:func:`build_scenario` with ``kind="moderate"``."""
-    return build_scenario(ScenarioKind.MODERATE, topology, traffic, seed=seed, step=step, ecmp=ecmp)
-
-
-def mixed(
-    topology: Topology,
-    traffic: Traffic,
-    *,
-    seed: int = 0,
-    step: int | None = None,
-    ecmp: bool = False,
-) -> Scenario:
-    """:func:`build_scenario` with ``kind="mixed"``."""
-    return build_scenario(ScenarioKind.MIXED, topology, traffic, seed=seed, step=step, ecmp=ecmp)
 
 
 def experiment(
