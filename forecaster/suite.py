@@ -17,6 +17,7 @@ The seasonal model and every incremental model read one shared float16 history r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,10 @@ class ModelSuite(Stateful):
         Model whose residuals feed the residual drift detector.
     liquid_kwargs, incremental_kwargs, hybrid_kwargs, interval_kwargs, drift_kwargs
         Extra constructor arguments of the parts.
+    reference_models
+        Extra models, name -> factory called as ``factory(n_links, horizon)`` (a
+        class or a ``functools.partial``: the suite's state is pickled); scored, with
+        intervals, but not combined by the hybrid unless named in ``hybrid_members``.
 
     Examples
     --------
@@ -119,6 +124,7 @@ class ModelSuite(Stateful):
         hybrid_kwargs: dict[str, Any] | None = None,
         interval_kwargs: dict[str, Any] | None = None,
         drift_kwargs: dict[str, Any] | None = None,
+        reference_models: dict[str, Callable[[int, int], Forecaster]] | None = None,
     ) -> None:
         self.horizon = horizon
         self.level = level
@@ -134,6 +140,7 @@ class ModelSuite(Stateful):
         self.hybrid_kwargs = hybrid_kwargs
         self.interval_kwargs = interval_kwargs
         self.drift_kwargs = drift_kwargs
+        self.reference_models = reference_models
 
         for name in incremental_variants or {}:
             if not name.startswith("incremental_"):
@@ -164,6 +171,10 @@ class ModelSuite(Stateful):
                 history=self._history,
                 **inc_kw,
             )
+        for name, factory in (reference_models or {}).items():
+            if name in members or name in ("persistence", "seasonal", "hybrid"):
+                raise ValueError(f"reference model name {name!r} is taken")
+            members[name] = factory(n_links, horizon)
         members["persistence"] = PersistenceForecaster(n_links, horizon)
         members["seasonal"] = SeasonalForecaster(
             n_links, horizon, season_steps=season_steps, history=self._history
