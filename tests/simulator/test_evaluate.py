@@ -1,39 +1,103 @@
-"""``linkcast evaluate``: the offline experiment writes well-formed results, as a user runs it."""
+"""``linkcast evaluate``: seeds, protocol sizing, statistics and well-formed outputs.
+
+The runs here are small on purpose: a user's own traffic file of 3.35 days of
+15-minute matrices for six pairs on the Abilene topology (the shape that was once
+refused), run quick over two seeds in two worker processes, and once with the full
+protocol sized to it.
+"""
 
 from __future__ import annotations
 
 import gzip
 import math
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import simulator.evaluate as evaluate
 from linkcast.cli import app
-from simulator.evaluate import MODELS, RESULT_COLUMNS, SCENARIOS, Protocol, run_evaluation
+from simulator.evaluate import (
+    MODELS,
+    RESULT_COLUMNS,
+    SCENARIOS,
+    Protocol,
+    SeedTask,
+    build_scenarios,
+    parse_seeds,
+    run_evaluation,
+)
+from simulator.report import SUMMARY_COLUMNS, summarize, t_interval, win_counts, with_skill
+from simulator.topology import load_sndlib_xml, load_topology
+from simulator.traffic import load_traffic_csv, sine_traffic
 
 DATA = Path(__file__).resolve().parents[2] / "simulator" / "data" / "abilene"
 TOPOLOGY_XML = DATA / "abilene-topology.xml"
-TRAFFIC_CSV = DATA / "abilene-tm-5min-2004.csv.gz"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: A few pairs across the network: enough for drastic and mixed failures, none moderate.
+USER_PAIRS = (
+    "NYCMng>LOSAng",
+    "LOSAng>NYCMng",
+    "SNVAng>WASHng",
+    "ATLAng>STTLng",
+    "HSTNng>CHINng",
+    "DNVRng>ATLAM5",
+)
+USER_STEPS, USER_STEP_SECONDS = 322, 900  # 3.35 days of 15-minute matrices
+
+
+def _write_traffic_csv(path: Path, n_steps: int, step_seconds: int) -> Path:
+    """A user's traffic file: timestamp, then one SRC>DST column per pair in Mbit/s."""
+    topo = load_sndlib_xml(TOPOLOGY_XML)
+    tr = sine_traffic(topo, n_steps=n_steps, step_seconds=step_seconds, seed=11, total_bps=1e11)
+    cols = [tr.pair_names.index(p) for p in USER_PAIRS]
+    frame = pd.DataFrame(tr.demands_bps[:, cols] / 1e6, columns=list(USER_PAIRS))
+    frame.insert(0, "timestamp", pd.to_datetime(tr.timestamps, unit="s", utc=True))
+    with gzip.open(path, "wt") as fh:
+        frame.to_csv(fh, index=False, date_format="%Y-%m-%dT%H:%M:%SZ", float_format="%.3f")
+    return path
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("evaluate")
-    run_evaluation(
-        topology="abilene",
-        topology_file=None,
-        traffic="sine",
-        traffic_file=None,
-        scenarios=["drastic", "mixed"],
-        seed=3,
-        out=out,
-        quick=True,
-        progress=False,
+def user_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("traffic") / "user-15min.csv.gz"
+    return _write_traffic_csv(path, USER_STEPS, USER_STEP_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def multi_seed(tmp_path_factory: pytest.TempPathFactory, user_csv: Path):
+    """``linkcast evaluate --quick --seeds 0-1 --workers 2`` as a user runs it."""
+    out = tmp_path_factory.mktemp("multi")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "linkcast.cli",
+            "evaluate",
+            "--quick",
+            "--topology-file",
+            str(TOPOLOGY_XML),
+            "--traffic-file",
+            str(user_csv),
+            "--seeds",
+            "0-1",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    return out
+    return out, proc
+
+
+# -- protocol ---------------------------------------------------------------------------
 
 
 def test_protocol_windows_are_fixed_durations():
@@ -42,67 +106,308 @@ def test_protocol_windows_are_fixed_durations():
     assert full.failure_step == 2016 and full.n_steps == 2304
     assert (quick.failure_step, quick.n_steps) == (288, 360)
     assert Protocol.for_run(60, quick=False).pre_steps == 1440
+    # a long file gets the standard protocol, cut to 8 days
+    assert Protocol.fit(300, 4032) == Protocol(300, 1728, 288, 288, False, 4032)
+    assert not Protocol.fit(300, 4032).shortened
 
 
-def test_results_csv_is_well_formed(quick_run: Path):
-    frame = pd.read_csv(quick_run / "results.csv")
-    assert tuple(frame.columns) == RESULT_COLUMNS
-    assert list(zip(frame["scenario"], frame["model"], strict=True)) == [
-        (s, m) for s in ("drastic", "mixed") for m in MODELS
+@pytest.mark.parametrize(
+    ("step_seconds", "available", "expected"),
+    [
+        (900, 322, (130, 96, 96)),  # 3.35 days of 15 min: 1-day windows, the rest warm-up
+        (900, 240, (96, 72, 72)),  # exactly 2.5 days: one season of warm-up, 18-hour windows
+        (300, 720, (288, 216, 216)),
+        (300, 2000, (1424, 288, 288)),  # 6.9 days: 1-day windows, 4.9 days of warm-up
+        (300, 2304, (1728, 288, 288)),  # 8 days: the standard protocol
+    ],
+)
+def test_protocol_is_sized_to_a_short_file(step_seconds, available, expected):
+    p = Protocol.fit(step_seconds, available)
+    assert (p.warmup_steps, p.pre_steps, p.post_steps) == expected
+    assert p.n_steps <= available
+    assert p.pre_steps == p.post_steps <= p.season_steps
+    assert p.warmup_steps >= p.season_steps
+    assert p.shortened == (available < 2304 * 300 // step_seconds)
+    # every incremental schedule and its window fit in the warm-up
+    assert all(p.retrain_every(b) <= p.warmup_steps for b in evaluate.RETRAIN_BATCHES)
+    assert p.retrain_window <= p.warmup_steps
+    if p.shortened:
+        assert f"{available} steps" in p.describe() and "sized to the traffic" in p.describe()
+
+
+def test_retrain_schedules_scale_only_when_the_warmup_is_short():
+    full = Protocol.for_run(300, quick=False)
+    assert full.retrain_scale == 1
+    assert [full.retrain_every(b) for b in (72, 288, 1008)] == [72, 288, 1008]
+    assert full.retrain_window == 576 and "scaled" not in full.describe_retrain()
+    short = Protocol.fit(900, 322)
+    assert [short.retrain_every(b) for b in (72, 288, 1008)] == [9, 37, 130]
+    assert short.retrain_window == 74
+    assert "scaled by 0.129" in short.describe_retrain()
+
+
+def test_too_short_traffic_is_a_clear_error():
+    assert Protocol.minimum_steps(900) == 240 and Protocol.minimum_steps(300) == 720
+    with pytest.raises(ValueError) as err:
+        Protocol.fit(900, 239)
+    msg = str(err.value)
+    for needle in ("has 239 steps of 900 s", "at least 240 steps", "2.5 days", "2.5 seasons"):
+        assert needle in msg, msg
+    with pytest.raises(ValueError, match="a quick run needs 120 steps"):
+        Protocol.fit(900, 100, quick=True)
+
+
+def test_models_are_the_suites_in_its_order():
+    suite = evaluate._make_suite(3, Protocol.fit(900, 322), seed=0)
+    assert evaluate.result_models(suite.model_names) == MODELS
+    assert MODELS[0] == "liquid" and MODELS[-1] == "hybrid"
+    assert [m for m in MODELS if m.startswith("incremental_b")] == [
+        "incremental_b72",
+        "incremental_b288",
+        "incremental_b1008",
     ]
-    assert len(MODELS) >= 7 and sum(m.startswith("incremental_b") for m in MODELS) >= 3
-    for col in (
-        "rmse_pre",
-        "rmse_post",
-        "rmse_post_1h",
-        "rmse_post_h6",
-        "rmse_post_h12",
-        "rmse_post_mbps",
-        "mape_pre",
-        "mape_post",
+
+
+# -- seeds ------------------------------------------------------------------------------
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-9") == list(range(10))
+    assert parse_seeds("0,3,5-7") == [0, 3, 5, 6, 7]
+    assert parse_seeds(" 4 ") == [4]
+    assert parse_seeds("2,1-3") == [2, 1, 3]
+    for bad in ("", "a", "3-1", "-2", "1,,2", "1.5"):
+        with pytest.raises(ValueError, match="bad seeds"):
+            parse_seeds(bad)
+
+
+def test_two_seeds_draw_different_traffic_and_failures():
+    topo = load_topology("abilene")
+    p = Protocol.for_run(300, quick=True)
+    tasks = [SeedTask(s, topo, None, ("drastic",), p) for s in (0, 1)]
+    a, b = (t.traffic_for_seed() for t in tasks)
+    assert a.demands_bps.shape == b.demands_bps.shape == (p.n_steps, len(topo.pairs))
+    assert not np.allclose(a.demands_bps, b.demands_bps)
+    assert np.array_equal(tasks[0].traffic_for_seed().demands_bps, a.demands_bps)
+    failed = [
+        build_scenarios(topo, t.traffic_for_seed(), t.scenarios, t.seed, p)[0]["drastic"]
+        .scenario.events[0]
+        .link
+        for t in tasks
+    ]
+    assert failed[0] != failed[1]
+    # a traffic file is the same for every seed
+    file_tr = sine_traffic(topo, n_steps=p.n_steps, seed=5)
+    same = [SeedTask(s, topo, file_tr, ("drastic",), p).traffic_for_seed() for s in (0, 1)]
+    assert same[0] is same[1]
+
+
+# -- statistics -------------------------------------------------------------------------
+
+# t quantile 0.975 with 2 degrees of freedom (tables)
+T975_DF2 = 4.302652729911275
+
+
+def _tiny_frame() -> pd.DataFrame:
+    rows = []
+    # rmse_post per seed: liquid 4, 6, 5; incremental_b72 5, 6, 9; persistence 5, 5, 10
+    post = {
+        "liquid": (4.0, 6.0, 5.0),
+        "incremental_b72": (5.0, 6.0, 9.0),
+        "persistence": (5.0, 5.0, 10.0),
+    }
+    ttc = {"liquid": (3, None, 2), "incremental_b72": (4, None, 1), "persistence": (3, 8, None)}
+    for seed in range(3):
+        for model in post:
+            row = {c: 1.0 for c in RESULT_COLUMNS}
+            row.update(seed=seed, scenario="drastic", model=model)
+            row["rmse_post"] = post[model][seed]
+            row["rmse_pre"] = 2.0 + seed
+            row["ttc_steps"] = ttc[model][seed]
+            row["coverage"] = 0.8 + 0.05 * seed
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    return frame.astype({"ttc_steps": "Int64"})
+
+
+def test_t_interval_matches_a_hand_computation():
+    x = np.array([4.0, 6.0, 5.0])
+    half = T975_DF2 * x.std(ddof=1) / math.sqrt(3)
+    mean, low, high, n = t_interval(x)
+    assert n == 3 and mean == pytest.approx(5.0)
+    assert (low, high) == pytest.approx((5.0 - half, 5.0 + half))
+    assert (low, high) == pytest.approx((2.5158, 7.4842), abs=1e-4)
+    assert t_interval([2.0, 2.0]) == (2.0, 2.0, 2.0, 2)
+    m, lo, hi, n = t_interval([None, 3.0, float("nan")])
+    assert (m, n) == (3.0, 1) and math.isnan(lo) and math.isnan(hi)
+
+
+def test_summary_aggregates_over_seeds():
+    summary = summarize(_tiny_frame())
+    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    assert list(dict.fromkeys(summary["model"])) == ["liquid", "incremental_b72", "persistence"]
+    s = summary.set_index(["model", "metric", "horizon"])
+
+    liquid = s.loc[("liquid", "rmse_post", 1)]
+    half = T975_DF2 * 1.0 / math.sqrt(3)  # sd of 4, 6, 5 is 1
+    assert (liquid["mean"], liquid["n_seeds"]) == (pytest.approx(5.0), 3)
+    assert (liquid["ci_low"], liquid["ci_high"]) == pytest.approx((5 - half, 5 + half))
+
+    # skill is paired per seed: 1 - 4/5, 1 - 6/5, 1 - 5/10 = 0.2, -0.2, 0.5
+    skill = s.loc[("liquid", "skill_post", 1)]
+    paired = np.array([0.2, -0.2, 0.5])
+    half = T975_DF2 * paired.std(ddof=1) / math.sqrt(3)
+    assert skill["mean"] == pytest.approx(paired.mean())  # 0.1667, not 1 - 5 / 6.67 = 0.25
+    assert (skill["ci_low"], skill["ci_high"]) == pytest.approx(
+        (paired.mean() - half, paired.mean() + half)
+    )
+    assert s.loc[("persistence", "skill_post", 1), "mean"] == 0
+
+    # ttc over the seeds that converged; coverage as given
+    ttc = s.loc[("liquid", "ttc_steps", 1)]
+    assert (ttc["mean"], ttc["n_seeds"]) == (pytest.approx(2.5), 2)
+    assert s.loc[("liquid", "coverage", 1), "mean"] == pytest.approx(0.85)
+    # every metric at the horizons it has
+    for metric in ("rmse_pre", "rmse_post", "skill_pre", "skill_post"):
+        assert {h for (m, k, h) in s.index if m == "liquid" and k == metric} == {1, 6, 12}
+    assert {k for (m, k, h) in s.index if m == "liquid"} >= {
+        "ttc_steps",
+        "ttc_minutes",
         "coverage",
         "coverage_pre",
-    ):
+    }
+
+
+def test_skill_needs_the_same_seed_and_scenario():
+    frame = _tiny_frame()
+    # drop persistence for seed 2: that seed has no skill, the others keep theirs
+    frame = frame[~((frame["seed"] == 2) & (frame["model"] == "persistence"))]
+    skill = with_skill(frame).set_index(["seed", "model"])["skill_post"]
+    assert skill[(0, "liquid")] == pytest.approx(0.2)
+    assert math.isnan(skill[(2, "liquid")])
+
+
+def test_win_counts_are_strict_and_paired():
+    wins = win_counts(_tiny_frame()).set_index(["opponent", "metric"])
+    assert list(dict.fromkeys(wins.index.get_level_values(0))) == [
+        "incremental_b72",
+        "persistence",
+    ]
+    # rmse_post liquid 4, 6, 5 against 5, 6, 9: two wins and a tie
+    row = wins.loc[("incremental_b72", "rmse_post")]
+    assert (row["wins"], row["ties"], row["losses"], row["n_seeds"]) == (2, 1, 0, 3)
+    # ttc liquid 3, -, 2 against 3, 8, -: a missing ttc is worse than any
+    row = wins.loc[("persistence", "ttc_steps")]
+    assert (row["wins"], row["ties"], row["losses"]) == (1, 1, 1)
+    # against incremental_b72: 3 vs 4 win, both missing tie, 2 vs 1 loss
+    row = wins.loc[("incremental_b72", "ttc_steps")]
+    assert (row["wins"], row["ties"], row["losses"]) == (1, 1, 1)
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+def test_multi_seed_quick_run_in_workers(multi_seed):
+    out, proc = multi_seed
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    # progress on stderr: a bar and a line per seed
+    assert "evaluate 2 seeds" in proc.stderr
+    assert "seed 0 done in" in proc.stderr and "seed 1 done in" in proc.stderr
+    assert "summary.csv" in proc.stdout
+
+    frame = pd.read_csv(out / "results.csv")
+    assert tuple(frame.columns) == RESULT_COLUMNS
+    # moderate: no failure of this file's pairs gives it, skipped for both seeds
+    expected = [(s, sc, m) for s in (0, 1) for sc in ("drastic", "mixed") for m in MODELS]
+    assert list(zip(frame["seed"], frame["scenario"], frame["model"], strict=True)) == expected
+    for col in ("rmse_pre", "rmse_pre_h6", "rmse_pre_h12", "rmse_post", "rmse_post_h12"):
         assert frame[col].map(math.isfinite).all(), col
         assert (frame[col] >= 0).all(), col
     assert frame["coverage"].between(0, 1).all()
-    assert (frame["n_links"] > 0).all()
     ttc = frame["ttc_steps"].dropna()
     assert ((ttc >= 0) & (ttc == ttc.round())).all()
     inc = frame[frame["model"].str.startswith("incremental_b")]
-    assert inc["retrain_every"].notna().all() and inc["n_fits"].notna().all()
-    # horizon 1 is the easiest: on average longer horizons err more
-    assert frame["rmse_post_h12"].mean() > frame["rmse_post"].mean()
+    assert inc["retrain_every"].notna().all() and (inc["n_fits"] > 0).all()
+    # the seeds are different repetitions (model initialisation, failures)
+    liquid = frame[(frame["model"] == "liquid") & (frame["scenario"] == "drastic")]
+    assert liquid["rmse_pre"].nunique() == 2
 
+    summary = pd.read_csv(out / "summary.csv")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    assert (summary.loc[summary["metric"] == "rmse_post", "n_seeds"] == 2).all()
+    row = summary[
+        (summary["scenario"] == "drastic")
+        & (summary["model"] == "liquid")
+        & (summary["metric"] == "rmse_pre")
+        & (summary["horizon"] == 1)
+    ].iloc[0]
+    assert row["mean"] == pytest.approx(liquid["rmse_pre"].mean(), rel=1e-3)
+    assert row["ci_low"] < row["mean"] < row["ci_high"]
 
-def test_report_names_settings_and_links_to_plots(quick_run: Path):
-    report = (quick_run / "report.md").read_text()
+    report = (out / "report.md").read_text()
     for needle in (
-        "seed: 3",
-        "`abilene`",
-        "sine",
+        "seeds: 0-1",
+        "in 2 worker processes",
         "quick run",
-        "warm-up",
-        "pre window",
-        "post window",
+        "`moderate` skipped for seeds 0-1",
+        "% of the link mean load",
+        "Skill against persistence",
+        "ttc, steps",
+        "ttc, minutes",
+        "Wins of liquid",
+        "| incremental_b1008 |",
         "### drastic",
         "### mixed",
-        "| liquid |",
-        "| hybrid |",
-        "ttc_steps",
-        "% of the link",
-        "scored",
     ):
         assert needle in report, needle
     for scenario in ("drastic", "mixed"):
         for kind in ("error", "link"):
-            png = quick_run / f"{kind}_{scenario}.png"
+            png = out / f"{kind}_{scenario}.png"
             assert f"({png.name})" in report
-            assert png.read_bytes().startswith(PNG_MAGIC)
-            assert png.stat().st_size > 10_000
+            assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000
 
 
-def test_cli_quick_with_user_files_end_to_end(tmp_path: Path):
+def test_a_short_user_file_runs_the_full_protocol(tmp_path: Path, user_csv: Path):
+    tr = load_traffic_csv(user_csv)
+    assert (tr.n_steps, tr.step_seconds, len(tr.pairs)) == (322, 900, 6)
+    ev = run_evaluation(
+        topology=None,
+        topology_file=TOPOLOGY_XML,
+        traffic_file=user_csv,
+        scenarios=["drastic"],
+        seeds=[3],
+        out=tmp_path,
+        progress=False,
+    )
+    assert ev.ok and ev.seeds == (3,)
+    frame = pd.read_csv(ev.results_csv)
+    assert set(frame["seed"]) == {3} and list(frame["model"]) == list(MODELS)
+    inc = frame.set_index("model")
+    # the scaled schedules fit the 130-step warm-up: every variant was fitted
+    assert inc.loc["incremental_b72", "retrain_every"] == 9
+    assert (inc.loc[[m for m in MODELS if m.startswith("incremental_b")], "n_fits"] >= 2).all()
+    report = ev.report_md.read_text()
+    for needle in (
+        "full run, sized to the traffic (322 steps",
+        "warm-up 32.5 hours (130 steps",
+        "pre window 1 day (96 steps)",
+        "post window 1 day (96 steps)",
+        "scaled by 0.129",
+        "seeds: 3",
+    ):
+        assert needle in report, needle
+
+
+def test_a_failed_seed_keeps_the_others(tmp_path: Path, user_csv: Path, monkeypatch):
+    real = evaluate.run_models
+
+    def flaky(results, protocol, seed, tick=None):
+        if seed == 1:
+            raise RuntimeError("out of luck")
+        return real(results, protocol, seed, tick=tick)
+
+    monkeypatch.setattr(evaluate, "run_models", flaky)
     out = tmp_path / "run"
     result = CliRunner().invoke(
         app,
@@ -112,23 +417,27 @@ def test_cli_quick_with_user_files_end_to_end(tmp_path: Path):
             "--topology-file",
             str(TOPOLOGY_XML),
             "--traffic-file",
-            str(TRAFFIC_CSV),
+            str(user_csv),
             "--scenario",
             "drastic",
-            "--seed",
+            "--seeds",
+            "0,1",
+            "--workers",
             "1",
             "--out",
             str(out),
         ],
     )
-    assert result.exit_code == 0, result.output
-    assert "results.csv" in result.stdout
+    output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 1, output
+    assert "seed 1 failed: RuntimeError: out of luck" in output
     frame = pd.read_csv(out / "results.csv")
-    assert list(frame["model"]) == list(MODELS) and set(frame["scenario"]) == {"drastic"}
-    assert frame["rmse_post"].map(math.isfinite).all()
+    assert set(frame["seed"]) == {0} and len(frame) == len(MODELS)
     report = (out / "report.md").read_text()
-    assert "seed: 1" in report and "abilene-tm-5min-2004.csv.gz" in report
-    assert (out / "error_drastic.png").read_bytes().startswith(PNG_MAGIC)
+    assert "failed seeds: 1" in report and "out of luck" in report
+
+
+# -- command line -----------------------------------------------------------------------
 
 
 def _short_csv(path: Path) -> Path:
@@ -144,12 +453,28 @@ def _short_csv(path: Path) -> Path:
     [
         (["--topology", "atlantis"], "unknown topology 'atlantis'"),
         (["--topology", "abilene", "--scenario", "catastrophic"], "'catastrophic'; choose"),
-        (["--topology", "nobel-eu", "--traffic-file", str(TRAFFIC_CSV)], "nobel-eu"),
+        (
+            ["--topology", "nobel-eu", "--traffic-file", str(DATA / "abilene-tm-5min-2004.csv.gz")],
+            "nobel-eu",
+        ),
         (["--topology", "nobel-eu", "--traffic", "abilene"], "nobel-eu"),
         (["--topology", "abilene", "--traffic", "zipf"], "unknown traffic 'zipf'"),
-        (["--topology-file", str(TOPOLOGY_XML), "--traffic-file", "SHORT"], "needs 2304"),
+        (["--topology-file", str(TOPOLOGY_XML), "--traffic-file", "SHORT"], "at least 720 steps"),
+        (["--topology", "abilene", "--seeds", "3-1"], "range 3-1 is empty"),
+        (["--topology", "abilene", "--seeds", "x"], "bad seeds 'x'"),
+        (["--topology", "abilene", "--seeds", "0-2", "--seed", "1"], "not both"),
     ],
-    ids=["topology", "scenario", "traffic-file", "traffic-abilene", "traffic-kind", "too-short"],
+    ids=[
+        "topology",
+        "scenario",
+        "traffic-file",
+        "traffic-abilene",
+        "traffic-kind",
+        "too-short",
+        "seeds-empty",
+        "seeds-bad",
+        "seed-and-seeds",
+    ],
 )
 def test_cli_bad_input_is_a_clear_error(tmp_path: Path, args: list[str], message: str):
     args = [str(_short_csv(tmp_path / "short.csv.gz")) if a == "SHORT" else a for a in args]
