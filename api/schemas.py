@@ -7,6 +7,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from forecaster.metrics import (
+    APE_FLOOR_RATIO,
+    TTC_HOLD_STEPS,
+    TTC_MIN_POST_STEPS,
+    TTC_MIN_PRE_STEPS,
+    TTC_SLACK,
+    TTC_TOLERANCE,
+    TTC_WINDOW_STEPS,
+    ConvergenceStatus,
+)
+
 
 class ErrorPublic(BaseModel):
     detail: str | list[dict[str, Any]] = Field(
@@ -152,9 +163,51 @@ class EventsPublic(BaseModel):
 class AlignedErrorPublic(BaseModel):
     model: str
     offset_steps: int = Field(description="steps since the event (negative: before)")
-    rel_error: float = Field(description="mean over links of |error| / link's pre-event mean")
-    mae_bps: float
-    links: int
+    ape: float = Field(
+        description=(
+            "mean over the affected links of the one-step absolute percentage error, "
+            "|error| / max(|actual|, floor), as a ratio of the current load (0.05 = 5 %); "
+            f"floor: {APE_FLOOR_RATIO:.0%} of the link's mean load. Time to convergence "
+            "is computed on this curve (forecaster.metrics.convergence)"
+        )
+    )
+    rel_error: float = Field(
+        description=(
+            "mean over links of |error| / link's pre-event mean load (older scale: on a "
+            "link whose load changed it does not return to its pre-event level; see ape)"
+        )
+    )
+    mae_bps: float = Field(description="mean over links of |error|, bit/s")
+    links: int = Field(description="affected links with an error at this offset")
+
+
+class ConvergencePublic(BaseModel):
+    status: ConvergenceStatus = Field(
+        description=(
+            "converged (ttc_steps set); not_converged (not back within the data after "
+            f"the event); pending (fewer than {TTC_MIN_POST_STEPS} steps after the event "
+            f"yet: not yet known); no_baseline (fewer than {TTC_MIN_PRE_STEPS} errors "
+            "before the event)"
+        )
+    )
+    ttc_steps: int | None = Field(description="time to convergence in steps, if converged")
+    ttc_seconds: float | None = Field(description="the same in seconds")
+    baseline_ape: float | None = Field(description="mean ape over the steps before the event")
+    threshold_ape: float | None = Field(
+        description=f"{TTC_TOLERANCE} x baseline_ape + {TTC_SLACK}: the mean of ape over "
+        f"the {TTC_WINDOW_STEPS} steps from an offset on must be at or below it, at "
+        f"ttc_steps and at every offset up to {TTC_HOLD_STEPS} steps later"
+    )
+    post_steps: int = Field(description="steps from the event to the last error")
+
+
+TTC_DESCRIPTION = (
+    "time to convergence in steps (forecaster.metrics.convergence): the smallest k >= 0 "
+    f"such that the mean of ape over the {TTC_WINDOW_STEPS} steps [k, k + "
+    f"{TTC_WINDOW_STEPS}) is at most {TTC_TOLERANCE} x its mean before the event + "
+    f"{TTC_SLACK}, at k and at every offset up to k + {TTC_HOLD_STEPS} (or to the end of "
+    "the data)"
+)
 
 
 class EventErrorsPublic(BaseModel):
@@ -164,7 +217,10 @@ class EventErrorsPublic(BaseModel):
     data: list[AlignedErrorPublic]
     count: int
     ttc_steps: dict[str, int | None] = Field(
-        description="per model: steps until the rolling error is back within 1.5x of before"
+        description=(f"per model: {TTC_DESCRIPTION}; null unless converged (convergence says why)")
+    )
+    convergence: dict[str, ConvergencePublic] = Field(
+        description=f"per model: {TTC_DESCRIPTION}, with its status"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -12,6 +13,7 @@ from api.errors import AUTH, responses
 from api.routes.links import validate_range
 from api.schemas import (
     AlignedErrorPublic,
+    ConvergencePublic,
     EventCreate,
     EventErrorsPublic,
     EventPublic,
@@ -20,6 +22,7 @@ from api.schemas import (
 from db import queries
 from db.live import add_event
 from forecaster.aligned import aligned_errors
+from forecaster.metrics import TTC_MIN_POST_STEPS, TTC_MIN_PRE_STEPS
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -67,11 +70,28 @@ def event_errors(
     session: SessionDep,
     settings: SettingsDep,
     _: ReaderDep,
-    before: Annotated[int, Query(ge=2, le=10_000, description="steps before")] = 30,
-    after: Annotated[int, Query(ge=1, le=10_000, description="steps after")] = 120,
+    before: Annotated[
+        int,
+        Query(
+            ge=2,
+            le=10_000,
+            description=f"steps before: the baseline (a ttc needs {TTC_MIN_PRE_STEPS} errors)",
+        ),
+    ] = 30,
+    after: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=10_000,
+            description=f"steps after (a ttc needs {TTC_MIN_POST_STEPS}, else pending)",
+        ),
+    ] = 120,
     threshold: Annotated[float, Query(gt=0, description="relative shift to count")] = 0.1,
 ) -> EventErrorsPublic:
-    """Each model's one-step error against steps since the event, over the links it shifted."""
+    """Each model's one-step error against steps since the event, over the links it
+    shifted, and its time to convergence (``forecaster.metrics.convergence``: the error
+    relative to the current load, a forward 12-step mean back within 1.5x its level
+    before the event, held 36 steps)."""
     event = queries.get_event(session=session, event_id=event_id)
     if event is None:
         raise HTTPException(404, f"no event {event_id}")
@@ -98,6 +118,17 @@ def event_errors(
         only=shifted or None,
     )
     data = [AlignedErrorPublic(**r) for r in result.rows]  # type: ignore[arg-type]
+    convergence = {
+        model: ConvergencePublic(
+            status=c.status,
+            ttc_steps=c.ttc_steps,
+            ttc_seconds=None if c.ttc_steps is None else c.ttc_steps * settings.step_seconds,
+            baseline_ape=c.baseline if math.isfinite(c.baseline) else None,
+            threshold_ape=c.threshold if math.isfinite(c.threshold) else None,
+            post_steps=c.post_steps,
+        )
+        for model, c in result.convergence.items()
+    }
     return EventErrorsPublic(
         event=EventPublic.model_validate(event),
         step_seconds=settings.step_seconds,
@@ -105,4 +136,5 @@ def event_errors(
         data=data,
         count=len(data),
         ttc_steps=result.ttc_steps,
+        convergence=convergence,
     )
