@@ -148,20 +148,21 @@ def link_chart(
 
 
 def aligned_errors(df: pd.DataFrame, title: str) -> alt.LayerChart:
-    """Relative error of each model against minutes since the failure (t = 0)."""
+    """Each model's one-step error in % of the current load against minutes since the
+    event (t = 0): the curve time to convergence is measured on."""
     models = sorted(df["model"].unique().tolist())
     lines = (
         alt.Chart(df)
         .mark_line(strokeWidth=2)
         .encode(
-            x=alt.X("minutes:Q", title="minutes since the failure"),
-            y=alt.Y("rel_error:Q", title="|error| / pre-failure mean load"),
+            x=alt.X("minutes:Q", title="minutes since the event"),
+            y=alt.Y("ape_percent:Q", title="|error|, % of the current load"),
             color=alt.Color("model:N", scale=_model_scale(models)),
             tooltip=[
                 "model:N",
-                "offset_steps:Q",
-                alt.Tooltip("rel_error:Q", format=".3f"),
-                alt.Tooltip("mae_bps:Q", format=".3s"),
+                alt.Tooltip("offset_steps:Q", title="steps since the event"),
+                alt.Tooltip("ape_percent:Q", title="error (% of load)", format=".1f"),
+                alt.Tooltip("mae_bps:Q", title="|error| (bit/s)", format=".3s"),
             ],
         )
     )

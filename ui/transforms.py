@@ -255,25 +255,39 @@ def leaderboard(models: Sequence[Row]) -> pd.DataFrame:
     return df[["rank", "model", "mae_bps", "rmse_bps", "scored"]]
 
 
+ALIGNED_COLUMNS = ["model", "offset_steps", "ape", "rel_error", "mae_bps", "links"]
+
+
 def aligned_frame(result: Row) -> pd.DataFrame:
-    """One event's aligned errors (``GET /events/{id}/errors``) with minutes since t=0."""
-    df = frame(result.get("data", []), ["model", "offset_steps", "rel_error", "mae_bps", "links"])
+    """One event's aligned errors (``GET /events/{id}/errors``) with minutes since t=0
+    and ``ape_percent`` (the error in % of the current load).
+
+    >>> r = {"step_seconds": 300, "data": [{"model": "m", "offset_steps": 2, "ape": 0.05,
+    ...      "rel_error": 0.1, "mae_bps": 1.0, "links": 1}]}
+    >>> aligned_frame(r)[["minutes", "ape_percent"]].values.tolist()
+    [[10.0, 5.0]]
+    """
+    df = frame(result.get("data", []), ALIGNED_COLUMNS)
+    if "ape" not in df.columns:  # an API from before ape: nothing to show on its scale
+        df["ape"] = float("nan")
     step = float(result.get("step_seconds") or 60)
     df["minutes"] = df["offset_steps"].astype(float) * step / 60
+    df["ape_percent"] = 100 * df["ape"].astype(float)
     return df
 
 
 def average_aligned(results: Sequence[Row]) -> pd.DataFrame:
     """Every event's aligned error averaged per model and offset (all failures together).
 
-    >>> r = {"step_seconds": 60, "data": [
-    ...     {"model": "m", "offset_steps": 0, "rel_error": 1.0, "mae_bps": 1.0, "links": 1}]}
-    >>> r2 = {"step_seconds": 60, "data": [
-    ...     {"model": "m", "offset_steps": 0, "rel_error": 3.0, "mae_bps": 3.0, "links": 1}]}
-    >>> average_aligned([r, r2])[["model", "offset_steps", "rel_error", "events"]].values.tolist()
-    [['m', 0, 2.0, 2]]
+    >>> r = {"step_seconds": 60, "data": [{"model": "m", "offset_steps": 0, "ape": 0.1,
+    ...      "rel_error": 1.0, "mae_bps": 1.0, "links": 1}]}
+    >>> r2 = {"step_seconds": 60, "data": [{"model": "m", "offset_steps": 0, "ape": 0.3,
+    ...       "rel_error": 3.0, "mae_bps": 3.0, "links": 1}]}
+    >>> average_aligned([r, r2])[["model", "offset_steps", "ape_percent", "events"]].values.tolist()
+    [['m', 0, 20.0, 2]]
     """
-    cols = ["model", "offset_steps", "rel_error", "mae_bps", "minutes", "events"]
+    cols = ["model", "offset_steps", "ape", "ape_percent", "rel_error", "mae_bps"]
+    cols += ["minutes", "events"]
     parts = [aligned_frame(r) for r in results]
     parts = [p for p in parts if not p.empty]
     if not parts:
@@ -282,46 +296,79 @@ def average_aligned(results: Sequence[Row]) -> pd.DataFrame:
     out = (
         df.groupby(["model", "offset_steps"], as_index=False)
         .agg(
+            ape=("ape", "mean"),
+            ape_percent=("ape_percent", "mean"),
             rel_error=("rel_error", "mean"),
             mae_bps=("mae_bps", "mean"),
             minutes=("minutes", "mean"),
-            events=("rel_error", "size"),
+            events=("offset_steps", "size"),
         )
         .sort_values(["model", "offset_steps"], ignore_index=True)
     )
     return out[cols]
 
 
-def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
-    """Time to convergence per model: each event's, and their mean (None: not converged).
+#: ``convergence[model].status`` values of ``GET /events/{id}/errors``.
+TTC_STATUSES = ("converged", "not_converged", "pending", "no_baseline")
+TTC_COLUMNS = ["model", "ttc_steps", "ttc_minutes", *TTC_STATUSES, "events", "baseline_percent"]
 
-    >>> ttc_table([{"ttc_steps": {"a": 4, "b": None}, "step_seconds": 60},
-    ...            {"ttc_steps": {"a": 2, "b": 6}, "step_seconds": 60}]).values.tolist()
-    [['a', 3.0, 3.0, 2, 2], ['b', 6.0, 6.0, 1, 2]]
+
+def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
+    """Time to convergence per model over events: the mean ttc of those that converged
+    (steps and minutes), how many events ended in each status, and the mean pre-event
+    error (% of the current load). Older answers without ``convergence`` count a null
+    ``ttc_steps`` as not converged.
+
+    >>> def ev(ttc, status, base=0.02):
+    ...     return {"ttc_steps": ttc, "status": status, "baseline_ape": base}
+    >>> t = ttc_table([
+    ...     {"step_seconds": 300, "convergence": {"a": ev(4, "converged"),
+    ...                                           "b": ev(None, "pending")}},
+    ...     {"step_seconds": 300, "convergence": {"a": ev(2, "converged"),
+    ...                                           "b": ev(None, "not_converged", 0.04)}}])
+    >>> t[["model", "ttc_steps", "ttc_minutes", "converged", "not_converged", "pending"]
+    ...   ].values.tolist()
+    [['a', 3.0, 15.0, 2, 0, 0], ['b', nan, nan, 0, 1, 1]]
+    >>> t["baseline_percent"].round(1).tolist()
+    [2.0, 3.0]
     """
-    rows: dict[str, list[float]] = {}
-    counts: dict[str, int] = {}
-    step_minutes = 1.0
+    ttcs: dict[str, list[float]] = {}
+    minutes: dict[str, list[float]] = {}
+    bases: dict[str, list[float]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for r in results:
         step_minutes = float(r.get("step_seconds") or 60) / 60
-        for model, ttc in (r.get("ttc_steps") or {}).items():
-            counts[model] = counts.get(model, 0) + 1
-            rows.setdefault(model, [])
-            if ttc is not None:
-                rows[model].append(float(ttc))
+        per_model = r.get("convergence") or {
+            m: {"ttc_steps": t, "status": "converged" if t is not None else "not_converged"}
+            for m, t in (r.get("ttc_steps") or {}).items()
+        }
+        for model, c in per_model.items():
+            status = str(c.get("status") or "not_converged")
+            n = counts.setdefault(model, {})
+            n[status] = n.get(status, 0) + 1
+            ttcs.setdefault(model, [])
+            minutes.setdefault(model, [])
+            if c.get("ttc_steps") is not None:
+                ttcs[model].append(float(c["ttc_steps"]))
+                minutes[model].append(float(c["ttc_steps"]) * step_minutes)
+            if c.get("baseline_ape") is not None:
+                bases.setdefault(model, []).append(100 * float(c["baseline_ape"]))
     data = [
         {
             "model": m,
             "ttc_steps": (sum(v) / len(v)) if v else None,
-            "ttc_minutes": (sum(v) / len(v) * step_minutes) if v else None,
-            "converged": len(v),
-            "events": counts[m],
+            "ttc_minutes": (sum(minutes[m]) / len(v)) if v else None,
+            **{s: counts[m].get(s, 0) for s in TTC_STATUSES},
+            "events": sum(counts[m].values()),
+            "baseline_percent": (sum(bases[m]) / len(bases[m])) if bases.get(m) else None,
         }
-        for m, v in rows.items()
+        for m, v in ttcs.items()
     ]
-    return pd.DataFrame(
-        data, columns=["model", "ttc_steps", "ttc_minutes", "converged", "events"]
-    ).sort_values("ttc_steps", na_position="last", kind="stable", ignore_index=True)
+    df = pd.DataFrame(data, columns=TTC_COLUMNS)
+    df[["ttc_steps", "ttc_minutes", "baseline_percent"]] = df[
+        ["ttc_steps", "ttc_minutes", "baseline_percent"]
+    ].astype(float)
+    return df.sort_values("ttc_steps", na_position="last", kind="stable", ignore_index=True)
 
 
 def alerts_table(alerts: Sequence[Row]) -> pd.DataFrame:

@@ -94,10 +94,18 @@ def test_failures_align_errors_at_the_failure(api_env: SeededApi) -> None:
     at = page("failures").run()
     no_problem(at)
     assert at.title[0].value == "linkcast: failures"
-    assert len(charts(at)) == 2  # all failures together, the chosen one
+    drawn = charts(at)
+    assert len(drawn) == 2  # all failures together, the chosen one
+    assert all("ape_percent" in spec(c) for c in drawn)  # error in % of the current load
     ttc = at.dataframe[-1].value
     assert set(ttc["model"]) == MODELS
     assert ttc["ttc_steps"].notna().any()
+    assert {"ttc_minutes", "converged", "not_converged", "pending"} <= set(ttc.columns)
+    assert (
+        (ttc["converged"] + ttc["not_converged"] + ttc["pending"] + ttc["no_baseline"])
+        .eq(ttc["events"])
+        .all()
+    )
     assert any(api_env.data.failed[0] in opt for opt in at.selectbox(key="event").options)
     at.multiselect(key="kinds").set_value(["failure", "reroute", "maintenance"]).run()
     no_problem(at)

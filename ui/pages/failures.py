@@ -8,8 +8,11 @@ from ui.common import REFRESH_SECONDS, fetch, setup
 st.title("linkcast: failures")
 st.caption(
     "The paper's comparison, live: after a failure re-routes traffic, how wrong is each "
-    "model and how long until it converges again (time to convergence: steps until the "
-    "rolling error is back within 1.5x of its pre-failure level)."
+    "model (one-step |error| in % of the link's current load, averaged over the affected "
+    "links) and how long until it converges again. Time to convergence: the first step "
+    "k after the event where the mean error over the next 12 steps is within 1.5x its "
+    "pre-event level plus 1 percentage point, and stays so for 36 steps; pending: fewer "
+    "than 24 steps after the event yet."
 )
 cfg = setup()
 
@@ -26,13 +29,27 @@ after = c3.number_input("Steps after", 1, 10_000, 120, key="after")
 
 
 def ttc_view(results: list[dict]) -> None:
+    count = st.column_config.NumberColumn
     st.dataframe(
         transforms.ttc_table(results),
         hide_index=True,
         width="stretch",
         column_config={
-            "ttc_steps": st.column_config.NumberColumn("ttc (steps)", format="%.1f"),
-            "ttc_minutes": st.column_config.NumberColumn("ttc (minutes)", format="%.1f"),
+            "ttc_steps": count(
+                "ttc (steps)", format="%.1f", help="mean over the events that converged"
+            ),
+            "ttc_minutes": count("ttc (minutes)", format="%.1f"),
+            "converged": count("converged", help="events after which the model converged"),
+            "not_converged": count(
+                "not converged", help="events after which it is not back within the data"
+            ),
+            "pending": count("pending", help="too few steps after the event yet"),
+            "no_baseline": count("no baseline", help="too few errors before the event"),
+            "baseline_percent": count(
+                "error before (% of load)",
+                format="%.1f",
+                help="mean one-step |error| before the event, % of the current load",
+            ),
         },
     )
 
