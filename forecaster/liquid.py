@@ -2,17 +2,29 @@
 
 Two parts, as in ncps and torch: :class:`LiquidNet` is the ``nn.Module`` (CfC cell,
 Hasani et al. 2022, plus a direct multi-output head); :class:`LiquidForecaster` is
-the online loop around it (per-link normalisation and hidden state, recent-window
-buffer, optimizer, the adaptation steps).
+the online loop around it (per-link normalisation and hidden state, the history it
+reads, optimizer, weight averaging, the adaptation steps).
 
 How a link is seen by the network
-    Inputs per step are ``[dz, observed, gap, sin, cos]``: ``dz`` is the change since
-    the last observed value divided by a per-link scale ``s`` (EWMA of ``|dy|``,
-    clipped at 10 s per update so one jump cannot blow it up), ``observed`` is 1/0,
-    ``gap`` is ``log1p(steps since the last observation) / 4`` and ``sin/cos`` give
-    the phase within a season. The head predicts ``(y[t+h] - y_last) / s`` for
-    ``h = 1..H``; the forecast is ``y_last + s * out`` (clipped at 0). Anchoring on the
-    last value absorbs a level shift at once; the scale follows within ~1/alpha steps.
+    The CfC reads one step at a time ``[dz, observed, gap, sin, cos]``: ``dz`` is the
+    change since the last observed value divided by a per-link scale ``s`` (EWMA of
+    ``|dy|``), winsorised at ``dz_clip`` (3) both as an input and in the update of
+    ``s``. A failure's jump is then one large step among many, not an input ten
+    times outside the training range: with the first clip of 10 the jump kicked the
+    hidden state and doubled ``s``, and the 1-step error stayed above persistence's
+    for hours after a failure. The anchor below absorbs the jump itself. ``observed``
+    is 1/0, ``gap`` is ``log1p(steps since the last observation) / 4`` and
+    ``sin/cos`` give the phase within a season. Its hidden state is carried per link
+    forever. The head also reads a *seasonal context* ``c`` (:func:`seasonal_context`):
+    for ``h = 1..H`` the change that the same hours one season earlier would predict,
+    ``y_last * (S[t+h-P] / S[t-P] - 1) / s`` (``S``: the values a season back,
+    smoothed over 5 steps; relative, so a re-route that doubles the level doubles the
+    predicted swing), and how well the last ``H`` steps followed the season.
+    The head predicts ``(y[t+h] - y_last) / s`` for ``h = 1..H`` from the hidden state
+    and the context (a small MLP plus a linear path on the context); the forecast is
+    ``y_last + s * out`` (clipped at 0). Anchoring on the last value absorbs a level
+    shift at once; the scale follows within ~1/alpha steps; the network learns how
+    much of the seasonal swing to trust and how much of the last change is noise.
 
 Gaps
     ncps 1.0.1 fails with ``timespans`` when the batch has more than one row (ncps
@@ -21,36 +33,138 @@ Gaps
     carried forward); when the link comes back, ``dz`` is the whole change since its
     last observation. NaN never reaches the network.
 
-Adaptation (predict, then adapt)
-    Each :meth:`LiquidForecaster.observe` first takes ``adapt_steps`` Adam steps on the
-    newest complete windows (``window`` input steps, then ``H`` targets ending at the
-    value that just arrived) of at most ``adapt_links`` links sampled at random, then
-    advances every link's hidden state by one step with the updated weights. The
-    weights are never re-initialised. Training windows start from a zero hidden state
-    (truncated BPTT over ``window`` steps); the live state is carried forever.
+Adaptation (predict, then adapt), and why it no longer oscillates
+    Each :meth:`LiquidForecaster.observe` takes ``adapt_steps`` Adam steps, then
+    advances every link's hidden state by one step. The first version trained on the
+    *newest* window of each link only: consecutive ticks saw nearly the same,
+    strongly correlated windows, each Adam step chased them, and the 12-step error
+    oscillated with a period near the horizon (``bench/results`` of issue 4). Now:
+
+    - *Replay*: each step trains on ``adapt_links`` windows drawn at random over links
+      and over the last ``replay_steps`` complete windows (experience replay, Lin
+      1992; Mnih et al. 2015), so one step's gradient is not one moment's.
+    - *Weight averaging*: the forecasts and the live hidden states come from an
+      exponential moving average of the trained weights (Polyak & Juditsky 1992;
+      ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``, decay
+      ``ema_decay``), which smooths what the optimizer's noise would add.
+
+    The weights are never re-initialised; after a failure the same steps adapt them
+    to the windows that now include the new level.
+
+Memory per link: the hidden state (``units`` float32), four float64 scalars, and the
+shared float16 history ring (one season and a few horizons), a few KB in all.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
 import torch
 from ncps.torch import CfC
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from forecaster.base import Forecaster, check_observation
+from forecaster.buffers import HistoryRing
 
 N_FEATURES = 5
 _MODES = ("default", "pure", "no_gate")
-_DZ_CLIP = 10.0
+_CTX_CLIP = 10.0
+_STRAY_CLIP = 5.0
+#: Half-width of the smoothing of the season-ago values (5 steps in all).
+_SMOOTH = 2
+
+
+def _ema_update(
+    averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: int, decay: float
+) -> None:
+    """``AveragedModel``'s multi-tensor update for an exponential moving average.
+
+    The same update as ``torch.optim.swa_utils.get_ema_multi_avg_fn`` (whose closure
+    cannot be pickled, and the model's whole state is pickled in checkpoints).
+    """
+    torch._foreach_lerp_(averaged, current, 1.0 - decay)
+
+
+def context_size(horizon: int) -> int:
+    """Length of the seasonal context vector for ``horizon`` steps."""
+    return horizon + 2
+
+
+def seasonal_context(
+    season: np.ndarray,
+    y_now: np.ndarray,
+    y_back: np.ndarray,
+    scale: np.ndarray,
+    shock: float = 6.0,
+) -> np.ndarray:
+    """The seasonal context of the head, for a batch of links.
+
+    Parameters
+    ----------
+    season
+        ``(2 * (H + 2 + _SMOOTH) + 1 ... , B)``: values at ``t - P + j`` for
+        ``j = -H - _SMOOTH .. H + _SMOOTH`` (``P``: season, ``t``: now), bit/s, NaN
+        where unknown.
+    y_now, y_back
+        ``(B,)`` the last observed value at ``t`` and at ``t - H`` (NaN if unknown).
+    scale
+        ``(B,)`` the per-link scale ``s`` of changes, bit/s.
+    shock
+        A season block with a step change above ``shock`` scales (a failure or a
+        repair one season ago) says nothing about today's shape: unknown.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(B, H + 2)`` float32: ``H`` seasonal deltas (``y_now * (S[h] / S[0] - 1) /
+        s``), then how far the last ``H`` steps strayed from the season (the change
+        seen minus the change the season predicted, ``/ s``), then 1 where the season
+        was known (0: all zeros, no season yet).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> H = 2
+    >>> season = np.arange(1, 2 * (H + 2) + 2, dtype=float)[:, None] * 10.0  # rising
+    >>> c = seasonal_context(season, np.array([100.0]), np.array([90.0]), np.array([20.0]))
+    >>> c.shape, bool(c[0, 0] > 0), float(c[0, -1])
+    ((1, 4), True, 1.0)
+    """
+    n_rows = season.shape[0]
+    horizon = (n_rows - 1) // 2 - _SMOOTH
+    k = 2 * _SMOOTH + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # centred means over 5 steps, for j = -H .. H (nanmean, all-NaN -> NaN)
+        ok = np.isfinite(season)
+        zero = np.zeros((1, season.shape[1]))
+        csum = np.concatenate([zero, np.cumsum(np.where(ok, season, 0), 0)])
+        ccnt = np.concatenate([zero, np.cumsum(ok, 0)])
+        smooth = (csum[k:] - csum[:-k]) / (ccnt[k:] - ccnt[:-k])  # rows j = -H .. H
+        base = smooth[horizon]
+        ratio = smooth[horizon + 1 :] / base - 1.0  # (H, B)
+        ahead = y_now * ratio / scale
+        seen = (y_now - y_back) / scale
+        expected = y_now * (1.0 - smooth[0] / base) / scale
+        stray = seen - expected
+        jumps = np.nanmax(np.abs(np.diff(season, axis=0)), axis=0, initial=0.0) / scale
+    known = np.isfinite(ahead).all(axis=0) & (base > 0) & ~(jumps > shock)
+    out = np.zeros((season.shape[1], horizon + 2), dtype=np.float32)
+    out[:, :horizon] = np.where(known, np.clip(np.nan_to_num(ahead), -_CTX_CLIP, _CTX_CLIP), 0).T
+    stray = np.where(known & np.isfinite(stray), stray, 0.0)
+    out[:, horizon] = np.clip(stray, -_STRAY_CLIP, _STRAY_CLIP)
+    out[:, horizon + 1] = known
+    return out
 
 
 class LiquidNet(nn.Module):
     """CfC over per-link feature sequences with a direct ``horizon``-step head.
 
-    Follows ``torch.nn.RNN``: ``forward(x, hx=None) -> (y, hx)`` with ``batch_first``
-    input ``(batch, time, features)``; ``y`` is the head applied to the last step,
+    Follows ``torch.nn.RNN``: ``forward(x, hx=None, ctx=None) -> (y, hx)`` with
+    ``batch_first`` input ``(batch, time, features)``; ``y`` is the head applied to the
+    last step's state and the context ``ctx`` ``(batch, context)`` (zeros if None),
     shape ``(batch, horizon)``.
 
     Parameters
@@ -65,13 +179,17 @@ class LiquidNet(nn.Module):
         The CfC backbone.
     mode
         CfC mode, one of ``default``, ``pure``, ``no_gate``.
+    context
+        Length of the context vector the head reads (0: none).
+    head_units
+        Width of the head's hidden layer.
 
     Examples
     --------
     >>> import torch
     >>> _ = torch.manual_seed(0)
-    >>> net = LiquidNet(input_size=5, units=8, horizon=3)
-    >>> y, hx = net(torch.zeros(4, 10, 5))
+    >>> net = LiquidNet(input_size=5, units=8, horizon=3, context=5)
+    >>> y, hx = net(torch.zeros(4, 10, 5), ctx=torch.zeros(4, 5))
     >>> tuple(y.shape), tuple(hx.shape)
     ((4, 3), (4, 8))
     """
@@ -84,6 +202,8 @@ class LiquidNet(nn.Module):
         backbone_units: int = 32,
         backbone_layers: int = 1,
         mode: str = "default",
+        context: int = 0,
+        head_units: int = 32,
     ) -> None:
         super().__init__()
         if mode not in _MODES:
@@ -91,6 +211,7 @@ class LiquidNet(nn.Module):
         self.input_size = input_size
         self.units = units
         self.horizon = horizon
+        self.context = context
         # A fresh CfC (and so a fresh wiring, if one were used) per network: ncps
         # wiring objects cannot be shared by two layers.
         self.rnn = CfC(
@@ -102,24 +223,89 @@ class LiquidNet(nn.Module):
             backbone_units=backbone_units,
             backbone_layers=backbone_layers,
         )
-        self.head = nn.Linear(units, horizon)
+        self.head = nn.Sequential(
+            nn.Linear(units + context, head_units), nn.Tanh(), nn.Linear(head_units, horizon)
+        )
+        self.skip = nn.Linear(context, horizon) if context else None
 
     def forward(
-        self, x: torch.Tensor, hx: torch.Tensor | None = None
+        self, x: torch.Tensor, hx: torch.Tensor | None = None, ctx: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 3:
             raise ValueError(f"x must be (batch, time, features), got shape {tuple(x.shape)}")
         h, hx = self.rnn(x, hx)
-        return self.head(h), hx
+        return self.readout(h, ctx), hx
 
-    def readout(self, hx: torch.Tensor) -> torch.Tensor:
-        """The head on a hidden state (a non-wired CfC outputs its state)."""
-        return self.head(hx)
+    def readout(self, hx: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """The head on a hidden state (a non-wired CfC outputs its state) and context."""
+        if not self.context:
+            return self.head(hx)
+        if ctx is None:
+            ctx = hx.new_zeros(hx.shape[0], self.context)
+        assert self.skip is not None
+        return self.head(torch.cat([hx, ctx], dim=1)) + self.skip(ctx)
+
+
+class WindowReservoir:
+    """A uniform sample of every training window offered so far (Vitter's algorithm R).
+
+    Holds at most ``capacity`` windows, already normalised (inputs, context, targets
+    and target mask, as :meth:`LiquidForecaster._replay_batch` makes them), so its
+    size does not grow with the number of links: 4,096 windows of 24 steps take
+    about 2.6 MB. Mixed into every training batch, it keeps the times of day and
+    the regimes of the past in view while the recent windows follow the present
+    (experience replay against forgetting: Rolnick et al., NeurIPS 2019).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> r = WindowReservoir(capacity=3)
+    >>> for k in range(10):
+    ...     r.add([torch.full((2, 1), float(k))], np.random.default_rng(k), keep=2)
+    >>> r.size, r.seen
+    (3, 20)
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._data: list[torch.Tensor] | None = None
+        self.size = 0
+        self.seen = 0
+
+    def add(self, batch: list[torch.Tensor], rng: np.random.Generator, keep: int) -> None:
+        """Offer ``keep`` random windows of ``batch`` (tensors sharing the first axis)."""
+        rows = rng.choice(batch[0].shape[0], min(keep, batch[0].shape[0]), replace=False)
+        if self._data is None:
+            self._data = [torch.zeros((self.capacity, *t.shape[1:]), dtype=t.dtype) for t in batch]
+        for r in rows:
+            if self.size < self.capacity:
+                slot = self.size
+                self.size += 1
+            else:
+                slot = int(rng.integers(0, self.seen + 1))
+            self.seen += 1
+            if slot < self.capacity:
+                for store, t in zip(self._data, batch, strict=True):
+                    store[slot] = t[r]
+
+    def sample(self, n: int, rng: np.random.Generator) -> list[torch.Tensor]:
+        """``n`` windows drawn with replacement (empty list while empty)."""
+        if self._data is None or self.size == 0:
+            return []
+        idx = torch.from_numpy(rng.integers(0, self.size, n))
+        return [store[idx] for store in self._data]
 
 
 def _phase(steps: np.ndarray, season_steps: int) -> tuple[np.ndarray, np.ndarray]:
     angle = 2.0 * np.pi * (steps % season_steps) / season_steps
     return np.sin(angle), np.cos(angle)
+
+
+def _ffill(raw: np.ndarray) -> np.ndarray:
+    """Carry the last finite value forward along axis 0 (leading NaN stay NaN)."""
+    idx = np.where(np.isfinite(raw), np.arange(raw.shape[0])[:, None], 0)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    return np.take_along_axis(raw, idx, axis=0)
 
 
 class LiquidForecaster(Forecaster):
@@ -136,26 +322,36 @@ class LiquidForecaster(Forecaster):
     backbone_units
         Width of the CfC backbone.
     season_steps
-        Period of the phase features (one day of 60 s steps by default).
+        Season of the phase features and of the seasonal context (one day of 60 s
+        steps by default).
     window
-        Input steps of a training window.
+        Input steps of a training window (truncated BPTT from a zero state).
     adapt_steps
         Adam steps per :meth:`observe` (0 freezes the weights).
     adapt_links
-        At most this many links (sampled at random) per adaptation step.
+        Training windows per step (drawn over links and recent times).
+    replay_steps
+        Windows are drawn from the last this many complete windows of each link.
     lr
         Adam learning rate.
+    ema_decay
+        Decay of the weight average that forecasts (1 - 1/decay: steps of memory).
     scale_alpha
         EWMA factor of the per-link scale of changes.
+    dz_clip
+        Changes are winsorised at this many scales (input and scale update).
     seed
-        Seeds the weight initialisation and the link sampling.
+        Seeds the weight initialisation and the sampling.
+    history
+        A ring shared with other models (the owner pushes to it before
+        :meth:`observe`); ``None``: own ring. It must hold :meth:`history_steps`.
 
     Examples
     --------
     >>> import numpy as np
-    >>> m = LiquidForecaster(n_links=3, horizon=4, units=8, window=8, seed=0)
+    >>> m = LiquidForecaster(n_links=3, horizon=4, units=8, window=8, season_steps=12, seed=0)
     >>> rng = np.random.default_rng(0)
-    >>> for _ in range(20):
+    >>> for _ in range(40):
     ...     m.observe(1e9 + 1e7 * rng.standard_normal(3))
     >>> f = m.forecast()
     >>> f.shape, bool(np.isfinite(f).all())
@@ -172,14 +368,29 @@ class LiquidForecaster(Forecaster):
         backbone_units: int = 32,
         season_steps: int = 1440,
         window: int = 24,
-        adapt_steps: int = 2,
+        adapt_steps: int = 1,
         adapt_links: int = 128,
-        lr: float = 3e-3,
+        replay_steps: int = 48,
+        lr: float = 2e-3,
+        ema_decay: float = 0.96,
+        adam_beta2: float = 0.99,
+        stray_gate: float | None = 2.0,
+        lr_decay_seasons: float | None = 1.0,
+        reservoir_size: int = 4096,
+        reservoir_keep: int = 16,
         scale_alpha: float = 0.1,
+        dz_clip: float = 3.0,
         seed: int = 0,
+        history: HistoryRing | None = None,
     ) -> None:
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
+        if replay_steps < 1:
+            raise ValueError(f"replay_steps must be >= 1, got {replay_steps}")
+        if season_steps <= horizon + _SMOOTH:
+            raise ValueError(f"season_steps must exceed horizon + {_SMOOTH}, got {season_steps}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.horizon = horizon
         self.units = units
         self.backbone_units = backbone_units
@@ -187,25 +398,47 @@ class LiquidForecaster(Forecaster):
         self.window = window
         self.adapt_steps = adapt_steps
         self.adapt_links = adapt_links
+        self.replay_steps = replay_steps
         self.lr = lr
+        self.ema_decay = ema_decay
+        self.adam_beta2 = adam_beta2
+        self.stray_gate = stray_gate
+        self.lr_decay_seasons = lr_decay_seasons
+        self.reservoir_size = reservoir_size
+        self.reservoir_keep = reservoir_keep
+        self.reservoir = WindowReservoir(reservoir_size) if reservoir_size > 0 else None
         self.scale_alpha = scale_alpha
+        self.dz_clip = dz_clip
         self.seed = seed
+        need = self.history_steps(horizon, season_steps, window, replay_steps)
+        if history is not None and history.length < need:
+            raise ValueError(f"a shared history must hold at least {need} steps")
+        self._owns_history = history is None
+        self._ring = HistoryRing(need, n_links) if history is None else history
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self._net = LiquidNet(N_FEATURES, units, horizon, backbone_units)
-        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr)
+            self._net = LiquidNet(
+                N_FEATURES, units, horizon, backbone_units, context=context_size(horizon)
+            )
+        self._avg = AveragedModel(self._net, multi_avg_fn=partial(_ema_update, decay=ema_decay))
+        self._opt = torch.optim.Adam(self._net.parameters(), lr=lr, betas=(0.9, self.adam_beta2))
         self._rng = np.random.default_rng(seed)
         self._hx = torch.zeros(n_links, units)
+        self._ctx = np.zeros((n_links, context_size(horizon)), dtype=np.float32)
         self._scale = np.ones(n_links)
         self._last = np.zeros(n_links)
         self._seen = np.zeros(n_links, dtype=bool)
         self._scaled = np.zeros(n_links, dtype=bool)
         self._gap = np.zeros(n_links, dtype=np.int64)
-        self._buf_len = window + horizon + 1
-        self._buf = np.full((self._buf_len, n_links), np.nan, dtype=np.float32)
-        self._pos = 0
         self._t = 0
+
+    @staticmethod
+    def history_steps(
+        horizon: int, season_steps: int, window: int = 24, replay_steps: int = 48
+    ) -> int:
+        """Steps of history the model reads: the replayed windows and a season before."""
+        return replay_steps + horizon + max(season_steps + horizon + _SMOOTH, window) + 1
 
     @property
     def n_links(self) -> int:
@@ -215,10 +448,21 @@ class LiquidForecaster(Forecaster):
     def _floor(self, level: np.ndarray) -> np.ndarray:
         return np.maximum(1e-4 * np.abs(level), 1.0)
 
+    def _season_offsets(self) -> np.ndarray:
+        h = self.horizon + _SMOOTH
+        return np.arange(-h, h + 1)
+
+    def _live_context(self) -> np.ndarray:
+        """Seasonal context of every link as of the newest step in the ring."""
+        lags = self.season_steps - self._season_offsets()  # t - P + j is P - j back
+        season = self._ring.lags(lags)
+        back = self._ring.lag(self.horizon)
+        return seasonal_context(season, self._last, back, self._scale)
+
     def _live_features(self, values: np.ndarray, observed: np.ndarray) -> np.ndarray:
         known = observed & self._seen
         dz = np.where(known, (values - self._last) / self._scale, 0.0)
-        dz = np.clip(dz, -_DZ_CLIP, _DZ_CLIP)
+        dz = np.clip(dz, -self.dz_clip, self.dz_clip)
         gap = np.where(observed, 0, self._gap + 1)
         sin, cos = _phase(np.array(self._t), self.season_steps)
         x = np.empty((self.n_links, N_FEATURES), dtype=np.float32)
@@ -229,65 +473,99 @@ class LiquidForecaster(Forecaster):
         x[:, 4] = cos
         return x
 
-    def _window_batch(self, links: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Inputs ``(B, W, F)``, targets ``(B, H)`` and target mask for the newest window."""
-        w, h = self.window, self.horizon
-        order = (self._pos + np.arange(self._buf_len)) % self._buf_len  # oldest first
-        raw = self._buf[order][:, links].astype(np.float64)  # (W+H+1, B)
+    def _replay_batch(
+        self, links: np.ndarray, ends: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs ``(B, W, F)``, context ``(B, C)``, targets and mask ``(B, H)``.
+
+        Window ``b`` of link ``links[b]`` ends ``ends[b]`` steps before the newest step
+        minus the horizon (its targets are the ``H`` steps after it, all in the past).
+        """
+        w, h, p = self.window, self.horizon, self.season_steps
+        span = self._ring.length
+        hist = self._ring.last(span)  # (span, n_links) oldest first; newest at span - 1
+        cols = links[None, :]
+        end = span - 1 - h - ends  # row of each window's last input step
+        rows = end[None, :] + np.arange(-w, h + 1)[:, None]  # inputs (w+1 incl. prev) + targets
+        raw = hist[rows, cols]  # (w + h + 1, B)
         obs = np.isfinite(raw)
-        filled = raw.copy()
-        for k in range(1, raw.shape[0]):  # carry forward
-            filled[k] = np.where(obs[k], filled[k], filled[k - 1])
+        filled = _ffill(raw)
         scale = self._scale[links]
         x = np.zeros((len(links), w, N_FEATURES), dtype=np.float32)
         gap = np.zeros(len(links))
-        first = self._t - 1 - h - w  # grid step of raw[0]
-        sin, cos = _phase(first + np.arange(1, w + 1), self.season_steps)
+        step_of_end = self._t - 1 - h - ends  # grid step index of row `end`
         for k in range(1, w + 1):
             known = obs[k] & np.isfinite(filled[k - 1])
             dz = np.where(known, (raw[k] - filled[k - 1]) / scale, 0.0)
             gap = np.where(obs[k], 0.0, gap + 1.0)
-            x[:, k - 1, 0] = np.clip(np.nan_to_num(dz), -_DZ_CLIP, _DZ_CLIP)
+            sin, cos = _phase(step_of_end - w + k, p)
+            x[:, k - 1, 0] = np.clip(np.nan_to_num(dz), -self.dz_clip, self.dz_clip)
             x[:, k - 1, 1] = obs[k]
             x[:, k - 1, 2] = np.log1p(gap) / 4.0
-            x[:, k - 1, 3] = sin[k - 1]
-            x[:, k - 1, 4] = cos[k - 1]
+            x[:, k - 1, 3] = sin
+            x[:, k - 1, 4] = cos
         anchor = filled[w]
-        target = (raw[w + 1 :] - anchor) / scale  # (H, B)
-        tmask = np.isfinite(target)
-        target = np.clip(np.where(tmask, target, 0.0), -100.0, 100.0)
+        srows = end[None, :] - p + self._season_offsets()[:, None]
+        season = np.where(srows >= 0, hist[np.maximum(srows, 0), cols], np.nan)
+        back = np.where(end - h >= 0, hist[np.maximum(end - h, 0), links], np.nan)
+        ctx = seasonal_context(season, anchor, back, scale)
+        # targets: the change from the anchor as a sum of per-step changes, each
+        # winsorised like the inputs, so a window that straddles a failure's jump
+        # teaches "a large step", not "+40 scales" (the anchor absorbs the rest)
+        steps = np.diff(filled[w:], axis=0) / scale  # (H, B)
+        steps = np.clip(np.nan_to_num(steps), -self.dz_clip, self.dz_clip)
+        tmask = obs[w + 1 :] & np.isfinite(anchor)[None, :]
+        if self.stray_gate is not None:
+            tmask &= ((np.abs(ctx[:, h]) <= self.stray_gate) & (ctx[:, h + 1] > 0))[None, :]
+        target = np.where(tmask, np.cumsum(steps, axis=0), 0.0)
         return (
             torch.from_numpy(x),
+            torch.from_numpy(ctx),
             torch.from_numpy(target.T.astype(np.float32)),
             torch.from_numpy(tmask.T),
         )
 
     # -- the online loop --------------------------------------------------------------
     def _adapt(self) -> None:
-        anchor_known = self._seen & np.isfinite(self._buf[(self._pos - 1) % self._buf_len])
-        candidates = np.flatnonzero(anchor_known)
-        if candidates.size == 0:
+        candidates = np.flatnonzero(self._seen)
+        available = min(self._ring.count, self._ring.length) - self.horizon - self.window - 1
+        if candidates.size == 0 or available < 1:
             return
+        depth = min(self.replay_steps, available)
+        if self.lr_decay_seasons is not None:
+            seasons = self._t / self.season_steps
+            for group in self._opt.param_groups:
+                group["lr"] = self.lr / np.sqrt(1.0 + seasons / self.lr_decay_seasons)
         self._net.train()
         for _ in range(self.adapt_steps):
-            if candidates.size > self.adapt_links:
-                links = np.sort(self._rng.choice(candidates, self.adapt_links, replace=False))
-            else:
-                links = candidates
-            x, target, tmask = self._window_batch(links)
+            links = self._rng.choice(candidates, self.adapt_links)
+            ends = self._rng.integers(0, depth, self.adapt_links)
+            batch = list(self._replay_batch(links, ends))
+            if self.reservoir is not None:
+                usable = batch[3].any(dim=1).numpy()
+                if usable.any():
+                    fresh = [t[torch.from_numpy(usable)] for t in batch]
+                    self.reservoir.add(fresh, self._rng, keep=self.reservoir_keep)
+                old = self.reservoir.sample(self.adapt_links, self._rng)
+                if old:
+                    batch = [torch.cat([a, b]) for a, b in zip(batch, old, strict=True)]
+            x, ctx, target, tmask = batch
             if not bool(tmask.any()):
-                return
-            pred, _ = self._net(x)
+                break
+            pred, _ = self._net(x, ctx=ctx)
             err = nn.functional.huber_loss(pred, target, reduction="none", delta=1.0)
             loss = (err * tmask).sum() / tmask.sum()
             self._opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(self._net.parameters(), 1.0)
             self._opt.step()
+            self._avg.update_parameters(self._net)
         self._net.eval()
 
     def observe(self, y: np.ndarray, mask: np.ndarray | None = None) -> None:
         values, observed = check_observation(y, mask, self.n_links)
+        if self._owns_history:
+            self._ring.push(values, observed)
         x = self._live_features(values, observed)
         # per-link scale of changes: robust EWMA, initialised by the first change
         known = observed & self._seen
@@ -295,7 +573,7 @@ class LiquidForecaster(Forecaster):
         floor = self._floor(np.where(observed, values, self._last))
         first = known & ~self._scaled
         upd = known & self._scaled
-        clipped = np.minimum(dy, _DZ_CLIP * self._scale)
+        clipped = np.minimum(dy, self.dz_clip * self._scale)
         self._scale = np.where(
             upd, self._scale + self.scale_alpha * (clipped - self._scale), self._scale
         )
@@ -305,28 +583,29 @@ class LiquidForecaster(Forecaster):
         self._gap = np.where(observed, 0, self._gap + 1)
         self._last = np.where(observed, values, self._last)
         self._seen |= observed
-        self._buf[self._pos] = np.where(observed, values, np.nan)
-        self._pos = (self._pos + 1) % self._buf_len
         self._t += 1
-        # predict-then-adapt: learn from the window that just completed ...
-        if self.adapt_steps > 0 and self._t >= self._buf_len:
+        # predict-then-adapt: learn from replayed windows that have completed ...
+        if self.adapt_steps > 0:
             self._adapt()
-        # ... then carry every link's hidden state one step with the updated weights
+        # ... then carry every link's hidden state one step with the averaged weights
         with torch.no_grad():
-            _, self._hx = self._net(torch.from_numpy(x)[:, None, :], self._hx)
+            self._hx = self._avg.module.rnn(torch.from_numpy(x)[:, None, :], self._hx)[1]
+        self._ctx = self._live_context()
 
     def forecast(self) -> np.ndarray:
         with torch.no_grad():
-            out = self._net.readout(self._hx).numpy().astype(np.float64)
-        f = self._last[:, None] + self._scale[:, None] * out
+            out = self._avg.module.readout(self._hx, torch.from_numpy(self._ctx))
+        f = self._last[:, None] + self._scale[:, None] * out.numpy().astype(np.float64)
         return np.where(self._seen[:, None], np.maximum(f, 0.0), 0.0)
 
     def add_links(self, n: int) -> None:
+        if self._owns_history:
+            self._ring.add_links(n)
         self._hx = torch.cat([self._hx, torch.zeros(n, self.units)])
+        extra_ctx = np.zeros((n, self._ctx.shape[1]), dtype=np.float32)
+        self._ctx = np.concatenate([self._ctx, extra_ctx])
         self._scale = np.concatenate([self._scale, np.ones(n)])
         self._last = np.concatenate([self._last, np.zeros(n)])
         self._seen = np.concatenate([self._seen, np.zeros(n, dtype=bool)])
         self._scaled = np.concatenate([self._scaled, np.zeros(n, dtype=bool)])
         self._gap = np.concatenate([self._gap, np.zeros(n, dtype=np.int64)])
-        extra = np.full((self._buf_len, n), np.nan, dtype=np.float32)
-        self._buf = np.concatenate([self._buf, extra], axis=1)

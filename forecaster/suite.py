@@ -145,11 +145,19 @@ class ModelSuite(Stateful):
         for name in incremental_variants or {}:
             if not name.startswith("incremental_"):
                 raise ValueError(f"variant names must start with 'incremental_', got {name!r}")
-        self._history = HistoryRing(max(season_steps, retrain_window), n_links)
+        liq_kw = dict(liquid_kwargs or {})
+        sizes = {k: liq_kw[k] for k in ("window", "replay_steps") if k in liq_kw}
+        liquid_steps = LiquidForecaster.history_steps(horizon, season_steps, **sizes)
+        self._history = HistoryRing(max(season_steps, retrain_window, liquid_steps), n_links)
         inc_kw = dict(incremental_kwargs or {})
         members: dict[str, Forecaster] = {
             "liquid": LiquidForecaster(
-                n_links, horizon, season_steps=season_steps, seed=seed, **(liquid_kwargs or {})
+                n_links,
+                horizon,
+                season_steps=season_steps,
+                seed=seed,
+                history=self._history,
+                **liq_kw,
             ),
             "incremental": IncrementalForecaster(
                 n_links,
