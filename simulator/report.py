@@ -39,14 +39,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from forecaster.metrics import TTC_HOLD_STEPS, TTC_SLACK, TTC_TOLERANCE, TTC_WINDOW_STEPS
 from simulator.evaluate import (
     HORIZON,
     LEVEL,
     SCORED_HORIZONS,
     SMOOTH_SECONDS,
-    TTC_HOLD_SECONDS,
-    TTC_TOLERANCE,
-    TTC_WINDOW_SECONDS,
     format_seeds,
 )
 from simulator.topology import Topology
@@ -84,7 +82,14 @@ def _h(name: str, h: int) -> str:
 SUMMARY_METRICS: dict[str, dict[int, str]] = {
     **{
         m: {h: _h(m, h) for h in SCORED_HORIZONS}
-        for m in ("rmse_pre", "rmse_post", "skill_pre", "skill_post")
+        for m in (
+            "rmse_pre",
+            "rmse_post",
+            "rmse_settled",
+            "skill_pre",
+            "skill_post",
+            "skill_settled",
+        )
     },
     "ttc_steps": {1: "ttc_steps"},
     "ttc_minutes": {1: "ttc_minutes"},
@@ -144,7 +149,9 @@ def with_skill(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     ``skill = 1 - rmse / rmse of reference``, the reference taken from the same seed
     and scenario (paired); NaN where the reference has no finite positive RMSE.
     """
-    rmse = [c for m in ("rmse_pre", "rmse_post") for c in SUMMARY_METRICS[m].values()]
+    rmse = [
+        c for m in ("rmse_pre", "rmse_post", "rmse_settled") for c in SUMMARY_METRICS[m].values()
+    ]
     rmse = [c for c in rmse if c in frame.columns]
     keys = ["seed", "scenario"]
     ref = frame.loc[frame["model"] == reference, keys + rmse].drop_duplicates(keys)
@@ -341,7 +348,7 @@ def _scenario_tables(
         return s.loc[key] if key in s.index else None
 
     present = [m for m in models if (m, "rmse_post", 1) in s.index]
-    windows = [(w, h) for w in ("pre", "post") for h in SCORED_HORIZONS]
+    windows = [(w, h) for w in ("pre", "post", "settled") for h in SCORED_HORIZONS]
     head = ["model", *(f"{w}, h={h}" for w, h in windows)]
     over = f"mean [95 % interval] over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     lines = [
@@ -438,12 +445,16 @@ def _definitions(protocol: Protocol) -> str:
 - **skill**: `1 - rmse / rmse of persistence`, same seed, scenario, window and horizon
   (paired), then averaged over seeds; in `summary.csv` as a fraction, here in %.
 - **mape_pre / mape_post** (results.csv): `forecaster.metrics.mape` of the 1-step forecast, %.
-- **ttc**: `forecaster.metrics.time_to_convergence` on the per-step absolute
-  percentage error of the 1-step forecast averaged over the scored links, baseline
-  = the pre window, trailing mean {TTC_WINDOW_SECONDS // 60} min, tolerance
-  {TTC_TOLERANCE}, hold {TTC_HOLD_SECONDS // 3600} h: the steps after the failure until
-  the error is back within {TTC_TOLERANCE}x its pre-failure level and stays there for
-  {TTC_HOLD_SECONDS // 3600} h, in steps of {protocol.step_seconds} s and in minutes.
+- **ttc**: time to convergence, `forecaster.metrics.convergence` (one definition for
+  this report, `GET /api/v1/events/{{id}}/errors` and the dashboard): the per-step
+  absolute error of the 1-step forecast in % of the *current* load (so a level that
+  changes is not error), averaged over the scored links; the first step after the
+  failure from which the mean over the next {TTC_WINDOW_STEPS} steps is within
+  {TTC_TOLERANCE}x the pre-window level (+{TTC_SLACK:.0%} of load) and stays there for
+  {TTC_HOLD_STEPS} steps; in steps of {protocol.step_seconds} s and in minutes.
+- **settled** (rmse_settled, skill_settled): the post window without its first h steps,
+  whose h-step forecasts were issued before the failure and cannot know it. On a drastic
+  shift that one jump makes most of every model's post RMSE at h = 1.
   A seed in which a model does not converge within the post window has no ttc for it
   (`converged` counts the others).
 - **coverage**: share of actuals inside the suite's {LEVEL:.0%} conformal interval
