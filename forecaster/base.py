@@ -17,7 +17,15 @@ import numpy as np
 #: Model names, as in DESIGN.md.
 MODEL_NAMES = ("liquid", "incremental", "persistence", "seasonal", "hybrid")
 
-_FORMAT = b"LCF1"
+#: Header of a saved state; the digit changes whenever the models' state changes
+#: shape (LCF2: the liquid model's seasonal context, replay reservoir and averaged
+#: weights, the hybrid's shock cap), so an older state is refused, never half-loaded.
+_FORMAT = b"LCF2"
+_MAGIC = b"LCF"
+
+
+class IncompatibleState(ValueError):
+    """A state saved by another version of the models (a checkpoint from before an upgrade)."""
 
 
 def check_observation(
@@ -51,8 +59,21 @@ def dumps(obj: object) -> bytes:
 
 
 def loads(b: bytes) -> object:
-    """Inverse of :func:`dumps`."""
+    """Inverse of :func:`dumps`.
+
+    Raises
+    ------
+    IncompatibleState
+        The bytes are a state of another format version.
+    ValueError
+        The bytes are not a linkcast state at all.
+    """
     if not b.startswith(_FORMAT):
+        if b.startswith(_MAGIC):
+            raise IncompatibleState(
+                f"forecaster state of format {b[:4].decode(errors='replace')}, this version "
+                f"reads {_FORMAT.decode()}"
+            )
         raise ValueError("not a linkcast forecaster state (bad header)")
     return pickle.loads(zlib.decompress(b[len(_FORMAT) :]))  # noqa: S301 (our own state)
 

@@ -93,6 +93,30 @@ class HistoryRing(_HalfStore):
         out[ks >= min(self.length, self._count)] = np.nan
         return out
 
+    def gather(self, lags: np.ndarray, links: np.ndarray) -> np.ndarray:
+        """Values ``lags[i, j]`` steps before the newest, of link ``links[j]``.
+
+        ``lags`` is ``(R, B)`` (or broadcasts to it), ``links`` ``(B,)``; returns float64
+        ``(R, B)``, NaN where unknown (a lag beyond what is kept or pushed, or < 0).
+        Reads only those entries: the cost does not grow with the number of links.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ring = HistoryRing(4, n_links=2)
+        >>> for v in (1.0, 2.0, 3.0):
+        ...     ring.push(np.array([v, 10 * v]), np.array([True, True]))
+        >>> ring.gather(np.array([[0, 0], [2, 3]]), np.array([1, 0]))
+        array([[30.,  3.],
+               [10., nan]])
+        """
+        links = np.asarray(links)
+        lags = np.broadcast_to(np.asarray(lags), np.broadcast_shapes(np.shape(lags), links.shape))
+        idx = (self._pos - 1 - lags) % self.length
+        out = self._data[idx, links[None, :]].astype(np.float64) * self._scale[links]
+        out[(lags >= min(self.length, self._count)) | (lags < 0)] = np.nan
+        return out
+
     def last(self, k: int) -> np.ndarray:
         """The newest ``k`` steps, oldest first: shape ``(k, n_links)``, NaN if unknown."""
         if k > self.length:

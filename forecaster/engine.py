@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import live
 from db.models import AlertKind, AlertState, EventKind, ModelName
 from db.session import make_engine, make_sessionmaker
+from forecaster.base import IncompatibleState
 from forecaster.suite import ModelSuite, StepOutput
 
 log = logging.getLogger(__name__)
@@ -161,16 +162,24 @@ class LiveEngine:
         cfg = self.config
         with self._sessions() as session:
             cp = live.latest_checkpoint(session, cfg.step_seconds)
+            suite = None
             if cp is not None:
-                self._suite = ModelSuite.from_bytes(cp.state)
+                try:
+                    suite = ModelSuite.from_bytes(cp.state)
+                except IncompatibleState as exc:
+                    # an upgrade changed the models: start them anew (the samples are kept)
+                    log.warning("checkpoint of %s not restored: %s", cp.last_bucket, exc)
+            if cp is not None and suite is not None:
+                self._suite = suite
                 self._link_ids = list(cp.link_ids)
                 self._last_bucket = cp.last_bucket
                 log.info("restored checkpoint of %s (%d links)", cp.last_bucket, len(cp.link_ids))
             else:
                 self._suite = cfg.make_suite(0)
                 self._link_ids, self._last_bucket = [], None
+                note = "new engine" if cp is None else "new models (older checkpoint format)"
                 for model in ModelName.ALL:
-                    live.record_version(session, model=model, kind="start", note="new engine")
+                    live.record_version(session, model=model, kind="start", note=note)
                 session.commit()
         self._index = {lid: i for i, lid in enumerate(self._link_ids)}
         self._issued = {}

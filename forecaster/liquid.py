@@ -482,18 +482,15 @@ class LiquidForecaster(Forecaster):
         minus the horizon (its targets are the ``H`` steps after it, all in the past).
         """
         w, h, p = self.window, self.horizon, self.season_steps
-        span = self._ring.length
-        hist = self._ring.last(span)  # (span, n_links) oldest first; newest at span - 1
-        cols = links[None, :]
-        end = span - 1 - h - ends  # row of each window's last input step
-        rows = end[None, :] + np.arange(-w, h + 1)[:, None]  # inputs (w+1 incl. prev) + targets
-        raw = hist[rows, cols]  # (w + h + 1, B)
+        end = h + ends  # lag of each window's last input step (0: the newest step)
+        # inputs (with the step before them) and targets, oldest first: (w + h + 1, B)
+        raw = self._ring.gather(end[None, :] - np.arange(-w, h + 1)[:, None], links)
         obs = np.isfinite(raw)
         filled = _ffill(raw)
         scale = self._scale[links]
         x = np.zeros((len(links), w, N_FEATURES), dtype=np.float32)
         gap = np.zeros(len(links))
-        step_of_end = self._t - 1 - h - ends  # grid step index of row `end`
+        step_of_end = self._t - 1 - end  # grid step index of each window's last input
         for k in range(1, w + 1):
             known = obs[k] & np.isfinite(filled[k - 1])
             dz = np.where(known, (raw[k] - filled[k - 1]) / scale, 0.0)
@@ -505,9 +502,8 @@ class LiquidForecaster(Forecaster):
             x[:, k - 1, 3] = sin
             x[:, k - 1, 4] = cos
         anchor = filled[w]
-        srows = end[None, :] - p + self._season_offsets()[:, None]
-        season = np.where(srows >= 0, hist[np.maximum(srows, 0), cols], np.nan)
-        back = np.where(end - h >= 0, hist[np.maximum(end - h, 0), links], np.nan)
+        season = self._ring.gather(end[None, :] + p - self._season_offsets()[:, None], links)
+        back = self._ring.gather(end[None, :] + h, links)[0]
         ctx = seasonal_context(season, anchor, back, scale)
         # targets: the change from the anchor as a sum of per-step changes, each
         # winsorised like the inputs, so a window that straddles a failure's jump

@@ -264,3 +264,28 @@ def test_killed_engine_restarts_from_checkpoint_without_gaps_or_duplicates(
     assert {r[1] for r in per_issue} == {N_LINKS * 5}  # no duplicate, no missing link
     # What the first engine stored stays as it was.
     assert all(after[t] == v for t, v in stored_before.items())
+
+
+def test_checkpoint_of_an_older_format_starts_new_models(network, settings, clean_db):
+    """After an upgrade that changed the models, the old checkpoint is refused (never
+    half-loaded) and the engine goes on with new models, saying so in model_version."""
+    clock = Clock(200)
+    first = engine(settings.database_url, clock, checkpoint_every=100)
+    assert first.try_lead()
+    first.tick()
+    first.checkpoint()
+    first.release()
+    with clean_db.begin() as conn:  # what a checkpoint of the first format looked like
+        conn.execute(text("UPDATE model_checkpoint SET state = 'LCF1' || substr(state, 5)"))
+
+    clock.now = at(240) + timedelta(seconds=20)
+    second = engine(settings.database_url, clock, checkpoint_every=100)
+    assert second.try_lead()
+    report = second.tick()
+    second.release()
+    assert report.buckets > 0
+    with clean_db.connect() as conn:
+        notes = conn.execute(text("SELECT note FROM model_version WHERE kind = 'start'")).all()
+        newest = conn.execute(text("SELECT max(issued_at) FROM forecast")).scalar_one()
+    assert any("older checkpoint format" in (n[0] or "") for n in notes)
+    assert newest == at(240)

@@ -1,0 +1,115 @@
+"""Issue 9's targets, read off the evaluation results in ``bench/results``.
+
+Reads ``results.csv`` of ``linkcast evaluate --seeds ...`` runs (default: the two
+folders that ``bench/evaluate_all.sh`` writes) and prints, per scenario, each target
+of issue 9 with the measured value and whether it holds. Nothing is re-run.
+
+    python bench/targets.py [FOLDER ...]
+
+Targets (means over seeds):
+- skill of hybrid against persistence (1 - RMSE / RMSE persistence, paired per seed)
+  at h = 1 and 12, pre and post: nobel-eu >= 15 % and >= 30 %; abilene >= 5 % and
+  >= 10 %;
+- drastic: liquid beats every incremental variant on rmse_post and on ttc in at least
+  9 of 10 seeds, and beats persistence on rmse_post (mean);
+- hybrid within 2 % of its best member's RMSE, pre and post (mean of the per-seed
+  ratio hybrid / best member, the best member chosen per seed);
+- 90 % intervals: coverage 88 % to 92 % before and after the failure (hybrid, liquid).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MEMBERS = ("liquid", "incremental_b288", "persistence", "seasonal")
+SKILL = {"nobel-eu": (0.15, 0.30), "abilene": (0.05, 0.10)}
+
+
+def _col(window: str, h: int) -> str:
+    return f"rmse_{window}" if h == 1 else f"rmse_{window}_h{h}"
+
+
+def _mark(ok: bool) -> str:
+    return "holds" if ok else "MISSES"
+
+
+def check(folder: Path) -> list[str]:
+    frame = pd.read_csv(folder / "results.csv")
+    kind = "abilene" if "abilene" in folder.name else "nobel-eu"
+    lines = [f"## {folder.name} ({frame['seed'].nunique()} seeds)"]
+    for scenario, g in frame.groupby("scenario", sort=False):
+        by = g.set_index(["seed", "model"])
+        seeds = sorted(g["seed"].unique())
+        lines.append(f"### {scenario}")
+        low1, low12 = SKILL[kind]
+        for window in ("pre", "post", "settled"):
+            for h, need in ((1, low1), (12, low12)):
+                col = _col(window, h)
+                skill = [
+                    1 - by.loc[(s, "hybrid"), col] / by.loc[(s, "persistence"), col] for s in seeds
+                ]
+                lines.append(
+                    f"- hybrid skill {window} h={h}: {np.mean(skill):+.1%} "
+                    f"(range {min(skill):+.1%} to {max(skill):+.1%}; target >= {need:.0%}) "
+                    + (_mark(np.mean(skill) >= need) if window != "settled" else "(no target)")
+                )
+        for window in ("pre", "post"):
+            ratio = [
+                by.loc[(s, "hybrid"), _col(window, 1)]
+                / min(by.loc[(s, m), _col(window, 1)] for m in MEMBERS)
+                for s in seeds
+            ]
+            lines.append(
+                f"- hybrid / best member, rmse_{window}: {np.mean(ratio):.3f} "
+                f"(worst seed {max(ratio):.3f}; target <= 1.02) {_mark(np.mean(ratio) <= 1.02)}"
+            )
+        if scenario == "drastic":
+            variants = sorted(m for m in g["model"].unique() if m.startswith("incremental_b"))
+            for metric in ("rmse_post", "ttc_steps"):
+                for v in variants:
+                    wins = 0
+                    for s in seeds:
+                        a, b = by.loc[(s, "liquid"), metric], by.loc[(s, v), metric]
+                        a = np.inf if pd.isna(a) else a
+                        b = np.inf if pd.isna(b) else b
+                        wins += int(a < b)
+                    need = int(np.ceil(0.9 * len(seeds)))
+                    lines.append(
+                        f"- liquid beats {v} on {metric}: {wins} of {len(seeds)} seeds "
+                        f"(target >= {need}) {_mark(wins >= need)}"
+                    )
+            liq = g[g["model"] == "liquid"]["rmse_post"].mean()
+            per = g[g["model"] == "persistence"]["rmse_post"].mean()
+            lines.append(
+                f"- liquid rmse_post {liq:.3g} vs persistence {per:.3g} (% of link mean) "
+                f"{_mark(liq < per)}"
+            )
+        for model in ("hybrid", "liquid"):
+            for col in ("coverage_pre", "coverage"):
+                c = g[g["model"] == model][col].mean()
+                lines.append(
+                    f"- {model} {col}: {c:.1%} (target 88 % to 92 %) {_mark(0.88 <= c <= 0.92)}"
+                )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    root = Path(__file__).parent / "results"
+    parser.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        default=[root / "nobel-eu-sine", root / "abilene-real"],
+        help="folders holding results.csv (default: the two of bench/evaluate_all.sh)",
+    )
+    for folder in parser.parse_args().folders:
+        print("\n".join(check(folder)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
