@@ -5,7 +5,7 @@ A tick is ``ModelSuite.step``: score the earlier forecasts, every model observes
 Prints ms per tick, us per link and the model state's bytes per link
 (``len(suite.to_bytes()) / n``). Targets: 10,000 links <= 1 s per tick; <= 4 KB/link.
 
-    python bench/engine_step.py [--quick] [--threads N]
+    python bench/engine_step.py [--quick] [--threads N] [--links N ...]
 """
 
 from __future__ import annotations
@@ -50,9 +50,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 and 10,000 links only")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--links", type=int, nargs="+", help="link counts to time (default 1,000 10,000 100,000)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
+    sizes = tuple(args.links) if args.links else sizes
     warmup, ticks = (40, 5) if args.quick else (60, 10)
     print(f"torch threads: {torch.get_num_threads()}; ticks timed: {ticks} (median)")
     print(f"{'links':>8} {'ms/tick':>10} {'us/link':>9} {'state B/link':>13}")

@@ -43,16 +43,34 @@ Adaptation (predict, then adapt), and why it no longer oscillates
     - *Replay*: each step trains on ``adapt_links`` windows drawn at random over links
       and over the last ``replay_steps`` complete windows (experience replay, Lin
       1992; Mnih et al. 2015), so one step's gradient is not one moment's.
+    - *A reservoir*: half of each batch comes from a uniform sample of all windows
+      seen so far (:class:`WindowReservoir`), so the network keeps the other hours of
+      the day and earlier regimes in view (with recent windows alone it forgot them
+      and chased the present).
     - *Weight averaging*: the forecasts and the live hidden states come from an
       exponential moving average of the trained weights (Polyak & Juditsky 1992;
-      ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``, decay
-      ``ema_decay``), which smooths what the optimizer's noise would add.
+      ``torch.optim.swa_utils.AveragedModel``, decay ``ema_decay``), which smooths
+      what the optimizer's noise would add.
+    - *A gate*: a window whose season did not hold (its last ``H`` steps strayed from
+      the season-ago change by more than ``stray_gate`` scales, or the season is
+      unknown, e.g. it contained a failure's jump) is not learned from. Without it, in
+      the seasons after a shift of every link's daily shape the network learned that
+      the season is worthless and settled 2 to 4 times above its frozen copy for
+      several seasons (``tests/forecaster/test_adaptation.py``).
+    - A learning rate that decays with the seasons seen, to a floor.
+
+    Known limits: the first season, with no season-ago context, trains nothing (the
+    head is untrained; forecasts stay near the last value, and the hybrid leans on the
+    other members); training windows start from a zero hidden state while the live
+    state is carried forever; the per-link scale of a replayed window is today's.
 
     The weights are never re-initialised; after a failure the same steps adapt them
     to the windows that now include the new level.
 
-Memory per link: the hidden state (``units`` float32), four float64 scalars, and the
-shared float16 history ring (one season and a few horizons), a few KB in all.
+Memory per link: the hidden state (``units`` float32), the context (``H + 2``
+float32), five scalars, and the shared float16 history ring (one season and a few
+horizons), about 3 KB in all (``bench/engine_step.py``); the reservoir (2.6 MB) does
+not grow with the links.
 """
 
 from __future__ import annotations
@@ -333,9 +351,23 @@ class LiquidForecaster(Forecaster):
     replay_steps
         Windows are drawn from the last this many complete windows of each link.
     lr
-        Adam learning rate.
+        Adam learning rate at the start.
     ema_decay
-        Decay of the weight average that forecasts (1 - 1/decay: steps of memory).
+        Decay of the weight average that forecasts (about ``1 / (1 - decay)`` steps of
+        memory: 25).
+    adam_beta2
+        Adam's second-moment decay (0.99: a memory of ~100 steps, so a burst of large
+        gradients after a failure does not damp the steps for a thousand more).
+    stray_gate
+        Windows whose last ``H`` steps strayed more than this many scales from the
+        season, or whose season is unknown, are not learned from (``None``: all are);
+        see the module doc.
+    lr_decay_seasons, lr_floor
+        The rate is ``lr / sqrt(1 + seasons seen / lr_decay_seasons)``, never below
+        ``lr_floor * lr`` (so a model live for months still adapts to a failure).
+    reservoir_size, reservoir_keep
+        Capacity of the :class:`WindowReservoir` of past windows (0: none) and the
+        windows of each step offered to it.
     scale_alpha
         EWMA factor of the per-link scale of changes.
     dz_clip
@@ -376,6 +408,7 @@ class LiquidForecaster(Forecaster):
         adam_beta2: float = 0.99,
         stray_gate: float | None = 2.0,
         lr_decay_seasons: float | None = 1.0,
+        lr_floor: float = 0.25,
         reservoir_size: int = 4096,
         reservoir_keep: int = 16,
         scale_alpha: float = 0.1,
@@ -404,6 +437,7 @@ class LiquidForecaster(Forecaster):
         self.adam_beta2 = adam_beta2
         self.stray_gate = stray_gate
         self.lr_decay_seasons = lr_decay_seasons
+        self.lr_floor = lr_floor
         self.reservoir_size = reservoir_size
         self.reservoir_keep = reservoir_keep
         self.reservoir = WindowReservoir(reservoir_size) if reservoir_size > 0 else None
@@ -530,8 +564,9 @@ class LiquidForecaster(Forecaster):
         depth = min(self.replay_steps, available)
         if self.lr_decay_seasons is not None:
             seasons = self._t / self.season_steps
+            decay = max(1.0 / np.sqrt(1.0 + seasons / self.lr_decay_seasons), self.lr_floor)
             for group in self._opt.param_groups:
-                group["lr"] = self.lr / np.sqrt(1.0 + seasons / self.lr_decay_seasons)
+                group["lr"] = self.lr * decay
         self._net.train()
         for _ in range(self.adapt_steps):
             links = self._rng.choice(candidates, self.adapt_links)
