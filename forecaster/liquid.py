@@ -59,13 +59,10 @@ Adaptation (predict, then adapt), and why it no longer oscillates
       several seasons (``tests/forecaster/test_adaptation.py``).
     - A learning rate that decays with the seasons seen, to a floor.
 
-    The gate starts after two seasons: before, every window is learned from (most
-    without a season-ago context), so a new model learns from its first minutes; the
-    reservoir only ever keeps windows that pass the gate.
-
-    Known limits: training windows start from a zero hidden state while the live state
-    is carried forever; the per-link scale of a replayed window is today's; the
-    reservoir may hold the same window offered on several steps.
+    Known limits: the first season, with no season-ago context, trains nothing (the
+    head is untrained; forecasts stay near the last value, and the hybrid leans on the
+    other members); training windows start from a zero hidden state while the live
+    state is carried forever; the per-link scale of a replayed window is today's.
 
     The weights are never re-initialised; after a failure the same steps adapt them
     to the windows that now include the new level.
@@ -362,9 +359,9 @@ class LiquidForecaster(Forecaster):
         Adam's second-moment decay (0.99: a memory of ~100 steps, so a burst of large
         gradients after a failure does not damp the steps for a thousand more).
     stray_gate
-        After two seasons, windows whose last ``H`` steps strayed more than this many
-        scales from the season, or whose season is unknown, are not learned from
-        (``None``: all are); see the module doc.
+        Windows whose last ``H`` steps strayed more than this many scales from the
+        season, or whose season is unknown, are not learned from (``None``: all are);
+        see the module doc.
     lr_decay_seasons, lr_floor
         The rate is ``lr / sqrt(1 + seasons seen / lr_decay_seasons)``, never below
         ``lr_floor * lr`` (so a model live for months still adapts to a failure).
@@ -548,9 +545,7 @@ class LiquidForecaster(Forecaster):
         steps = np.diff(filled[w:], axis=0) / scale  # (H, B)
         steps = np.clip(np.nan_to_num(steps), -self.dz_clip, self.dz_clip)
         tmask = obs[w + 1 :] & np.isfinite(anchor)[None, :]
-        if self.stray_gate is not None and self._t >= 2 * p:
-            # (in the first two seasons every window is learned from, the season being
-            # unknown for most: a new model must not wait a day to start learning)
+        if self.stray_gate is not None:
             tmask &= ((np.abs(ctx[:, h]) <= self.stray_gate) & (ctx[:, h + 1] > 0))[None, :]
         target = np.where(tmask, np.cumsum(steps, axis=0), 0.0)
         return (
@@ -579,10 +574,6 @@ class LiquidForecaster(Forecaster):
             batch = list(self._replay_batch(links, ends))
             if self.reservoir is not None:
                 usable = batch[3].any(dim=1).numpy()
-                if self.stray_gate is not None:  # the reservoir keeps only gated windows
-                    ctx = batch[1].numpy()
-                    h = self.horizon
-                    usable &= (np.abs(ctx[:, h]) <= self.stray_gate) & (ctx[:, h + 1] > 0)
                 if usable.any():
                     fresh = [t[torch.from_numpy(usable)] for t in batch]
                     self.reservoir.add(fresh, self._rng, keep=self.reservoir_keep)
