@@ -651,14 +651,16 @@ def demo_feeder(
     token: str,
     *,
     step_seconds: float = DEMO_STEP_SECONDS,
-    backfill: int = 288,
+    backfill: int = 3 * 288,
     fail_at: int = DEFAULT_FAIL_AT,
     scenario: str = "drastic",
     seed: int = 0,
 ) -> Feeder:
     """The feeder of ``linkcast up --demo``: nobel-eu, sine traffic, a drastic failure.
 
-    A day of history first (288 five-minute steps), then a step every
+    Three days of history first (864 five-minute steps: the liquid model learns once a
+    season-ago context exists, so it trains through the second and third day while the
+    engine catches up), then a step every
     ``step_seconds`` (2 s: 150x), the failure ``fail_at`` steps in (2 minutes),
     replayed forever.
     """
