@@ -25,12 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simulator.evaluate import metric_column
+
 MEMBERS = ("liquid", "incremental_b288", "persistence", "seasonal")
 SKILL = {"nobel-eu": (0.15, 0.30), "abilene": (0.05, 0.10)}
-
-
-def _col(window: str, h: int) -> str:
-    return f"rmse_{window}" if h == 1 else f"rmse_{window}_h{h}"
 
 
 def _mark(ok: bool) -> str:
@@ -48,7 +46,7 @@ def check(folder: Path) -> list[str]:
         low1, low12 = SKILL[kind]
         for window in ("pre", "post", "settled"):
             for h, need in ((1, low1), (12, low12)):
-                col = _col(window, h)
+                col = metric_column(f"rmse_{window}", h)
                 skill = [
                     1 - by.loc[(s, "hybrid"), col] / by.loc[(s, "persistence"), col] for s in seeds
                 ]
@@ -59,8 +57,8 @@ def check(folder: Path) -> list[str]:
                 )
         for window in ("pre", "post"):
             ratio = [
-                by.loc[(s, "hybrid"), _col(window, 1)]
-                / min(by.loc[(s, m), _col(window, 1)] for m in MEMBERS)
+                by.loc[(s, "hybrid"), metric_column(f"rmse_{window}", 1)]
+                / min(by.loc[(s, m), metric_column(f"rmse_{window}", 1)] for m in MEMBERS)
                 for s in seeds
             ]
             lines.append(

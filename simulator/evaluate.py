@@ -154,6 +154,7 @@ __all__ = [
     "SeedOutcome",
     "SeedTask",
     "format_seeds",
+    "metric_column",
     "parse_seeds",
     "result_models",
     "run_evaluation",
@@ -672,7 +673,14 @@ def _or_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _h_name(name: str, h: int) -> str:
+def metric_column(name: str, h: int) -> str:
+    """The results column of metric ``name`` at horizon ``h`` (``rmse_post``, ``rmse_post_h6``).
+
+    Examples
+    --------
+    >>> metric_column("rmse_settled", 1), metric_column("rmse_settled", 12)
+    ('rmse_settled', 'rmse_settled_h12')
+    """
     return name if h == 1 else f"{name}_h{h}"
 
 
@@ -710,7 +718,7 @@ def score(run: ScenarioRun, protocol: Protocol, seed: int = 0) -> list[Row]:
             "rmse_post_1h": nrmse(first_hour),
             **{f"rmse_post_h{h}": nrmse(post_w, h) for h in SCORED_HORIZONS if h != 1},
             **{
-                _h_name("rmse_settled", h): nrmse(slice(f + h, f + post), h)
+                metric_column("rmse_settled", h): nrmse(slice(f + h, f + post), h)
                 for h in SCORED_HORIZONS
             },
             "rmse_post_mbps": metrics.rmse(y[post_w], fc[1][post_w]) / 1e6,

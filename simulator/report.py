@@ -46,6 +46,7 @@ from simulator.evaluate import (
     SCORED_HORIZONS,
     SMOOTH_SECONDS,
     format_seeds,
+    metric_column,
 )
 from simulator.topology import Topology
 
@@ -74,14 +75,10 @@ CONFIDENCE = 0.95
 SUMMARY_COLUMNS = ("scenario", "model", "metric", "horizon", "mean", "ci_low", "ci_high", "n_seeds")
 
 
-def _h(name: str, h: int) -> str:
-    return name if h == 1 else f"{name}_h{h}"
-
-
 #: Metrics of ``summary.csv``: metric -> horizon -> column of the results (plus skill).
 SUMMARY_METRICS: dict[str, dict[int, str]] = {
     **{
-        m: {h: _h(m, h) for h in SCORED_HORIZONS}
+        m: {h: metric_column(m, h) for h in SCORED_HORIZONS}
         for m in (
             "rmse_pre",
             "rmse_post",
