@@ -443,7 +443,7 @@ class LiquidForecaster(Forecaster):
         self.lr_floor = lr_floor
         self.reservoir_size = reservoir_size
         self.reservoir_keep = reservoir_keep
-        self.reservoir = WindowReservoir(reservoir_size) if reservoir_size > 0 else None
+        self._reservoir = WindowReservoir(reservoir_size) if reservoir_size > 0 else None
         self.scale_alpha = scale_alpha
         self.dz_clip = dz_clip
         self.seed = seed
@@ -575,12 +575,12 @@ class LiquidForecaster(Forecaster):
             links = self._rng.choice(candidates, self.adapt_links)
             ends = self._rng.integers(0, depth, self.adapt_links)
             batch = list(self._replay_batch(links, ends))
-            if self.reservoir is not None:
+            if self._reservoir is not None:
                 usable = batch[3].any(dim=1).numpy()
                 if usable.any():
                     fresh = [t[torch.from_numpy(usable)] for t in batch]
-                    self.reservoir.add(fresh, self._rng, keep=self.reservoir_keep)
-                old = self.reservoir.sample(self.adapt_links, self._rng)
+                    self._reservoir.add(fresh, self._rng, keep=self.reservoir_keep)
+                old = self._reservoir.sample(self.adapt_links, self._rng)
                 if old:
                     batch = [torch.cat([a, b]) for a, b in zip(batch, old, strict=True)]
             x, ctx, target, tmask = batch
