@@ -82,25 +82,35 @@ class Stale(Forecaster):
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_a_common_shock_does_not_erase_the_ranking(seed: int) -> None:
-    """Before the jump the stale member is as good as persistence; at the jump every
-    member is off by the whole shift; after it only the stale one stays off. With the
-    cap it loses its weight within 3 steps; without the cap the jump sits in every
-    member's error and the weights stay near equal for longer."""
+def _stale_weights(seed: int, shock: float | None) -> list[float]:
+    """The stale member's weight after each of the steps 149 (before the jump), 150
+    (the jump) and 151, on a level of 100 (noise 1) that jumps to 200 at step 150."""
     rng = np.random.default_rng(seed)
+    hybrid = HybridForecaster(
+        {"persistence": PersistenceForecaster(1, 1), "stale": Stale(1, 1)}, shock=shock
+    )
+    weights = []
+    for t in range(152):
+        hybrid.observe(np.array([(100.0 if t < 150 else 200.0) + rng.normal(0.0, 1.0)]))
+        if t >= 149:
+            weights.append(float(hybrid.weights()["stale"][0, 0]))
+    return weights
 
-    def weight_after_jump(shock: float | None) -> float:
-        hybrid = HybridForecaster(
-            {"persistence": PersistenceForecaster(1, 1), "stale": Stale(1, 1)}, shock=shock
-        )
-        for t in range(200):
-            level = 100.0 if t < 150 else 200.0
-            hybrid.observe(np.array([level + rng.normal(0, 1.0)]))
-            if t == 153:
-                return float(hybrid.weights()["stale"][0, 0])
-        raise AssertionError("unreachable")
 
-    capped, uncapped = weight_after_jump(4.0), weight_after_jump(None)
-    assert capped < 0.05, capped
-    assert uncapped > 2 * capped, (capped, uncapped)
+def test_a_common_shock_does_not_erase_the_ranking() -> None:
+    """Before the jump the stale member is as good as persistence (often better); at the
+    jump every member is off by the whole shift; after it only the stale one stays off.
+
+    With the cap the jump leaves the weights as they were, and the stale member has lost
+    its weight one step later. Without it the jump pulls the weights towards equal
+    (measured over seeds 0-4: a move of 0.35 on average) and the stale member still has
+    about 3 % one step later. Means over 5 seeds."""
+    seeds = range(5)
+    capped = np.array([_stale_weights(s, 4.0) for s in seeds])
+    uncapped = np.array([_stale_weights(s, None) for s in seeds])
+    # the jump step: the ranking survives with the cap, not without
+    assert np.mean(np.abs(capped[:, 1] - capped[:, 0])) < 0.01, capped
+    assert np.mean(np.abs(uncapped[:, 1] - uncapped[:, 0])) > 0.2, uncapped
+    # one step after: the member that stayed wrong is dropped at once with the cap
+    assert np.mean(capped[:, 2]) < 0.005, capped
+    assert np.mean(uncapped[:, 2]) > 0.01, uncapped
