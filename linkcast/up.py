@@ -39,6 +39,8 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
+    """The dashboard's command line: headless, no usage stats, and the toolbar an
+    operator needs (``viewer`` hides Streamlit's Deploy button, rerun and clear cache)."""
     return [
         sys.executable,
         "-m",
@@ -53,6 +55,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 

@@ -1,12 +1,21 @@
-"""`linkcast up --demo` gives its links capacities and coordinates."""
+"""`linkcast up`: the dashboard's command line; the demo gives its links capacities and
+coordinates."""
 
 from __future__ import annotations
 
 import numpy as np
 from sqlalchemy import text
+from streamlit import config as streamlit_config
 
-from linkcast.up import RATES_BPS, register_demo_links
+from linkcast.up import RATES_BPS, register_demo_links, streamlit_command
 from simulator.feeder import demo_feeder
+
+
+def test_dashboard_hides_streamlits_deploy_button():
+    command = streamlit_command("127.0.0.1", 8501)
+    i = command.index("--client.toolbarMode")
+    assert command[i + 1] == "viewer"  # no Deploy, rerun or clear cache for an operator
+    streamlit_config.get_option("client.toolbarMode")  # an option this Streamlit knows
 
 
 def test_demo_links_get_capacities_above_their_peak_and_coordinates(settings, clean_db):
