@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from linkcast.settings import Settings
+from linkcast.up import DEMO_SPEED, DEMO_STEP_SECONDS
 
 app = typer.Typer(
     help="linkcast: live link-load forecasting that keeps up when failures re-route traffic.",
@@ -103,7 +104,13 @@ def api(
     )
 
 
-@app.command()
+@app.command(
+    help="Start everything: database (embedded unless LINKCAST_DATABASE_URL), schema, API, "
+    "engine and dashboard; with --demo, a simulated network pushing through the API.\n\n"
+    "The demo runs the engine on a fast grid (300 / speed seconds per step, "
+    f"{DEMO_STEP_SECONDS} s by default) so that forecasts, a failure, its alerts and the "
+    "adaptation show within minutes."
+)
 def up(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
@@ -118,15 +125,10 @@ def up(
     speed: Annotated[
         float,
         typer.Option(help="Demo: simulated seconds per real second (5-min steps).", min=1),
-    ] = 100.0,
+    ] = DEMO_SPEED,
     ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Start the dashboard.")] = True,
 ) -> None:
-    """Start everything: database (embedded unless LINKCAST_DATABASE_URL), schema, API,
-    engine and dashboard; with --demo, a simulated network pushing through the API.
-
-    The demo runs the engine on a fast grid (300 / speed seconds per step, 3 s by default)
-    so that forecasts, a failure, its alerts and the adaptation show within minutes.
-    """
+    """Start everything (the help is in ``app.command``: it names the demo's pace)."""
     from linkcast.up import run_up
 
     run_up(_settings(), host=host, port=port, ui_port=ui_port, demo=demo, speed=speed, ui=ui)
@@ -263,9 +265,10 @@ def evaluate(
     epilog=(
         "Clock: --step-seconds is real seconds per simulated step and the grid of the "
         "timestamps (default LINKCAST_STEP_SECONDS, so the engine's grid); --speed is the "
-        "same said as simulated seconds per real second (5-minute steps at --speed 150 = "
-        "--step-seconds 2). Example, the demo's pace: linkcast simulate --push "
-        "http://127.0.0.1:8000 --token $T --step-seconds 2 --backfill 288 --fail-at 60"
+        "same said as simulated seconds per real second (5-minute steps at "
+        f"--speed {DEMO_SPEED:g} = --step-seconds {DEMO_STEP_SECONDS}). Example, the demo's "
+        "pace (linkcast up --demo): linkcast simulate --push http://127.0.0.1:8000 --token $T "
+        f"--step-seconds {DEMO_STEP_SECONDS} --backfill 288 --fail-at 60"
     )
 )
 def simulate(

@@ -22,6 +22,17 @@ log = logging.getLogger("linkcast")
 UI_APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 DEMO_SIM_STEP_SECONDS = 300  # the simulator's traffic has 5-minute steps
 DEMO_DAY_STEPS = 288
+#: The demo's pace by default (``linkcast up --speed``): simulated seconds per real second.
+DEMO_SPEED = 100.0
+
+
+def demo_step_seconds(speed: float = DEMO_SPEED) -> int:
+    """Real seconds per simulated step of the demo, its engine's grid: 300 / speed, whole."""
+    return max(1, round(DEMO_SIM_STEP_SECONDS / speed))
+
+
+#: Real seconds per step at the demo's default pace (for help texts).
+DEMO_STEP_SECONDS = demo_step_seconds()
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -88,7 +99,7 @@ def local_admin_token(settings: Settings, url: str) -> str:
 
 def demo_settings(settings: Settings, speed: float) -> Settings:
     """The demo's fast grid: one simulated 5-minute step every 300/speed real seconds."""
-    step = max(1, round(DEMO_SIM_STEP_SECONDS / speed))
+    step = demo_step_seconds(speed)
     return settings.model_copy(
         update={
             "step_seconds": step,
@@ -138,7 +149,7 @@ def run_up(
     port: int,
     ui_port: int,
     demo: bool,
-    speed: float = 100.0,
+    speed: float = DEMO_SPEED,
     ui: bool = True,
 ) -> None:
     import uvicorn

@@ -67,7 +67,6 @@ from simulator.traffic import Traffic, load_abilene, load_traffic_csv, sine_traf
 
 __all__ = [
     "DEFAULT_FAIL_AT",
-    "DEMO_STEP_SECONDS",
     "EVENTS_PATH",
     "MAX_BATCH_SAMPLES",
     "SCENARIO_CHOICES",
@@ -90,8 +89,6 @@ EVENTS_PATH = "/api/v1/events"
 MAX_BATCH_SAMPLES = 5_000
 #: Live steps before the failure by default: the models warm up first.
 DEFAULT_FAIL_AT = 60
-#: Real seconds per simulated step in the demo (5-minute traffic at 150x).
-DEMO_STEP_SECONDS = 2.0
 SCENARIO_CHOICES = ("drastic", "moderate", "mixed", "none")
 TRAFFIC_CHOICES = ("sine", "abilene")
 #: Statuses after which the same request is sent again later.
@@ -650,7 +647,7 @@ def demo_feeder(
     url: str,
     token: str,
     *,
-    step_seconds: float = DEMO_STEP_SECONDS,
+    step_seconds: float,
     backfill: int = 3 * 288,
     fail_at: int = DEFAULT_FAIL_AT,
     scenario: str = "drastic",
@@ -660,9 +657,8 @@ def demo_feeder(
 
     Three days of history first (864 five-minute steps: the liquid model learns once a
     season-ago context exists, so it trains through the second and third day while the
-    engine catches up), then a step every
-    ``step_seconds`` (2 s: 150x), the failure ``fail_at`` steps in (2 minutes),
-    replayed forever.
+    engine catches up), then a step every ``step_seconds`` (``linkcast up`` passes its
+    demo grid, 300 / --speed seconds), the failure ``fail_at`` steps in, replayed forever.
     """
     network = build_network(scenario=scenario, seed=seed, fail_at=fail_at, backfill=backfill)
     return Feeder(network, url, token, step_seconds=step_seconds, backfill=backfill, loop=True)

@@ -1,13 +1,18 @@
-"""`linkcast up`: the dashboard's command line; the demo gives its links capacities and
-coordinates."""
+"""`linkcast up`: the dashboard's command line, the demo's pace, its links' capacities
+and coordinates."""
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 from sqlalchemy import text
 from streamlit import config as streamlit_config
+from typer.testing import CliRunner
 
-from linkcast.up import RATES_BPS, register_demo_links, streamlit_command
+from linkcast import cli
+from linkcast.settings import Settings
+from linkcast.up import RATES_BPS, demo_settings, register_demo_links, streamlit_command
 from simulator.feeder import demo_feeder
 
 
@@ -16,6 +21,17 @@ def test_dashboard_hides_streamlits_deploy_button():
     i = command.index("--client.toolbarMode")
     assert command[i + 1] == "viewer"  # no Deploy, rerun or clear cache for an operator
     streamlit_config.get_option("client.toolbarMode")  # an option this Streamlit knows
+
+
+def test_simulate_help_gives_the_demos_real_pace():
+    speed = inspect.signature(cli.up).parameters["speed"].default  # `linkcast up --speed`
+    step = demo_settings(Settings(), speed).step_seconds  # the grid `up --demo` runs on
+    result = CliRunner().invoke(cli.app, ["simulate", "--help"])
+    assert result.exit_code == 0
+    shown = " ".join(result.output.split())  # as one line, however the help wraps
+    assert f"--speed {speed:g} = --step-seconds {step})" in shown
+    assert "the demo's pace (linkcast up --demo): linkcast simulate --push" in shown
+    assert f"--step-seconds {step} --backfill" in shown
 
 
 def test_demo_links_get_capacities_above_their_peak_and_coordinates(settings, clean_db):
