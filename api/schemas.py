@@ -237,6 +237,8 @@ class ModelPublic(BaseModel):
 class ModelsPublic(BaseModel):
     data: list[ModelPublic]
     count: int
+    step_seconds: int = Field(description="the forecast grid's step (s)")
+    horizon: int = Field(description="steps forecast ahead at each issue")
 
 
 class LinkLatestPublic(BaseModel):

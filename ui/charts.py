@@ -7,6 +7,8 @@ from datetime import datetime
 import altair as alt
 import pandas as pd
 
+from ui import transforms
+
 MODEL_COLOURS = {
     "liquid": "#1f77b4",
     "incremental": "#ff7f0e",
@@ -15,48 +17,111 @@ MODEL_COLOURS = {
     "hybrid": "#2ca02c",
 }
 BAND_COLOURS = {"failure": "#d62728", "maintenance": "#8c564b", "reroute": "#e377c2"}
+#: Utilisation colours run past 100 % (an overloaded link is darker than a full one);
+#: beyond 150 % the colour holds.
 UTIL_SCALE = alt.Scale(
-    domain=[0, 0.5, 0.8, 1.0], range=["#2ca02c", "#bcbd22", "#ff7f0e", "#d62728"]
+    domain=[0, 0.5, 0.8, 1.0, 1.5],
+    range=["#2ca02c", "#bcbd22", "#ff7f0e", "#d62728", "#4a0010"],
+    clamp=True,
 )
+#: Links that are not reporting a load are drawn dashed, never in a utilisation colour.
+STATUS_COLOURS = {"down": "#111111", "stale": "#8c8c8c", "no data": "#c7c7c7"}
+ALERT_SHAPES = {"failure": "triangle-down", "drift": "diamond", "capacity": "square"}
 
 
 def _model_scale(models: list[str]) -> alt.Scale:
     return alt.Scale(domain=models, range=[MODEL_COLOURS.get(m, "#17becf") for m in models])
 
 
-def network(segments: pd.DataFrame, nodes: pd.DataFrame, field: str, title: str) -> alt.Chart:
-    """Links as half-edges coloured by utilisation ``field``, nodes labelled."""
+def time_axis(start: datetime, end: datetime, title: str = "time (UTC)") -> alt.Axis:
+    """A 24-hour UTC time axis: ``HH:MM`` (``HH:MM:SS`` when the range is under 15
+    minutes), with the date on the first label and wherever the day changes."""
+    short = (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds() < 900
+    clock = "%H:%M:%S" if short else "%H:%M"
+    new_day = "(datum.index == 0 || (utchours(datum.value) == 0 && utcminutes(datum.value) == 0))"
+    return alt.Axis(
+        title=title,
+        labelExpr=f"utcFormat(datum.value, {new_day} ? '%d %b {clock}' : '{clock}')",
+        labelOverlap=True,
+    )
+
+
+def network(
+    segments: pd.DataFrame, nodes: pd.DataFrame, labels: pd.DataFrame, field: str, title: str
+) -> alt.LayerChart:
+    """Links as half-edges coloured by utilisation ``field``; links that are down, stale or
+    without data drawn dashed in grey tones; nodes with labels that do not overlap
+    (``labels`` from :func:`ui.transforms.label_offsets`)."""
     geo = alt.Scale(zero=False)
     axis = None
     seg = segments.copy()
-    seg["percent"] = seg[field].map(lambda v: None if pd.isna(v) else round(100 * v, 1))
-    edges = (
-        alt.Chart(seg)
+    seg["utilisation"] = seg[field].map(lambda v: "–" if pd.isna(v) else f"{100 * v:.0f} %")
+    tooltip = [
+        alt.Tooltip("link:N"),
+        alt.Tooltip("status:N"),
+        alt.Tooltip("utilisation:N", title="utilisation"),
+        alt.Tooltip("load_now:N", title="load now"),
+        alt.Tooltip("peak_forecast:N", title="forecast peak"),
+        alt.Tooltip("capacity:N", title="capacity"),
+    ]
+    position = {
+        "x": alt.X("x:Q", scale=geo, axis=axis),
+        "y": alt.Y("y:Q", scale=geo, axis=axis),
+        "x2": "x2:Q",
+        "y2": "y2:Q",
+    }
+    up = seg[seg["status"] == "up"]
+    layers: list[alt.Chart] = [
+        alt.Chart(up)
         .mark_rule(strokeWidth=5, strokeCap="round")
         .encode(
-            x=alt.X("x:Q", scale=geo, axis=axis),
-            y=alt.Y("y:Q", scale=geo, axis=axis),
-            x2="x2:Q",
-            y2="y2:Q",
+            **position,
             color=alt.Color(
                 f"{field}:Q", scale=UTIL_SCALE, title="utilisation", legend=alt.Legend(format="%")
             ),
-            tooltip=[
-                alt.Tooltip("link:N"),
-                alt.Tooltip("percent:Q", title="utilisation %"),
-                alt.Tooltip("load_now_bps:Q", title="now (bit/s)", format=".3s"),
-                alt.Tooltip("peak_forecast_bps:Q", title="forecast peak (bit/s)", format=".3s"),
-                alt.Tooltip("capacity_bps:Q", title="capacity (bit/s)", format=".3s"),
-            ],
+            tooltip=tooltip,
         )
-    )
+    ]
+    silent = seg[seg["status"] != "up"]
+    if not silent.empty:
+        layers.append(
+            alt.Chart(silent)
+            .mark_rule(strokeWidth=4, strokeDash=[4, 3])
+            .encode(
+                **position,
+                color=alt.Color(
+                    "status:N",
+                    scale=alt.Scale(
+                        domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values())
+                    ),
+                    title="not reporting",
+                ),
+                tooltip=tooltip,
+            )
+        )
     points = (
         alt.Chart(nodes)
-        .mark_circle(size=80, color="#333")
-        .encode(x=alt.X("x:Q", scale=geo, axis=axis), y=alt.Y("y:Q", scale=geo, axis=axis))
+        .mark_circle(size=70, color="#333")
+        .encode(
+            x=alt.X("x:Q", scale=geo, axis=axis),
+            y=alt.Y("y:Q", scale=geo, axis=axis),
+            tooltip=[alt.Tooltip("node:N")],
+        )
     )
-    labels = points.mark_text(dy=-10, fontSize=11, color="#333").encode(text="node:N")
-    return (edges + points + labels).properties(title=title, height=380)
+    text = (
+        alt.Chart(labels[labels["shown"]])
+        .mark_text(fontSize=10, color="#333")
+        .encode(
+            x=alt.X("lx:Q", scale=geo, axis=axis),
+            y=alt.Y("ly:Q", scale=geo, axis=axis),
+            text="node:N",
+        )
+    )
+    return (
+        alt.layer(*layers, points, text)
+        .resolve_scale(color="independent")
+        .properties(title=title, height=380)
+    )
 
 
 def link_chart(
@@ -69,9 +134,24 @@ def link_chart(
     start: datetime,
     end: datetime,
 ) -> alt.LayerChart:
-    """Actual load, forecasts with intervals, event bands, alert markers, capacity, now."""
-    x_scale = alt.Scale(domain=[pd.Timestamp(start).isoformat(), pd.Timestamp(end).isoformat()])
-    x = alt.X("ts:T", title="time (UTC)", scale=x_scale)
+    """Actual load, forecasts with intervals, event bands, alert markers of every kind,
+    capacity, now. Loads are drawn in the one SI unit that fits them (bit/s to Tbit/s),
+    named on the axis; time in 24-hour UTC."""
+    values = [capacity_bps]
+    if not samples.empty:
+        values += samples["value_bps"].astype(float).tolist()
+    if not forecasts.empty:
+        values += forecasts["upper"].astype(float).tolist()
+    unit, scale = transforms.bps_unit(values)
+    samples = transforms.in_unit(samples, ["value_bps"], scale)
+    forecasts = transforms.in_unit(forecasts, ["value", "lower", "upper"], scale)
+    load_title = f"load ({unit})"
+    number = ",.3~f"
+    x_scale = alt.Scale(
+        type="utc", domain=[pd.Timestamp(start).isoformat(), pd.Timestamp(end).isoformat()]
+    )
+    x = alt.X("ts:T", axis=time_axis(start, end), scale=x_scale)
+    when = {"format": "%d %b %H:%M:%S", "formatType": "utc"}
     models = sorted(forecasts["model"].unique().tolist()) if not forecasts.empty else []
     colour = alt.Color("model:N", scale=_model_scale(models), title="model")
     layers: list[alt.Chart] = []
@@ -80,14 +160,20 @@ def link_chart(
             alt.Chart(bands)
             .mark_rect(opacity=0.15)
             .encode(
-                x=alt.X("start:T", scale=x_scale),
+                x=alt.X("start:T", scale=x_scale, axis=time_axis(start, end)),
                 x2="end:T",
                 color=alt.Color(
                     "kind:N",
                     scale=alt.Scale(domain=list(BAND_COLOURS), range=list(BAND_COLOURS.values())),
                     title="event",
                 ),
-                tooltip=["kind:N", "note:N", "links:N", "start:T", "end:T"],
+                tooltip=[
+                    "kind:N",
+                    "note:N",
+                    "links:N",
+                    alt.Tooltip("start:T", title="from (UTC)", **when),
+                    alt.Tooltip("end:T", title="until (UTC)", **when),
+                ],
             )
         )
     if not forecasts.empty:
@@ -101,15 +187,15 @@ def link_chart(
         )
         layers.append(
             base.mark_line(strokeDash=[5, 3], strokeWidth=1.5).encode(
-                y=alt.Y("value:Q", title="load (bit/s)", axis=alt.Axis(format="~s")),
+                y=alt.Y("value:Q", title=load_title, axis=alt.Axis(format=number)),
                 tooltip=[
                     "model:N",
-                    "ts:T",
-                    "issued_at:T",
-                    "step:Q",
-                    alt.Tooltip("value:Q", format=".3s"),
-                    alt.Tooltip("lower:Q", format=".3s"),
-                    alt.Tooltip("upper:Q", format=".3s"),
+                    alt.Tooltip("ts:T", title="for (UTC)", **when),
+                    alt.Tooltip("issued_at:T", title="issued (UTC)", **when),
+                    alt.Tooltip("step:Q", title="step"),
+                    alt.Tooltip("value:Q", title=f"forecast ({unit})", format=number),
+                    alt.Tooltip("lower:Q", title=f"lower ({unit})", format=number),
+                    alt.Tooltip("upper:Q", title=f"upper ({unit})", format=number),
                 ],
             )
         )
@@ -119,30 +205,51 @@ def link_chart(
             .mark_line(color="black", strokeWidth=2)
             .encode(
                 x=x,
-                y=alt.Y("value_bps:Q", title="load (bit/s)", axis=alt.Axis(format="~s")),
-                tooltip=["ts:T", alt.Tooltip("value_bps:Q", title="actual", format=".3s")],
+                y=alt.Y("value_bps:Q", title=load_title, axis=alt.Axis(format=number)),
+                tooltip=[
+                    alt.Tooltip("ts:T", title="time (UTC)", **when),
+                    alt.Tooltip("value_bps:Q", title=f"actual ({unit})", format=number),
+                ],
             )
         )
     if capacity_bps:
         layers.append(
-            alt.Chart(pd.DataFrame({"capacity_bps": [capacity_bps], "label": ["capacity"]}))
+            alt.Chart(pd.DataFrame({"capacity": [capacity_bps / scale]}))
             .mark_rule(color="#d62728", strokeDash=[2, 2])
-            .encode(y="capacity_bps:Q", tooltip=[alt.Tooltip("capacity_bps:Q", format=".3s")])
+            .encode(
+                y=alt.Y("capacity:Q", title=load_title),
+                tooltip=[alt.Tooltip("capacity:Q", title=f"capacity ({unit})", format=number)],
+            )
         )
     if not markers.empty:
         layers.append(
             alt.Chart(markers)
-            .mark_point(shape="triangle-down", size=160, filled=True, color="#d62728")
+            .mark_point(size=140, filled=True)
             .encode(
-                x=alt.X("onset:T", scale=x_scale),
+                x=alt.X("onset:T", scale=x_scale, axis=time_axis(start, end)),
                 y=alt.value(8),
-                tooltip=["kind:N", "state:N", "onset:T", "message:N"],
+                shape=alt.Shape(
+                    "kind:N",
+                    scale=alt.Scale(domain=list(ALERT_SHAPES), range=list(ALERT_SHAPES.values())),
+                    title="alert",
+                ),
+                color=alt.value("#d62728"),
+                tooltip=[
+                    "kind:N",
+                    "state:N",
+                    alt.Tooltip("onset:T", title="onset (UTC)", **when),
+                    "magnitude:N",
+                    "message:N",
+                ],
             )
         )
     layers.append(
         alt.Chart(pd.DataFrame({"ts": [pd.Timestamp(now)]}))
         .mark_rule(color="#555", strokeDash=[1, 3])
-        .encode(x=alt.X("ts:T", scale=x_scale), tooltip=[alt.Tooltip("ts:T", title="now")])
+        .encode(
+            x=alt.X("ts:T", scale=x_scale, axis=time_axis(start, end)),
+            tooltip=[alt.Tooltip("ts:T", title="now (UTC)", **when)],
+        )
     )
     return alt.layer(*layers).resolve_scale(color="independent").properties(height=420)
 
@@ -151,6 +258,7 @@ def aligned_errors(df: pd.DataFrame, title: str) -> alt.LayerChart:
     """Each model's one-step error in % of the current load against minutes since the
     event (t = 0): the curve time to convergence is measured on."""
     models = sorted(df["model"].unique().tolist())
+    df = df.assign(mae=df["mae_bps"].astype(float).map(transforms.human_bps))
     lines = (
         alt.Chart(df)
         .mark_line(strokeWidth=2)
@@ -162,7 +270,7 @@ def aligned_errors(df: pd.DataFrame, title: str) -> alt.LayerChart:
                 "model:N",
                 alt.Tooltip("offset_steps:Q", title="steps since the event"),
                 alt.Tooltip("ape_percent:Q", title="error (% of load)", format=".1f"),
-                alt.Tooltip("mae_bps:Q", title="|error| (bit/s)", format=".3s"),
+                alt.Tooltip("mae:N", title="|error|"),
             ],
         )
     )
@@ -173,18 +281,22 @@ def aligned_errors(df: pd.DataFrame, title: str) -> alt.LayerChart:
 
 
 def model_errors(board: pd.DataFrame) -> alt.Chart:
-    """Recent one-step MAE per model, as bars."""
+    """Recent one-step MAE per model, as bars, in the SI unit that fits them."""
     models = board["model"].tolist()
+    unit, scale = transforms.bps_unit(board["mae_bps"].astype(float).tolist())
+    shown = transforms.in_unit(board.dropna(subset=["mae_bps"]), ["mae_bps"], scale)
     return (
-        alt.Chart(board.dropna(subset=["mae_bps"]))
+        alt.Chart(shown)
         .mark_bar()
         .encode(
-            x=alt.X(
-                "mae_bps:Q", title="one-step MAE, last hour (bit/s)", axis=alt.Axis(format="~s")
-            ),
+            x=alt.X("mae_bps:Q", title=f"one-step MAE, last hour ({unit})"),
             y=alt.Y("model:N", sort=models, title=None),
             color=alt.Color("model:N", scale=_model_scale(models), legend=None),
-            tooltip=["model:N", alt.Tooltip("mae_bps:Q", format=".3s"), "scored:Q"],
+            tooltip=[
+                "model:N",
+                alt.Tooltip("mae_bps:Q", title=f"MAE ({unit})", format=",.3~f"),
+                alt.Tooltip("scored:Q", title="errors scored"),
+            ],
         )
         .properties(height=200)
     )

@@ -193,3 +193,17 @@ def event_errors(cfg: Config, event_id: int, *, before: int = 30, after: int = 1
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def models(cfg: Config) -> list[Row]:
     return _get(cfg, "/api/v1/models")["data"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The forecast grid the engine runs on: ``step_seconds`` (s) and ``horizon`` (steps)."""
+
+    step_seconds: int
+    horizon: int
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def grid(cfg: Config) -> Grid:
+    body = _get(cfg, "/api/v1/models")
+    return Grid(int(body["step_seconds"]), int(body["horizon"]))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import streamlit as st
 
-from ui import client
+from ui import client, transforms
 from ui.client import ApiError, Config
 
 REFRESH_SECONDS = 15
@@ -31,6 +32,16 @@ EMPTY_HELP = (
     "or run `linkcast up --demo` (or `linkcast simulate --push URL --token T`) to feed a "
     "simulated network."
 )
+
+
+#: Column settings for every alerts table: times in UTC, the message given room.
+ALERT_COLUMNS = {
+    "onset": st.column_config.DatetimeColumn("onset (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "magnitude": st.column_config.TextColumn(
+        "magnitude", help="change of level in %, or the share of capacity"
+    ),
+    "message": st.column_config.TextColumn("message", width="large"),
+}
 
 
 def setup() -> Config:
@@ -74,3 +85,20 @@ def links_or_stop(cfg: Config) -> list[dict]:
         st.info(EMPTY_HELP, icon=":material/database:")
         st.stop()
     return rows
+
+
+def link_states(cfg: Config, links: list[dict], latest: list[dict]) -> dict[str, str]:
+    """Every link's status (``ui.transforms.LINK_STATUSES``) now: open failures from the
+    events, staleness from the newest sample against the engine's grid step."""
+    grid = fetch(cfg, lambda: client.grid(cfg))
+    down = transforms.open_failures(fetch(cfg, lambda: client.events(cfg)))
+    known = {r["name"] for r in latest}
+    rows = latest + [{"name": x["name"], "ts": None} for x in links if x["name"] not in known]
+    return transforms.link_status(rows, down, datetime.now(UTC), grid.step_seconds)
+
+
+def bps_column(values: Iterable[float | None], label: str) -> tuple[float, Any]:
+    """A table column of loads in one SI unit: the scale to divide by and its column
+    config (``label (unit)``), so a column reads ``61.2`` under ``MAE (Mbit/s)``."""
+    unit, scale = transforms.bps_unit(values)
+    return scale, st.column_config.NumberColumn(f"{label} ({unit})", format="%.3g")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -62,12 +62,22 @@ def node_positions(links: Sequence[Row], seed: int = 0) -> dict[str, tuple[float
     """Node coordinates: ``labels.src_pos`` / ``labels.dst_pos`` ([lon, lat]) where links
     carry them, otherwise a seeded Kamada-Kawai layout of the link graph.
 
+    When some nodes have coordinates and others not (a link registered without them), the
+    others are placed beside the map rather than laid out on another scale: next to the
+    mean of their placed neighbours, or in a row under the map when no neighbour is
+    placed. The network keeps its shape and the strays stay visible.
+
     >>> pos = node_positions([{"src": "A", "dst": "B", "labels": {"src_pos": [1, 2],
     ...                        "dst_pos": [3, 4]}}])
     >>> pos
     {'A': (1.0, 2.0), 'B': (3.0, 4.0)}
     >>> sorted(node_positions([{"src": "A", "dst": "B", "labels": {}}]))
     ['A', 'B']
+    >>> stray = node_positions([
+    ...     {"src": "A", "dst": "B", "labels": {"src_pos": [0, 0], "dst_pos": [10, 10]}},
+    ...     {"src": "X", "dst": "Y", "labels": {}}])
+    >>> all(-1 <= x <= 11 and -3 <= y <= 11 for x, y in stray.values())
+    True
     """
     import networkx as nx
 
@@ -83,14 +93,83 @@ def node_positions(links: Sequence[Row], seed: int = 0) -> dict[str, tuple[float
             p = labels.get(key)
             if isinstance(p, list | tuple) and len(p) == 2:
                 pos[node] = (float(p[0]), float(p[1]))
-    if graph.number_of_nodes() and any(n not in pos for n in graph.nodes):
+    missing = sorted(str(n) for n in graph.nodes if n not in pos)
+    if not missing:
+        return pos
+    if not pos:
         if len(graph) <= 2:
             layout = nx.spring_layout(graph, seed=seed)
         else:
             layout = nx.kamada_kawai_layout(graph)
-        for node, (x, y) in layout.items():
-            pos.setdefault(str(node), (float(x), float(y)))
+        return {str(n): (float(x), float(y)) for n, (x, y) in layout.items()}
+    xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
+    span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9)
+    orphans = []
+    for node in missing:
+        placed = [pos[n] for n in graph.neighbors(node) if n in pos]
+        if placed:
+            mx = sum(p[0] for p in placed) / len(placed)
+            my = sum(p[1] for p in placed) / len(placed)
+            pos[node] = (mx + 0.04 * span, my - 0.04 * span)
+        else:
+            orphans.append(node)
+    for i, node in enumerate(orphans):  # a row under the map, spread over its width
+        x = min(xs) + (i + 0.5) * (max(xs) - min(xs) or span) / len(orphans)
+        pos[node] = (x, min(ys) - 0.12 * span)
     return pos
+
+
+#: ``status`` of a link on every page: reporting, failed (an open failure event), silent.
+LINK_STATUSES = ("up", "down", "stale", "no data")
+
+
+def open_failures(events: Sequence[Row]) -> set[str]:
+    """Links named by a failure event with no later repair of that link.
+
+    >>> open_failures([
+    ...     {"kind": "failure", "links": ["A>B", "C>D"], "ts": "2026-01-01T01:00:00Z"},
+    ...     {"kind": "repair", "links": ["C>D"], "ts": "2026-01-01T02:00:00Z"}])
+    {'A>B'}
+    """
+    last: dict[str, tuple[datetime, str]] = {}
+    for ev in sorted(events, key=lambda e: str(e["ts"])):
+        if ev["kind"] in ("failure", "repair"):
+            for name in ev["links"]:
+                last[name] = (ev["ts"], ev["kind"])
+    return {name for name, (_, kind) in last.items() if kind == "failure"}
+
+
+def link_status(
+    latest: Sequence[Row],
+    down: set[str],
+    now: datetime,
+    step_seconds: float,
+    stale_steps: int = 3,
+) -> dict[str, str]:
+    """Each link's status (:data:`LINK_STATUSES`): ``down`` when a failure is open on it,
+    ``no data`` when it never reported, ``stale`` when its newest sample is more than
+    ``stale_steps`` grid steps old, else ``up``.
+
+    >>> from datetime import UTC
+    >>> now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    >>> rows = [{"name": "A>B", "ts": "2026-01-01T00:09:00Z"},
+    ...         {"name": "B>C", "ts": "2026-01-01T00:00:00Z"},
+    ...         {"name": "C>D", "ts": None}, {"name": "D>E", "ts": "2026-01-01T00:09:00Z"}]
+    >>> link_status(rows, {"D>E"}, now, 60)
+    {'A>B': 'up', 'B>C': 'stale', 'C>D': 'no data', 'D>E': 'down'}
+    """
+    out = {}
+    for r in latest:
+        name, ts = r["name"], r.get("ts")
+        if name in down:
+            out[name] = "down"
+        elif ts is None:
+            out[name] = "no data"
+        else:
+            t = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
+            late = (now - t).total_seconds() > stale_steps * step_seconds
+            out[name] = "stale" if late else "up"
+    return out
 
 
 def network_segments(
@@ -98,16 +177,26 @@ def network_segments(
     positions: Mapping[str, tuple[float, float]],
     now_bps: Mapping[str, float],
     peak_bps: Mapping[str, float],
+    status: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per directed link: the half of its edge nearest its source (so A>B and
-    B>A both show), with current and forecast-peak utilisation.
+    B>A both show), with current and forecast-peak utilisation, its status and the loads
+    as text with units (for tooltips). A link that is not ``up`` has no utilisation: a
+    failed link at 0 bit/s is not an idle one.
 
     >>> seg = network_segments(
     ...     [{"name": "A>B", "src": "A", "dst": "B", "capacity_bps": 10.0}],
     ...     {"A": (0.0, 0.0), "B": (2.0, 0.0)}, {"A>B": 5.0}, {"A>B": 9.0})
-    >>> seg[["link", "x", "x2", "utilisation_now", "utilisation_peak"]].to_dict("records")
-    [{'link': 'A>B', 'x': 0.0, 'x2': 1.0, 'utilisation_now': 0.5, 'utilisation_peak': 0.9}]
+    >>> seg[["link", "x", "x2", "utilisation_now", "utilisation_peak", "status"]
+    ...     ].to_dict("records")
+    [{'link': 'A>B', 'x': 0.0, 'x2': 1.0, 'utilisation_now': 0.5, 'utilisation_peak': 0.9, \
+'status': 'up'}]
+    >>> network_segments([{"name": "A>B", "src": "A", "dst": "B", "capacity_bps": 10.0}],
+    ...     {"A": (0.0, 0.0), "B": (2.0, 0.0)}, {"A>B": 0.0}, {},
+    ...     {"A>B": "down"})[["status", "utilisation_now", "load_now"]].values.tolist()
+    [['down', None, '0 bit/s']]
     """
+    status = status or {}
     rows = []
     for link in links:
         src, dst, name = link.get("src"), link.get("dst"), link["name"]
@@ -116,6 +205,8 @@ def network_segments(
         (x, y), (x2, y2) = positions[src], positions[dst]
         cap = link.get("capacity_bps")
         now, peak = now_bps.get(name), peak_bps.get(name)
+        state = status.get(name, "up" if now is not None else "no data")
+        up = state == "up"
         rows.append(
             {
                 "link": name,
@@ -123,14 +214,78 @@ def network_segments(
                 "y": y,
                 "x2": (x + x2) / 2,
                 "y2": (y + y2) / 2,
+                "status": state,
                 "capacity_bps": cap,
                 "load_now_bps": now,
                 "peak_forecast_bps": peak,
-                "utilisation_now": utilisation(now, cap),
-                "utilisation_peak": utilisation(peak, cap),
+                "utilisation_now": utilisation(now, cap) if up else None,
+                "utilisation_peak": utilisation(peak, cap) if up else None,
+                "load_now": human_bps(now),
+                "peak_forecast": human_bps(peak),
+                "capacity": human_bps(cap),
             }
         )
     return pd.DataFrame(rows)
+
+
+def label_offsets(
+    positions: Mapping[str, tuple[float, float]], width: float = 600, height: float = 380
+) -> pd.DataFrame:
+    """Node labels placed so that they do not overlap: each label tries above, below,
+    right and left of its node (in pixels of a ``width`` x ``height`` chart) and takes
+    the first place clear of the labels placed before it; a label with no clear place is
+    left out (the node's tooltip still names it). ``lx``, ``ly``: the label's centre in
+    data coordinates.
+
+    >>> df = label_offsets({"A": (0.0, 0.0), "B": (0.01, 0.0), "C": (10.0, 10.0)})
+    >>> df.set_index("node")[["dx", "dy"]].loc[["A", "B"]].values.tolist()
+    [[0, -10], [0, 12]]
+    >>> bool(df["shown"].all())
+    True
+    """
+    cols = ["node", "x", "y", "dx", "dy", "lx", "ly", "shown"]
+    if not positions:
+        return pd.DataFrame(columns=cols)
+    xs = [p[0] for p in positions.values()]
+    ys = [p[1] for p in positions.values()]
+    sx = width / max(max(xs) - min(xs), 1e-9)
+    sy = height / max(max(ys) - min(ys), 1e-9)
+    char_w, box_h = 6.5, 12.0
+    places = ((0, -10), (0, 12), (1, 0), (-1, 0))
+    boxes: list[tuple[float, float, float, float]] = []
+    rows = []
+    for node, (x, y) in sorted(positions.items()):
+        px, py = (x - min(xs)) * sx, (max(ys) - y) * sy  # screen: y grows downwards
+        w = char_w * len(node)
+        chosen = None
+        for hx, dy in places:
+            dx = int(hx * (w / 2 + 6))
+            cx, cy = px + dx, py + dy
+            box = (cx - w / 2, cy - box_h / 2, cx + w / 2, cy + box_h / 2)
+            if not any(
+                box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes
+            ):
+                chosen = (dx, dy, box)
+                break
+        if chosen is None:
+            chosen, shown = (0, -10, None), False
+        else:
+            boxes.append(chosen[2])
+            shown = True
+        dx, dy = chosen[0], chosen[1]
+        rows.append(
+            {
+                "node": node,
+                "x": x,
+                "y": y,
+                "dx": dx,
+                "dy": dy,
+                "lx": x + dx / sx,
+                "ly": y - dy / sy,
+                "shown": shown,
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
 
 
 def nodes_frame(positions: Mapping[str, tuple[float, float]]) -> pd.DataFrame:
@@ -180,19 +335,30 @@ def forecast_lines(step_rows: Sequence[Row], latest_rows: Sequence[Row]) -> pd.D
     return pd.concat(parts, ignore_index=True).sort_values(["model", "ts"], ignore_index=True)
 
 
-def event_bands(events: Sequence[Row], link: str, start: datetime, end: datetime) -> pd.DataFrame:
+def event_bands(
+    events: Sequence[Row],
+    link: str,
+    start: datetime,
+    end: datetime,
+    min_width: timedelta = timedelta(0),
+) -> pd.DataFrame:
     """Shaded bands for one link: failures until the repair of the same link (or the end
-    of the range), maintenance windows as given; detector re-routes as short bands.
+    of the range), maintenance windows as given, detector re-routes over ``min_width``
+    (their detection window; a re-route has an onset but no end). Any band is at least
+    ``min_width`` wide, so an instant still shows.
 
     >>> from datetime import UTC
     >>> ev = [{"kind": "failure", "links": ["A>B"], "ts": "2026-01-01T01:00:00Z",
     ...        "end_ts": None, "note": ""},
     ...       {"kind": "repair", "links": ["A>B"], "ts": "2026-01-01T02:00:00Z",
+    ...        "end_ts": None, "note": ""},
+    ...       {"kind": "reroute", "links": ["A>B"], "ts": "2026-01-01T03:00:00Z",
     ...        "end_ts": None, "note": ""}]
     >>> b = event_bands(ev, "A>B", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2,
-    ...                 tzinfo=UTC))
+    ...                 tzinfo=UTC), min_width=timedelta(minutes=5))
     >>> b[["kind", "start", "end"]].astype(str).values.tolist()
-    [['failure', '2026-01-01 01:00:00+00:00', '2026-01-01 02:00:00+00:00']]
+    [['failure', '2026-01-01 01:00:00+00:00', '2026-01-01 02:00:00+00:00'], \
+['reroute', '2026-01-01 03:00:00+00:00', '2026-01-01 03:05:00+00:00']]
     """
     cols = ["kind", "start", "end", "note", "links"]
     df = frame(events, ["kind", "links", "ts", "end_ts", "note"])
@@ -212,6 +378,7 @@ def event_bands(events: Sequence[Row], link: str, start: datetime, end: datetime
             until = ev.ts
         else:
             continue
+        until = max(until, ev.ts + min_width)
         if until < t_start or ev.ts > t_end:
             continue
         rows.append(
@@ -226,15 +393,73 @@ def event_bands(events: Sequence[Row], link: str, start: datetime, end: datetime
     return pd.DataFrame(rows, columns=cols)
 
 
-def drift_markers(alerts: Sequence[Row], link: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Drift and failure alerts naming ``link`` with their onset in the range."""
-    cols = ["onset", "kind", "state", "message", "magnitude"]
-    df = frame(alerts, cols)
+ALERT_KINDS = ("failure", "drift", "capacity")
+
+
+def alert_markers(alerts: Sequence[Row], link: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Alerts of every kind naming ``link`` with their onset in the range, the magnitude
+    as text with its unit (see :func:`magnitude_text`).
+
+    >>> from datetime import UTC
+    >>> a = [{"kind": k, "state": "firing", "links": ["A>B"], "onset": "2026-01-01T00:30:00Z",
+    ...       "message": "", "magnitude": m} for k, m in (("drift", 0.4), ("capacity", 1.2))]
+    >>> alert_markers(a, "A>B", datetime(2026, 1, 1, tzinfo=UTC),
+    ...               datetime(2026, 1, 2, tzinfo=UTC))[["kind", "magnitude"]].values.tolist()
+    [['drift', '+40 %'], ['capacity', '120 % of capacity']]
+    """
+    cols = ["onset", "kind", "state", "magnitude", "message"]
+    df = frame(alerts, [*cols, "links"])
     if df.empty:
         return pd.DataFrame(columns=cols)
-    keep = df["kind"].isin(["drift", "failure"]) & df["links"].map(lambda ls: link in ls)
+    keep = df["links"].map(lambda ls: link in ls)
     keep &= (df["onset"] >= pd.Timestamp(start)) & (df["onset"] <= pd.Timestamp(end))
-    return df.loc[keep, cols].reset_index(drop=True)
+    df = df.loc[keep].reset_index(drop=True)
+    df["magnitude"] = list(map(magnitude_text, df["kind"], df["magnitude"]))
+    return df[cols]
+
+
+def magnitude_text(kind: str, magnitude: float | None) -> str:
+    """An alert's magnitude with its unit: a change in % for drift and failure alerts,
+    a share of capacity for capacity alerts.
+
+    >>> magnitude_text("drift", -0.25), magnitude_text("capacity", 1.27)
+    ('-25 %', '127 % of capacity')
+    >>> magnitude_text("failure", None)
+    '–'
+    """
+    if magnitude is None or not math.isfinite(magnitude):
+        return "–"
+    if kind == "capacity":
+        return f"{100 * magnitude:.0f} % of capacity"
+    return f"{100 * magnitude:+.0f} %"
+
+
+def rank_links(
+    names: Sequence[str],
+    status: Mapping[str, str],
+    alerts: Sequence[Row],
+    latest: Sequence[Row],
+    capacity: Mapping[str, float | None],
+) -> list[str]:
+    """``names`` in the order a page should offer them first: links with firing alerts,
+    then reporting links by forecast peak utilisation (highest first), then the rest;
+    links without data last.
+
+    >>> rank_links(["a", "b", "c", "d"], {"a": "no data", "b": "up", "c": "up", "d": "up"},
+    ...            [{"state": "firing", "links": ["d"]}],
+    ...            [{"name": "b", "peak_bps": 5.0}, {"name": "c", "peak_bps": 9.0}],
+    ...            {"b": 10.0, "c": 10.0})
+    ['d', 'c', 'b', 'a']
+    """
+    firing = {n for a in alerts if a["state"] == "firing" for n in a["links"]}
+    peak = {r["name"]: r.get("peak_bps") for r in latest}
+
+    def key(name: str) -> tuple[int, int, float, str]:
+        util = utilisation(peak.get(name), capacity.get(name))
+        silent = status.get(name) == "no data"
+        return (int(silent), int(name not in firing), -(util or 0.0), name)
+
+    return sorted(names, key=key)
 
 
 def leaderboard(models: Sequence[Row]) -> pd.DataFrame:
@@ -371,13 +596,53 @@ def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
     return df.sort_values("ttc_steps", na_position="last", kind="stable", ignore_index=True)
 
 
+ALERT_COLUMNS = ["id", "state", "kind", "link", "model", "onset", "magnitude", "message"]
+
+
 def alerts_table(alerts: Sequence[Row]) -> pd.DataFrame:
-    cols = ["id", "state", "kind", "link", "model", "onset", "magnitude", "message"]
-    df = frame(alerts, cols + ["links"])
+    """Alerts for a table: the links named, the magnitude with its unit, ``–`` where an
+    alert has no model (failure alerts come from the detector, not a model).
+
+    >>> t = alerts_table([{"id": 1, "state": "firing", "kind": "failure", "link": None,
+    ...     "links": ["A>B", "B>C"], "model": None, "onset": "2026-01-01T00:00:00Z",
+    ...     "magnitude": 0.5, "message": "re-route"}])
+    >>> t[["link", "model", "magnitude"]].values.tolist()
+    [['A>B, B>C', '–', '+50 %']]
+    """
+    df = frame(alerts, [*ALERT_COLUMNS, "links"])
     if df.empty:
-        return pd.DataFrame(columns=cols)
+        return pd.DataFrame(columns=ALERT_COLUMNS)
     df["link"] = df["link"].fillna(df["links"].map(lambda ls: ", ".join(ls)))
-    return df[cols]
+    df["model"] = df["model"].fillna("–")
+    df["magnitude"] = list(map(magnitude_text, df["kind"], df["magnitude"]))
+    return df[ALERT_COLUMNS]
+
+
+def bps_unit(values: Iterable[float | None]) -> tuple[str, float]:
+    """The SI unit that reads best for a set of loads in bit/s (the largest below 1000),
+    and its scale: divide by the scale to express the values in the unit.
+
+    >>> bps_unit([3e7, 1.8e8]), bps_unit([]), bps_unit([2e12])
+    (('Mbit/s', 1000000.0), ('bit/s', 1.0), ('Tbit/s', 1000000000000.0))
+    """
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    top = max(finite, default=0.0)
+    for unit, scale in BPS_UNITS:
+        if top >= scale:
+            return unit, scale
+    return "bit/s", 1.0
+
+
+BPS_UNITS = (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3))
+
+
+def in_unit(df: pd.DataFrame, columns: Sequence[str], scale: float) -> pd.DataFrame:
+    """A copy of ``df`` with the bit/s ``columns`` divided by ``scale`` (see :func:`bps_unit`)."""
+    out = df.copy()
+    for col in columns:
+        if col in out.columns:
+            out[col] = out[col].astype(float) / scale
+    return out
 
 
 def human_bps(value: float | None) -> str:
@@ -387,7 +652,34 @@ def human_bps(value: float | None) -> str:
     """
     if value is None or not math.isfinite(value):
         return "–"
-    for unit, scale in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+    for unit, scale in BPS_UNITS:
         if abs(value) >= scale:
             return f"{value / scale:.2f} {unit}"
     return f"{value:.0f} bit/s"
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as an operator says it.
+
+    >>> duration_text(36), duration_text(180), duration_text(3600), duration_text(5400)
+    ('36 s', '3 min', '1 h', '1.5 h')
+    >>> duration_text(86_400 * 7)
+    '7 d'
+    """
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+#: Look-back choices of the Link page, in grid steps (the default first): the same
+#: choices read well on the demo's 3-s grid and on a 60-s production grid.
+BACK_STEPS = (60, 240, 1440, 10_080)
+
+
+def window_label(steps: int, step_seconds: float) -> str:
+    """
+    >>> window_label(60, 3), window_label(1440, 60)
+    ('60 steps (3 min)', '1440 steps (1 d)')
+    """
+    return f"{steps} steps ({duration_text(steps * step_seconds)})"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
-from api.deps import ReaderDep, SessionDep
+from api.deps import ReaderDep, SessionDep, SettingsDep
 from api.errors import AUTH, responses
 from api.schemas import ModelPublic, ModelsPublic
 from db import queries
@@ -16,8 +16,9 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get("", response_model=ModelsPublic, responses=responses(*AUTH))
-def list_models(session: SessionDep, _: ReaderDep) -> ModelsPublic:
-    """Every model with its version, last retrain and one-step error over the last hour."""
+def list_models(session: SessionDep, settings: SettingsDep, _: ReaderDep) -> ModelsPublic:
+    """Every model with its version, last retrain and one-step error over the last hour,
+    and the forecast grid they run on (step in seconds, horizon in steps)."""
     since = datetime.now(UTC) - timedelta(hours=1)
     found = {r["name"]: r for r in queries.model_summaries(session=session, since=since)}
     data = [
@@ -37,4 +38,6 @@ def list_models(session: SessionDep, _: ReaderDep) -> ModelsPublic:
         )
         for name in ModelName.ALL
     ]
-    return ModelsPublic(data=data, count=len(data))
+    return ModelsPublic(
+        data=data, count=len(data), step_seconds=settings.step_seconds, horizon=settings.horizon
+    )

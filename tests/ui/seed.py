@@ -17,6 +17,9 @@ HORIZON = 12
 N_STEPS = 120
 FAIL_AT = 80
 MAX_LINKS = 10
+#: A link registered by hand that never reports (what the README's curl example once did
+#: to the demo): it must not squeeze the map, nor be the link a page opens on.
+STRAY = "lab-r1>lab-r2"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Seeded:
     failed: tuple[str, ...]
     failure_ts: datetime
     now: datetime
+    stray: str = STRAY
 
 
 def seed(api_url: str, tokens: dict[str, str], database_url: str) -> Seeded:
@@ -47,6 +51,7 @@ def seed(api_url: str, tokens: dict[str, str], database_url: str) -> Seeded:
                 "labels": {"src_pos": list(pos[src]), "dst_pos": list(pos[dst])},
             }
             http.post("/api/v1/links", json=body).raise_for_status()
+        http.post("/api/v1/links", json={"name": STRAY}).raise_for_status()
         samples = [
             {
                 "link": name,

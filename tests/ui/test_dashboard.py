@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,11 +18,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, LiveServer, free_port
 from tests.ui.conftest import SeededApi
+from tests.ui.seed import HORIZON, STEP_SECONDS
 
 MODELS = {"liquid", "incremental", "persistence", "seasonal", "hybrid"}
 CHROMIUM = "/usr/bin/chromium"
@@ -59,16 +63,78 @@ def spec(chart: object) -> str:
     return chart.proto.spec + json.dumps([d.name for d in chart.proto.datasets])  # type: ignore[attr-defined]
 
 
+def datasets(chart: object) -> dict[str, pd.DataFrame]:
+    """A drawn chart's data, as the browser receives it."""
+    return {
+        d.name: pa.ipc.open_stream(d.data.data).read_pandas()
+        for d in chart.proto.datasets  # type: ignore[attr-defined]
+    }
+
+
+def column_labels(table: object) -> dict[str, str]:
+    config = json.loads(table.proto.columns)  # type: ignore[attr-defined]
+    return {k: v.get("label", k) for k, v in config.items()}
+
+
+UNIT = re.compile(r"\((k|M|G|T)?bit/s\)")
+
+
 def test_overview(api_env: SeededApi) -> None:
+    data = api_env.data
     at = page("overview").run()
     no_problem(at)
     assert at.title[0].value == "linkcast: overview"
-    assert {m.label: m.value for m in at.metric}["links"] == str(len(api_env.data.links))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["links"] == str(len(data.links) + 1)  # the stray link counts
+    assert metrics["down"] == str(len(data.failed))
+    assert metrics["reporting"] == str(len(data.links) - len(data.failed))
+    assert metrics["stale or no data"] == "1"
     drawn = charts(at)
     assert len(drawn) == 2  # utilisation now, forecast peak
     assert "utilisation_now" in spec(drawn[0]) and "utilisation_peak" in spec(drawn[1])
-    board = at.dataframe[-1].value
-    assert set(board["model"]) == MODELS and board["scored"].gt(0).all()
+    for chart in drawn:
+        rows = pd.concat([d for d in datasets(chart).values() if "link" in d.columns])
+        status = rows.drop_duplicates("link").set_index("link")["status"]
+        assert set(status[list(data.failed)]) == {"down"}  # not green at 0 %
+        assert status[data.stray] == "no data"
+        down = rows[rows["status"] == "down"]
+        assert down[["utilisation_now", "utilisation_peak"]].isna().all().all()
+        assert set(down["utilisation"]) == {"–"}
+        assert "strokeDash" in chart.proto.spec and "#111111" in chart.proto.spec
+    silent = at.dataframe[0].value.set_index("link")["status"].to_dict()
+    assert silent == {**dict.fromkeys(data.failed, "down"), data.stray: "no data"}
+    board = at.dataframe[-1]
+    assert set(board.value["model"]) == MODELS and board.value["scored"].gt(0).all()
+    labels = column_labels(board)
+    assert UNIT.search(labels["mae_bps"]) and UNIT.search(labels["rmse_bps"]), labels
+
+
+def test_stray_node_keeps_the_map() -> None:
+    """A node without coordinates lands beside the geographic map, not on another scale."""
+    from ui import transforms
+
+    geo = [
+        {"src": "A", "dst": "B", "labels": {"src_pos": [-120.0, 35.0], "dst_pos": [-75.0, 40.0]}}
+    ]
+    pos = transforms.node_positions([*geo, {"src": "X", "dst": "Y", "labels": {}}])
+    assert pos["A"] == (-120.0, 35.0) and pos["B"] == (-75.0, 40.0)
+    for node in ("X", "Y"):
+        x, y = pos[node]
+        assert -125 <= x <= -70 and 25 <= y <= 45, (node, x, y)
+
+
+def test_link_opens_on_a_link_with_data(api_env: SeededApi) -> None:
+    at = page("link").run()
+    no_problem(at)
+    opened = at.selectbox(key="link").value
+    assert opened != api_env.data.stray
+    firing = httpx.get(
+        f"{api_env.url}/api/v1/alerts",
+        params={"state": "firing"},
+        headers={"Authorization": f"Bearer {api_env.tokens['read']}"},
+    ).json()["data"]
+    assert opened in {n for a in firing for n in a["links"]}  # the links with firing alerts first
+    assert at.query_params["link"] == opened
 
 
 def test_link_shows_forecasts_events_and_capacity(api_env: SeededApi) -> None:
@@ -76,18 +142,82 @@ def test_link_shows_forecasts_events_and_capacity(api_env: SeededApi) -> None:
     at = page("link").run()
     no_problem(at)
     assert at.title[0].value == "linkcast: link"
-    assert set(at.selectbox(key="link").options) == set(api_env.data.links)
+    assert set(at.selectbox(key="link").options) == {*api_env.data.links, api_env.data.stray}
     at.selectbox(key="link").set_value(failed)
     at.multiselect(key="models").set_value(["liquid", "incremental", "hybrid"])
-    at.number_input(key="horizon").set_value(3)
+    at.selectbox(key="horizon").set_value(3)
     at.run()
     no_problem(at)
     (chart,) = charts(at)
-    drawn = chart.proto.spec
-    for field in ("value_bps", "lower", "upper", "capacity_bps", "start"):
-        assert field in drawn, field
-    assert "failure" in drawn  # the failure as a shaded band
-    assert at.metric[1].label == "capacity" and at.metric[1].value != "–"
+    drawn = json.loads(chart.proto.spec)
+    text = chart.proto.spec
+    for field in ("value_bps", "lower", "upper", "capacity", "start"):
+        assert field in text, field
+    assert UNIT.search(text)  # the load axis names its unit
+    assert "~s" not in text  # no bare SI suffixes ("180M") on the axis
+    assert "utcFormat" in text and "%H:%M" in text  # 24-hour UTC time
+    # the default window: 60 grid steps back, the horizon ahead
+    domain = next(
+        layer["encoding"]["x"]["scale"]["domain"]
+        for layer in drawn["layer"]
+        if "scale" in layer.get("encoding", {}).get("x", {})
+    )
+    span = pd.Timestamp(domain[1]) - pd.Timestamp(domain[0])
+    assert span == pd.Timedelta(seconds=(60 + HORIZON) * STEP_SECONDS)
+    bands = pd.concat([d for d in datasets(chart).values() if "kind" in d.columns and "end" in d])
+    assert {"failure", "reroute"} <= set(bands["kind"])
+    assert (pd.to_datetime(bands["end"]) > pd.to_datetime(bands["start"])).all()  # no zero width
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["status"] == "down" and metrics["capacity"].endswith("bit/s")
+    assert metrics["utilisation"] == "–"  # a failed link is not 0 % utilised
+    assert any("is down" in w.value for w in at.warning)
+
+
+def test_link_marks_capacity_alerts(api_env: SeededApi) -> None:
+    read = {"Authorization": f"Bearer {api_env.tokens['read']}"}
+    alerts = httpx.get(
+        f"{api_env.url}/api/v1/alerts", params={"kind": "capacity"}, headers=read
+    ).json()["data"]
+    name = alerts[0]["link"]
+    at = page("link")
+    at.query_params["link"] = name
+    at.query_params["back"] = "240"
+    at.run()
+    no_problem(at)
+    marks = at.dataframe[0].value
+    assert "capacity" in set(marks["kind"])
+    assert marks["magnitude"].str.endswith("% of capacity").any()
+
+
+def test_link_view_is_in_the_url(api_env: SeededApi) -> None:
+    """A URL pasted into a ticket opens the same view, and the view writes its URL."""
+    name = api_env.data.links[3]
+    at = page("link")
+    for key, value in {
+        "link": name,
+        "models": "liquid,persistence",
+        "back": "240",
+        "ahead": "0",
+        "step": "3",
+    }.items():
+        at.query_params[key] = value
+    at.run()
+    no_problem(at)
+    assert at.selectbox(key="link").value == name
+    assert at.multiselect(key="models").value == ["liquid", "persistence"]
+    assert at.selectbox(key="back").value == 240 and at.selectbox(key="ahead").value == 0
+    assert at.selectbox(key="horizon").value == 3
+    other = api_env.data.links[4]
+    at.selectbox(key="link").set_value(other).run()
+    at.selectbox(key="back").set_value(1440).run()
+    assert at.query_params["link"] == other and at.query_params["back"] == "1440"
+    assert at.query_params["models"] == "liquid,persistence"
+    at = page("link")
+    at.query_params["link"] = "no-such-link"
+    at.query_params["back"] = "banana"
+    at.run()
+    no_problem(at)  # a stale or mangled URL falls back to defaults, never an error
+    assert at.selectbox(key="back").value == 60
 
 
 def test_failures_align_errors_at_the_failure(api_env: SeededApi) -> None:
@@ -95,7 +225,7 @@ def test_failures_align_errors_at_the_failure(api_env: SeededApi) -> None:
     no_problem(at)
     assert at.title[0].value == "linkcast: failures"
     drawn = charts(at)
-    assert len(drawn) == 2  # all failures together, the chosen one
+    assert len(drawn) == 1  # one failure: drawn once, not once more as "all together"
     assert all("ape_percent" in spec(c) for c in drawn)  # error in % of the current load
     ttc = at.dataframe[-1].value
     assert set(ttc["model"]) == MODELS
@@ -109,7 +239,9 @@ def test_failures_align_errors_at_the_failure(api_env: SeededApi) -> None:
     assert any(api_env.data.failed[0] in opt for opt in at.selectbox(key="event").options)
     at.multiselect(key="kinds").set_value(["failure", "reroute", "maintenance"]).run()
     no_problem(at)
-    assert len(at.selectbox(key="event").options) > 1
+    assert len(at.selectbox(key="event").options) == 3
+    assert "All 3 events together" in [h.value for h in at.subheader]
+    assert len(charts(at)) == 2
 
 
 def test_alerts_filter(api_env: SeededApi) -> None:
@@ -118,25 +250,42 @@ def test_alerts_filter(api_env: SeededApi) -> None:
     assert at.title[0].value == "linkcast: alerts"
     at.multiselect(key="states").set_value(["pending", "firing", "resolved"]).run()
     no_problem(at)
-    table = at.dataframe[0].value
-    assert len(table) > 0
-    assert set(table["link"]) & set(api_env.data.links)
+    table = at.dataframe[0]
+    rows = table.value
+    assert len(rows) > 0
+    assert set(rows["link"]) & set(api_env.data.links)
+    failure = rows[rows["kind"] == "failure"].iloc[0]
+    assert failure["model"] == "–" and failure["magnitude"].endswith("%")
+    assert rows["magnitude"].str.contains("%").all()
+    config = json.loads(table.proto.columns)
+    assert config["message"].get("width") == "large"
+    assert "UTC" in column_labels(table)["onset"]
     at.multiselect(key="kinds").set_value(["capacity"]).run()
     assert set(at.dataframe[0].value["kind"]) == {"capacity"}
+    assert at.query_params["kinds"] == "capacity"
+    assert at.dataframe[0].value["magnitude"].str.endswith("% of capacity").all()
     at.text_input(key="link").set_value("no-such-link").run()
     no_problem(at)
     assert "No alerts naming no-such-link." in [i.value for i in at.info]
+    assert at.query_params["link"] == "no-such-link"
 
 
 def test_models(api_env: SeededApi) -> None:
     at = page("models").run()
     no_problem(at)
     assert at.title[0].value == "linkcast: models"
-    table = at.dataframe[0].value.set_index("name")
-    assert set(table.index) == MODELS
-    assert table.loc["incremental", "retrains"] == 1  # the seed retrained it once
-    assert table["version"].notna().all()
-    assert len(charts(at)) == 1
+    table = at.dataframe[0]
+    rows = table.value.set_index("name")
+    assert set(rows.index) == MODELS
+    assert rows.loc["incremental", "retrains"] == 1  # the seed retrained it once
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows.loc["incremental", "last_retrain"])
+    assert rows.loc["liquid", "last_retrain"] == "never (adapts online)"
+    assert "None" not in set(rows["last_retrain"])
+    assert rows["version"].notna().all()
+    labels = column_labels(table)
+    assert UNIT.search(labels["rmse_bps"]) and UNIT.search(labels["mae_bps"]), labels
+    (chart,) = charts(at)
+    assert UNIT.search(chart.proto.spec)
 
 
 def test_router(api_env: SeededApi) -> None:

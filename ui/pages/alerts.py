@@ -3,19 +3,32 @@
 import streamlit as st
 
 from ui import client, transforms
-from ui.common import REFRESH_SECONDS, fetch, setup
+from ui.common import ALERT_COLUMNS, REFRESH_SECONDS, fetch, setup
 
 st.title("linkcast: alerts")
 cfg = setup()
 
+STATES = ["pending", "firing", "resolved"]
+KINDS = ["drift", "failure", "capacity"]
+
+
+def from_url(key: str, allowed: list[str], default: list[str]) -> list[str]:
+    given = [v for v in st.query_params.get(key, "").split(",") if v in allowed]
+    return given or default
+
+
 c1, c2, c3 = st.columns(3)
 states = c1.multiselect(
-    "State", ["pending", "firing", "resolved"], default=["pending", "firing"], key="states"
+    "State", STATES, default=from_url("states", STATES, ["pending", "firing"]), key="states"
 )
-kinds = c2.multiselect(
-    "Kind", ["drift", "failure", "capacity"], default=["drift", "failure", "capacity"], key="kinds"
-)
-link = c3.text_input("Link (exact name)", "", key="link").strip() or None
+kinds = c2.multiselect("Kind", KINDS, default=from_url("kinds", KINDS, KINDS), key="kinds")
+link = c3.text_input("Link (exact name)", st.query_params.get("link", ""), key="link").strip()
+link = link or None
+st.query_params.update({"states": ",".join(states), "kinds": ",".join(kinds)})
+if link:
+    st.query_params["link"] = link
+else:
+    st.query_params.pop("link", None)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -36,7 +49,7 @@ def live() -> None:
         transforms.alerts_table(shown),
         hide_index=True,
         width="stretch",
-        column_config={"magnitude": st.column_config.NumberColumn(format="%.2f")},
+        column_config=ALERT_COLUMNS,
     )
     st.caption(f"{len(shown)} of {len(rows)} alert(s). Refreshes every {REFRESH_SECONDS} s.")
 

@@ -69,18 +69,20 @@ def live() -> None:
     ]
     scored = [r for r in results if r.get("data")]
 
-    st.subheader(f"All {len(events)} event(s) together")
-    together = transforms.average_aligned(scored)
-    if together.empty:
-        st.info("No forecast errors around these events yet.")
+    if len(events) > 1:  # with one event, "together" would draw the same chart twice
+        st.subheader(f"All {len(events)} events together")
+        together = transforms.average_aligned(scored)
+        if together.empty:
+            st.info("No forecast errors around these events yet.")
+        else:
+            st.altair_chart(
+                charts.aligned_errors(together, "mean error over all events, aligned at t = 0"),
+                width="stretch",
+            )
+            ttc_view(scored)
+        st.subheader("Per event")
     else:
-        st.altair_chart(
-            charts.aligned_errors(together, "mean error over all events, aligned at t = 0"),
-            width="stretch",
-        )
-        ttc_view(scored)
-
-    st.subheader("Per event")
+        st.subheader("The one event so far")
     labels = {
         f"#{e['id']} {e['kind']} {e['ts'][:16].replace('T', ' ')} · {', '.join(e['links'][:4])}"
         + (" …" if len(e["links"]) > 4 else ""): i

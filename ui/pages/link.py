@@ -1,51 +1,86 @@
-"""Link: actual load, chosen models' forecasts with intervals, events, alerts, capacity."""
+"""Link: actual load, chosen models' forecasts with intervals, events, alerts, capacity.
+
+The view is in the URL (``?link=...&models=...&back=...&ahead=...&step=...``), so a link
+pasted into a ticket opens the same view; windows count grid steps, so they read the
+same on the demo's 3-s grid and a 60-s production grid."""
 
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
 from ui import charts, client, transforms
-from ui.common import REFRESH_SECONDS, fetch, links_or_stop, setup
+from ui.common import REFRESH_SECONDS, fetch, link_states, links_or_stop, setup
 
 st.title("linkcast: link")
 cfg = setup()
 links = links_or_stop(cfg)
+grid = fetch(cfg, lambda: client.grid(cfg))
 by_name = {link["name"]: link for link in links}
 names = sorted(by_name)
 
+
+def query_int(key: str, choices: list[int], default: int) -> int:
+    try:
+        value = int(st.query_params.get(key, default))
+    except ValueError:
+        return default
+    return value if value in choices else default
+
+
 query = st.query_params.get("link")
+if query not in by_name:
+    latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
+    status = link_states(cfg, links, latest)
+    capacity = {n: link.get("capacity_bps") for n, link in by_name.items()}
+    alerts = fetch(cfg, lambda: client.alerts(cfg, state="firing"))
+    query = transforms.rank_links(names, status, alerts, latest, capacity)[0]
+wanted = [m for m in st.query_params.get("models", "").split(",") if m in client.MODELS]
+back_choices = list(transforms.BACK_STEPS)
+ahead_choices = [grid.horizon, 0]
+steps = list(range(1, grid.horizon + 1))
+
 c1, c2, c3 = st.columns([3, 3, 2])
-name = c1.selectbox("Link", names, index=names.index(query) if query in names else 0, key="link")
-st.query_params["link"] = name
+name = c1.selectbox("Link", names, index=names.index(query), key="link")
 chosen = c2.multiselect(
-    "Models", list(client.MODELS), default=["liquid", "incremental", "hybrid"], key="models"
+    "Models",
+    list(client.MODELS),
+    default=wanted or ["liquid", "incremental", "hybrid"],
+    key="models",
 )
-horizon = c3.number_input(
+horizon = c3.selectbox(
     "Horizon step",
-    min_value=1,
-    max_value=1000,
-    value=1,
+    steps,
+    index=steps.index(query_int("step", steps, 1)),
     key="horizon",
     help="Past forecasts shown are those made this many steps ahead; the newest issue "
-    "is shown beyond them, into the future.",
+    "(the fan) is shown beyond them, into the future.",
 )
-
-WINDOWS = {
-    "15 min": timedelta(minutes=15),
-    "1 hour": timedelta(hours=1),
-    "6 hours": timedelta(hours=6),
-    "1 day": timedelta(days=1),
-    "7 days": timedelta(days=7),
-}
-AHEAD = {"none": timedelta(0), **WINDOWS}
 r1, r2 = st.columns(2)
-back = r1.selectbox("Look back", list(WINDOWS), index=1, key="back")
+back = r1.selectbox(
+    "Look back",
+    back_choices,
+    index=back_choices.index(query_int("back", back_choices, back_choices[0])),
+    format_func=lambda n: transforms.window_label(n, grid.step_seconds),
+    key="back",
+)
 ahead = r2.selectbox(
     "Look ahead (forecasts)",
-    list(AHEAD),
-    index=1,
+    ahead_choices,
+    index=ahead_choices.index(query_int("ahead", ahead_choices, grid.horizon)),
+    format_func=lambda n: (
+        "none" if n == 0 else "the horizon, " + transforms.window_label(n, grid.step_seconds)
+    ),
     key="ahead",
     help="The time range may reach into the future: the newest forecasts run up to the horizon.",
+)
+st.query_params.update(
+    {
+        "link": name,
+        "models": ",".join(chosen),
+        "step": str(horizon),
+        "back": str(back),
+        "ahead": str(ahead),
+    }
 )
 
 
@@ -53,7 +88,8 @@ ahead = r2.selectbox(
 def live() -> None:
     link = by_name[name]
     now = datetime.now(UTC)
-    start, end = now - WINDOWS[back], now + AHEAD[ahead]  # slides with each refresh
+    step = timedelta(seconds=grid.step_seconds)
+    start, end = now - back * step, now + ahead * step  # slides with each refresh
     samples = transforms.frame(
         fetch(cfg, lambda: client.samples(cfg, name, start, end)), ["ts", "value_bps"]
     )
@@ -69,17 +105,30 @@ def live() -> None:
     lines = transforms.forecast_lines(step_rows, latest_rows)
     if not lines.empty:
         lines = lines[(lines["ts"] >= start) & (lines["ts"] <= end)]
-    bands = transforms.event_bands(fetch(cfg, lambda: client.events(cfg)), name, start, end)
-    markers = transforms.drift_markers(
+    events = fetch(cfg, lambda: client.events(cfg))
+    bands = transforms.event_bands(events, name, start, end, min_width=5 * step)
+    markers = transforms.alert_markers(
         fetch(cfg, lambda: client.alerts(cfg, link=name)), name, start, end
     )
+    latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
+    state = link_states(cfg, links, latest).get(name, "no data")
 
-    m1, m2, m3 = st.columns(3)
+    m1, m2, m3, m4 = st.columns(4)
     last = samples["value_bps"].iloc[-1] if not samples.empty else None
-    m1.metric("latest load", transforms.human_bps(last))
-    m2.metric("capacity", transforms.human_bps(link.get("capacity_bps")))
+    m1.metric("status", state)
+    m2.metric("latest load", transforms.human_bps(last))
+    m3.metric("capacity", transforms.human_bps(link.get("capacity_bps")))
     util = transforms.utilisation(last, link.get("capacity_bps"))
-    m3.metric("utilisation", "–" if util is None else f"{util:.0%}")
+    m4.metric("utilisation", "–" if util is None or state != "up" else f"{util:.0%}")
+    if state != "up":
+        st.warning(
+            {
+                "down": f"{name} is down: a failure is open on it (no repair event yet).",
+                "stale": f"{name} is stale: no sample in the last 3 grid steps.",
+                "no data": f"{name} has never reported a sample.",
+            }[state],
+            icon=":material/link_off:",
+        )
 
     if samples.empty and lines.empty:
         st.info(f"No samples or forecasts for {name} in this time range.")
@@ -92,13 +141,24 @@ def live() -> None:
     )
     st.caption(
         "Black: actual load. Dashed: forecasts made "
-        f"{int(horizon)} step(s) ahead, then each model's newest issue; shaded: "
-        "its interval. Bands: failures, maintenance, re-routes. Triangles: drift and "
-        f"failure alerts. Red dotted: capacity. Refreshes every {REFRESH_SECONDS} s."
+        f"{int(horizon)} step(s) ahead, then each model's newest issue (the fan); shaded: "
+        "its interval. Bands: failures, maintenance, re-routes. Red marks: alerts "
+        "(triangle: failure, diamond: drift, square: capacity). Red dotted: capacity. "
+        f"Times in UTC. Refreshes every {REFRESH_SECONDS} s."
     )
     if not markers.empty:
         with st.expander(f"{len(markers)} alert(s) on this link in range"):
-            st.dataframe(markers, hide_index=True, width="stretch")
+            st.dataframe(
+                markers,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "onset": st.column_config.DatetimeColumn(
+                        "onset (UTC)", format="YYYY-MM-DD HH:mm:ss"
+                    ),
+                    "message": st.column_config.TextColumn("message", width="large"),
+                },
+            )
 
 
 live()

@@ -1,12 +1,26 @@
 """Models: versions, last retrain and recent error."""
 
+from datetime import datetime
+
+import pandas as pd
 import streamlit as st
 
 from ui import charts, client, transforms
-from ui.common import REFRESH_SECONDS, fetch, setup
+from ui.common import REFRESH_SECONDS, bps_column, fetch, setup
 
 st.title("linkcast: models")
 cfg = setup()
+
+#: Models that never retrain: they adapt every step, or have nothing to learn.
+ONLINE = {"liquid": "adapts online", "hybrid": "weights adapt online"}
+
+
+def retrained(model: str, when: object) -> str:
+    if isinstance(when, datetime) and not pd.isna(when):  # NaT is a datetime too
+        return f"{when:%Y-%m-%d %H:%M:%S}"
+    if model in ONLINE:
+        return f"never ({ONLINE[model]})"
+    return "not yet" if model == "incremental" else "never (nothing to learn)"
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -17,15 +31,21 @@ def live() -> None:
     )
     if df.empty or df["version"].isna().all():
         st.info("The engine has not started yet: no model version is recorded.")
+    df["last_retrain"] = [
+        retrained(n, t) for n, t in zip(df["name"], df["last_retrain"], strict=True)
+    ]
+    values = df["rmse_bps"].tolist() + df["mae_bps"].tolist()
+    scale, rmse_column = bps_column(values, "RMSE, last hour")
+    _, mae_column = bps_column(values, "MAE, last hour")
     st.dataframe(
-        df,
+        transforms.in_unit(df, ["rmse_bps", "mae_bps"], scale),
         hide_index=True,
         width="stretch",
         column_config={
             "name": "model",
-            "last_retrain": st.column_config.DatetimeColumn("last retrain (UTC)"),
-            "rmse_bps": st.column_config.NumberColumn("RMSE, last hour (bit/s)", format="%.3e"),
-            "mae_bps": st.column_config.NumberColumn("MAE, last hour (bit/s)", format="%.3e"),
+            "last_retrain": st.column_config.TextColumn("last retrain (UTC)"),
+            "rmse_bps": rmse_column,
+            "mae_bps": mae_column,
             "scored": st.column_config.NumberColumn("one-step errors scored"),
         },
     )
@@ -36,7 +56,8 @@ def live() -> None:
         st.info("No forecast has been scored in the last hour yet.")
     st.caption(
         "Only the incremental baseline is retrained (on a schedule); the liquid network "
-        f"adapts every step. Refreshes every {REFRESH_SECONDS} s."
+        "adapts every step; persistence and seasonal have nothing to learn. "
+        f"Refreshes every {REFRESH_SECONDS} s."
     )
 
 

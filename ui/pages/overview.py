@@ -1,11 +1,17 @@
 """Overview: the network coloured by utilisation now and by forecast peak; alerts; models."""
 
-from datetime import UTC, datetime, timedelta
-
 import streamlit as st
 
 from ui import charts, client, transforms
-from ui.common import REFRESH_SECONDS, fetch, links_or_stop, setup
+from ui.common import (
+    ALERT_COLUMNS,
+    REFRESH_SECONDS,
+    bps_column,
+    fetch,
+    link_states,
+    links_or_stop,
+    setup,
+)
 
 st.title("linkcast: overview")
 cfg = setup()
@@ -14,43 +20,70 @@ cfg = setup()
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
     links = links_or_stop(cfg)
-    since = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
-    now_rows = transforms.recent_loads(latest, since)
-    now_bps = {k: float(r["value_bps"]) for k, r in now_rows.items()}
+    status = link_states(cfg, links, latest)
+    now_bps = {r["name"]: float(r["value_bps"]) for r in latest if r["value_bps"] is not None}
     peak_bps = {r["name"]: float(r["peak_bps"]) for r in latest if r["peak_bps"] is not None}
     positions = transforms.node_positions(links)
-    segments = transforms.network_segments(links, positions, now_bps, peak_bps)
+    segments = transforms.network_segments(links, positions, now_bps, peak_bps, status)
     nodes = transforms.nodes_frame(positions)
+    labels = transforms.label_offsets(positions)
 
     alerts = fetch(cfg, lambda: client.alerts(cfg))
     active = [a for a in alerts if a["state"] in ("pending", "firing")]
-    c1, c2, c3, c4 = st.columns(4)
+    counts = {s: sum(v == s for v in status.values()) for s in transforms.LINK_STATUSES}
+    c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("links", len(links))
-    c2.metric("reporting (last 30 min)", len(now_rows))
-    c3.metric("firing alerts", sum(a["state"] == "firing" for a in active))
-    c4.metric("pending alerts", sum(a["state"] == "pending" for a in active))
+    c2.metric("reporting", counts["up"], help="a sample within the last 3 grid steps")
+    c3.metric("down", counts["down"], help="a failure event without a repair yet")
+    c4.metric(
+        "stale or no data",
+        counts["stale"] + counts["no data"],
+        help="no sample within the last 3 grid steps, or never one",
+    )
+    c5.metric("firing alerts", sum(a["state"] == "firing" for a in active))
 
     if segments.empty:
         st.info("The links have no source and destination nodes to draw.")
     else:
         left, right = st.columns(2)
         left.altair_chart(
-            charts.network(segments, nodes, "utilisation_now", "utilisation now"),
+            charts.network(segments, nodes, labels, "utilisation_now", "utilisation now"),
             width="stretch",
         )
         right.altair_chart(
             charts.network(
-                segments, nodes, "utilisation_peak", "forecast peak within the horizon (hybrid)"
+                segments,
+                nodes,
+                labels,
+                "utilisation_peak",
+                "forecast peak within the horizon (hybrid)",
             ),
             width="stretch",
         )
+        st.caption(
+            "Colour: utilisation (load over capacity; darker past 100 %). Dashed: links not "
+            "reporting a load (black: down, grey: stale, light grey: no data yet)."
+        )
         if segments["capacity_bps"].isna().all():
             st.caption("No link has a capacity: register capacities to colour by utilisation.")
+    silent = sorted(n for n, s in status.items() if s != "up")
+    if silent:
+        with st.expander(f"{len(silent)} link(s) not reporting"):
+            st.dataframe(
+                [{"link": n, "status": status[n]} for n in silent],
+                hide_index=True,
+                width="stretch",
+            )
 
     st.subheader("Active alerts")
     if active:
-        st.dataframe(transforms.alerts_table(active), hide_index=True, width="stretch")
+        st.dataframe(
+            transforms.alerts_table(active),
+            hide_index=True,
+            width="stretch",
+            column_config=ALERT_COLUMNS,
+        )
     else:
         st.success("No pending or firing alerts.", icon=":material/check_circle:")
 
@@ -58,14 +91,14 @@ def live() -> None:
     board = transforms.leaderboard(fetch(cfg, lambda: client.models(cfg)))
     if board["scored"].fillna(0).sum() == 0:
         st.info("No forecast has been scored in the last hour yet.")
+    values = board["mae_bps"].tolist() + board["rmse_bps"].tolist()
+    scale, mae_column = bps_column(values, "MAE")
+    _, rmse_column = bps_column(values, "RMSE")
     st.dataframe(
-        board,
+        transforms.in_unit(board, ["mae_bps", "rmse_bps"], scale),
         hide_index=True,
         width="stretch",
-        column_config={
-            "mae_bps": st.column_config.NumberColumn("MAE (bit/s)", format="%.3e"),
-            "rmse_bps": st.column_config.NumberColumn("RMSE (bit/s)", format="%.3e"),
-        },
+        column_config={"mae_bps": mae_column, "rmse_bps": rmse_column},
     )
     st.caption(f"Refreshes every {REFRESH_SECONDS} s · API {cfg.api_url}")
 
