@@ -15,6 +15,11 @@ import typer
 from linkcast.settings import Settings
 
 if TYPE_CHECKING:
+    from types import FrameType
+
+    import uvicorn
+    from fastapi import FastAPI
+
     from forecaster.engine import EngineConfig
 
 log = logging.getLogger("linkcast")
@@ -47,6 +52,20 @@ def engine_config(settings: Settings) -> EngineConfig:
         checkpoint_every=settings.checkpoint_every,
         capacity_ratio=settings.capacity_ratio,
     )
+
+
+def api_server(app: FastAPI, *, host: str, port: int, stop: threading.Event) -> uvicorn.Server:
+    """uvicorn's server for the API, setting ``stop`` as soon as it is asked to exit
+    (Ctrl-C, SIGTERM), before it closes the API: the feeder then knows that it is being
+    stopped when its next push finds the API gone, and the engine starts its checkpoint."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stop.set()
+            super().handle_exit(sig, frame)
+
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
 
 
 def streamlit_command(host: str, port: int) -> list[str]:
@@ -152,8 +171,6 @@ def run_up(
     speed: float = DEMO_SPEED,
     ui: bool = True,
 ) -> None:
-    import uvicorn
-
     from api.main import create_app
     from db.migrate import upgrade
     from forecaster.engine import run_engine
@@ -214,8 +231,14 @@ def run_up(
         + f"linkcast: admin token {token} (kept in {settings.data_dir}/admin-token)\n"
         "linkcast: Ctrl-C stops everything"
     )
+    server = api_server(create_app(settings), host=host, port=port, stop=stop)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        try:
+            server.run()
+        except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once the API is closed
+            pass
+        if not server.started:
+            raise SystemExit(3)  # as uvicorn.run: the API could not start (port taken?)
     finally:
         typer.echo("linkcast: stopping (engine checkpoint, feeder, dashboard)")
         stop.set()

@@ -120,6 +120,10 @@ class _Request:
     body: dict[str, Any]
     n_samples: int = 0
     what: str = ""
+    #: Failures logged as warnings (each followed by a retry).
+    retries: int = 0
+    #: Why the last try failed, when it failed as the feeder was being stopped.
+    stopped_by: str = ""
 
 
 def format_ts(ms: int) -> str:
@@ -319,6 +323,7 @@ class Feeder:
             transport=self.transport,
         ) as client:
             generated = 0
+            live = False
             for index, step in enumerate(self._steps()):
                 ts_ms = anchor_ms + (index - self.backfill) * step_ms
                 live = index >= self.backfill
@@ -365,11 +370,22 @@ class Feeder:
                 samples = []
                 self._flush(client, pending, stop, stats, events_on)
         stats.unsent_samples = len(samples) + sum(r.n_samples for r in pending)
-        if pending or samples:
+        unsent_events = sum(1 for r in pending if r.path == EVENTS_PATH)
+        if pending and pending[0].retries:  # failing, and said so, before the stop
             log.warning(
                 "stopped with %d samples and %d events not pushed",
                 stats.unsent_samples,
-                sum(1 for r in pending if r.path == EVENTS_PATH),
+                unsent_events,
+            )
+        elif pending or samples:  # stopped as asked, between or during pushes
+            log.info(
+                "feeder stopped; %d samples %s%s were not pushed%s",
+                stats.unsent_samples,
+                "of the last step" if live else "of the backfill",
+                f" and {unsent_events} events" if unsent_events else "",
+                f" (last push: {pending[0].stopped_by})"
+                if pending and pending[0].stopped_by
+                else "",
             )
         self._log_progress(stats, final=True)
         return stats
@@ -464,12 +480,11 @@ class Feeder:
     ) -> bool:
         """Send one request until it is accepted; False when stopped first."""
         content = orjson.dumps(request.body)
-        attempt = 0
         while True:
             try:
                 response = client.post(request.path, content=content)
             except httpx.TransportError as exc:
-                delay = self._backoff(attempt)
+                delay = self._backoff(request.retries)
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
                 status = response.status_code
@@ -478,8 +493,8 @@ class Feeder:
                         stats.samples_pushed += request.n_samples
                     else:
                         stats.events_posted += 1
-                    if attempt:
-                        log.info("%s accepted after %d retries", request.what, attempt)
+                    if request.retries:
+                        log.info("%s accepted after %d retries", request.what, request.retries)
                     return True
                 if request.path == EVENTS_PATH and status in (404, 405):
                     log.warning(
@@ -493,15 +508,20 @@ class Feeder:
                 if status not in RETRY_STATUSES:
                     raise FeederError(self._refusal(response, request))
                 retry_after = self._retry_after(response)
-                delay = self._backoff(attempt) if retry_after is None else retry_after
+                delay = self._backoff(request.retries) if retry_after is None else retry_after
                 reason = f"{status} {_detail(response)}"
-            attempt += 1
+            if stop.is_set():
+                # Being stopped: the API may have gone first (`linkcast up` closes it on
+                # Ctrl-C). No retry follows, so no warning; run() says what was not pushed.
+                request.stopped_by = reason
+                return False
+            request.retries += 1
             stats.retries += 1
             log.warning(
                 "%s not accepted (%s): kept, retry %d in %.1f s",
                 request.what,
                 reason,
-                attempt,
+                request.retries,
                 delay,
             )
             if stop.wait(delay):

@@ -4,15 +4,24 @@ and coordinates."""
 from __future__ import annotations
 
 import inspect
+import signal
+import threading
 
 import numpy as np
+from fastapi import FastAPI
 from sqlalchemy import text
 from streamlit import config as streamlit_config
 from typer.testing import CliRunner
 
 from linkcast import cli
 from linkcast.settings import Settings
-from linkcast.up import RATES_BPS, demo_settings, register_demo_links, streamlit_command
+from linkcast.up import (
+    RATES_BPS,
+    api_server,
+    demo_settings,
+    register_demo_links,
+    streamlit_command,
+)
 from simulator.feeder import demo_feeder
 
 
@@ -21,6 +30,14 @@ def test_dashboard_hides_streamlits_deploy_button():
     i = command.index("--client.toolbarMode")
     assert command[i + 1] == "viewer"  # no Deploy, rerun or clear cache for an operator
     streamlit_config.get_option("client.toolbarMode")  # an option this Streamlit knows
+
+
+def test_ctrl_c_sets_stop_before_the_api_closes():
+    # The feeder and engine learn they are being stopped before the API goes away.
+    stop = threading.Event()
+    server = api_server(FastAPI(), host="127.0.0.1", port=8000, stop=stop)
+    server.handle_exit(signal.SIGINT, None)
+    assert stop.is_set() and server.should_exit
 
 
 def test_simulate_help_gives_the_demos_real_pace():

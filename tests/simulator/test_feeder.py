@@ -208,6 +208,77 @@ def test_stop_event_ends_a_looping_run_cleanly(live_api, tokens, clean_db, small
     assert all(len(v) == stats.steps_pushed for v in rows.values())
 
 
+class ApiGoesAway(httpx.BaseTransport):
+    """The real API until push number ``at``, which first closes it (and sets ``stop``
+    when given: Ctrl-C in `linkcast up` sets the feeder's stop, then closes the API)."""
+
+    def __init__(self, server: LiveServer, at: int, stop: threading.Event | None = None):
+        self.server, self.at, self.stop = server, at, stop
+        self.inner = httpx.HTTPTransport()
+        self.pushes = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.pushes += 1
+        if self.pushes == self.at:
+            if self.stop is not None:
+                self.stop.set()
+            self.server.__exit__()
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def feeder_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    records = [r for r in caplog.records if r.name == "simulator.feeder"]
+    return [r.getMessage() for r in records if r.levelno == level]
+
+
+def test_a_stop_that_closes_the_api_first_is_one_calm_line(
+    settings, clean_db, tokens, small_net, caplog
+):
+    caplog.set_level(logging.INFO, logger="simulator.feeder")
+    stop = threading.Event()
+    with LiveServer(settings) as server:
+        transport = ApiGoesAway(server, at=3, stop=stop)
+        feeder = Feeder(small_net, server.url, tokens["write"], realtime=False, transport=transport)
+        stats = feeder.run(stop)
+    assert (stats.samples_pushed, stats.unsent_samples, stats.retries) == (60, 30, 0)
+    assert feeder_records(caplog, logging.WARNING) == []
+    [line] = [m for m in feeder_records(caplog, logging.INFO) if "not pushed" in m]
+    assert line.startswith(
+        "feeder stopped; 30 samples of the last step were not pushed (last push: ConnectError"
+    )
+
+
+def test_the_api_going_away_while_running_is_a_warning(
+    settings, clean_db, tokens, small_net, caplog
+):
+    caplog.set_level(logging.INFO, logger="simulator.feeder")
+    stop = threading.Event()
+    with LiveServer(settings) as server:
+        transport = ApiGoesAway(server, at=3)
+        feeder = Feeder(
+            small_net,
+            server.url,
+            tokens["write"],
+            realtime=False,
+            transport=transport,
+            max_backoff_seconds=0.1,
+        )
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(stats=feeder.run(stop)))
+        thread.start()
+        wait_for(lambda: logged(caplog, "retry 2 in"), "a second retry")
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive() and result["stats"].unsent_samples == 30
+    warnings = feeder_records(caplog, logging.WARNING)
+    assert warnings[0].startswith("30 samples not accepted (ConnectError")
+    assert warnings[-1] == "stopped with 30 samples and 0 events not pushed"
+    assert not any("feeder stopped" in m for m in feeder_records(caplog, logging.INFO))
+
+
 def test_build_network_places_the_failure_after_the_backfill(abilene):
     net = build_network(topology="abilene", scenario="drastic", fail_at=5, backfill=3, n_steps=400)
     assert net.scenario.failure_steps == (8,)
