@@ -56,6 +56,15 @@ def issued_forecasts(
     return [(int(a), str(b), c, list(d)) for a, b, c, d in rows]
 
 
+def reporting_links(conn: Connection, before: datetime) -> set[int]:
+    """Ids of the links with a sample before ``before``: the links that have reported."""
+    sql = text(
+        "SELECT l.id FROM link l WHERE EXISTS "
+        "(SELECT 1 FROM sample s WHERE s.link_id = l.id AND s.ts < :before)"
+    )
+    return {int(r[0]) for r in conn.execute(sql, {"before": before})}
+
+
 def count_samples(conn: Connection, start: datetime, end: datetime) -> int:
     return int(
         conn.scalar(

@@ -110,6 +110,9 @@ class LiveEngine:
         self._suite: ModelSuite | None = None
         self._link_ids: list[int] = []
         self._index: dict[int, int] = {}
+        # Links that have reported a sample: only they get forecasts (a link registered
+        # and never heard from has nothing to forecast, not a load of 0 bit/s).
+        self._reported: set[int] = set()
         self._last_bucket: datetime | None = None
         self._ticks_since_checkpoint = 0
         self._seen: dict[datetime, int] = {}  # samples per recently closed bucket
@@ -183,8 +186,11 @@ class LiveEngine:
                 session.commit()
         self._index = {lid: i for i, lid in enumerate(self._link_ids)}
         self._issued = {}
+        self._reported = set()
         if self._last_bucket is not None:
             self._load_issued(self._last_bucket + cfg.step)
+            with self._db.connect() as conn:
+                self._reported = live.reporting_links(conn, self._last_bucket + cfg.step)
 
     def _load_issued(self, newest: datetime) -> None:
         """Read back the last H issues up to ``newest`` (a restart scores against them)."""
@@ -306,6 +312,7 @@ class LiveEngine:
                 if link_id in self._index:
                     y[self._index[link_id]] = value
             out = suite.step(y, np.isfinite(y))
+            self._reported.update(means)
             ids = np.asarray(self._link_ids)
             report.forecasts += live.insert_forecasts(
                 conn, self._forecast_rows(out, ids, issued_at)
@@ -319,12 +326,13 @@ class LiveEngine:
         report.buckets += 1
 
     def _forecast_rows(self, out: StepOutput, ids: np.ndarray, issued_at: datetime):  # noqa: ANN202
-        """COPY lines: one per link and model, the H steps as float4 arrays."""
+        """COPY lines: one per reporting link and model, the H steps as float4 arrays."""
         head = f"\t{issued_at.isoformat()}\t{self.config.step_seconds}\t"
-        links = [str(i) for i in ids.tolist()]
+        keep = [i for i, link in enumerate(ids.tolist()) if link in self._reported]
+        links = [str(i) for i in ids[keep].tolist()]
         for model in ModelName.ALL:
             arrays = [
-                [live.array_literal(row) for row in a.astype(np.float32).tolist()]
+                [live.array_literal(row) for row in a[keep].astype(np.float32).tolist()]
                 for a in (out.forecasts[model], out.lower[model], out.upper[model])
             ]
             for link, v, lo, up in zip(links, *arrays, strict=True):

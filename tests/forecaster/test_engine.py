@@ -289,3 +289,45 @@ def test_checkpoint_of_an_older_format_starts_new_models(network, settings, clea
         newest = conn.execute(text("SELECT max(issued_at) FROM forecast")).scalar_one()
     assert any("older checkpoint format" in (n[0] or "") for n in notes)
     assert newest == at(240)
+
+
+def test_a_link_gets_forecasts_once_it_reports(network, tokens, settings, clean_db):
+    """A link registered and never heard from gets no forecast (not a load of 0 bit/s);
+    from its first sample on it does, and a restart from a checkpoint keeps that."""
+    client = network
+    h = auth(tokens["admin"])
+    assert client.post("/api/v1/links", json={"name": "quiet>link"}, headers=h).status_code == 201
+
+    def issues() -> list[datetime]:
+        with clean_db.connect() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    text(
+                        "SELECT DISTINCT issued_at FROM forecast WHERE link_id ="
+                        " (SELECT id FROM link WHERE name = 'quiet>link') ORDER BY 1"
+                    )
+                )
+            ]
+
+    clock = Clock(200)
+    first = engine(settings.database_url, clock, checkpoint_every=10_000)
+    assert first.try_lead()
+    first.tick()
+    first.checkpoint()
+    assert issues() == []
+    sample = {"link": "quiet>link", "ts": at(205).isoformat(), "value": 5e8}
+    r = client.post("/api/v1/telemetry", json={"samples": [sample]}, headers=auth(tokens["write"]))
+    assert r.status_code == 200, r.text
+    clock.now = at(230) + timedelta(seconds=20)
+    first.tick()
+    first.checkpoint()
+    first.release()
+    assert issues() == [at(k + 1) for k in range(205, 230)]
+
+    clock.now = at(240) + timedelta(seconds=20)
+    second = engine(settings.database_url, clock, checkpoint_every=10_000)
+    assert second.try_lead()
+    second.tick()
+    second.release()
+    assert issues() == [at(k + 1) for k in range(205, 240)]  # the restart still forecasts it
