@@ -41,7 +41,10 @@ ALERT_COLUMNS = {
         "magnitude", help="change of level in %, or the share of capacity"
     ),
     "message": st.column_config.TextColumn("message", width="large"),
+    "link": st.column_config.TextColumn("link(s)", width="medium"),
 }
+#: What an operator reads first: the state, the kind, the message; then the rest.
+ALERT_ORDER = ("state", "kind", "message", "link", "magnitude", "onset", "model", "id")
 
 
 def setup() -> Config:

@@ -11,9 +11,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -242,6 +242,27 @@ def test_failures_align_errors_at_the_failure(api_env: SeededApi) -> None:
     assert len(at.selectbox(key="event").options) == 3
     assert "All 3 events together" in [h.value for h in at.subheader]
     assert len(charts(at)) == 2
+    chosen = at.selectbox(key="event").options[2]
+    at.selectbox(key="event").set_value(chosen).run()
+    shared = dict(at.query_params)
+    assert shared["kinds"] == "failure,reroute,maintenance" and shared["before"] == "30"
+    again = page("failures")
+    for key, value in shared.items():
+        again.query_params[key] = value
+    again.run()
+    no_problem(again)  # the shared URL opens the same event
+    assert again.selectbox(key="event").value == chosen
+    assert again.multiselect(key="kinds").value == ["failure", "reroute", "maintenance"]
+
+
+def test_link_without_data(api_env: SeededApi) -> None:
+    at = page("link")
+    at.query_params["link"] = api_env.data.stray
+    at.run()
+    no_problem(at)
+    assert {m.label: m.value for m in at.metric}["status"] == "no data"
+    assert any("never reported" in w.value for w in at.warning)
+    assert not charts(at)  # no grey block of forecasts for a link that never reported
 
 
 def test_alerts_filter(api_env: SeededApi) -> None:
@@ -259,6 +280,7 @@ def test_alerts_filter(api_env: SeededApi) -> None:
     assert rows["magnitude"].str.contains("%").all()
     config = json.loads(table.proto.columns)
     assert config["message"].get("width") == "large"
+    assert list(table.proto.column_order)[:3] == ["state", "kind", "message"]  # read first
     assert "UTC" in column_labels(table)["onset"]
     at.multiselect(key="kinds").set_value(["capacity"]).run()
     assert set(at.dataframe[0].value["kind"]) == {"capacity"}
@@ -299,23 +321,15 @@ def test_router(api_env: SeededApi) -> None:
 
 @pytest.fixture
 def dashboard(seeded_api: SeededApi) -> Iterator[str]:
+    """The dashboard as ``linkcast up`` and ``linkcast ui`` start it."""
+    from linkcast.up import streamlit_command
+
     port = free_port()
     env = os.environ | {
         "LINKCAST_API_URL": seeded_api.url,
         "LINKCAST_TOKEN": seeded_api.tokens["read"],
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "ui" / "app.py"),
-        "--server.address=127.0.0.1",
-        f"--server.port={port}",
-        "--server.headless=true",
-        "--server.fileWatcherType=none",
-        "--browser.gatherUsageStats=false",
-    ]
+    cmd = [*streamlit_command("127.0.0.1", port), "--server.fileWatcherType=none"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -339,52 +353,99 @@ def dashboard(seeded_api: SeededApi) -> Iterator[str]:
             proc.kill()
 
 
+#: A 24-hour axis label: ``14:05`` or ``14:05:30``, with the date where it changes.
+CLOCK = re.compile(r"(\d\d [A-Z][a-z]{2} )?\d\d:\d\d(:\d\d)?")
+SCREENSHOTS = ROOT / "test-output" / "ui"
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
+    """Every page of the seeded dashboard after its failure, in Chromium, in a time zone
+    far from UTC (so a local-time axis would show): units, the 24-hour UTC axis, the down
+    link's style, a re-route band with width, the URL round trip, one screenshot a page."""
     from playwright.sync_api import expect, sync_playwright
 
-    shots = ROOT / "test-output" / "ui"
-    shots.mkdir(parents=True, exist_ok=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    data = seeded_api.data
+    chart = '[data-testid="stVegaLiteChart"] svg.marks'
 
     def shoot(page, name: str) -> None:  # noqa: ANN001
         page.wait_for_timeout(500)  # let the charts finish drawing
         page.screenshot(path=tmp_path / f"{name}.png", full_page=True)
-        shutil.copy(tmp_path / f"{name}.png", shots / f"{name}.png")
+        shutil.copy(tmp_path / f"{name}.png", SCREENSHOTS / f"{name}.png")
 
-    chart = '[data-testid="stVegaLiteChart"] svg.marks'
+    def heading(page, title: str) -> None:  # noqa: ANN001
+        expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=30_000)
+
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(dashboard, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="linkcast: overview")).to_be_visible(
-                timeout=30_000
+            context = browser.new_context(
+                viewport={"width": 1400, "height": 1000}, timezone_id="America/Los_Angeles"
             )
+            page = context.new_page()
+            page.goto(dashboard, wait_until="domcontentloaded")
+            heading(page, "linkcast: overview")
             expect(page.locator(chart)).to_have_count(2, timeout=30_000)
             expect(page.get_by_text("Models by recent error")).to_be_visible()
+            assert page.get_by_role("button", name="Deploy").count() == 0
+            # the failed links: dashed and black, told apart from idle links in words too
+            for name in data.failed:
+                half = page.locator(f'svg.marks [aria-label*="link: {name}; status: down"]')
+                expect(half).to_have_count(2)  # one on each map
+                assert half.first.get_attribute("stroke") == "#111111"
+                assert half.first.get_attribute("stroke-dasharray")
             shoot(page, "overview")
 
             page.get_by_role("link", name="Link", exact=True).click()
-            expect(page.get_by_role("heading", name="linkcast: link")).to_be_visible(timeout=30_000)
+            heading(page, "linkcast: link")
             expect(page.locator(chart)).to_have_count(1, timeout=30_000)
-            failed = seeded_api.data.failed[0]
-            page.goto(f"{dashboard}/link?link={quote(failed, safe='')}")
-            expect(page.get_by_role("heading", name="linkcast: link")).to_be_visible(timeout=30_000)
+            failed = data.failed[0]
+            view = f"link={quote(failed, safe='')}&models=liquid%2Chybrid&back=60&ahead=12&step=1"
+            page.goto(f"{dashboard}/link?{view}")
+            heading(page, "linkcast: link")
             expect(page.locator(chart)).to_have_count(1, timeout=30_000)
             expect(page.get_by_role("combobox", name="Link")).to_have_value(failed)
+            axis_text = page.locator(f"{chart} .role-axis-label text").all_text_contents()
+            times = [t for t in axis_text if ":" in t]
+            assert times and all(CLOCK.fullmatch(t) for t in times), times
+            assert not any(("AM" in t or "PM" in t) for t in axis_text), axis_text
+            titles = page.locator(f"{chart} .role-axis-title text").all_text_contents()
+            assert "time (UTC)" in titles and any(UNIT.search(t) for t in titles), titles
+            now_utc = datetime.now(UTC)
+            hours = {t.split(" ")[-1][:2] for t in times}
+            near = {f"{(now_utc + timedelta(hours=h)).hour:02d}" for h in (-2, -1, 0, 1)}
+            assert hours & near, (hours, near)  # UTC hours, not Los Angeles time
+            band = page.locator(f'{chart} [aria-label*="kind: reroute"]').first
+            box = band.bounding_box()
+            assert box is not None and box["width"] > 2, box
+            assert "status" in page.get_by_test_id("stMetric").first.inner_text()
+            expect(page.get_by_text(f"{failed} is down")).to_be_visible()
             shoot(page, "link")
+            # the view writes itself back into the URL
+            page.get_by_role("combobox", name="Link").click()
+            other = data.links[4]
+            page.get_by_role("option", name=other, exact=True).click()
+            page.wait_for_url(lambda u: f"link={quote(other, safe='')}" in u, timeout=30_000)
+            assert "models=liquid%2Chybrid" in page.url or "models=liquid,hybrid" in page.url
 
-            page.get_by_role("link", name="Failures", exact=True).click()
-            expect(page.get_by_role("heading", name="linkcast: failures")).to_be_visible(
-                timeout=30_000
-            )
-            expect(page.locator(chart)).to_have_count(2, timeout=30_000)
-            expect(page.get_by_text("All 1 event(s) together")).to_be_visible()
-            shoot(page, "failures")
-            assert not page.locator('[data-testid="stException"]').count()
+            for title, name, charts_drawn in (
+                ("Failures", "failures", 1),
+                ("Alerts", "alerts", 0),
+                ("Models", "models", 1),
+            ):
+                page.get_by_role("link", name=title, exact=True).click()
+                heading(page, f"linkcast: {name}")
+                expect(page.locator(chart)).to_have_count(charts_drawn, timeout=30_000)
+                expect(page.get_by_test_id("stDataFrame").first).to_be_visible(timeout=30_000)
+                assert not page.locator('[data-testid="stException"]').count(), name
+                shoot(page, name)
+            models_text = page.locator(f"{chart} .role-axis-title text").all_text_contents()
+            assert any(UNIT.search(t) for t in models_text), models_text
         finally:
             browser.close()
-    assert (tmp_path / "failures.png").stat().st_size > 10_000
+    for name in ("overview", "link", "failures", "alerts", "models"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
 
 
 # --- no data, no API, no token (after the seeded tests: these empty the database) ------------

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import client, transforms
-from ui.common import ALERT_COLUMNS, REFRESH_SECONDS, fetch, setup
+from ui.common import ALERT_COLUMNS, ALERT_ORDER, REFRESH_SECONDS, fetch, setup
 
 st.title("linkcast: alerts")
 cfg = setup()
@@ -50,6 +50,7 @@ def live() -> None:
         hide_index=True,
         width="stretch",
         column_config=ALERT_COLUMNS,
+        column_order=ALERT_ORDER,
     )
     st.caption(f"{len(shown)} of {len(rows)} alert(s). Refreshes every {REFRESH_SECONDS} s.")
 

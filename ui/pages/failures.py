@@ -16,16 +16,28 @@ st.caption(
 )
 cfg = setup()
 
+KINDS = ["failure", "maintenance", "reroute"]
+
+
+def url_int(key: str, low: int, high: int, default: int) -> int:
+    try:
+        value = int(st.query_params.get(key, default))
+    except ValueError:
+        return default
+    return min(max(value, low), high)
+
+
 c1, c2, c3 = st.columns([3, 1, 1])
 kinds = c1.multiselect(
     "Events",
-    ["failure", "maintenance", "reroute"],
-    default=["failure"],
+    KINDS,
+    default=[k for k in st.query_params.get("kinds", "").split(",") if k in KINDS] or ["failure"],
     key="kinds",
     help="reroute: level shifts the engine detected on several links at once",
 )
-before = c2.number_input("Steps before", 2, 10_000, 30, key="before")
-after = c3.number_input("Steps after", 1, 10_000, 120, key="after")
+before = c2.number_input("Steps before", 2, 10_000, url_int("before", 2, 10_000, 30), key="before")
+after = c3.number_input("Steps after", 1, 10_000, url_int("after", 1, 10_000, 120), key="after")
+st.query_params.update({"kinds": ",".join(kinds), "before": str(before), "after": str(after)})
 
 
 def ttc_view(results: list[dict]) -> None:
@@ -88,8 +100,16 @@ def live() -> None:
         + (" …" if len(e["links"]) > 4 else ""): i
         for i, e in enumerate(events)
     }
-    choice = st.selectbox("Event", list(labels), key="event")
+    ids = [str(e["id"]) for e in events]
+    wanted = st.query_params.get("event")
+    choice = st.selectbox(
+        "Event",
+        list(labels),
+        index=ids.index(wanted) if wanted in ids else 0,
+        key="event",
+    )
     result = results[labels[choice]]
+    st.query_params["event"] = str(result["event"]["id"])
     df = transforms.aligned_frame(result)
     affected = result.get("affected", [])
     st.markdown(

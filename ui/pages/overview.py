@@ -5,6 +5,7 @@ import streamlit as st
 from ui import charts, client, transforms
 from ui.common import (
     ALERT_COLUMNS,
+    ALERT_ORDER,
     REFRESH_SECONDS,
     bps_column,
     fetch,
@@ -83,6 +84,7 @@ def live() -> None:
             hide_index=True,
             width="stretch",
             column_config=ALERT_COLUMNS,
+            column_order=ALERT_ORDER,
         )
     else:
         st.success("No pending or firing alerts.", icon=":material/check_circle:")
