@@ -15,6 +15,8 @@ import typer
 from linkcast.settings import Settings
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
     from types import FrameType
 
     import uvicorn
@@ -54,13 +56,27 @@ def engine_config(settings: Settings) -> EngineConfig:
     )
 
 
-def api_server(app: FastAPI, *, host: str, port: int, stop: threading.Event) -> uvicorn.Server:
-    """uvicorn's server for the API, setting ``stop`` as soon as it is asked to exit
-    (Ctrl-C, SIGTERM), before it closes the API: the feeder then knows that it is being
-    stopped when its next push finds the API gone, and the engine starts its checkpoint."""
+def api_server(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    stop: threading.Event,
+    on_started: Callable[[], None] | None = None,
+) -> uvicorn.Server:
+    """uvicorn's server for the API, calling ``on_started`` once it listens (the demo
+    feeder starts then, so its first pushes are not refused) and setting ``stop`` as soon
+    as it is asked to exit (Ctrl-C, SIGTERM), before it closes the API: the feeder then
+    knows that it is being stopped when its next push finds the API gone, and the engine
+    starts its checkpoint."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and on_started is not None:
+                on_started()
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             stop.set()
             super().handle_exit(sig, frame)
@@ -190,34 +206,36 @@ def run_up(
     base = f"http://{local}:{port}"
 
     stop = threading.Event()
-    threads = [
-        threading.Thread(
-            target=run_engine,
-            args=(url, engine_config(settings), stop),
-            kwargs={
-                "retrain_seconds": settings.retrain_seconds,
-                "retention_forecast_days": settings.forecast_retention_days,
-                "retention_sample_days": settings.sample_retention_days,
-                "standby_poll_seconds": 0.5,
-            },
-            name="engine",
-            daemon=True,
-        )
-    ]
+    engine = threading.Thread(
+        target=run_engine,
+        args=(url, engine_config(settings), stop),
+        kwargs={
+            "retrain_seconds": settings.retrain_seconds,
+            "retention_forecast_days": settings.forecast_retention_days,
+            "retention_sample_days": settings.sample_retention_days,
+            "standby_poll_seconds": 0.5,
+        },
+        name="engine",
+        daemon=True,
+    )
+    feeders: list[threading.Thread] = []  # started once the API listens
     if demo:
         from simulator.feeder import demo_feeder
 
         feeder = demo_feeder(base, token, step_seconds=settings.step_seconds)
         register_demo_links(url, feeder.network)
-        threads.append(
+        feeders.append(
             threading.Thread(target=feeder.run, args=(stop,), name="feeder", daemon=True)
         )
     ui_proc = None
     if ui:
         env = os.environ | {"LINKCAST_API_URL": base, "LINKCAST_TOKEN": token}
         ui_proc = subprocess.Popen(streamlit_command(host, ui_port), env=env)
-    for t in threads:
-        t.start()
+    engine.start()
+
+    def api_started() -> None:
+        for t in feeders:
+            t.start()
 
     typer.echo(
         f"linkcast: API on {base} (docs at {base}/docs)\n"
@@ -231,7 +249,9 @@ def run_up(
         + f"linkcast: admin token {token} (kept in {settings.data_dir}/admin-token)\n"
         "linkcast: Ctrl-C stops everything"
     )
-    server = api_server(create_app(settings), host=host, port=port, stop=stop)
+    server = api_server(
+        create_app(settings), host=host, port=port, stop=stop, on_started=api_started
+    )
     try:
         try:
             server.run()
@@ -242,8 +262,9 @@ def run_up(
     finally:
         typer.echo("linkcast: stopping (engine checkpoint, feeder, dashboard)")
         stop.set()
-        for t in threads:
-            t.join(timeout=30)
+        for t in (engine, *feeders):
+            if t.is_alive():  # a feeder is not started if the API did not start
+                t.join(timeout=30)
         if ui_proc is not None:
             ui_proc.terminate()
             try:

@@ -7,6 +7,7 @@ import inspect
 import signal
 import threading
 
+import httpx
 import numpy as np
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -23,6 +24,7 @@ from linkcast.up import (
     streamlit_command,
 )
 from simulator.feeder import demo_feeder
+from tests.conftest import free_port
 
 
 def test_dashboard_hides_streamlits_deploy_button():
@@ -38,6 +40,21 @@ def test_ctrl_c_sets_stop_before_the_api_closes():
     server = api_server(FastAPI(), host="127.0.0.1", port=8000, stop=stop)
     server.handle_exit(signal.SIGINT, None)
     assert stop.is_set() and server.should_exit
+
+
+def test_the_demo_feeder_starts_once_the_api_listens():
+    # So that its first pushes are not refused (and logged as not accepted).
+    port, stop, started = free_port(), threading.Event(), threading.Event()
+    server = api_server(FastAPI(), host="127.0.0.1", port=port, stop=stop, on_started=started.set)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert started.wait(60), "the API did not start"
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not stop.is_set()
 
 
 def test_simulate_help_gives_the_demos_real_pace():
