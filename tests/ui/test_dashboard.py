@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,19 +23,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT, LiveServer, free_port
+from tests.ui.browser import (
+    CHART,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    TIMEZONE,
+    UNIT,
+    assert_drawn_down,
+    assert_utc_time_axis,
+)
 from tests.ui.conftest import SeededApi
 from tests.ui.seed import HORIZON, STEP_SECONDS
 
 MODELS = {"liquid", "incremental", "persistence", "seasonal", "hybrid"}
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 def page(name: str) -> AppTest:
@@ -74,9 +74,6 @@ def datasets(chart: object) -> dict[str, pd.DataFrame]:
 def column_labels(table: object) -> dict[str, str]:
     config = json.loads(table.proto.columns)  # type: ignore[attr-defined]
     return {k: v.get("label", k) for k, v in config.items()}
-
-
-UNIT = re.compile(r"\((k|M|G|T)?bit/s\)")
 
 
 def test_overview(api_env: SeededApi) -> None:
@@ -353,11 +350,6 @@ def dashboard(seeded_api: SeededApi) -> Iterator[str]:
             proc.kill()
 
 
-#: A 24-hour axis label: ``14:05`` or ``14:05:30``, with the date where it changes.
-CLOCK = re.compile(r"(\d\d [A-Z][a-z]{2} )?\d\d:\d\d(:\d\d)?")
-SCREENSHOTS = ROOT / "test-output" / "ui"
-
-
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
     """Every page of the seeded dashboard after its failure, in Chromium, in a time zone
@@ -367,12 +359,12 @@ def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     data = seeded_api.data
-    chart = '[data-testid="stVegaLiteChart"] svg.marks'
+    chart = CHART
 
     def shoot(page, name: str) -> None:  # noqa: ANN001
         page.wait_for_timeout(500)  # let the charts finish drawing
         page.screenshot(path=tmp_path / f"{name}.png", full_page=True)
-        shutil.copy(tmp_path / f"{name}.png", SCREENSHOTS / f"{name}.png")
+        shutil.copy(tmp_path / f"{name}.png", SCREENSHOTS / f"seeded-{name}.png")
 
     def heading(page, title: str) -> None:  # noqa: ANN001
         expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=30_000)
@@ -381,7 +373,7 @@ def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(
-                viewport={"width": 1400, "height": 1000}, timezone_id="America/Los_Angeles"
+                viewport={"width": 1400, "height": 1000}, timezone_id=TIMEZONE
             )
             page = context.new_page()
             page.goto(dashboard, wait_until="domcontentloaded")
@@ -389,12 +381,7 @@ def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
             expect(page.locator(chart)).to_have_count(2, timeout=30_000)
             expect(page.get_by_text("Models by recent error")).to_be_visible()
             assert page.get_by_role("button", name="Deploy").count() == 0
-            # the failed links: dashed and black, told apart from idle links in words too
-            for name in data.failed:
-                half = page.locator(f'svg.marks [aria-label*="link: {name}; status: down"]')
-                expect(half).to_have_count(2)  # one on each map
-                assert half.first.get_attribute("stroke") == "#111111"
-                assert half.first.get_attribute("stroke-dasharray")
+            assert_drawn_down(page, data.failed)  # dashed and black, not green at 0 %
             shoot(page, "overview")
 
             page.get_by_role("link", name="Link", exact=True).click()
@@ -406,16 +393,7 @@ def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
             heading(page, "linkcast: link")
             expect(page.locator(chart)).to_have_count(1, timeout=30_000)
             expect(page.get_by_role("combobox", name="Link")).to_have_value(failed)
-            axis_text = page.locator(f"{chart} .role-axis-label text").all_text_contents()
-            times = [t for t in axis_text if ":" in t]
-            assert times and all(CLOCK.fullmatch(t) for t in times), times
-            assert not any(("AM" in t or "PM" in t) for t in axis_text), axis_text
-            titles = page.locator(f"{chart} .role-axis-title text").all_text_contents()
-            assert "time (UTC)" in titles and any(UNIT.search(t) for t in titles), titles
-            now_utc = datetime.now(UTC)
-            hours = {t.split(" ")[-1][:2] for t in times}
-            near = {f"{(now_utc + timedelta(hours=h)).hour:02d}" for h in (-2, -1, 0, 1)}
-            assert hours & near, (hours, near)  # UTC hours, not Los Angeles time
+            assert_utc_time_axis(page)
             band = page.locator(f'{chart} [aria-label*="kind: reroute"]').first
             box = band.bounding_box()
             assert box is not None and box["width"] > 2, box
@@ -445,7 +423,7 @@ def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
         finally:
             browser.close()
     for name in ("overview", "link", "failures", "alerts", "models"):
-        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000, name
+        assert (SCREENSHOTS / f"seeded-{name}.png").stat().st_size > 10_000, name
 
 
 # --- no data, no API, no token (after the seeded tests: these empty the database) ------------

@@ -28,7 +28,7 @@ def live() -> None:
     positions = transforms.node_positions(links)
     segments = transforms.network_segments(links, positions, now_bps, peak_bps, status)
     nodes = transforms.nodes_frame(positions)
-    labels = transforms.label_offsets(positions)
+    labels = transforms.label_offsets(positions, width=330, height=300)  # one of two columns
 
     alerts = fetch(cfg, lambda: client.alerts(cfg))
     active = [a for a in alerts if a["state"] in ("pending", "firing")]
