@@ -145,10 +145,12 @@ def link_status(
     now: datetime,
     step_seconds: float,
     stale_steps: int = 3,
+    stale_floor_seconds: float = 30.0,
 ) -> dict[str, str]:
     """Each link's status (:data:`LINK_STATUSES`): ``down`` when a failure is open on it,
-    ``no data`` when it never reported, ``stale`` when its newest sample is more than
-    ``stale_steps`` grid steps old, else ``up``.
+    ``no data`` when it never reported, ``stale`` when its newest sample is older than
+    ``stale_steps`` grid steps (and at least ``stale_floor_seconds``: on a fast grid the
+    dashboard's own cache and refresh would otherwise call every link stale), else ``up``.
 
     >>> from datetime import UTC
     >>> now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
@@ -167,7 +169,8 @@ def link_status(
             out[name] = "no data"
         else:
             t = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
-            late = (now - t).total_seconds() > stale_steps * step_seconds
+            limit = max(stale_steps * step_seconds, stale_floor_seconds)
+            late = (now - t).total_seconds() > limit
             out[name] = "stale" if late else "up"
     return out
 

@@ -124,7 +124,7 @@ def live() -> None:
         st.warning(
             {
                 "down": f"{name} is down: a failure is open on it (no repair event yet).",
-                "stale": f"{name} is stale: no sample in the last 3 grid steps.",
+                "stale": f"{name} is stale: no sample in the last 3 grid steps (30 s at least).",
                 "no data": f"{name} has never reported a sample.",
             }[state],
             icon=":material/link_off:",

@@ -35,12 +35,14 @@ def live() -> None:
     counts = {s: sum(v == s for v in status.values()) for s in transforms.LINK_STATUSES}
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("links", len(links))
-    c2.metric("reporting", counts["up"], help="a sample within the last 3 grid steps")
+    c2.metric(
+        "reporting", counts["up"], help="a sample within the last 3 grid steps (30 s at least)"
+    )
     c3.metric("down", counts["down"], help="a failure event without a repair yet")
     c4.metric(
         "stale or no data",
         counts["stale"] + counts["no data"],
-        help="no sample within the last 3 grid steps, or never one",
+        help="no sample within the last 3 grid steps (30 s at least), or never one",
     )
     c5.metric("firing alerts", sum(a["state"] == "firing" for a in active))
 
