@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -54,6 +55,10 @@ def engine_config(settings: Settings) -> EngineConfig:
         checkpoint_every=settings.checkpoint_every,
         capacity_ratio=settings.capacity_ratio,
     )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def api_server(
@@ -252,10 +257,14 @@ def run_up(
     server = api_server(
         create_app(settings), host=host, port=port, stop=stop, on_started=api_started
     )
+    # uvicorn raises the signal that stopped it again once the API is closed, under the
+    # handler that was there before: make SIGTERM (docker stop, systemd) end like Ctrl-C,
+    # through the checkpoint below, instead of killing the process there.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
             server.run()
-        except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once the API is closed
+        except KeyboardInterrupt:  # the Ctrl-C or SIGTERM again, once the API is closed
             pass
         if not server.started:
             raise SystemExit(3)  # as uvicorn.run: the API could not start (port taken?)

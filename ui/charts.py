@@ -108,17 +108,19 @@ def network(
             tooltip=[alt.Tooltip("node:N")],
         )
     )
-    text = (
-        alt.Chart(labels[labels["shown"]])
-        .mark_text(fontSize=10, color="#333")
+    texts = [
+        alt.Chart(labels[labels["place"] == place])
+        .mark_text(fontSize=10, color="#333", dx=dx, dy=dy, align=align)
         .encode(
-            x=alt.X("lx:Q", scale=geo, axis=axis),
-            y=alt.Y("ly:Q", scale=geo, axis=axis),
+            x=alt.X("x:Q", scale=geo, axis=axis),
+            y=alt.Y("y:Q", scale=geo, axis=axis),
             text="node:N",
         )
-    )
+        for place, dx, dy, align in transforms.LABEL_PLACES
+        if (labels["place"] == place).any()
+    ]
     return (
-        alt.layer(*layers, points, text)
+        alt.layer(*layers, points, *texts)
         .resolve_scale(color="independent")
         .properties(title=title, height=380)
     )

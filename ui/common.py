@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ EMPTY_HELP = (
 
 
 #: Column settings for every alerts table: times in UTC, the message given room.
-ALERT_COLUMNS = {
+ALERT_COLUMN_CONFIG = {
     "onset": st.column_config.DatetimeColumn("onset (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "magnitude": st.column_config.TextColumn(
         "magnitude", help="change of level in %, or the share of capacity"
@@ -97,11 +97,52 @@ def link_states(cfg: Config, links: list[dict], latest: list[dict]) -> dict[str,
     down = transforms.open_failures(fetch(cfg, lambda: client.events(cfg)))
     known = {r["name"] for r in latest}
     rows = latest + [{"name": x["name"], "ts": None} for x in links if x["name"] not in known]
-    return transforms.link_status(rows, down, datetime.now(UTC), grid.step_seconds)
+    return transforms.link_status(rows, down, grid.step_seconds)
 
 
-def bps_column(values: Iterable[float | None], label: str) -> tuple[float, Any]:
-    """A table column of loads in one SI unit: the scale to divide by and its column
-    config (``label (unit)``), so a column reads ``61.2`` under ``MAE (Mbit/s)``."""
+def warn_if_network_silent(cfg: Config, latest: list[dict]) -> None:
+    """A banner when no link at all has reported lately: the collectors, or the path
+    from them, are down (each link's own status is measured against the network)."""
+    grid = fetch(cfg, lambda: client.grid(cfg))
+    lag = transforms.network_lag(latest, datetime.now(UTC))
+    limit = max(transforms.STALE_STEPS * grid.step_seconds, transforms.STALE_FLOOR_SECONDS)
+    if lag is not None and lag > limit + client.TTL_SECONDS:
+        st.warning(
+            f"No link has reported for {transforms.duration_text(lag)}: are the "
+            "collectors (or the demo feeder) running?",
+            icon=":material/sensors_off:",
+        )
+
+
+def bps_columns(df: Any, labels: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """Columns of loads in bit/s shown in one SI unit: ``df`` with ``labels``' columns
+    scaled, and their column configs (``label (unit)``), so a column reads ``61.2`` under
+    ``MAE (Mbit/s)`` and the columns compare at a glance."""
+    values = [v for col in labels for v in df[col].tolist()]
     unit, scale = transforms.bps_unit(values)
-    return scale, st.column_config.NumberColumn(f"{label} ({unit})", format="%.3g")
+    config = {
+        col: st.column_config.NumberColumn(f"{label} ({unit})", format="%.3g")
+        for col, label in labels.items()
+    }
+    return transforms.in_unit(df, list(labels), scale), config
+
+
+def url_choice(key: str, choices: Sequence[T], default: T) -> T:
+    """The URL's ``key`` when it names one of ``choices`` (compared as text), else
+    ``default``: a stale or mangled link falls back, never an error."""
+    given = st.query_params.get(key)
+    return next((c for c in choices if str(c) == given), default)
+
+
+def url_list(key: str, choices: Sequence[str], default: list[str]) -> list[str]:
+    """The URL's comma-separated ``key``, keeping only known ``choices``; else ``default``."""
+    given = [v for v in st.query_params.get(key, "").split(",") if v in choices]
+    return given or default
+
+
+def url_int(key: str, low: int, high: int, default: int) -> int:
+    """The URL's integer ``key`` clamped to ``[low, high]``, else ``default``."""
+    try:
+        return min(max(int(st.query_params.get(key, default)), low), high)
+    except ValueError:
+        return default

@@ -123,56 +123,85 @@ def node_positions(links: Sequence[Row], seed: int = 0) -> dict[str, tuple[float
 LINK_STATUSES = ("up", "down", "stale", "no data")
 
 
+def _ts(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
 def open_failures(events: Sequence[Row]) -> set[str]:
-    """Links named by a failure event with no later repair of that link.
+    """Links named by a failure event with no later repair of that link (events in time
+    order, the event id breaking ties).
 
     >>> open_failures([
-    ...     {"kind": "failure", "links": ["A>B", "C>D"], "ts": "2026-01-01T01:00:00Z"},
-    ...     {"kind": "repair", "links": ["C>D"], "ts": "2026-01-01T02:00:00Z"}])
+    ...     {"id": 1, "kind": "failure", "links": ["A>B", "C>D"], "ts": "2026-01-01T01:00:00Z"},
+    ...     {"id": 2, "kind": "repair", "links": ["C>D"], "ts": "2026-01-01T02:00:00Z"}])
+    {'A>B'}
+    >>> open_failures([  # a fraction of a second later is later
+    ...     {"id": 1, "kind": "repair", "links": ["A>B"], "ts": "2026-01-01T01:00:00Z"},
+    ...     {"id": 2, "kind": "failure", "links": ["A>B"], "ts": "2026-01-01T01:00:00.5Z"}])
     {'A>B'}
     """
-    last: dict[str, tuple[datetime, str]] = {}
-    for ev in sorted(events, key=lambda e: str(e["ts"])):
-        if ev["kind"] in ("failure", "repair"):
-            for name in ev["links"]:
-                last[name] = (ev["ts"], ev["kind"])
-    return {name for name, (_, kind) in last.items() if kind == "failure"}
+    last: dict[str, str] = {}
+    changes = [e for e in events if e["kind"] in ("failure", "repair")]
+    for ev in sorted(changes, key=lambda e: (_ts(e["ts"]), e.get("id") or 0)):
+        for name in ev["links"]:
+            last[name] = ev["kind"]
+    return {name for name, kind in last.items() if kind == "failure"}
+
+
+#: A link is stale when its newest sample is this many grid steps behind the network's
+#: newest sample (and at least ``STALE_FLOOR_SECONDS``).
+STALE_STEPS = 3
+STALE_FLOOR_SECONDS = 30.0
+STALE_RULE = (
+    f"{STALE_STEPS} grid steps behind the newest sample, {STALE_FLOOR_SECONDS:.0f} s at least"
+)
 
 
 def link_status(
     latest: Sequence[Row],
     down: set[str],
-    now: datetime,
     step_seconds: float,
-    stale_steps: int = 3,
-    stale_floor_seconds: float = 30.0,
 ) -> dict[str, str]:
     """Each link's status (:data:`LINK_STATUSES`): ``down`` when a failure is open on it,
-    ``no data`` when it never reported, ``stale`` when its newest sample is older than
-    ``stale_steps`` grid steps (and at least ``stale_floor_seconds``: on a fast grid the
-    dashboard's own cache and refresh would otherwise call every link stale), else ``up``.
+    ``no data`` when it never reported, ``stale`` when its newest sample lags the newest
+    sample of the whole network by more than :data:`STALE_STEPS` grid steps (and
+    :data:`STALE_FLOOR_SECONDS`), else ``up``. Measured against the network, not the
+    clock: one silent link stands out, while a collector or engine behind the clock for
+    every link is :func:`network_lag`'s business, not each link's.
 
-    >>> from datetime import UTC
-    >>> now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
     >>> rows = [{"name": "A>B", "ts": "2026-01-01T00:09:00Z"},
     ...         {"name": "B>C", "ts": "2026-01-01T00:00:00Z"},
     ...         {"name": "C>D", "ts": None}, {"name": "D>E", "ts": "2026-01-01T00:09:00Z"}]
-    >>> link_status(rows, {"D>E"}, now, 60)
+    >>> link_status(rows, {"D>E"}, 60)
     {'A>B': 'up', 'B>C': 'stale', 'C>D': 'no data', 'D>E': 'down'}
     """
+    stamps = [_ts(r["ts"]) for r in latest if r.get("ts") is not None]
+    newest = max(stamps, default=None)
+    limit = max(STALE_STEPS * step_seconds, STALE_FLOOR_SECONDS)
     out = {}
     for r in latest:
         name, ts = r["name"], r.get("ts")
         if name in down:
             out[name] = "down"
-        elif ts is None:
+        elif ts is None or newest is None:
             out[name] = "no data"
         else:
-            t = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
-            limit = max(stale_steps * step_seconds, stale_floor_seconds)
-            late = (now - t).total_seconds() > limit
+            late = (newest - _ts(ts)).total_seconds() > limit
             out[name] = "stale" if late else "up"
     return out
+
+
+def network_lag(latest: Sequence[Row], now: datetime) -> float | None:
+    """Seconds since the newest sample of any link (None when none reported): how far
+    the collectors are behind the clock.
+
+    >>> from datetime import UTC
+    >>> network_lag([{"ts": "2026-01-01T00:09:00Z"}, {"ts": None}],
+    ...             datetime(2026, 1, 1, 0, 10, tzinfo=UTC))
+    60.0
+    """
+    stamps = [_ts(r["ts"]) for r in latest if r.get("ts") is not None]
+    return (now - max(stamps)).total_seconds() if stamps else None
 
 
 def network_segments(
@@ -231,63 +260,55 @@ def network_segments(
     return pd.DataFrame(rows)
 
 
+#: Where a node's label may go, tried in this order: (name, dx, dy, text align), with
+#: dx, dy in pixels from the node.
+LABEL_PLACES = (
+    ("above", 0, -10, "center"),
+    ("below", 0, 12, "center"),
+    ("right", 8, 0, "left"),
+    ("left", -8, 0, "right"),
+)
+
+
 def label_offsets(
     positions: Mapping[str, tuple[float, float]], width: float = 600, height: float = 380
 ) -> pd.DataFrame:
-    """Node labels placed so that they do not overlap: each label tries above, below,
-    right and left of its node (in pixels of a ``width`` x ``height`` chart) and takes
-    the first place clear of the labels placed before it; a label with no clear place is
-    left out (the node's tooltip still names it). ``lx``, ``ly``: the label's centre in
-    data coordinates.
+    """Node labels placed so that they do not overlap: each label tries the
+    :data:`LABEL_PLACES` around its node (in pixels of a chart about ``width`` x
+    ``height``) and takes the first clear of the labels placed before it; a label with no
+    clear place is left out (the node's tooltip still names it). The chart draws each
+    place as its own text layer with that place's pixel offset, so a label stays next to
+    its node whatever the chart's real size; the size only decides what counts as an
+    overlap.
 
     >>> df = label_offsets({"A": (0.0, 0.0), "B": (0.01, 0.0), "C": (10.0, 10.0)})
-    >>> df.set_index("node")[["dx", "dy"]].loc[["A", "B"]].values.tolist()
-    [[0, -10], [0, 12]]
-    >>> bool(df["shown"].all())
-    True
+    >>> df.set_index("node")["place"].to_dict()
+    {'A': 'above', 'B': 'below', 'C': 'above'}
     """
-    cols = ["node", "x", "y", "dx", "dy", "lx", "ly", "shown"]
+    cols = ["node", "x", "y", "place"]
     if not positions:
         return pd.DataFrame(columns=cols)
     xs = [p[0] for p in positions.values()]
     ys = [p[1] for p in positions.values()]
     sx = width / max(max(xs) - min(xs), 1e-9)
     sy = height / max(max(ys) - min(ys), 1e-9)
-    char_w, box_h = 6.5, 12.0
-    places = ((0, -10), (0, 12), (1, 0), (-1, 0))
+    char_w, box_h = 6.0, 12.0
     boxes: list[tuple[float, float, float, float]] = []
     rows = []
     for node, (x, y) in sorted(positions.items()):
         px, py = (x - min(xs)) * sx, (max(ys) - y) * sy  # screen: y grows downwards
         w = char_w * len(node)
         chosen = None
-        for hx, dy in places:
-            dx = int(hx * (w / 2 + 6))
-            cx, cy = px + dx, py + dy
-            box = (cx - w / 2, cy - box_h / 2, cx + w / 2, cy + box_h / 2)
+        for place, dx, dy, align in LABEL_PLACES:
+            left = px + dx - {"center": w / 2, "left": 0.0, "right": w}[align]
+            box = (left, py + dy - box_h / 2, left + w, py + dy + box_h / 2)
             if not any(
                 box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes
             ):
-                chosen = (dx, dy, box)
+                boxes.append(box)
+                chosen = place
                 break
-        if chosen is None:
-            chosen, shown = (0, -10, None), False
-        else:
-            boxes.append(chosen[2])
-            shown = True
-        dx, dy = chosen[0], chosen[1]
-        rows.append(
-            {
-                "node": node,
-                "x": x,
-                "y": y,
-                "dx": dx,
-                "dy": dy,
-                "lx": x + dx / sx,
-                "ly": y - dy / sy,
-                "shown": shown,
-            }
-        )
+        rows.append({"node": node, "x": x, "y": y, "place": chosen})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -397,25 +418,33 @@ def event_bands(
 
 
 ALERT_KINDS = ("failure", "drift", "capacity")
+#: A detector re-route has an onset, no end: its band spans the detector's window
+#: (``forecaster.drift.DriftMonitor``'s ``reroute_window`` default, in grid steps).
+REROUTE_BAND_STEPS = 5
 
 
-def alert_markers(alerts: Sequence[Row], link: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Alerts of every kind naming ``link`` with their onset in the range, the magnitude
-    as text with its unit (see :func:`magnitude_text`).
+def link_alerts(alerts: Sequence[Row], link: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Alerts of every kind naming ``link`` that are open (pending or firing, however old
+    their onset) or began in ``[start, end]``; the magnitude as text with its unit (see
+    :func:`magnitude_text`). ``in_range`` tells which ones the chart can mark.
 
     >>> from datetime import UTC
-    >>> a = [{"kind": k, "state": "firing", "links": ["A>B"], "onset": "2026-01-01T00:30:00Z",
-    ...       "message": "", "magnitude": m} for k, m in (("drift", 0.4), ("capacity", 1.2))]
-    >>> alert_markers(a, "A>B", datetime(2026, 1, 1, tzinfo=UTC),
-    ...               datetime(2026, 1, 2, tzinfo=UTC))[["kind", "magnitude"]].values.tolist()
-    [['drift', '+40 %'], ['capacity', '120 % of capacity']]
+    >>> a = [{"kind": k, "state": s, "links": ["A>B"], "onset": t, "message": "",
+    ...       "magnitude": m} for k, s, t, m in (
+    ...      ("drift", "resolved", "2026-01-01T00:30:00Z", 0.4),
+    ...      ("capacity", "firing", "2025-12-31T20:00:00Z", 1.2),
+    ...      ("drift", "resolved", "2025-12-31T20:00:00Z", 0.1))]
+    >>> t = link_alerts(a, "A>B", datetime(2026, 1, 1, tzinfo=UTC),
+    ...                 datetime(2026, 1, 2, tzinfo=UTC))
+    >>> t[["kind", "magnitude", "in_range"]].values.tolist()
+    [['drift', '+40 %', True], ['capacity', '120 % of capacity', False]]
     """
-    cols = ["onset", "kind", "state", "magnitude", "message"]
-    df = frame(alerts, [*cols, "links"])
+    cols = ["onset", "kind", "state", "magnitude", "message", "in_range"]
+    df = frame(alerts, ["onset", "kind", "state", "magnitude", "message", "links"])
     if df.empty:
         return pd.DataFrame(columns=cols)
-    keep = df["links"].map(lambda ls: link in ls)
-    keep &= (df["onset"] >= pd.Timestamp(start)) & (df["onset"] <= pd.Timestamp(end))
+    df["in_range"] = (df["onset"] >= pd.Timestamp(start)) & (df["onset"] <= pd.Timestamp(end))
+    keep = df["links"].map(lambda ls: link in ls) & (df["in_range"] | (df["state"] != "resolved"))
     df = df.loc[keep].reset_index(drop=True)
     df["magnitude"] = list(map(magnitude_text, df["kind"], df["magnitude"]))
     return df[cols]
@@ -444,23 +473,30 @@ def rank_links(
     latest: Sequence[Row],
     capacity: Mapping[str, float | None],
 ) -> list[str]:
-    """``names`` in the order a page should offer them first: links with firing alerts,
-    then reporting links by forecast peak utilisation (highest first), then the rest;
+    """``names`` in the order a page should offer them first: reporting (``up``) links
+    with firing alerts, then the other reporting links, each by forecast peak utilisation
+    (``peak_bps`` over ``capacity`` in bit/s, highest first); then down and stale links;
     links without data last.
 
-    >>> rank_links(["a", "b", "c", "d"], {"a": "no data", "b": "up", "c": "up", "d": "up"},
-    ...            [{"state": "firing", "links": ["d"]}],
+    >>> rank_links(["a", "b", "c", "d", "e"],
+    ...            {"a": "no data", "b": "up", "c": "up", "d": "up", "e": "down"},
+    ...            [{"state": "firing", "links": ["d", "e"]}],
     ...            [{"name": "b", "peak_bps": 5.0}, {"name": "c", "peak_bps": 9.0}],
     ...            {"b": 10.0, "c": 10.0})
-    ['d', 'c', 'b', 'a']
+    ['d', 'c', 'b', 'e', 'a']
     """
     firing = {n for a in alerts if a["state"] == "firing" for n in a["links"]}
     peak = {r["name"]: r.get("peak_bps") for r in latest}
+    tier = {"up": 0, "down": 1, "stale": 1, "no data": 2}
 
     def key(name: str) -> tuple[int, int, float, str]:
         util = utilisation(peak.get(name), capacity.get(name))
-        silent = status.get(name) == "no data"
-        return (int(silent), int(name not in firing), -(util or 0.0), name)
+        return (
+            tier.get(status.get(name, "no data"), 2),
+            int(name not in firing),
+            -(util or 0.0),
+            name,
+        )
 
     return sorted(names, key=key)
 

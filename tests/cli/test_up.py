@@ -4,8 +4,12 @@ and coordinates."""
 from __future__ import annotations
 
 import inspect
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -83,3 +87,35 @@ def test_demo_links_get_capacities_above_their_peak_and_coordinates(settings, cl
         capacity, labels = rows[name]
         assert capacity in RATES_BPS and capacity >= 1.25 * peak
         assert len(labels["src_pos"]) == len(labels["dst_pos"]) == 2
+
+
+def test_sigterm_stops_like_ctrl_c(settings, clean_db, tmp_path):
+    """`docker stop` and systemd send SIGTERM: linkcast up closes down in order (engine
+    checkpoint, dashboard) and exits 0, instead of dying once the API is closed."""
+    port = free_port()
+    env = os.environ | {
+        "LINKCAST_DATABASE_URL": settings.database_url,
+        "LINKCAST_DATA_DIR": str(tmp_path),
+    }
+    cmd = [sys.executable, "-c", "from linkcast.cli import main; main()", "up", "--no-ui"]
+    proc = subprocess.Popen(
+        [*cmd, f"--port={port}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "linkcast up did not start"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text_out = out.decode()
+    assert proc.returncode == 0, text_out[-2000:]
+    assert "linkcast: stopping (engine checkpoint, feeder, dashboard)" in text_out

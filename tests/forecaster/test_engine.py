@@ -170,9 +170,12 @@ def test_ticks_store_forecasts_errors_and_alerts(network, tokens, settings, clea
     assert any(a["firing_at"] for a in cap if a["link"] == "n6>m6")
 
     # Model versions: one start per model.
-    models = {m["name"]: m for m in network.get("/api/v1/models", headers=read).json()["data"]}
+    body = network.get("/api/v1/models", headers=read).json()
+    models = {m["name"]: m for m in body["data"]}
     assert set(models) == {"liquid", "incremental", "persistence", "seasonal", "hybrid"}
     assert all(m["version"] == 1 for m in models.values())
+    # and the grid they run on, which the dashboard sizes its windows by
+    assert (body["step_seconds"], body["horizon"]) == (settings.step_seconds, settings.horizon)
 
 
 def test_no_failure_alert_before_the_failure(network, settings, clean_db):

@@ -71,7 +71,10 @@ def demo(
         f"--ui-port={ui_port}",
     ]
     log = (data_dir / "up.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # its own process group: the dashboard it starts goes with it if it must be killed
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     api, ui = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -93,9 +96,9 @@ def demo(
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
         try:
-            proc.wait(30)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
 
@@ -154,6 +157,13 @@ def test_every_page_of_the_running_demo(demo: Demo) -> None:
             open_page(page, "link", "linkcast: link", 1)  # opens on a link with data
             assert_utc_time_axis(page)
             assert "steps (1 min)" in page.get_by_role("combobox", name="Look back").input_value()
+
+            reroutes = _get(demo.api, demo.token, "/api/v1/events", kind="reroute")["data"]
+            shifted = next(n for e in reroutes for n in e["links"] if n not in demo.failed)
+            open_page(page, f"link?link={quote(shifted, safe='')}&back=240", "linkcast: link", 1)
+            band = page.locator(f'{CHART} [aria-label*="kind: reroute"]').first
+            box = band.bounding_box()
+            assert box is not None and box["width"] > 2, box  # a band, not a hairline
 
             open_page(page, "failures", "linkcast: failures", 1)
             open_page(page, "alerts", "linkcast: alerts", 0)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import client, transforms
-from ui.common import ALERT_COLUMNS, ALERT_ORDER, REFRESH_SECONDS, fetch, setup
+from ui.common import ALERT_COLUMN_CONFIG, ALERT_ORDER, REFRESH_SECONDS, fetch, setup, url_list
 
 st.title("linkcast: alerts")
 cfg = setup()
@@ -12,16 +12,11 @@ STATES = ["pending", "firing", "resolved"]
 KINDS = ["drift", "failure", "capacity"]
 
 
-def from_url(key: str, allowed: list[str], default: list[str]) -> list[str]:
-    given = [v for v in st.query_params.get(key, "").split(",") if v in allowed]
-    return given or default
-
-
 c1, c2, c3 = st.columns(3)
 states = c1.multiselect(
-    "State", STATES, default=from_url("states", STATES, ["pending", "firing"]), key="states"
+    "State", STATES, default=url_list("states", STATES, ["pending", "firing"]), key="states"
 )
-kinds = c2.multiselect("Kind", KINDS, default=from_url("kinds", KINDS, KINDS), key="kinds")
+kinds = c2.multiselect("Kind", KINDS, default=url_list("kinds", KINDS, KINDS), key="kinds")
 link = c3.text_input("Link (exact name)", st.query_params.get("link", ""), key="link").strip()
 link = link or None
 st.query_params.update({"states": ",".join(states), "kinds": ",".join(kinds)})
@@ -49,7 +44,7 @@ def live() -> None:
         transforms.alerts_table(shown),
         hide_index=True,
         width="stretch",
-        column_config=ALERT_COLUMNS,
+        column_config=ALERT_COLUMN_CONFIG,
         column_order=ALERT_ORDER,
     )
     st.caption(f"{len(shown)} of {len(rows)} alert(s). Refreshes every {REFRESH_SECONDS} s.")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import charts, client, transforms
-from ui.common import REFRESH_SECONDS, fetch, setup
+from ui.common import REFRESH_SECONDS, fetch, setup, url_int, url_list
 
 st.title("linkcast: failures")
 st.caption(
@@ -19,19 +19,11 @@ cfg = setup()
 KINDS = ["failure", "maintenance", "reroute"]
 
 
-def url_int(key: str, low: int, high: int, default: int) -> int:
-    try:
-        value = int(st.query_params.get(key, default))
-    except ValueError:
-        return default
-    return min(max(value, low), high)
-
-
 c1, c2, c3 = st.columns([3, 1, 1])
 kinds = c1.multiselect(
     "Events",
     KINDS,
-    default=[k for k in st.query_params.get("kinds", "").split(",") if k in KINDS] or ["failure"],
+    default=url_list("kinds", KINDS, ["failure"]),
     key="kinds",
     help="reroute: level shifts the engine detected on several links at once",
 )
@@ -81,8 +73,8 @@ def live() -> None:
     ]
     scored = [r for r in results if r.get("data")]
 
-    if len(events) > 1:  # with one event, "together" would draw the same chart twice
-        st.subheader(f"All {len(events)} events together")
+    if len(scored) > 1:  # with one scored event, "together" would draw the same chart twice
+        st.subheader(f"All {len(scored)} events together")
         together = transforms.average_aligned(scored)
         if together.empty:
             st.info("No forecast errors around these events yet.")
@@ -94,7 +86,7 @@ def live() -> None:
             ttc_view(scored)
         st.subheader("Per event")
     else:
-        st.subheader("The one event so far")
+        st.subheader("Per event" if len(events) > 1 else "The one event so far")
     labels = {
         f"#{e['id']} {e['kind']} {e['ts'][:16].replace('T', ' ')} · {', '.join(e['links'][:4])}"
         + (" …" if len(e["links"]) > 4 else ""): i

@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from ui import charts, client, transforms
-from ui.common import REFRESH_SECONDS, fetch, link_states, links_or_stop, setup
+from ui.common import (
+    ALERT_COLUMN_CONFIG,
+    REFRESH_SECONDS,
+    fetch,
+    link_states,
+    links_or_stop,
+    setup,
+    url_choice,
+    url_list,
+)
 
 st.title("linkcast: link")
 cfg = setup()
@@ -19,14 +28,6 @@ by_name = {link["name"]: link for link in links}
 names = sorted(by_name)
 
 
-def query_int(key: str, choices: list[int], default: int) -> int:
-    try:
-        value = int(st.query_params.get(key, default))
-    except ValueError:
-        return default
-    return value if value in choices else default
-
-
 query = st.query_params.get("link")
 if query not in by_name:
     latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
@@ -34,7 +35,6 @@ if query not in by_name:
     capacity = {n: link.get("capacity_bps") for n, link in by_name.items()}
     alerts = fetch(cfg, lambda: client.alerts(cfg, state="firing"))
     query = transforms.rank_links(names, status, alerts, latest, capacity)[0]
-wanted = [m for m in st.query_params.get("models", "").split(",") if m in client.MODELS]
 back_choices = list(transforms.BACK_STEPS)
 ahead_choices = [grid.horizon, 0]
 steps = list(range(1, grid.horizon + 1))
@@ -44,14 +44,14 @@ name = c1.selectbox("Link", names, index=names.index(query), key="link")
 chosen = c2.multiselect(
     "Models",
     list(client.MODELS),
-    default=wanted or ["liquid", "incremental", "hybrid"],
+    default=url_list("models", list(client.MODELS), ["liquid", "incremental", "hybrid"]),
     key="models",
 )
-horizon = c3.selectbox(
+lead = c3.selectbox(
     "Horizon step",
     steps,
-    index=steps.index(query_int("step", steps, 1)),
-    key="horizon",
+    index=steps.index(url_choice("step", steps, 1)),
+    key="lead",
     help="Past forecasts shown are those made this many steps ahead; the newest issue "
     "(the fan) is shown beyond them, into the future.",
 )
@@ -59,14 +59,14 @@ r1, r2 = st.columns(2)
 back = r1.selectbox(
     "Look back",
     back_choices,
-    index=back_choices.index(query_int("back", back_choices, back_choices[0])),
+    index=back_choices.index(url_choice("back", back_choices, back_choices[0])),
     format_func=lambda n: transforms.window_label(n, grid.step_seconds),
     key="back",
 )
 ahead = r2.selectbox(
     "Look ahead (forecasts)",
     ahead_choices,
-    index=ahead_choices.index(query_int("ahead", ahead_choices, grid.horizon)),
+    index=ahead_choices.index(url_choice("ahead", ahead_choices, grid.horizon)),
     format_func=lambda n: (
         "none" if n == 0 else "the horizon, " + transforms.window_label(n, grid.step_seconds)
     ),
@@ -77,7 +77,7 @@ st.query_params.update(
     {
         "link": name,
         "models": ",".join(chosen),
-        "step": str(horizon),
+        "step": str(lead),
         "back": str(back),
         "ahead": str(ahead),
     }
@@ -98,7 +98,7 @@ def live() -> None:
         step_rows += fetch(
             cfg,
             lambda m=model: client.forecasts(
-                cfg, name, start=start, end=end, model=m, step=int(horizon)
+                cfg, name, start=start, end=end, model=m, step=int(lead)
             ),
         )
         latest_rows += fetch(cfg, lambda m=model: client.forecasts(cfg, name, model=m, latest=True))
@@ -106,12 +106,17 @@ def live() -> None:
     if not lines.empty:
         lines = lines[(lines["ts"] >= start) & (lines["ts"] <= end)]
     events = fetch(cfg, lambda: client.events(cfg))
-    bands = transforms.event_bands(events, name, start, end, min_width=5 * step)
-    markers = transforms.alert_markers(
+    bands = transforms.event_bands(
+        events, name, start, end, min_width=transforms.REROUTE_BAND_STEPS * step
+    )
+    on_link = transforms.link_alerts(
         fetch(cfg, lambda: client.alerts(cfg, link=name)), name, start, end
     )
+    markers = on_link[on_link["in_range"]]
     latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
     state = link_states(cfg, links, latest).get(name, "no data")
+    if state == "no data":  # forecasts an older engine wrote for a link that never reported
+        lines = lines.iloc[0:0]
 
     m1, m2, m3, m4 = st.columns(4)
     last = samples["value_bps"].iloc[-1] if not samples.empty else None
@@ -124,7 +129,7 @@ def live() -> None:
         st.warning(
             {
                 "down": f"{name} is down: a failure is open on it (no repair event yet).",
-                "stale": f"{name} is stale: no sample in the last 3 grid steps (30 s at least).",
+                "stale": f"{name} is stale: its newest sample is {transforms.STALE_RULE}.",
                 "no data": f"{name} has never reported a sample.",
             }[state],
             icon=":material/link_off:",
@@ -141,23 +146,21 @@ def live() -> None:
     )
     st.caption(
         "Black: actual load. Dashed: forecasts made "
-        f"{int(horizon)} step(s) ahead, then each model's newest issue (the fan); shaded: "
+        f"{int(lead)} step(s) ahead, then each model's newest issue (the fan); shaded: "
         "its interval. Bands: failures, maintenance, re-routes. Red marks: alerts "
         "(triangle: failure, diamond: drift, square: capacity). Red dotted: capacity. "
         f"Times in UTC. Refreshes every {REFRESH_SECONDS} s."
     )
-    if not markers.empty:
-        with st.expander(f"{len(markers)} alert(s) on this link in range"):
+    if not on_link.empty:
+        still_open = int((on_link["state"] != "resolved").sum())
+        with st.expander(
+            f"{len(on_link)} alert(s) on this link: {still_open} open, the rest in range"
+        ):
             st.dataframe(
-                markers,
+                on_link.drop(columns="in_range"),
                 hide_index=True,
                 width="stretch",
-                column_config={
-                    "onset": st.column_config.DatetimeColumn(
-                        "onset (UTC)", format="YYYY-MM-DD HH:mm:ss"
-                    ),
-                    "message": st.column_config.TextColumn("message", width="large"),
-                },
+                column_config=ALERT_COLUMN_CONFIG,
             )
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import charts, client, transforms
-from ui.common import REFRESH_SECONDS, bps_column, fetch, setup
+from ui.common import REFRESH_SECONDS, bps_columns, fetch, setup
 
 st.title("linkcast: models")
 cfg = setup()
@@ -34,19 +34,16 @@ def live() -> None:
     df["last_retrain"] = [
         retrained(n, t) for n, t in zip(df["name"], df["last_retrain"], strict=True)
     ]
-    values = df["rmse_bps"].tolist() + df["mae_bps"].tolist()
-    scale, rmse_column = bps_column(values, "RMSE, last hour")
-    _, mae_column = bps_column(values, "MAE, last hour")
+    shown, columns = bps_columns(df, {"rmse_bps": "RMSE, last hour", "mae_bps": "MAE, last hour"})
     st.dataframe(
-        transforms.in_unit(df, ["rmse_bps", "mae_bps"], scale),
+        shown,
         hide_index=True,
         width="stretch",
         column_config={
             "name": "model",
             "last_retrain": st.column_config.TextColumn("last retrain (UTC)"),
-            "rmse_bps": rmse_column,
-            "mae_bps": mae_column,
             "scored": st.column_config.NumberColumn("one-step errors scored"),
+            **columns,
         },
     )
     board = transforms.leaderboard(rows)

@@ -4,14 +4,15 @@ import streamlit as st
 
 from ui import charts, client, transforms
 from ui.common import (
-    ALERT_COLUMNS,
+    ALERT_COLUMN_CONFIG,
     ALERT_ORDER,
     REFRESH_SECONDS,
-    bps_column,
+    bps_columns,
     fetch,
     link_states,
     links_or_stop,
     setup,
+    warn_if_network_silent,
 )
 
 st.title("linkcast: overview")
@@ -23,6 +24,7 @@ def live() -> None:
     links = links_or_stop(cfg)
     latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
     status = link_states(cfg, links, latest)
+    warn_if_network_silent(cfg, latest)
     now_bps = {r["name"]: float(r["value_bps"]) for r in latest if r["value_bps"] is not None}
     peak_bps = {r["name"]: float(r["peak_bps"]) for r in latest if r["peak_bps"] is not None}
     positions = transforms.node_positions(links)
@@ -36,13 +38,15 @@ def live() -> None:
     c1, c2, c3, c4, c5 = st.columns(5)
     c1.metric("links", len(links))
     c2.metric(
-        "reporting", counts["up"], help="a sample within the last 3 grid steps (30 s at least)"
+        "reporting",
+        counts["up"],
+        help="not down, and its newest sample not " + transforms.STALE_RULE,
     )
     c3.metric("down", counts["down"], help="a failure event without a repair yet")
     c4.metric(
         "stale or no data",
         counts["stale"] + counts["no data"],
-        help="no sample within the last 3 grid steps (30 s at least), or never one",
+        help="newest sample " + transforms.STALE_RULE + ", or never a sample",
     )
     c5.metric("firing alerts", sum(a["state"] == "firing" for a in active))
 
@@ -85,7 +89,7 @@ def live() -> None:
             transforms.alerts_table(active),
             hide_index=True,
             width="stretch",
-            column_config=ALERT_COLUMNS,
+            column_config=ALERT_COLUMN_CONFIG,
             column_order=ALERT_ORDER,
         )
     else:
@@ -95,15 +99,8 @@ def live() -> None:
     board = transforms.leaderboard(fetch(cfg, lambda: client.models(cfg)))
     if board["scored"].fillna(0).sum() == 0:
         st.info("No forecast has been scored in the last hour yet.")
-    values = board["mae_bps"].tolist() + board["rmse_bps"].tolist()
-    scale, mae_column = bps_column(values, "MAE")
-    _, rmse_column = bps_column(values, "RMSE")
-    st.dataframe(
-        transforms.in_unit(board, ["mae_bps", "rmse_bps"], scale),
-        hide_index=True,
-        width="stretch",
-        column_config={"mae_bps": mae_column, "rmse_bps": rmse_column},
-    )
+    shown, columns = bps_columns(board, {"mae_bps": "MAE", "rmse_bps": "RMSE"})
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     st.caption(f"Refreshes every {REFRESH_SECONDS} s · API {cfg.api_url}")
 
 
