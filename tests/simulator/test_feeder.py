@@ -223,6 +223,8 @@ class ApiGoesAway(httpx.BaseTransport):
             if self.stop is not None:
                 self.stop.set()
             self.server.__exit__()
+            # the push below must find the API gone, not racing its shutdown
+            assert not self.server.thread.is_alive(), "the API did not stop within 10 s"
         return self.inner.handle_request(request)
 
     def close(self) -> None:
