@@ -148,7 +148,7 @@ def engine() -> None:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped ticks while catching up
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    from forecaster.engine import run_engine
+    from engine import run_engine
 
     try:
         run_engine(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
-    from forecaster.engine import EngineConfig
+    from engine import EngineConfig
 
 log = logging.getLogger("linkcast")
 
@@ -44,7 +44,7 @@ DEMO_STEP_SECONDS = demo_step_seconds()
 
 
 def engine_config(settings: Settings) -> EngineConfig:
-    from forecaster.engine import EngineConfig
+    from engine import EngineConfig
 
     return EngineConfig(
         step_seconds=settings.step_seconds,
@@ -194,7 +194,7 @@ def run_up(
 ) -> None:
     from api.main import create_app
     from db.migrate import upgrade
-    from forecaster.engine import run_engine
+    from engine import run_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from forecaster.engine import EngineConfig, LiveEngine
+from engine import EngineConfig, LiveEngine
 from simulator.feeder import build_network, select_links
 
 STEP_SECONDS = 60

@@ -17,8 +17,6 @@ so a restart neither loses nor duplicates any.
 from __future__ import annotations
 
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,53 +28,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import live
-from db.models import AlertKind, AlertState, EventKind, ModelName
+from db.models import ModelName
 from db.session import make_engine, make_sessionmaker
+from engine.config import EngineConfig
+from engine.policy import AlertPolicy
 from forecaster.base import IncompatibleState
 from forecaster.suite import ModelSuite, StepOutput
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EngineConfig:
-    step_seconds: int = 60
-    horizon: int = 12
-    late_seconds: float | None = None  # default: a quarter of a step
-    season_steps: int | None = None  # default: one day of steps
-    retrain_window: int = 480
-    checkpoint_every: int = 10  # ticks
-    max_catchup: int = 1440  # buckets replayed at most after a long stop
-    warmup: int = 1440  # first start: learn from up to this many past buckets
-    capacity_ratio: float = 0.9  # capacity alert when an upper bound crosses this
-    pending_steps: int = 3  # a drift alert fires after this many steps
-    # Alerting policy on top of the detectors: a drift smaller than this relative change
-    # (level or error) is not worth waking anyone; a re-route needs this many such links.
-    min_drift_magnitude: float = 0.25
-    min_reroute_links: int = 2
-    interval_level: float = 0.9
-    seed: int = 0
-
-    @property
-    def late(self) -> timedelta:
-        late = self.step_seconds / 4 if self.late_seconds is None else self.late_seconds
-        return timedelta(seconds=late)
-
-    @property
-    def step(self) -> timedelta:
-        return timedelta(seconds=self.step_seconds)
-
-    def make_suite(self, n_links: int) -> ModelSuite:
-        season = self.season_steps or max(2, 86_400 // self.step_seconds)
-        return ModelSuite(
-            n_links,
-            horizon=self.horizon,
-            level=self.interval_level,
-            seed=self.seed,
-            season_steps=season,
-            retrain_every=None,  # the scheduler's retrain job re-fits it
-            retrain_window=self.retrain_window,
-        )
 
 
 @dataclass
@@ -120,6 +79,7 @@ class LiveEngine:
         # -> model -> (n_links, H). Rebuilt from the forecast table after a restore.
         self._issued: dict[datetime, dict[str, np.ndarray]] = {}
         self.late_samples_total = 0
+        self._policy = AlertPolicy(self.config)
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -320,7 +280,9 @@ class LiveEngine:
             report.errors += live.insert_errors(conn, self._error_rows(ids, y, bucket))
             self._remember(out, issued_at)
             with Session(bind=conn) as session:
-                report.alerts_opened += self._alerts(session, out, links, bucket, y)
+                report.alerts_opened += self._policy.apply(
+                    session, out, links, bucket, self._link_ids
+                )
                 session.flush()
         self._last_bucket = bucket
         report.buckets += 1
@@ -384,140 +346,6 @@ class LiveEngine:
 
     # --- alerts ---------------------------------------------------------------------------
 
-    def _alerts(
-        self,
-        session: Session,
-        out: StepOutput,
-        links: list[live.LinkRow],
-        bucket: datetime,
-        y: np.ndarray,
-    ) -> int:
-        cfg = self.config
-        names = {r.id: r.name for r in links}
-        opened = 0
-
-        def when(step: int) -> datetime:
-            return bucket - cfg.step * (out.step - step)
-
-        drift_open = {a.link_id: a for a in live.open_alerts(session, AlertKind.DRIFT)}
-        for ev in out.events:
-            link_id = self._link_ids[ev.link]
-            if link_id in drift_open or not abs(ev.magnitude) >= cfg.min_drift_magnitude:
-                continue
-            alert = _new_alert(
-                kind=AlertKind.DRIFT,
-                link_id=link_id,
-                links=[names.get(link_id, str(link_id))],
-                onset=when(ev.onset),
-                magnitude=ev.magnitude,
-                model=ModelName.HYBRID if ev.kind == "residual" else None,
-                message=(
-                    f"{ev.kind} drift on {names.get(link_id)}: "
-                    f"{ev.magnitude:+.0%} since {when(ev.onset):%H:%M}"
-                ),
-                now=bucket,
-            )
-            session.add(alert)
-            drift_open[link_id] = alert
-            opened += 1
-        for res in out.resolved:
-            link_id = self._link_ids[res.link]
-            if link_id in drift_open:
-                live.resolve_alert(session, drift_open.pop(link_id), bucket)
-
-        failure_open = live.open_alerts(session, AlertKind.FAILURE)
-        reroute = out.reroute
-        if reroute is not None:
-            big = [
-                (i, m)
-                for i, m in zip(reroute.links, reroute.magnitudes, strict=True)
-                if abs(m) >= cfg.min_drift_magnitude
-            ]
-            reroute = None if len(big) < cfg.min_reroute_links else reroute
-        if reroute is not None:
-            shifted = [names.get(self._link_ids[i], "?") for i, _ in big]
-            onset = when(reroute.onset)
-            live.add_event(
-                session,
-                kind=EventKind.REROUTE,
-                links=shifted,
-                ts=onset,
-                source="detector",
-                note=f"{len(shifted)} links shifted level together",
-            )
-            if not failure_open:
-                biggest = max((m for _, m in big), key=abs)
-                session.add(
-                    _new_alert(
-                        kind=AlertKind.FAILURE,
-                        link_id=None,
-                        links=shifted,
-                        onset=onset,
-                        magnitude=biggest,
-                        model=None,
-                        message=(
-                            f"re-route suspected: {len(shifted)} links shifted at "
-                            f"{onset:%H:%M} (largest {biggest:+.0%})"
-                        ),
-                        now=bucket,
-                        state=AlertState.FIRING,
-                    )
-                )
-                opened += 1
-        else:
-            open_links = {names.get(k) for k in drift_open}
-            for alert in failure_open:  # over when none of its links still drifts
-                if not open_links & set(alert.links) and bucket - alert.onset > cfg.step * 3:
-                    live.resolve_alert(session, alert, bucket)
-
-        opened += self._capacity_alerts(session, out, links, bucket)
-        live.promote_pending(session, older_than=bucket - cfg.step * cfg.pending_steps, at=bucket)
-        return opened
-
-    def _capacity_alerts(
-        self, session: Session, out: StepOutput, links: list[live.LinkRow], bucket: datetime
-    ) -> int:
-        cfg = self.config
-        upper = out.upper[ModelName.HYBRID]
-        peak = upper.max(axis=1)
-        existing = {a.link_id: a for a in live.open_alerts(session, AlertKind.CAPACITY)}
-        crossing: dict[int, tuple[float, int]] = {}
-        for r in links:
-            if r.capacity_bps and r.id in self._index:
-                i = self._index[r.id]
-                # Hysteresis: an open alert stays open until the peak falls 5 points below
-                # the threshold, so a forecast hovering at the line does not flap.
-                ratio = cfg.capacity_ratio - (0.05 if r.id in existing else 0.0)
-                if peak[i] > ratio * r.capacity_bps:
-                    crossing[r.id] = (peak[i] / r.capacity_bps, int(np.argmax(upper[i])) + 1)
-        opened = 0
-        names = {r.id: r.name for r in links}
-        for link_id, (ratio, h) in crossing.items():
-            alert = existing.get(link_id)
-            if alert is None:
-                session.add(
-                    _new_alert(
-                        kind=AlertKind.CAPACITY,
-                        link_id=link_id,
-                        links=[names[link_id]],
-                        onset=bucket,
-                        magnitude=ratio,
-                        model=ModelName.HYBRID,
-                        message=(
-                            f"{names[link_id]}: forecast upper bound reaches {ratio:.0%} of"
-                            f" capacity in {h} step(s) (threshold {cfg.capacity_ratio:.0%})"
-                        ),
-                        now=bucket,
-                    )
-                )
-                opened += 1
-            else:
-                alert.magnitude, alert.updated_at = ratio, bucket
-        for link_id, alert in existing.items():
-            if link_id not in crossing:
-                live.resolve_alert(session, alert, bucket)
-        return opened
-
     # --- housekeeping ---------------------------------------------------------------------
 
     def apply_retention(self, *, forecast_days: float, sample_days: float) -> None:
@@ -528,113 +356,3 @@ class LiveEngine:
                 forecasts=now - timedelta(days=forecast_days),
                 samples=now - timedelta(days=sample_days),
             )
-
-
-def _new_alert(
-    *,
-    kind: str,
-    link_id: int | None,
-    links: list[str],
-    onset: datetime,
-    magnitude: float | None,
-    model: str | None,
-    message: str,
-    now: datetime,
-    state: str = AlertState.PENDING,
-):  # noqa: ANN202
-    from db.models import Alert
-
-    return Alert(
-        kind=kind,
-        state=state,
-        link_id=link_id,
-        links=links,
-        onset=onset,
-        magnitude=None if magnitude is None or not math.isfinite(magnitude) else magnitude,
-        model=model,
-        message=message,
-        created_at=now,
-        updated_at=now,
-        firing_at=now if state == AlertState.FIRING else None,
-    )
-
-
-def run_engine(
-    database_url: str,
-    config: EngineConfig,
-    stop: threading.Event,
-    *,
-    retrain_seconds: float,
-    retention_forecast_days: float = 2.0,
-    retention_sample_days: float = 90.0,
-    standby_poll_seconds: float = 5.0,
-) -> None:
-    """Run the engine until ``stop`` is set: lead when possible, tick, retrain, checkpoint."""
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    engine = LiveEngine(database_url, config)
-
-    def tick() -> None:
-        if not engine.try_lead():
-            return
-        report = engine.tick()
-        if report.buckets:
-            log.info(
-                "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts, %.2f s",
-                report.buckets,
-                report.last_bucket,
-                report.forecasts,
-                report.errors,
-                report.alerts_opened,
-                report.seconds,
-            )
-
-    def retrain() -> None:
-        if engine.is_leader:
-            engine.retrain()
-
-    def retention() -> None:
-        if engine.is_leader:
-            engine.apply_retention(
-                forecast_days=retention_forecast_days, sample_days=retention_sample_days
-            )
-
-    # One worker: ticks, retrains and checkpoints never run at the same time.
-    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
-    step = config.step_seconds
-    now = time.time()
-    first = datetime.fromtimestamp(now - now % step + step, UTC) + config.late
-    # Ticks on the grid: each runs `late` after a bucket ends (APScheduler's interval
-    # trigger counts from start_date); one more right away catches up after a restart.
-    scheduler.add_job(
-        tick,
-        "interval",
-        seconds=step,
-        start_date=first,
-        id="tick",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=step,
-    )
-    scheduler.add_job(tick, "date", run_date=datetime.now(UTC), id="catch-up")
-    # Ticks come first on the one worker; a re-fit or a clean-up that has to wait for
-    # one still runs (a generous misfire grace), it is not skipped.
-    scheduler.add_job(
-        retrain,
-        "interval",
-        seconds=retrain_seconds,
-        id="retrain",
-        coalesce=True,
-        misfire_grace_time=int(retrain_seconds),
-    )
-    scheduler.add_job(
-        retention, "interval", hours=1, id="retention", coalesce=True, misfire_grace_time=3600
-    )
-    scheduler.start()
-    try:
-        while not stop.wait(standby_poll_seconds):
-            pass
-    finally:
-        scheduler.shutdown(wait=True)
-        engine.release()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from forecaster.engine import EngineConfig, LiveEngine
+from engine import EngineConfig, LiveEngine
 from tests.conftest import auth
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,0 +1,49 @@
+"""The live engine's settings: the grid, the horizon, the alert policy's thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from forecaster.suite import ModelSuite
+
+
+@dataclass
+class EngineConfig:
+    step_seconds: int = 60
+    horizon: int = 12
+    late_seconds: float | None = None  # default: a quarter of a step
+    season_steps: int | None = None  # default: one day of steps
+    retrain_window: int = 480
+    checkpoint_every: int = 10  # ticks
+    max_catchup: int = 1440  # buckets replayed at most after a long stop
+    warmup: int = 1440  # first start: learn from up to this many past buckets
+    capacity_ratio: float = 0.9  # capacity alert when an upper bound crosses this
+    pending_steps: int = 3  # a drift alert fires after this many steps
+    # Alerting policy on top of the detectors: a drift smaller than this relative change
+    # (level or error) is not worth waking anyone; a re-route needs this many such links.
+    min_drift_magnitude: float = 0.25
+    min_reroute_links: int = 2
+    interval_level: float = 0.9
+    seed: int = 0
+
+    @property
+    def late(self) -> timedelta:
+        late = self.step_seconds / 4 if self.late_seconds is None else self.late_seconds
+        return timedelta(seconds=late)
+
+    @property
+    def step(self) -> timedelta:
+        return timedelta(seconds=self.step_seconds)
+
+    def make_suite(self, n_links: int) -> ModelSuite:
+        season = self.season_steps or max(2, 86_400 // self.step_seconds)
+        return ModelSuite(
+            n_links,
+            horizon=self.horizon,
+            level=self.interval_level,
+            seed=self.seed,
+            season_steps=season,
+            retrain_every=None,  # the scheduler's retrain job re-fits it
+            retrain_window=self.retrain_window,
+        )

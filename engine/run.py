@@ -1,0 +1,95 @@
+"""The engine as a service: lead when possible, tick on the grid, retrain on a schedule
+(APScheduler), apply retention."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from engine.config import EngineConfig
+from engine.loop import LiveEngine
+
+log = logging.getLogger(__name__)
+
+
+def run_engine(
+    database_url: str,
+    config: EngineConfig,
+    stop: threading.Event,
+    *,
+    retrain_seconds: float,
+    retention_forecast_days: float = 2.0,
+    retention_sample_days: float = 90.0,
+    standby_poll_seconds: float = 5.0,
+) -> None:
+    """Run the engine until ``stop`` is set: lead when possible, tick, retrain, checkpoint."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    engine = LiveEngine(database_url, config)
+
+    def tick() -> None:
+        if not engine.try_lead():
+            return
+        report = engine.tick()
+        if report.buckets:
+            log.info(
+                "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts, %.2f s",
+                report.buckets,
+                report.last_bucket,
+                report.forecasts,
+                report.errors,
+                report.alerts_opened,
+                report.seconds,
+            )
+
+    def retrain() -> None:
+        if engine.is_leader:
+            engine.retrain()
+
+    def retention() -> None:
+        if engine.is_leader:
+            engine.apply_retention(
+                forecast_days=retention_forecast_days, sample_days=retention_sample_days
+            )
+
+    # One worker: ticks, retrains and checkpoints never run at the same time.
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
+    step = config.step_seconds
+    now = time.time()
+    first = datetime.fromtimestamp(now - now % step + step, UTC) + config.late
+    # Ticks on the grid: each runs `late` after a bucket ends (APScheduler's interval
+    # trigger counts from start_date); one more right away catches up after a restart.
+    scheduler.add_job(
+        tick,
+        "interval",
+        seconds=step,
+        start_date=first,
+        id="tick",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=step,
+    )
+    scheduler.add_job(tick, "date", run_date=datetime.now(UTC), id="catch-up")
+    # Ticks come first on the one worker; a re-fit or a clean-up that has to wait for
+    # one still runs (a generous misfire grace), it is not skipped.
+    scheduler.add_job(
+        retrain,
+        "interval",
+        seconds=retrain_seconds,
+        id="retrain",
+        coalesce=True,
+        misfire_grace_time=int(retrain_seconds),
+    )
+    scheduler.add_job(
+        retention, "interval", hours=1, id="retention", coalesce=True, misfire_grace_time=3600
+    )
+    scheduler.start()
+    try:
+        while not stop.wait(standby_poll_seconds):
+            pass
+    finally:
+        scheduler.shutdown(wait=True)
+        engine.release()
