@@ -55,6 +55,16 @@ class Sample(Base):
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # link.id, no FK (speed)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     value_bps: Mapped[float] = mapped_column(Double)
+    quality: Mapped[str] = mapped_column(Text, server_default="ok")
+
+
+class SampleQuality:
+    """Why a stored sample is not learned from: ``ok`` ones are."""
+
+    OK = "ok"
+    OVER_LINE_RATE = "over_line_rate"  # above the link's capacity plus a margin
+    EXCURSION = "excursion"  # one step far outside the recent range, reverted at once
+    ALL = (OK, OVER_LINE_RATE, EXCURSION)
 
 
 class ApiToken(Base):
@@ -152,6 +162,39 @@ class Alert(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     firing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    parent_id: Mapped[int | None] = mapped_column(BigInteger)  # the failure alert it is part of
+    clear_steps: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Silence(Base):
+    __tablename__ = "silence"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    link: Mapped[str | None] = mapped_column(Text)  # None matches every link
+    kind: Mapped[str | None] = mapped_column(Text)  # None matches every kind
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    comment: Mapped[str] = mapped_column(Text, server_default="")
+    created_by: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Notification(Base):
+    """The outbox: one message to one receiver about one alert change."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    receiver: Mapped[str] = mapped_column(Text)
+    alert_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class ModelCheckpoint(Base):

@@ -19,7 +19,11 @@ class EngineConfig:
     max_catchup: int = 1440  # buckets replayed at most after a long stop
     warmup: int = 1440  # first start: learn from up to this many past buckets
     capacity_ratio: float = 0.9  # capacity alert when an upper bound crosses this
-    pending_steps: int = 3  # a drift alert fires after this many steps
+    sustain_steps: int = 3  # a pending alert fires once its condition held this many steps
+    clear_steps: int = 5  # an alert resolves once its condition stayed clear this many steps
+    capacity_clear_margin: float = 0.05  # a capacity alert clears this far below its level
+    line_rate_margin: float = 0.05  # a sample above capacity x (1 + this) is implausible
+    excursion_factor: float = 8.0  # robust spreads off the recent median: an excursion
     # Alerting policy on top of the detectors: a drift smaller than this relative change
     # (level or error) is not worth waking anyone; a re-route needs this many such links.
     min_drift_magnitude: float = 0.25

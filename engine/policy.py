@@ -112,7 +112,7 @@ class AlertPolicy:
                     live.resolve_alert(session, alert, bucket)
 
         opened += self._capacity_alerts(session, out, links, bucket, index)
-        live.promote_pending(session, older_than=bucket - cfg.step * cfg.pending_steps, at=bucket)
+        live.promote_pending(session, older_than=bucket - cfg.step * cfg.sustain_steps, at=bucket)
         return opened
 
     def _capacity_alerts(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -35,6 +36,41 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(default=10, ge=1, description="Ticks between checkpoints.")
     capacity_ratio: float = Field(default=0.9, gt=0, le=2, description="Capacity alert level.")
     season_steps: int | None = Field(default=None, ge=2, description="Default: a day of steps.")
+    # The alert lifecycle and sample plausibility (issue 11); steps are grid steps.
+    alert_sustain_steps: int = Field(
+        default=3, ge=0, le=1000, description="Steps a condition holds before pending fires."
+    )
+    alert_clear_steps: int = Field(
+        default=5, ge=1, le=1000, description="Steps a condition stays clear before resolving."
+    )
+    capacity_clear_margin: float = Field(
+        default=0.05, ge=0, lt=1, description="A capacity alert clears this far below its level."
+    )
+    line_rate_margin: float = Field(
+        default=0.05,
+        ge=0,
+        le=10,
+        description="Above capacity x (1 + this): implausible.",
+    )
+    excursion_factor: float = Field(
+        default=8.0,
+        gt=1,
+        description="Excursion: robust spreads off the median.",
+    )
+    # Notifications out (issue 11).
+    alertmanager_url: str | None = Field(
+        default=None, description="Alertmanager base URL (its v2 API); unset: none sent."
+    )
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Webhooks (JSON, HMAC-SHA256 signed), comma-separated."
+    )
+    webhook_secret: str | None = Field(default=None, description="HMAC key of the webhooks.")
+    notify_resend_seconds: float = Field(
+        default=60.0, gt=0, description="Re-send a firing alert to Alertmanager this often."
+    )
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8501", description="Linked from notifications."
+    )
     forecast_retention_days: float = Field(default=2.0, gt=0)
     sample_retention_days: float = Field(default=90.0, gt=0)
 
@@ -46,6 +82,29 @@ class Settings(BaseSettings):
         if v is not None and not v.startswith(("postgresql", "postgres://")):
             raise ValueError("LINKCAST_DATABASE_URL must be a postgresql:// URL")
         return v
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _comma_separated(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [u.strip() for u in v.split(",") if u.strip()]
+        return v
+
+    @field_validator("alertmanager_url", "webhook_urls")
+    @classmethod
+    def _http_urls(cls, v: object) -> object:
+        for url in [v] if isinstance(v, str) else (v or []):
+            if not str(url).startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Settings:
+        if self.webhook_urls and not self.webhook_secret:
+            raise ValueError(
+                "LINKCAST_WEBHOOK_URLS needs LINKCAST_WEBHOOK_SECRET: webhooks are signed"
+            )
+        return self
 
     @cached_property
     def resolved_database_url(self) -> str:

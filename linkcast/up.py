@@ -54,6 +54,11 @@ def engine_config(settings: Settings) -> EngineConfig:
         retrain_window=settings.retrain_window,
         checkpoint_every=settings.checkpoint_every,
         capacity_ratio=settings.capacity_ratio,
+        sustain_steps=settings.alert_sustain_steps,
+        clear_steps=settings.alert_clear_steps,
+        capacity_clear_margin=settings.capacity_clear_margin,
+        line_rate_margin=settings.line_rate_margin,
+        excursion_factor=settings.excursion_factor,
     )
 
 
