@@ -130,12 +130,12 @@ def insert_errors(conn: Connection, lines: Iterable[str]) -> int:
 # --- alerts -------------------------------------------------------------------------------
 
 
-def open_alerts(session: Session, kind: str) -> list[Alert]:
-    return list(
-        session.scalars(
-            select(Alert).where(Alert.kind == kind, Alert.state != AlertState.RESOLVED)
-        ).all()
-    )
+def open_alerts(session: Session, kind: str | None = None) -> list[Alert]:
+    """Pending and firing alerts (of ``kind``, or every kind), oldest first."""
+    query = select(Alert).where(Alert.state != AlertState.RESOLVED).order_by(Alert.id)
+    if kind is not None:
+        query = query.where(Alert.kind == kind)
+    return list(session.scalars(query).all())
 
 
 def resolve_alert(session: Session, alert: Alert, at: datetime) -> None:

@@ -280,9 +280,10 @@ class LiveEngine:
             report.errors += live.insert_errors(conn, self._error_rows(ids, y, bucket))
             self._remember(out, issued_at)
             with Session(bind=conn) as session:
-                report.alerts_opened += self._policy.apply(
-                    session, out, links, bucket, self._link_ids
+                policy = self._policy.apply(
+                    session, out, links, bucket, self._link_ids, np.isfinite(y)
                 )
+                report.alerts_opened += policy.opened
                 session.flush()
         self._last_bucket = bucket
         report.buckets += 1

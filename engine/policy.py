@@ -1,22 +1,53 @@
 """The alert policy: what the detectors' events and the forecasts' bounds mean for the
-operator's alerts (drift per link, failure over several links, capacity per link)."""
+operator's alerts (drift per link, failure over several links, capacity per link).
+
+The lifecycle follows Prometheus' alerting rules and Alertmanager's grouping:
+
+- **pending, then firing.** A drift or capacity alert is raised ``pending`` and fires
+  once its condition has held for ``sustain_steps`` grid steps from its onset (the
+  ``for:`` clause of a Prometheus rule). A failure (a re-route seen on several links at
+  once) fires at once: it is what an operator must hear about first.
+- **resolved with hysteresis.** An alert resolves only after its condition has stayed
+  clear for ``clear_steps`` consecutive observed steps (``alert.clear_steps`` counts
+  them in the database, so a restart resumes the count, never restarts an alert). A
+  capacity condition clears only ``capacity_clear_margin`` below its level, so a load
+  hovering at the threshold gives one alert, not a train of them. A drift clears when
+  the detector resolves it (its own ``resolve_steps`` hysteresis); a new detection on
+  the link before the count ends continues the same episode.
+- **a step without data is not evidence.** A link with no accepted sample in a bucket
+  (a gap in reporting, a quarantined sample) neither raises, clears nor fires anything.
+- **grouped under the failure.** Drift alerts on the links a failure re-routed become
+  its children (``parent_id``): one notification names the links, not a dozen
+  unrelated ones. Only alerts without a parent are notified.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from db import live
-from db.models import AlertKind, AlertState, EventKind, ModelName
+from db.models import Alert, AlertKind, AlertState, EventKind, ModelName
 from engine.config import EngineConfig
 from forecaster.suite import StepOutput
 
 
+@dataclass
+class PolicyResult:
+    """What one bucket did to the alerts: how many were raised, and the alerts to tell
+    receivers about (started firing or resolved, and not a failure's child)."""
+
+    opened: int = 0
+    notify: list[Alert] = field(default_factory=list)
+
+
 class AlertPolicy:
-    """Turns each bucket's detector events and forecast bounds into alerts."""
+    """Turns each bucket's detector events and forecast bounds into alerts (the module
+    docstring gives the lifecycle)."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -28,56 +59,112 @@ class AlertPolicy:
         links: list[live.LinkRow],
         bucket: datetime,
         link_ids: list[int],
-    ) -> int:
-        """Open, update and resolve alerts for one closed ``bucket`` from the suite's
-        output ``out`` (row ``i`` of its arrays is link ``link_ids[i]``); returns how many
-        alerts were opened."""
-        cfg = self.config
+        observed: np.ndarray,
+    ) -> PolicyResult:
+        """Raise, update, fire and resolve alerts for one closed ``bucket``.
+
+        ``out`` is the suite's output for the bucket (row ``i`` of its arrays is link
+        ``link_ids[i]``); ``observed[i]`` says whether link ``i`` had an accepted sample
+        in the bucket. Alerts are changed in ``session`` (the bucket's transaction).
+        """
+        result = PolicyResult()
         index = {lid: i for i, lid in enumerate(link_ids)}
         names = {r.id: r.name for r in links}
+        open_alerts = live.open_alerts(session)
+        seen = {lid for lid, i in index.items() if i < len(observed) and observed[i]}
+        failures = [a for a in open_alerts if a.kind == AlertKind.FAILURE]
+        drifts = {a.link_id: a for a in open_alerts if a.kind == AlertKind.DRIFT}
+        capacity = {a.link_id: a for a in open_alerts if a.kind == AlertKind.CAPACITY}
+
+        result.opened += self._drift(session, out, bucket, link_ids, names, seen, drifts)
+        result.opened += self._failure(session, out, bucket, link_ids, names, failures, drifts)
+        result.opened += self._capacity(session, out, links, bucket, index, seen, capacity)
+        session.flush()  # new alerts get their ids (children point at them)
+        self._group(failures, drifts)
+        self._lifecycle(bucket, [*failures, *drifts.values(), *capacity.values()], result)
+        return result
+
+    # --- conditions -----------------------------------------------------------------------
+
+    def _when(self, out: StepOutput, bucket: datetime, step: int) -> datetime:
+        return bucket - self.config.step * (out.step - step)
+
+    def _drift(
+        self,
+        session: Session,
+        out: StepOutput,
+        bucket: datetime,
+        link_ids: list[int],
+        names: dict[int, str],
+        seen: set[int],
+        drifts: dict[int | None, Alert],
+    ) -> int:
+        """Detections raise (or continue) a link's drift episode; the detector's resolve
+        starts its clear count, observed steps advance it."""
+        cfg = self.config
         opened = 0
-
-        def when(step: int) -> datetime:
-            return bucket - cfg.step * (out.step - step)
-
-        drift_open = {a.link_id: a for a in live.open_alerts(session, AlertKind.DRIFT)}
+        detected: set[int] = set()
         for ev in out.events:
-            link_id = link_ids[ev.link]
-            if link_id in drift_open or not abs(ev.magnitude) >= cfg.min_drift_magnitude:
+            if not abs(ev.magnitude) >= cfg.min_drift_magnitude:
                 continue
+            link_id = link_ids[ev.link]
+            detected.add(link_id)
+            onset = self._when(out, bucket, ev.onset)
+            alert = drifts.get(link_id)
+            if alert is not None:  # the same episode goes on
+                alert.clear_steps, alert.updated_at = 0, bucket
+                if abs(ev.magnitude) > abs(alert.magnitude or 0.0):
+                    alert.magnitude = _finite(ev.magnitude)
+                continue
+            name = names.get(link_id, str(link_id))
             alert = _new_alert(
                 kind=AlertKind.DRIFT,
                 link_id=link_id,
-                links=[names.get(link_id, str(link_id))],
-                onset=when(ev.onset),
+                links=[name],
+                onset=onset,
                 magnitude=ev.magnitude,
                 model=ModelName.HYBRID if ev.kind == "residual" else None,
-                message=(
-                    f"{ev.kind} drift on {names.get(link_id)}: "
-                    f"{ev.magnitude:+.0%} since {when(ev.onset):%H:%M}"
-                ),
+                message=f"{ev.kind} drift on {name}: {ev.magnitude:+.0%} since {onset:%H:%M}",
                 now=bucket,
             )
             session.add(alert)
-            drift_open[link_id] = alert
+            drifts[link_id] = alert
             opened += 1
         for res in out.resolved:
-            link_id = link_ids[res.link]
-            if link_id in drift_open:
-                live.resolve_alert(session, drift_open.pop(link_id), bucket)
+            alert = drifts.get(link_ids[res.link])
+            if alert is not None and alert.clear_steps == 0:
+                alert.clear_steps = 1
+        for link_id, alert in drifts.items():
+            clearing = alert.clear_steps > 0 and link_id not in detected
+            if clearing and link_id in seen and not _new(alert, bucket):
+                alert.clear_steps += 1
+        return opened
 
-        failure_open = live.open_alerts(session, AlertKind.FAILURE)
+    def _failure(
+        self,
+        session: Session,
+        out: StepOutput,
+        bucket: datetime,
+        link_ids: list[int],
+        names: dict[int, str],
+        failures: list[Alert],
+        drifts: dict[int | None, Alert],
+    ) -> int:
+        """A re-route on enough links raises one failure alert (or widens the open one);
+        it clears once none of its links still drifts."""
+        cfg = self.config
+        opened = 0
         reroute = out.reroute
+        big: list[tuple[int, float]] = []
         if reroute is not None:
             big = [
                 (i, m)
                 for i, m in zip(reroute.links, reroute.magnitudes, strict=True)
                 if abs(m) >= cfg.min_drift_magnitude
             ]
-            reroute = None if len(big) < cfg.min_reroute_links else reroute
-        if reroute is not None:
+        if reroute is not None and len(big) >= cfg.min_reroute_links:
             shifted = [names.get(link_ids[i], "?") for i, _ in big]
-            onset = when(reroute.onset)
+            onset = self._when(out, bucket, reroute.onset)
             live.add_event(
                 session,
                 kind=EventKind.REROUTE,
@@ -86,83 +173,135 @@ class AlertPolicy:
                 source="detector",
                 note=f"{len(shifted)} links shifted level together",
             )
-            if not failure_open:
-                biggest = max((m for _, m in big), key=abs)
-                session.add(
-                    _new_alert(
-                        kind=AlertKind.FAILURE,
-                        link_id=None,
-                        links=shifted,
-                        onset=onset,
-                        magnitude=biggest,
-                        model=None,
-                        message=(
-                            f"re-route suspected: {len(shifted)} links shifted at "
-                            f"{onset:%H:%M} (largest {biggest:+.0%})"
-                        ),
-                        now=bucket,
-                        state=AlertState.FIRING,
-                    )
+            biggest = max((m for _, m in big), key=abs)
+            if failures:  # the failure already open widens: one failure, one alert
+                alert = failures[0]
+                alert.links = sorted(set(alert.links) | set(shifted))
+                alert.clear_steps, alert.updated_at = 0, bucket
+                alert.message = _failure_message(alert.links, alert.onset, biggest)
+            else:
+                alert = _new_alert(
+                    kind=AlertKind.FAILURE,
+                    link_id=None,
+                    links=shifted,
+                    onset=onset,
+                    magnitude=biggest,
+                    model=None,
+                    message=_failure_message(shifted, onset, biggest),
+                    now=bucket,
                 )
+                session.add(alert)
+                failures.append(alert)
                 opened += 1
-        else:
-            open_links = {names.get(k) for k in drift_open}
-            for alert in failure_open:  # over when none of its links still drifts
-                if not open_links & set(alert.links) and bucket - alert.onset > cfg.step * 3:
-                    live.resolve_alert(session, alert, bucket)
-
-        opened += self._capacity_alerts(session, out, links, bucket, index)
-        live.promote_pending(session, older_than=bucket - cfg.step * cfg.sustain_steps, at=bucket)
+            return opened
+        drifting = {a.links[0] for a in drifts.values() if a.clear_steps == 0 and a.links}
+        for alert in failures:
+            old_enough = bucket - alert.onset > cfg.step * 3
+            if old_enough and not drifting & set(alert.links):
+                alert.clear_steps += 1
+            else:
+                alert.clear_steps = 0
         return opened
 
-    def _capacity_alerts(
+    def _capacity(
         self,
         session: Session,
         out: StepOutput,
         links: list[live.LinkRow],
         bucket: datetime,
         index: dict[int, int],
+        seen: set[int],
+        capacity: dict[int | None, Alert],
     ) -> int:
+        """The hybrid's upper bound crossing ``capacity_ratio`` of a link's capacity within
+        the horizon raises; it clears ``capacity_clear_margin`` lower."""
         cfg = self.config
         upper = out.upper[ModelName.HYBRID]
-        peak = upper.max(axis=1)
-        existing = {a.link_id: a for a in live.open_alerts(session, AlertKind.CAPACITY)}
-        crossing: dict[int, tuple[float, int]] = {}
-        for r in links:
-            if r.capacity_bps and r.id in index:
-                i = index[r.id]
-                # Hysteresis: an open alert stays open until the peak falls 5 points below
-                # the threshold, so a forecast hovering at the line does not flap.
-                ratio = cfg.capacity_ratio - (0.05 if r.id in existing else 0.0)
-                if peak[i] > ratio * r.capacity_bps:
-                    crossing[r.id] = (peak[i] / r.capacity_bps, int(np.argmax(upper[i])) + 1)
         opened = 0
-        names = {r.id: r.name for r in links}
-        for link_id, (ratio, h) in crossing.items():
-            alert = existing.get(link_id)
-            if alert is None:
-                session.add(
-                    _new_alert(
-                        kind=AlertKind.CAPACITY,
-                        link_id=link_id,
-                        links=[names[link_id]],
-                        onset=bucket,
-                        magnitude=ratio,
-                        model=ModelName.HYBRID,
-                        message=(
-                            f"{names[link_id]}: forecast upper bound reaches {ratio:.0%} of"
-                            f" capacity in {h} step(s) (threshold {cfg.capacity_ratio:.0%})"
-                        ),
-                        now=bucket,
-                    )
+        for r in links:
+            if not r.capacity_bps or r.id not in index or r.id not in seen:
+                continue  # no capacity, or no data this step: no evidence either way
+            i = index[r.id]
+            peak = float(np.max(upper[i]))
+            if not math.isfinite(peak):
+                continue
+            ratio = peak / r.capacity_bps
+            h = int(np.argmax(upper[i])) + 1
+            alert = capacity.get(r.id)
+            if alert is not None:
+                if ratio > cfg.capacity_ratio - cfg.capacity_clear_margin:
+                    alert.clear_steps = 0
+                    alert.magnitude, alert.updated_at = ratio, bucket
+                else:
+                    alert.clear_steps += 1
+            elif ratio > cfg.capacity_ratio:
+                alert = _new_alert(
+                    kind=AlertKind.CAPACITY,
+                    link_id=r.id,
+                    links=[r.name],
+                    onset=bucket,
+                    magnitude=ratio,
+                    model=ModelName.HYBRID,
+                    message=(
+                        f"{r.name}: forecast upper bound reaches {ratio:.0%} of capacity"
+                        f" in {h} step(s) (threshold {cfg.capacity_ratio:.0%})"
+                    ),
+                    now=bucket,
                 )
+                session.add(alert)
+                capacity[r.id] = alert
                 opened += 1
-            else:
-                alert.magnitude, alert.updated_at = ratio, bucket
-        for link_id, alert in existing.items():
-            if link_id not in crossing:
-                live.resolve_alert(session, alert, bucket)
         return opened
+
+    # --- grouping and lifecycle -------------------------------------------------------------
+
+    def _group(self, failures: list[Alert], drifts: dict[int | None, Alert]) -> None:
+        """Open drift alerts on a failure's links become its children."""
+        for failure in failures:
+            mine = set(failure.links)
+            for alert in drifts.values():
+                if alert.parent_id is None and alert.links and alert.links[0] in mine:
+                    alert.parent_id = failure.id
+
+    def _lifecycle(self, bucket: datetime, alerts: list[Alert], result: PolicyResult) -> None:
+        """Pending alerts whose condition held ``sustain_steps`` fire; alerts clear for
+        ``clear_steps`` resolve (a pending one that clears is dropped, never notified)."""
+        cfg = self.config
+        for alert in alerts:
+            if alert.state == AlertState.RESOLVED:
+                continue
+            if alert.clear_steps >= cfg.clear_steps:
+                was_firing = alert.state == AlertState.FIRING
+                alert.state, alert.resolved_at, alert.updated_at = (
+                    AlertState.RESOLVED,
+                    bucket,
+                    bucket,
+                )
+                if was_firing and alert.parent_id is None:
+                    result.notify.append(alert)
+                continue
+            due = alert.onset <= bucket - cfg.step * cfg.sustain_steps
+            immediate = alert.kind == AlertKind.FAILURE
+            if alert.state == AlertState.PENDING and alert.clear_steps == 0 and (due or immediate):
+                alert.state, alert.firing_at, alert.updated_at = AlertState.FIRING, bucket, bucket
+                if alert.parent_id is None:
+                    result.notify.append(alert)
+
+
+def _new(alert: Alert, bucket: datetime) -> bool:
+    return alert.created_at == bucket
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _failure_message(links: list[str], onset: datetime, biggest: float) -> str:
+    shown = ", ".join(links[:6]) + (f" and {len(links) - 6} more" if len(links) > 6 else "")
+    return (
+        f"re-route suspected: {len(links)} links shifted at {onset:%H:%M}"
+        f" (largest {biggest:+.0%}): {shown}"
+    )
 
 
 def _new_alert(
@@ -175,20 +314,19 @@ def _new_alert(
     model: str | None,
     message: str,
     now: datetime,
-    state: str = AlertState.PENDING,
-):  # noqa: ANN202
-    from db.models import Alert
-
+) -> Alert:
+    """A new alert, ``pending`` (the lifecycle fires it)."""
     return Alert(
         kind=kind,
-        state=state,
+        state=AlertState.PENDING,
         link_id=link_id,
         links=links,
         onset=onset,
-        magnitude=None if magnitude is None or not math.isfinite(magnitude) else magnitude,
+        magnitude=_finite(magnitude),
         model=model,
         message=message,
         created_at=now,
         updated_at=now,
-        firing_at=now if state == AlertState.FIRING else None,
+        firing_at=None,
+        clear_steps=0,
     )
