@@ -127,6 +127,11 @@ class AlertPublic(BaseModel):
     updated_at: datetime
     firing_at: datetime | None
     resolved_at: datetime | None
+    parent_id: int | None = Field(
+        default=None,
+        description="the failure alert this one is part of (its drift on a re-routed link); "
+        "only alerts without a parent are notified",
+    )
 
 
 class AlertsPublic(BaseModel):

@@ -227,7 +227,8 @@ def list_alerts(
     sql = text(
         """
         SELECT a.id, a.kind, a.state, l.name AS link, a.links, a.model, a.onset,
-               a.magnitude, a.message, a.created_at, a.updated_at, a.firing_at, a.resolved_at
+               a.magnitude, a.message, a.created_at, a.updated_at, a.firing_at, a.resolved_at,
+               a.parent_id
         FROM alert a LEFT JOIN link l ON l.id = a.link_id
         WHERE (CAST(:state AS text) IS NULL OR a.state = :state)
           AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)

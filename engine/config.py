@@ -28,6 +28,7 @@ class EngineConfig:
     # (level or error) is not worth waking anyone; a re-route needs this many such links.
     min_drift_magnitude: float = 0.25
     min_reroute_links: int = 2
+    group_steps: int = 10  # a drift starting this close to a failure is part of it
     interval_level: float = 0.9
     seed: int = 0
 

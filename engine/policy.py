@@ -16,9 +16,10 @@ The lifecycle follows Prometheus' alerting rules and Alertmanager's grouping:
   the link before the count ends continues the same episode.
 - **a step without data is not evidence.** A link with no accepted sample in a bucket
   (a gap in reporting, a quarantined sample) neither raises, clears nor fires anything.
-- **grouped under the failure.** Drift alerts on the links a failure re-routed become
-  its children (``parent_id``): one notification names the links, not a dozen
-  unrelated ones. Only alerts without a parent are notified.
+- **grouped under the failure.** Drift alerts on the links a failure re-routed, or
+  starting within ``group_steps`` of it, become its children (``parent_id``) and the
+  failure names their links: one notification, not a dozen unrelated ones. Only alerts
+  without a parent are notified.
 """
 
 from __future__ import annotations
@@ -256,12 +257,22 @@ class AlertPolicy:
     # --- grouping and lifecycle -------------------------------------------------------------
 
     def _group(self, failures: list[Alert], drifts: dict[int | None, Alert]) -> None:
-        """Open drift alerts on a failure's links become its children."""
+        """Open drift alerts on a failure's links, or with an onset within
+        ``group_steps`` of the failure's (a link the re-route reached a little later),
+        become its children; the failure then names their links too."""
+        window = self.config.step * self.config.group_steps
         for failure in failures:
-            mine = set(failure.links)
             for alert in drifts.values():
-                if alert.parent_id is None and alert.links and alert.links[0] in mine:
+                if alert.parent_id is not None or not alert.links:
+                    continue
+                near = abs(alert.onset - failure.onset) <= window
+                if alert.links[0] in failure.links or near:
                     alert.parent_id = failure.id
+                    if alert.links[0] not in failure.links:
+                        failure.links = [*failure.links, alert.links[0]]
+                        failure.message = _failure_message(
+                            failure.links, failure.onset, failure.magnitude or 0.0
+                        )
 
     def _lifecycle(self, bucket: datetime, alerts: list[Alert], result: PolicyResult) -> None:
         """Pending alerts whose condition held ``sustain_steps`` fire; alerts clear for

@@ -163,6 +163,20 @@ def test_ticks_store_forecasts_errors_and_alerts(network, tokens, settings, clea
     assert all(a["firing_at"] is not None for a in at_failure)
     assert any(a["state"] == "resolved" and a["resolved_at"] for a in at_failure)
 
+    # One failure, one top-level alert: the drift on the links it re-routed hangs under it.
+    everything = network.get("/api/v1/alerts", headers=read).json()["data"]
+    (failure,) = [a for a in everything if a["kind"] == "failure"]
+    assert set(failure["links"]) >= set(SHIFTED[:2]) and failure["firing_at"] is not None
+    assert all(a["parent_id"] == failure["id"] for a in at_failure)
+    after = [
+        a
+        for a in everything
+        if a["parent_id"] is None
+        and a["kind"] != "capacity"
+        and datetime.fromisoformat(a["onset"]) >= at(FAIL - 2)
+    ]
+    assert [a["id"] for a in after] == [failure["id"]]
+
     # Capacity: n6's forecast upper bound crosses 90% of its capacity; n5 never gets close.
     cap = network.get("/api/v1/alerts", params={"kind": "capacity"}, headers=read).json()["data"]
     assert "n6>m6" in {a["link"] for a in cap}
