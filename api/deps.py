@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db.models import Scope
-from db.queries import token_scope
+from db.queries import token_name, token_scope
 from linkcast.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
@@ -80,6 +80,20 @@ def require(needed: str):  # noqa: ANN201 - returns a dependency
 
     return check
 
+
+def get_token_name(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The name of the request's token (declare it after a scope check, which rejects
+    a request without a valid one)."""
+    if creds is None:
+        return ""
+    with request.app.state.sessionmaker() as session:
+        return token_name(session=session, token=creds.credentials) or ""
+
+
+TokenNameDep = Annotated[str, Depends(get_token_name)]
 
 ReaderDep = Annotated[str, Depends(require(Scope.READ))]
 WriterDep = Annotated[str, Depends(require(Scope.WRITE))]

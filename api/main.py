@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from api import errors
-from api.routes import alerts, events, forecasts, health, links, models, telemetry
+from api.routes import alerts, events, forecasts, health, links, models, silences, telemetry
 from db.ingest import LinkIds
 from db.session import make_engine, make_sessionmaker
 from linkcast.settings import Settings
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         alerts.router,
         events.router,
         models.router,
+        silences.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

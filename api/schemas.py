@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forecaster.metrics import (
     APE_FLOOR_RATIO,
@@ -131,6 +131,9 @@ class AlertPublic(BaseModel):
         default=None,
         description="the failure alert this one is part of (its drift on a re-routed link); "
         "only alerts without a parent are notified",
+    )
+    silenced: bool = Field(
+        default=False, description="a silence active now matches it: no notification goes out"
     )
 
 
@@ -258,4 +261,50 @@ class LinkLatestPublic(BaseModel):
 
 class LinksLatestPublic(BaseModel):
     data: list[LinkLatestPublic]
+    count: int
+
+
+class SilenceCreate(BaseModel):
+    """Matchers (null matches any) and an end: ``ends_at`` or ``duration_seconds``."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt matcher must not silence all
+
+    link: str | None = Field(
+        default=None, min_length=1, max_length=255, description="exact link name; null: any link"
+    )
+    kind: Literal["drift", "failure", "capacity"] | None = Field(
+        default=None, description="alert kind; null: any kind"
+    )
+    starts_at: datetime | None = Field(default=None, description="RFC 3339 with offset; now")
+    ends_at: datetime | None = Field(default=None, description="RFC 3339 with offset, future")
+    duration_seconds: float | None = Field(
+        default=None, gt=0, le=366 * 86_400, description="instead of ends_at: from starts_at"
+    )
+    comment: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceCreate:
+        if (self.ends_at is None) == (self.duration_seconds is None):
+            raise ValueError("give exactly one of ends_at and duration_seconds")
+        for name in ("starts_at", "ends_at"):
+            t = getattr(self, name)
+            if t is not None and t.tzinfo is None:
+                raise ValueError(f"{name} needs a UTC offset (add Z)")
+        return self
+
+
+class SilencePublic(BaseModel):
+    id: int
+    link: str | None = Field(description="null: any link")
+    kind: str | None = Field(description="null: any kind")
+    starts_at: datetime
+    ends_at: datetime
+    comment: str
+    created_by: str = Field(description="the name of the token that created it")
+    created_at: datetime
+    active: bool = Field(description="started and not yet ended")
+
+
+class SilencesPublic(BaseModel):
+    data: list[SilencePublic]
     count: int

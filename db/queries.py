@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from db.models import ApiToken, Event, Link, ModelVersion, Sample, Scope
+from db.silences import SILENCE_MATCHES_ALERT
 
 
 def split_link_name(name: str) -> tuple[str | None, str | None]:
@@ -111,6 +112,15 @@ def token_scope(*, session: Session, token: str) -> str | None:
     """The scope of a valid, unrevoked token, else None."""
     return session.scalar(
         select(ApiToken.scope).where(
+            ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
+        )
+    )
+
+
+def token_name(*, session: Session, token: str) -> str | None:
+    """The name of a valid, unrevoked token, else None."""
+    return session.scalar(
+        select(ApiToken.name).where(
             ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
         )
     )
@@ -225,10 +235,11 @@ def list_alerts(
     limit: int,
 ) -> list[dict[str, Any]]:
     sql = text(
-        """
+        f"""
         SELECT a.id, a.kind, a.state, l.name AS link, a.links, a.model, a.onset,
                a.magnitude, a.message, a.created_at, a.updated_at, a.firing_at, a.resolved_at,
-               a.parent_id
+               a.parent_id,
+               EXISTS (SELECT 1 FROM silence s WHERE {SILENCE_MATCHES_ALERT}) AS silenced
         FROM alert a LEFT JOIN link l ON l.id = a.link_id
         WHERE (CAST(:state AS text) IS NULL OR a.state = :state)
           AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
