@@ -233,6 +233,7 @@ class AlertPolicy:
                 if ratio > cfg.capacity_ratio - cfg.capacity_clear_margin:
                     alert.clear_steps = 0
                     alert.magnitude, alert.updated_at = ratio, bucket
+                    alert.message = _capacity_message(r.name, ratio, h, cfg.capacity_ratio)
                 else:
                     alert.clear_steps += 1
             elif ratio > cfg.capacity_ratio:
@@ -243,10 +244,7 @@ class AlertPolicy:
                     onset=bucket,
                     magnitude=ratio,
                     model=ModelName.HYBRID,
-                    message=(
-                        f"{r.name}: forecast upper bound reaches {ratio:.0%} of capacity"
-                        f" in {h} step(s) (threshold {cfg.capacity_ratio:.0%})"
-                    ),
+                    message=_capacity_message(r.name, ratio, h, cfg.capacity_ratio),
                     now=bucket,
                 )
                 session.add(alert)
@@ -305,6 +303,14 @@ def _new(alert: Alert, bucket: datetime) -> bool:
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
+
+
+def _capacity_message(link: str, ratio: float, step: int, threshold: float) -> str:
+    """Kept current while the alert is open: the newest forecast's peak."""
+    return (
+        f"{link}: forecast upper bound reaches {ratio:.0%} of capacity in {step} step(s)"
+        f" (threshold {threshold:.0%})"
+    )
 
 
 def _failure_message(links: list[str], onset: datetime, biggest: float) -> str:

@@ -72,7 +72,7 @@ def alerts(db, link: str | None = None) -> list[dict]:
     with db.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT id, kind, state, links, onset, firing_at, resolved_at, parent_id"
+                "SELECT id, kind, state, links, onset, firing_at, resolved_at, parent_id, message"
                 " FROM alert ORDER BY id"
             )
         ).mappings()
@@ -216,6 +216,7 @@ def test_a_bound_hovering_at_the_threshold_is_one_alert(clean_db):
     hover = [CAPACITY * (0.88 if k // 3 % 2 == 0 else 0.93) for k in range(120)]
     raised = run_policy(clean_db, [CAPACITY * 0.5] * 10 + hover)
     assert len(raised) == 1 and raised[0]["state"] == "firing", raised
+    assert "reaches 93% of capacity" in raised[0]["message"]  # the newest peak, kept current
 
 
 def test_a_bound_that_falls_clear_resolves_after_the_clear_steps(clean_db):

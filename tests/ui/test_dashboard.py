@@ -234,7 +234,8 @@ def test_failures_align_errors_at_the_failure(api_env: SeededApi) -> None:
     assert all("ape_percent" in spec(c) for c in drawn)  # error in % of the current load
     ttc = at.dataframe[-1].value
     assert set(ttc["model"]) == MODELS
-    assert ttc["ttc_steps"].notna().any()
+    assert ttc["ttc_steps"].ne("–").any()
+    assert ttc[["ttc_steps", "ttc_minutes"]].notna().all().all()  # "–", never "None"
     assert {"ttc_minutes", "converged", "not_converged", "pending"} <= set(ttc.columns)
     assert (
         (ttc["converged"] + ttc["not_converged"] + ttc["pending"] + ttc["no_baseline"])

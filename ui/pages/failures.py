@@ -1,5 +1,6 @@
 """Failures: each model's error against time since the failure, over the affected links."""
 
+import pandas as pd
 import streamlit as st
 
 from ui import charts, client, transforms
@@ -34,24 +35,27 @@ st.query_params.update({"kinds": ",".join(kinds), "before": str(before), "after"
 
 def ttc_view(results: list[dict]) -> None:
     count = st.column_config.NumberColumn
+    table = transforms.ttc_table(results)
+    for col in ("ttc_steps", "ttc_minutes", "baseline_percent"):  # "–", never "None"
+        table[col] = table[col].map(lambda v: "–" if pd.isna(v) else f"{v:.1f}")
+    text = st.column_config.TextColumn
     st.dataframe(
-        transforms.ttc_table(results),
+        table,
         hide_index=True,
         width="stretch",
         column_config={
-            "ttc_steps": count(
-                "ttc (steps)", format="%.1f", help="mean over the events that converged"
+            "ttc_steps": text(
+                "ttc (steps)", help="mean over the events that converged; – when none did"
             ),
-            "ttc_minutes": count("ttc (minutes)", format="%.1f"),
+            "ttc_minutes": text("ttc (minutes)"),
             "converged": count("converged", help="events after which the model converged"),
             "not_converged": count(
                 "not converged", help="events after which it is not back within the data"
             ),
             "pending": count("pending", help="too few steps after the event yet"),
             "no_baseline": count("no baseline", help="too few errors before the event"),
-            "baseline_percent": count(
+            "baseline_percent": text(
                 "error before (% of load)",
-                format="%.1f",
                 help="mean one-step |error| before the event, % of the current load",
             ),
         },
