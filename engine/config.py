@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from engine.notify import NotifyConfig
 from forecaster.suite import ModelSuite
 
 
@@ -31,6 +32,8 @@ class EngineConfig:
     group_steps: int = 10  # a drift starting this close to a failure is part of it
     interval_level: float = 0.9
     seed: int = 0
+    # Where notifications go (engine/notify.py); none by default.
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @property
     def late(self) -> timedelta:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import live
 from db.models import ModelName
 from db.session import make_engine, make_sessionmaker
+from engine import outbox
 from engine.config import EngineConfig
 from engine.policy import AlertPolicy
 from forecaster.base import IncompatibleState
@@ -44,6 +45,7 @@ class TickReport:
     forecasts: int = 0
     errors: int = 0
     alerts_opened: int = 0
+    notifications: int = 0  # outbox rows written
     late_samples: int = 0
     seconds: float = 0.0
     last_bucket: datetime | None = None
@@ -284,6 +286,8 @@ class LiveEngine:
                     session, out, links, bucket, self._link_ids, np.isfinite(y)
                 )
                 report.alerts_opened += policy.opened
+                # in this transaction: the alert's change and its notifications together
+                report.notifications += outbox.enqueue(session, policy.notify, cfg.notify)
                 session.flush()
         self._last_bucket = bucket
         report.buckets += 1

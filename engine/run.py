@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from engine.config import EngineConfig
 from engine.loop import LiveEngine
+from engine.outbox import DeliveryWorker
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ def run_engine(
     from apscheduler.schedulers.background import BackgroundScheduler
 
     engine = LiveEngine(database_url, config)
+    # Notifications leave from a thread of their own: a receiver that is down never
+    # delays a tick, which only writes outbox rows.
+    worker = DeliveryWorker(database_url, config.notify) if config.notify.receivers() else None
 
     def tick() -> None:
         if not engine.try_lead():
@@ -36,12 +40,14 @@ def run_engine(
         report = engine.tick()
         if report.buckets:
             log.info(
-                "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts, %.2f s",
+                "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts,"
+                " %d notifications, %.2f s",
                 report.buckets,
                 report.last_bucket,
                 report.forecasts,
                 report.errors,
                 report.alerts_opened,
+                report.notifications,
                 report.seconds,
             )
 
@@ -87,9 +93,13 @@ def run_engine(
         retention, "interval", hours=1, id="retention", coalesce=True, misfire_grace_time=3600
     )
     scheduler.start()
+    if worker is not None:
+        worker.start()
     try:
         while not stop.wait(standby_poll_seconds):
             pass
     finally:
         scheduler.shutdown(wait=True)
         engine.release()
+        if worker is not None:
+            worker.stop()

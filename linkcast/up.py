@@ -45,6 +45,7 @@ DEMO_STEP_SECONDS = demo_step_seconds()
 
 def engine_config(settings: Settings) -> EngineConfig:
     from engine import EngineConfig
+    from engine.notify import NotifyConfig
 
     return EngineConfig(
         step_seconds=settings.step_seconds,
@@ -59,6 +60,13 @@ def engine_config(settings: Settings) -> EngineConfig:
         capacity_clear_margin=settings.capacity_clear_margin,
         line_rate_margin=settings.line_rate_margin,
         excursion_factor=settings.excursion_factor,
+        notify=NotifyConfig(
+            alertmanager_url=settings.alertmanager_url,
+            webhook_urls=tuple(settings.webhook_urls),
+            webhook_secret=settings.webhook_secret,
+            resend_seconds=settings.notify_resend_seconds,
+            dashboard_url=settings.dashboard_url,
+        ),
     )
 
 

@@ -1,0 +1,368 @@
+"""Notifications out, against real receivers: Debian's Alertmanager started on a free
+port, and a small signed-webhook receiver that fails before it accepts. The outbox is
+driven directly (alerts written as the policy writes them) and through the live engine."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from db.models import Alert, Notification
+from db.session import make_sessionmaker, session_scope
+from engine.notify import NotifyConfig
+from engine.outbox import SILENCED, DeliveryWorker, enqueue
+from tests.conftest import auth, free_port
+from tests.engine.test_loop import FAIL, SHIFTED, Clock, engine, push
+
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+DASHBOARD = "http://dash.example:8501"
+DEADLINE_SECONDS = 120.0  # generous: a loaded 2-core machine
+
+needs_alertmanager = pytest.mark.skipif(
+    not Path(ALERTMANAGER).exists(), reason="Debian's prometheus-alertmanager is not installed"
+)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE_SECONDS) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+# --- Alertmanager -----------------------------------------------------------------------
+
+
+@dataclass
+class Alertmanager:
+    url: str
+
+    def alerts(self) -> list[dict]:
+        """What Alertmanager holds as active now (resolved alerts drop out)."""
+        r = httpx.get(f"{self.url}/api/v2/alerts", timeout=10)
+        r.raise_for_status()
+        return [a for a in r.json() if a["labels"].get("source") == "linkcast"]
+
+    def by_id(self) -> dict[int, dict]:
+        return {int(a["labels"]["alert_id"]): a for a in self.alerts()}
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    config = tmp_path / "alertmanager.yml"
+    config.write_text('route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n')
+    port = free_port()
+    log = (tmp_path / "alertmanager.log").open("w")
+    proc = subprocess.Popen(
+        [
+            shutil.which(ALERTMANAGER) or ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    am = Alertmanager(f"http://127.0.0.1:{port}")
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}"
+            )
+        try:
+            return httpx.get(f"{am.url}/-/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("alertmanager to start", ready)
+        yield am
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def add_alert(session: Session, kind: str, links: list[str], **kw: Any) -> Alert:
+    """An alert as the policy leaves it: firing since 10 minutes ago unless told."""
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    alert = Alert(
+        kind=kind,
+        state=kw.pop("state", "firing"),
+        link_id=kw.pop("link_id", None if kind == "failure" else 1),
+        links=links,
+        onset=t,
+        message=kw.pop("message", f"{kind} on {', '.join(links)}"),
+        created_at=t,
+        updated_at=t,
+        firing_at=t,
+        **kw,
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def rows(db: Engine) -> list[Notification]:
+    with make_sessionmaker(db)() as session:
+        return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+
+@needs_alertmanager
+def test_alertmanager_hears_firing_grouped_resolved_and_not_silenced(
+    alertmanager, client, tokens, clean_db, database_url
+):
+    cfg = NotifyConfig(alertmanager_url=alertmanager.url, dashboard_url=DASHBOARD)
+    sessions = make_sessionmaker(clean_db)
+    with session_scope(sessions) as session:
+        failure = add_alert(session, "failure", ["A>B", "C>D"], message="re-route: A>B, C>D")
+        kids = [
+            add_alert(session, "drift", [name], parent_id=failure.id, message=f"drift {name}")
+            for name in ("A>B", "C>D")
+        ]
+        drift = add_alert(session, "drift", ["r1:xe-0/0/1"], link_id=3)
+        assert enqueue(session, [failure, drift], cfg) == 2
+        ids = {"failure": failure.id, "drift": drift.id, "kids": [k.id for k in kids]}
+
+    worker = DeliveryWorker(database_url, cfg)
+    try:
+        report = worker.run_once()
+        assert report.delivered == 2 and report.failed == 0
+        held = wait_for("two alerts at Alertmanager", lambda: len(alertmanager.by_id()) == 2)
+        assert held
+        got = alertmanager.by_id()
+        # one notification for the failure, naming its links and its drift alerts
+        f = got[ids["failure"]]
+        assert f["labels"] == {
+            "alertname": "linkcast_failure",
+            "kind": "failure",
+            "severity": "critical",
+            "alert_id": str(ids["failure"]),
+            "source": "linkcast",
+        }
+        assert f["annotations"]["links"] == "A>B, C>D"
+        assert f["annotations"]["summary"] == "re-route: A>B, C>D"
+        assert "drift A>B" in f["annotations"]["description"]
+        assert "drift C>D" in f["annotations"]["description"]
+        assert f["annotations"]["dashboard"] == f"{DASHBOARD}/failures"
+        assert f["status"]["state"] == "active"
+        # a firing alert stays valid for 4 re-send periods, stamped when sent
+        assert datetime.fromisoformat(f["endsAt"]) > datetime.now(UTC)
+        d = got[ids["drift"]]
+        assert d["labels"]["alertname"] == "linkcast_drift"
+        assert (d["labels"]["link"], d["labels"]["severity"]) == ("r1:xe-0/0/1", "warning")
+        assert d["annotations"]["dashboard"] == f"{DASHBOARD}/link?link=r1%3Axe-0%2F0%2F1"
+        assert d["generatorURL"] == f"{DASHBOARD}/alerts"
+        assert not set(ids["kids"]) & set(got)  # children travel inside their failure
+
+        # resolved: sent with endsAt, and Alertmanager no longer holds it as active
+        with session_scope(sessions) as session:
+            alert = session.get(Alert, ids["drift"])
+            assert alert is not None
+            alert.state, alert.resolved_at = "resolved", datetime.now(UTC).replace(microsecond=0)
+            resolved_at = alert.resolved_at
+            assert enqueue(session, [alert], cfg) == 1
+        assert worker.run_once().delivered == 1
+        last = rows(clean_db)[-1]
+        assert last.payload["endsAt"] == resolved_at.isoformat().replace("+00:00", "Z")
+        assert last.delivered_at is not None and last.attempts == 1
+        wait_for("the resolved alert to leave", lambda: ids["drift"] not in alertmanager.by_id())
+        assert ids["failure"] in alertmanager.by_id()
+
+        # silences: none enqueued for a silenced alert; one enqueued before its silence
+        # is dropped by the worker; neither is re-sent while silenced
+        h = auth(tokens["admin"])
+        for name in ("E>F", "G>H"):
+            assert client.post("/api/v1/links", json={"name": name}, headers=h).status_code == 201
+        body = {"link": "E>F", "kind": "capacity", "duration_seconds": 600, "comment": "work"}
+        assert client.post("/api/v1/silences", json=body, headers=h).status_code == 201
+        with session_scope(sessions) as session:
+            quiet = add_alert(session, "capacity", ["E>F"])
+            assert enqueue(session, [quiet], cfg) == 0
+            late = add_alert(session, "capacity", ["G>H"])
+            assert enqueue(session, [late], cfg) == 1
+            ids |= {"quiet": quiet.id, "late": late.id}
+        body = {"link": "G>H", "duration_seconds": 600}
+        assert client.post("/api/v1/silences", json=body, headers=h).status_code == 201
+        assert worker.run_once().silenced == 1
+        dropped = rows(clean_db)[-1]
+        assert (dropped.alert_id, dropped.last_error) == (ids["late"], SILENCED)
+        assert dropped.delivered_at is not None
+    finally:
+        worker.stop()
+
+    # a new worker re-sends what fires: the failure again (its silence-free state), never
+    # the silenced ones; and an alert that fired without a notification is told too
+    with session_scope(sessions) as session:
+        unsent = add_alert(session, "capacity", ["C>D"], link_id=2)
+        ids["unsent"] = unsent.id
+    fresh = DeliveryWorker(database_url, cfg)
+    try:
+        assert fresh.run_once().resent == 2
+    finally:
+        fresh.stop()
+    got = alertmanager.by_id()
+    assert set(got) == {ids["failure"], ids["unsent"]}
+    assert got[ids["unsent"]]["labels"]["alertname"] == "linkcast_capacity"
+
+
+@needs_alertmanager
+def test_the_engines_failure_reaches_alertmanager_as_one_grouped_alert(
+    alertmanager, client, tokens, settings, clean_db
+):
+    """The live engine on the loop test's network: the tick writes the notifications in
+    its transaction (a webhook that is down does not stop it), the worker delivers them,
+    and the failure is one alert at Alertmanager naming the shifted links."""
+    after = FAIL + 30
+    push(client, tokens["write"], range(after))
+    down = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    cfg = NotifyConfig(
+        alertmanager_url=alertmanager.url,
+        webhook_urls=(down,),
+        webhook_secret="s3cret",
+        dashboard_url=DASHBOARD,
+    )
+    eng = engine(settings.database_url, Clock(after), notify=cfg)
+    assert eng.try_lead()
+    report = eng.tick()
+    eng.release()
+    assert report.buckets == after and report.notifications > 0
+
+    stored = rows(clean_db)
+    by_receiver: dict[str, list[int | None]] = {}
+    for row in stored:
+        by_receiver.setdefault(row.receiver, []).append(row.alert_id)
+    assert set(by_receiver) == {"alertmanager", f"webhook:{down}"}
+    assert by_receiver["alertmanager"] == by_receiver[f"webhook:{down}"]  # one per receiver
+
+    worker = DeliveryWorker(settings.database_url, cfg)
+    try:
+        worker.run_once()
+    finally:
+        worker.stop()
+    failures = [a for a in alertmanager.alerts() if a["labels"]["kind"] == "failure"]
+    assert len(failures) == 1, failures
+    (failure,) = failures
+    assert set(failure["annotations"]["links"].split(", ")) >= set(SHIFTED[:2])
+    assert failure["labels"]["severity"] == "critical"
+    assert "drift" in failure["annotations"]["description"]  # its children, listed
+    with make_sessionmaker(clean_db)() as session:
+        children = session.scalars(
+            select(Alert.id).where(Alert.parent_id == int(failure["labels"]["alert_id"]))
+        ).all()
+    assert children and not set(children) & {
+        int(a["labels"]["alert_id"]) for a in alertmanager.alerts()
+    }
+    # the webhook that is down: every one of its rows kept, with the error
+    waiting = [r for r in rows(clean_db) if r.receiver.startswith("webhook:")]
+    assert waiting and all(r.delivered_at is None for r in waiting)
+    assert all(r.last_error for r in waiting)
+
+
+# --- webhooks ---------------------------------------------------------------------------
+
+
+@dataclass
+class Hook:
+    """A webhook receiver that answers 500 to its first ``fail_first`` requests."""
+
+    fail_first: int
+    requests: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
+    url: str = ""
+
+    def serve(self) -> ThreadingHTTPServer:
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                code = 500 if len(hook.requests) < hook.fail_first else 200
+                hook.requests.append((dict(self.headers), body, code))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/linkcast"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+def test_webhook_signed_retried_and_kept_across_a_restart(clean_db, database_url):
+    hook = Hook(fail_first=2)
+    server = hook.serve()
+    secret = "s3cret"
+    cfg = NotifyConfig(webhook_urls=(hook.url,), webhook_secret=secret, dashboard_url=DASHBOARD)
+    sessions = make_sessionmaker(clean_db)
+    with session_scope(sessions) as session:
+        failure = add_alert(session, "failure", ["A>B", "C>D"])
+        add_alert(session, "drift", ["A>B"], parent_id=failure.id, message="drift on A>B")
+        assert enqueue(session, [failure], cfg) == 1
+        alert_id = failure.id
+
+    try:
+        # the first worker: two attempts, both refused; the row waits, counted
+        first = DeliveryWorker(database_url, cfg)
+        try:
+            assert first.run_once().failed == 1
+            wait_for("a second attempt", lambda: first.run_once().failed == 1)
+        finally:
+            first.stop()
+        (row,) = rows(clean_db)
+        assert row.delivered_at is None and row.attempts == 2
+        assert row.last_error and row.last_error.startswith("HTTP 500")
+        assert row.next_attempt_at > row.created_at
+
+        # a new worker (a restart), running as the engine runs it: delivered once
+        second = DeliveryWorker(database_url, cfg, poll_seconds=0.2).start()
+        try:
+            wait_for("the delivery", lambda: rows(clean_db)[0].delivered_at is not None)
+        finally:
+            second.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    (row,) = rows(clean_db)
+    assert (row.attempts, row.last_error) == (3, None)
+    assert [code for _, _, code in hook.requests] == [500, 500, 200]
+    bodies = {body for _, body, _ in hook.requests}
+    assert len(bodies) == 1  # the same notification every time
+    for headers, body, _ in hook.requests:
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["X-Linkcast-Signature"], expected)
+        assert headers["X-Linkcast-Delivery"] == str(row.id)
+        assert headers["Content-Type"] == "application/json"
+    sent = json.loads(bodies.pop())
+    assert sent["status"] == "firing"
+    assert sent["alert"]["id"] == alert_id and sent["alert"]["links"] == ["A>B", "C>D"]
+    assert sent["alert"]["severity"] == "critical"
+    assert [c["message"] for c in sent["children"]] == ["drift on A>B"]
