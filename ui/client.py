@@ -181,6 +181,12 @@ def alerts(
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def silences(cfg: Config) -> list[Row]:
+    """Silences not yet expired (active, or starting later)."""
+    return _get(cfg, "/api/v1/silences")["data"]
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def events(cfg: Config, *, kind: str | None = None) -> list[Row]:
     return _get(cfg, "/api/v1/events", {"kind": kind, "limit": 10_000})["data"]
 

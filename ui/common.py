@@ -42,9 +42,12 @@ ALERT_COLUMN_CONFIG = {
     ),
     "message": st.column_config.TextColumn("message", width="large"),
     "link": st.column_config.TextColumn("link(s)", width="medium"),
+    "silenced": st.column_config.CheckboxColumn(
+        "silenced", help="a silence matches it: no notification goes out"
+    ),
 }
 #: What an operator reads first: the state, the kind, the message; then the rest.
-ALERT_ORDER = ("state", "kind", "message", "link", "magnitude", "onset", "model", "id")
+ALERT_ORDER = ("state", "kind", "message", "link", "silenced", "magnitude", "onset", "model", "id")
 
 
 def setup() -> Config:

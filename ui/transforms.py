@@ -30,6 +30,8 @@ TIME_COLUMNS = (
     "firing_at",
     "resolved_at",
     "last_retrain",
+    "starts_at",
+    "ends_at",
 )
 
 
@@ -635,7 +637,17 @@ def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
     return df.sort_values("ttc_steps", na_position="last", kind="stable", ignore_index=True)
 
 
-ALERT_COLUMNS = ["id", "state", "kind", "link", "model", "onset", "magnitude", "message"]
+ALERT_COLUMNS = [
+    "id",
+    "state",
+    "kind",
+    "link",
+    "model",
+    "onset",
+    "magnitude",
+    "message",
+    "silenced",
+]
 
 
 def alerts_table(alerts: Sequence[Row]) -> pd.DataFrame:
@@ -651,10 +663,31 @@ def alerts_table(alerts: Sequence[Row]) -> pd.DataFrame:
     df = frame(alerts, [*ALERT_COLUMNS, "links"])
     if df.empty:
         return pd.DataFrame(columns=ALERT_COLUMNS)
+    df["silenced"] = df["silenced"].fillna(False).astype(bool) if "silenced" in df else False
     df["link"] = df["link"].fillna(df["links"].map(lambda ls: ", ".join(ls)))
     df["model"] = df["model"].fillna("–")
     df["magnitude"] = list(map(magnitude_text, df["kind"], df["magnitude"]))
     return df[ALERT_COLUMNS]
+
+
+SILENCE_COLUMNS = ["link", "kind", "ends_at", "comment", "created_by", "starts_at", "id"]
+
+
+def silences_table(silences: Sequence[Row]) -> pd.DataFrame:
+    """Silences for a table: a matcher left out reads ``any``.
+
+    >>> t = silences_table([{"id": 1, "link": None, "kind": "capacity", "comment": "",
+    ...     "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2026-01-01T02:00:00Z",
+    ...     "created_by": "ops"}])
+    >>> t[["link", "kind", "created_by"]].values.tolist(), str(t["ends_at"].iloc[0])
+    ([['any', 'capacity', 'ops']], '2026-01-01 02:00:00+00:00')
+    """
+    df = frame(silences, SILENCE_COLUMNS)
+    if df.empty:
+        return pd.DataFrame(columns=SILENCE_COLUMNS)
+    df["link"] = df["link"].fillna("any")
+    df["kind"] = df["kind"].fillna("any")
+    return df[SILENCE_COLUMNS]
 
 
 def bps_unit(values: Iterable[float | None]) -> tuple[str, float]:

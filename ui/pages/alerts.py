@@ -51,3 +51,36 @@ def live() -> None:
 
 
 live()
+
+SILENCE_COLUMN_CONFIG = {
+    "link": st.column_config.TextColumn("link"),
+    "kind": st.column_config.TextColumn("kind"),
+    "ends_at": st.column_config.DatetimeColumn("until (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "comment": st.column_config.TextColumn("comment", width="large"),
+    "created_by": st.column_config.TextColumn("by"),
+    "starts_at": st.column_config.DatetimeColumn("from (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+}
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def silences() -> None:
+    st.subheader("Silences")
+    rows = fetch(cfg, lambda: client.silences(cfg))
+    if not rows:
+        st.info("No active silence: every firing alert is notified.")
+    else:
+        st.dataframe(
+            transforms.silences_table(rows),
+            hide_index=True,
+            width="stretch",
+            column_config=SILENCE_COLUMN_CONFIG,
+            column_order=tuple(SILENCE_COLUMN_CONFIG),
+        )
+    st.caption(
+        "A silence holds back the notifications of the alerts it matches (link, kind; "
+        "`any` matches all). Create or end one with `POST` or `DELETE /api/v1/silences` "
+        "(a write token)."
+    )
+
+
+silences()
