@@ -39,6 +39,10 @@ class TelemetryIn(BaseModel):
 
 class TelemetryAccepted(BaseModel):
     accepted: int = Field(description="samples in the request, all stored")
+    quarantined: int = Field(
+        description="of them, stored but marked `over_line_rate`: above the link's capacity"
+        " x (1 + LINKCAST_LINE_RATE_MARGIN), never learned from"
+    )
 
 
 class LinkCreate(BaseModel):
@@ -71,6 +75,12 @@ class SamplePublic(BaseModel):
 
     ts: datetime
     value_bps: float
+    quality: Literal["ok", "over_line_rate", "excursion"] = Field(
+        description="ok: learned from. Quarantined, stored as sent but fed to no model or "
+        "alert: over_line_rate (above the link's capacity x (1 + LINKCAST_LINE_RATE_MARGIN), "
+        "marked at ingest), excursion (one bucket far outside the link's recent range that "
+        "reverted at once, marked by the engine a bucket or more later)"
+    )
 
 
 class SamplesPublic(BaseModel):

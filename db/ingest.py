@@ -7,19 +7,30 @@ write PostgreSQL has. If any (link, ts) of the batch is already stored, that COP
 fails as a whole; it is rolled back to a savepoint and the batch goes through a
 staging table and one INSERT .. ON CONFLICT DO UPDATE instead (last write wins; an
 identical retry rewrites no row). Either way the request is one transaction.
+
+A sample above its link's line rate (``capacity_bps x (1 + line_rate_margin)``) is
+stored as sent but marked ``over_line_rate``, so that the engine never learns from it:
+a collector's counter-wrap correction can make 1e14 bit/s of a reset. The capacities
+come with the ids, from the one query per batch that checks them against ``link``; they
+are never cached (an operator may set a capacity at any time; only samples written
+after that are judged by it).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
 
 import psycopg
 from sqlalchemy import Engine
 
+from db.models import SampleQuality
+
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS sample_stage "
-    "(link_id integer NOT NULL, ts timestamptz NOT NULL, value_bps double precision NOT NULL) "
+    "(link_id integer NOT NULL, ts timestamptz NOT NULL, value_bps double precision NOT NULL,"
+    " quality text NOT NULL) "
     "ON COMMIT DELETE ROWS"
 )
 
@@ -35,12 +46,23 @@ WHERE NOT EXISTS (SELECT 1 FROM link l WHERE l.name = n)
 ON CONFLICT (name) DO NOTHING
 """
 
+# A new value is judged anew (an engine's excursion mark was about the old one); the
+# same value again rewrites nothing, so its mark stays.
 _UPSERT_SAMPLES = """
-INSERT INTO sample (link_id, ts, value_bps)
-SELECT link_id, ts, value_bps FROM sample_stage
-ON CONFLICT (link_id, ts) DO UPDATE SET value_bps = EXCLUDED.value_bps
+INSERT INTO sample (link_id, ts, value_bps, quality)
+SELECT link_id, ts, value_bps, quality FROM sample_stage
+ON CONFLICT (link_id, ts) DO UPDATE SET value_bps = EXCLUDED.value_bps, quality = EXCLUDED.quality
 WHERE sample.value_bps IS DISTINCT FROM EXCLUDED.value_bps
 """
+
+_COLUMNS = "link_id, ts, value_bps, quality"
+
+
+class Written(NamedTuple):
+    """What a batch stored: rows written, and how many of the batch are quarantined."""
+
+    rows: int
+    quarantined: int
 
 
 class LinkIds:
@@ -50,72 +72,108 @@ class LinkIds:
         self._ids: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def resolve(self, cur: psycopg.Cursor, names: Collection[str]) -> dict[str, int]:
-        """Ids of ``names``, registering unknown ones, all checked against ``link``."""
+    def resolve(
+        self, cur: psycopg.Cursor, names: Collection[str]
+    ) -> tuple[dict[str, int], dict[int, float]]:
+        """Ids of ``names``, registering unknown ones, all checked against ``link``; and
+        the capacity (bit/s) of those that have one, as the table has it now."""
         with self._lock:
             known = {n: self._ids[n] for n in names if n in self._ids}
+        capacity: dict[int, float] = {}
         if known:  # every cached (name, id) pair must still be in the table
             cur.execute(
-                "SELECT count(*) FROM link l JOIN unnest(%s::text[], %s::int[]) AS k(name, id)"
+                "SELECT l.id, l.capacity_bps FROM link l"
+                " JOIN unnest(%s::text[], %s::int[]) AS k(name, id)"
                 " ON l.id = k.id AND l.name = k.name",
                 (list(known), list(known.values())),
             )
-            row = cur.fetchone()
-            if row is None or row[0] != len(known):
+            found_caps = cur.fetchall()
+            if len(found_caps) != len(known):
                 known = {}  # the table changed under us: learn again
                 with self._lock:
                     self._ids.clear()
+            else:
+                capacity = {i: c for i, c in found_caps if c is not None}
         missing = [n for n in names if n not in known]
         if missing:
             cur.execute(_REGISTER_LINKS, {"names": missing})
-            cur.execute("SELECT name, id FROM link WHERE name = ANY(%s)", (missing,))
-            found = dict(cur.fetchall())
+            cur.execute("SELECT name, id, capacity_bps FROM link WHERE name = ANY(%s)", (missing,))
+            found = {}
+            for name, link_id, cap in cur.fetchall():
+                found[name] = link_id
+                if cap is not None:
+                    capacity[link_id] = cap
             with self._lock:
                 self._ids.update(found)
             known.update(found)
-        return known
+        return known, capacity
 
 
-def copy_payload(rows: Iterable[tuple[int, str, float]]) -> bytes:
-    r"""COPY text for (link_id, ts as RFC 3339, value_bps) rows.
+def copy_payload(
+    rows: Sequence[tuple[int, str, float]], line_rate: dict[int, float] | None = None
+) -> tuple[bytes, int]:
+    r"""COPY text for (link_id, ts as RFC 3339, value_bps) rows with their quality, and
+    how many are above their link's ``line_rate`` (bit/s; a link not in it has none).
 
+    >>> copy_payload([(7, "2026-01-01T00:00:00Z", 1e9), (8, "2026-01-01T00:00:00Z", 3.0)],
+    ...              {8: 2.0})[1]
+    1
     >>> copy_payload([(7, "2026-01-01T00:00:00+00:00", 1e9)])
-    b'7\t2026-01-01T00:00:00+00:00\t1000000000.0\n'
+    (b'7\t2026-01-01T00:00:00+00:00\t1000000000.0\tok\n', 0)
     """
-    return "".join([f"{link}\t{ts}\t{value!r}\n" for link, ts, value in rows]).encode()
+    ok, over = SampleQuality.OK, SampleQuality.OVER_LINE_RATE
+    if not line_rate:  # the common case: no capacity in the batch, nothing to judge
+        lines = [f"{link}\t{ts}\t{value!r}\t{ok}\n" for link, ts, value in rows]
+        return "".join(lines).encode(), 0
+    inf = float("inf")
+    marks = [over if value > line_rate.get(link, inf) else ok for link, _, value in rows]
+    lines = [
+        f"{link}\t{ts}\t{value!r}\t{mark}\n"
+        for (link, ts, value), mark in zip(rows, marks, strict=True)
+    ]
+    return "".join(lines).encode(), marks.count(over)
 
 
 def write_samples(
-    engine: Engine, rows: Collection[tuple[str, str, float]], link_ids: LinkIds
-) -> int:
+    engine: Engine,
+    rows: Collection[tuple[str, str, float]],
+    link_ids: LinkIds,
+    *,
+    line_rate_margin: float = 0.05,
+) -> Written:
     """Store samples in one transaction: all of them or none.
 
     ``rows`` are (link name, ts as RFC 3339, value_bps); each (link, ts) must appear
-    once (the caller keeps the last of duplicates). Returns the rows written.
+    once (the caller keeps the last of duplicates). A value above its link's
+    ``capacity_bps x (1 + line_rate_margin)`` is stored marked ``over_line_rate``.
+    Returns the rows written and how many of ``rows`` were marked.
     """
     if not rows:
-        return 0
+        return Written(0, 0)
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
         assert conn is not None
         with conn.cursor() as cur:
-            ids = link_ids.resolve(cur, {name for name, _, _ in rows})
-            payload = copy_payload((ids[name], ts, value) for name, ts, value in rows)
+            ids, capacity = link_ids.resolve(cur, {name for name, _, _ in rows})
+            line_rate = {i: c * (1 + line_rate_margin) for i, c in capacity.items()}
+            payload, quarantined = copy_payload(
+                [(ids[name], ts, value) for name, ts, value in rows], line_rate
+            )
             cur.execute("SAVEPOINT fresh")
             try:
-                with cur.copy("COPY sample (link_id, ts, value_bps) FROM STDIN") as copy:
+                with cur.copy(f"COPY sample ({_COLUMNS}) FROM STDIN") as copy:
                     copy.write(payload)
                 written = len(rows)
             except psycopg.errors.UniqueViolation:
                 cur.execute("ROLLBACK TO SAVEPOINT fresh")
                 cur.execute(_STAGE_DDL)  # rare path; inside this transaction on purpose
-                with cur.copy("COPY sample_stage (link_id, ts, value_bps) FROM STDIN") as copy:
+                with cur.copy(f"COPY sample_stage ({_COLUMNS}) FROM STDIN") as copy:
                     copy.write(payload)
                 cur.execute(_UPSERT_SAMPLES)
                 written = cur.rowcount
         conn.commit()
-        return written
+        return Written(written, quarantined)
     except BaseException:
         raw.rollback()
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,6 +49,9 @@ async def push_telemetry(
 
     Unknown links are registered. A sample for a (link, ts) already stored replaces
     it, so a retried request is harmless. At most 50,000 samples and 10 MiB per request.
+    A value above its link's line rate (capacity plus `LINKCAST_LINE_RATE_MARGIN`) is
+    stored all the same, marked `over_line_rate` and never learned from; `quarantined`
+    counts them.
     """
     body = await _read_body(request, settings.max_body_bytes)
     try:
@@ -63,5 +67,10 @@ async def push_telemetry(
     except InvalidSample as exc:
         return JSONResponse({"detail": exc.detail()}, status_code=422)
     rows = [(link, ts, value) for (link, ts), value in batch.rows.items()]
-    await run_in_threadpool(write_samples, engine, rows, request.app.state.link_ids)
-    return JSONResponse({"accepted": batch.received})
+    written = await run_in_threadpool(
+        partial(write_samples, line_rate_margin=settings.line_rate_margin),
+        engine,
+        rows,
+        request.app.state.link_ids,
+    )
+    return JSONResponse({"accepted": batch.received, "quarantined": written.quarantined})

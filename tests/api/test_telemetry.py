@@ -45,7 +45,7 @@ def test_push_50000_reads_back_exactly_and_retry_changes_nothing(client, tokens,
     body = orjson.dumps({"samples": batch})
     r = client.post(URL, content=body, headers=auth(tokens["write"]))
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 50_000}
+    assert r.json() == {"accepted": 50_000, "quarantined": 0}
 
     rows = stored(clean_db)
     assert len(rows) == 50_000
@@ -82,7 +82,7 @@ def test_last_write_wins_across_and_within_requests(client, tokens, clean_db):
         json={"samples": [sample(value=2.0), sample(ts="2026-01-01T01:00:00+01:00", value=3.0)]},
         headers=h,
     )
-    assert r.json() == {"accepted": 2}
+    assert r.json() == {"accepted": 2, "quarantined": 0}
     # Both name the same instant: the later sample of the request wins.
     assert [row[2] for row in stored(clean_db)] == [3.0]
     # A batch mixing a stored (link, ts) with new ones stores all of them.
@@ -115,7 +115,9 @@ def test_epoch_seconds_and_unknown_links_are_registered(client, tokens, clean_db
     for path in ("r1:xe-0/0/1", "r1%3Axe-0%2F0%2F1"):
         got = client.get(f"/api/v1/links/{path}/samples", headers=auth(tokens["read"]))
         assert got.status_code == 200, got.text
-        assert got.json()["data"] == [{"ts": "2026-03-01T12:00:00Z", "value_bps": 5.0}]
+        assert got.json()["data"] == [
+            {"ts": "2026-03-01T12:00:00Z", "value_bps": 5.0, "quality": "ok"}
+        ]
 
 
 def test_links_recreated_behind_the_apis_back_are_learned_again(client, tokens, clean_db):
@@ -129,6 +131,69 @@ def test_links_recreated_behind_the_apis_back_are_learned_again(client, tokens, 
     r = client.post(URL, json={"samples": [sample(link="x>y", value=9.0)]}, headers=h)
     assert r.status_code == 200
     assert [(row[0], row[2]) for row in stored(clean_db)] == [("x>y", 9.0)]
+
+
+def qualities(engine: Engine) -> list[tuple[str, float, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT l.name, s.value_bps, s.quality FROM sample s"
+                " JOIN link l ON l.id = s.link_id ORDER BY l.name, s.ts"
+            )
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_above_the_line_rate_is_stored_marked_and_counted(client, tokens, clean_db):
+    """Above capacity x (1 + LINKCAST_LINE_RATE_MARGIN): stored as sent, never refused,
+    marked over_line_rate; the margin's edge is still ok; links without a capacity and
+    samples written before a capacity was set are not judged by it."""
+    w, admin = auth(tokens["write"]), auth(tokens["admin"])
+    old = [sample(link="cap>a", ts="2026-01-01T00:00:00Z", value=5e9)]
+    assert client.post(URL, json={"samples": old}, headers=w).json()["quarantined"] == 0
+    for name in ("cap>a", "cap>b"):
+        r = client.post("/api/v1/links", json={"name": name, "capacity_bps": 1e9}, headers=admin)
+        assert r.status_code in (200, 201), r.text
+    batch = [
+        sample(link="cap>a", ts="2026-01-01T00:01:00Z", value=1e14),
+        sample(link="cap>a", ts="2026-01-01T00:02:00Z", value=1.05e9),  # the edge: ok
+        sample(link="cap>b", ts="2026-01-01T00:01:00Z", value=1.06e9),
+        sample(link="free>c", ts="2026-01-01T00:01:00Z", value=1e14),  # no capacity
+    ]
+    r = client.post(URL, json={"samples": batch}, headers=w)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 4, "quarantined": 2}
+    assert qualities(clean_db) == [
+        ("cap>a", 5e9, "ok"),
+        ("cap>a", 1e14, "over_line_rate"),
+        ("cap>a", 1.05e9, "ok"),
+        ("cap>b", 1.06e9, "over_line_rate"),
+        ("free>c", 1e14, "ok"),
+    ]
+    rows = client.get("/api/v1/links/cap>a/samples", headers=auth(tokens["read"])).json()
+    assert [d["quality"] for d in rows["data"]] == ["ok", "over_line_rate", "ok"]
+
+    # A retry (the upsert path) judges the same; a corrected value is judged anew.
+    r = client.post(URL, json={"samples": batch}, headers=w)
+    assert r.json() == {"accepted": 4, "quarantined": 2}
+    fixed = [sample(link="cap>a", ts="2026-01-01T00:01:00Z", value=4e8)]
+    assert client.post(URL, json={"samples": fixed}, headers=w).json()["quarantined"] == 0
+    assert qualities(clean_db)[1] == ("cap>a", 4e8, "ok")
+
+
+def test_a_retry_keeps_the_engines_excursion_mark(client, tokens, clean_db):
+    """The engine marks excursions after the fact; the same value sent again rewrites
+    nothing, so the mark stays; a different value is a new sample, judged anew."""
+    w = auth(tokens["write"])
+    pushed = [sample(link="x>y", value=0.0), sample(link="x>y", ts="2026-01-01T00:01:00Z")]
+    assert client.post(URL, json={"samples": pushed}, headers=w).status_code == 200
+    with clean_db.begin() as conn:
+        conn.execute(text("UPDATE sample SET quality = 'excursion' WHERE value_bps = 0"))
+    assert client.post(URL, json={"samples": pushed}, headers=w).status_code == 200
+    assert [q for _, _, q in qualities(clean_db)] == ["excursion", "ok"]
+    again = [sample(link="x>y", value=1e3)]
+    assert client.post(URL, json={"samples": again}, headers=w).status_code == 200
+    assert [q for _, _, q in qualities(clean_db)] == ["ok", "ok"]
 
 
 FUTURE = (datetime.now(UTC) + timedelta(days=2)).isoformat()
@@ -272,6 +337,11 @@ def test_openapi_documents_every_route_and_error(client):
     push = paths["/api/v1/telemetry"]["post"]
     assert {"200", "400", "401", "403", "413", "422", "503"} <= set(push["responses"])
     assert "samples" in json.dumps(push["requestBody"])
+    schemas = spec["components"]["schemas"]
+    assert "quarantined" in schemas["TelemetryAccepted"]["required"]
+    quality = schemas["SamplePublic"]["properties"]["quality"]
+    assert quality["enum"] == ["ok", "over_line_rate", "excursion"]
+    assert "over_line_rate" in quality["description"]
     for path, ops in paths.items():
         for method, op in ops.items():
             assert op.get("description") or op.get("summary"), (method, path)
