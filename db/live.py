@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
@@ -32,14 +32,67 @@ def all_links(conn: Connection) -> list[LinkRow]:
 
 
 def bucket_means(conn: Connection, start: datetime, end: datetime) -> dict[int, float]:
-    """Mean load per link over samples with ``start <= ts < end``."""
+    """Mean load per link over samples with ``start <= ts < end``; quarantined samples
+    (quality other than ``ok``) are left out, so nothing downstream learns from them."""
     rows = conn.execute(
         text(
-            "SELECT link_id, avg(value_bps) FROM sample WHERE ts >= :a AND ts < :b GROUP BY link_id"
+            "SELECT link_id, avg(value_bps) FROM sample WHERE ts >= :a AND ts < :b"
+            " AND quality = 'ok' GROUP BY link_id"
         ),
         {"a": start, "b": end},
     )
     return {int(k): float(v) for k, v in rows}
+
+
+def bucket_history(
+    conn: Connection, start: datetime, end: datetime, step_seconds: int
+) -> list[tuple[datetime, dict[int, float]]]:
+    """:func:`bucket_means` of every grid bucket in ``[start, end)``, oldest first (buckets
+    without an ``ok`` sample are left out): what the engine's excursion filter is rebuilt
+    from after a restart."""
+    rows = conn.execute(
+        text(
+            "SELECT to_timestamp(floor(extract(epoch FROM ts) / :s) * :s) AS bucket, link_id,"
+            " avg(value_bps) FROM sample WHERE ts >= :a AND ts < :b AND quality = 'ok'"
+            " GROUP BY 1, 2 ORDER BY 1"
+        ),
+        {"a": start, "b": end, "s": step_seconds},
+    )
+    out: list[tuple[datetime, dict[int, float]]] = []
+    for bucket, link_id, value in rows:
+        if not out or out[-1][0] != bucket:
+            out.append((bucket, {}))
+        out[-1][1][int(link_id)] = float(value)
+    return out
+
+
+def mark_excursions(
+    conn: Connection, excursions: Iterable[tuple[int, datetime, float, float]], step: timedelta
+) -> int:
+    """Mark ``excursion`` the samples of each reverted bucket, given as (link id, bucket
+    start, centre, limit): those farther than the limit from the centre of the range the
+    bucket was judged against (the others of the bucket, if any, stay ``ok``). Returns
+    how many samples were marked."""
+    rows = list(excursions)
+    if not rows:
+        return 0
+    result = conn.execute(
+        text(
+            "UPDATE sample s SET quality = 'excursion'"
+            " FROM unnest(CAST(:links AS integer[]), CAST(:starts AS timestamptz[]),"
+            " CAST(:centres AS float8[]), CAST(:limits AS float8[])) AS x(link_id, a, m, t)"
+            " WHERE s.link_id = x.link_id AND s.ts >= x.a AND s.ts < x.a + :step"
+            " AND s.quality = 'ok' AND abs(s.value_bps - x.m) > x.t"
+        ),
+        {
+            "links": [r[0] for r in rows],
+            "starts": [r[1] for r in rows],
+            "centres": [r[2] for r in rows],
+            "limits": [r[3] for r in rows],
+            "step": step,
+        },
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def issued_forecasts(

@@ -33,6 +33,7 @@ from db.session import make_engine, make_sessionmaker
 from engine import outbox
 from engine.config import EngineConfig
 from engine.policy import AlertPolicy
+from engine.quality import ExcursionFilter
 from forecaster.base import IncompatibleState
 from forecaster.suite import ModelSuite, StepOutput
 
@@ -82,6 +83,8 @@ class LiveEngine:
         self._issued: dict[datetime, dict[str, np.ndarray]] = {}
         self.late_samples_total = 0
         self._policy = AlertPolicy(self.config)
+        # Holds back one-bucket excursions (engine/quality.py); rebuilt from samples on restore.
+        self._quality = ExcursionFilter(self.config.excursion_factor)
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -149,10 +152,14 @@ class LiveEngine:
         self._index = {lid: i for i, lid in enumerate(self._link_ids)}
         self._issued = {}
         self._reported = set()
+        self._quality = ExcursionFilter(cfg.excursion_factor)
         if self._last_bucket is not None:
             self._load_issued(self._last_bucket + cfg.step)
             with self._db.connect() as conn:
                 self._reported = live.reporting_links(conn, self._last_bucket + cfg.step)
+                span = cfg.step * (4 * self._quality.window)
+                end = self._last_bucket + cfg.step
+                self._quality.rebuild(live.bucket_history(conn, end - span, end, cfg.step_seconds))
 
     def _load_issued(self, newest: datetime) -> None:
         """Read back the last H issues up to ``newest`` (a restart scores against them)."""
@@ -267,7 +274,10 @@ class LiveEngine:
         issued_at = bucket + cfg.step
         with self._db.begin() as conn:
             links = self._sync_links(conn, report)
-            means = live.bucket_means(conn, bucket, issued_at)
+            means = live.bucket_means(conn, bucket, issued_at)  # quarantined samples left out
+            judged = self._quality.step(bucket, means)  # one-bucket excursions held back
+            live.mark_excursions(conn, judged.excursions, cfg.step)
+            means = judged.accepted
             self._seen[bucket] = live.count_samples(conn, bucket, issued_at)
             y = np.full(suite.n_links, np.nan)
             for link_id, value in means.items():
