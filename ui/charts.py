@@ -27,6 +27,7 @@ UTIL_SCALE = alt.Scale(
 #: Links that are not reporting a load are drawn dashed, never in a utilisation colour.
 STATUS_COLOURS = {"down": "#111111", "stale": "#8c8c8c", "no data": "#c7c7c7"}
 ALERT_SHAPES = {"failure": "triangle-down", "drift": "diamond", "capacity": "square"}
+X_SHAPE = "M-1,-1L1,1M-1,1L1,-1"  # an x, for quarantined samples (Vega has only a +)
 
 
 def _model_scale(models: list[str]) -> alt.Scale:
@@ -138,13 +139,28 @@ def link_chart(
 ) -> alt.LayerChart:
     """Actual load, forecasts with intervals, event bands, alert markers of every kind,
     capacity, now. Loads are drawn in the one SI unit that fits them (bit/s to Tbit/s),
-    named on the axis; time in 24-hour UTC."""
+    named on the axis; time in 24-hour UTC. Quarantined samples (``quality`` not ``ok``)
+    are left out of the actual line and drawn as grey crosses at their value, or at the
+    top of the chart when above it (a 1e14 wrap must not flatten the real load)."""
+    quarantined = samples.iloc[0:0]
+    if "quality" in samples.columns:
+        bad = samples["quality"] != "ok"
+        samples, quarantined = samples[~bad], samples[bad]
     values = [capacity_bps]
     if not samples.empty:
         values += samples["value_bps"].astype(float).tolist()
     if not forecasts.empty:
         values += forecasts["upper"].astype(float).tolist()
+    top = max((float(v) for v in values if v is not None), default=0.0)
+    if not quarantined.empty:
+        drawn = quarantined["value_bps"].astype(float)
+        if top > 0:
+            drawn = drawn.clip(upper=top)
+        else:
+            values += drawn.tolist()
+        quarantined = quarantined.assign(drawn_at=drawn)
     unit, scale = transforms.bps_unit(values)
+    quarantined = transforms.in_unit(quarantined, ["value_bps", "drawn_at"], scale)
     samples = transforms.in_unit(samples, ["value_bps"], scale)
     forecasts = transforms.in_unit(forecasts, ["value", "lower", "upper"], scale)
     load_title = f"load ({unit})"
@@ -211,6 +227,20 @@ def link_chart(
                 tooltip=[
                     alt.Tooltip("ts:T", title="time (UTC)", **when),
                     alt.Tooltip("value_bps:Q", title=f"actual ({unit})", format=number),
+                ],
+            )
+        )
+    if not quarantined.empty:
+        layers.append(
+            alt.Chart(quarantined)
+            .mark_point(shape=X_SHAPE, color="#888", size=50, filled=False, strokeWidth=1.5)
+            .encode(
+                x=x,
+                y=alt.Y("drawn_at:Q", title=load_title),
+                tooltip=[
+                    alt.Tooltip("ts:T", title="time (UTC)", **when),
+                    alt.Tooltip("value_bps:Q", title=f"quarantined ({unit})", format=number),
+                    alt.Tooltip("quality:N", title="why"),
                 ],
             )
         )

@@ -29,6 +29,7 @@ class Seeded:
     failed: tuple[str, ...]
     failure_ts: datetime
     now: datetime
+    quarantined: tuple[str, datetime]  # a sample above its link's line rate (link, ts)
     stray: str = STRAY
 
 
@@ -62,9 +63,16 @@ def seed(api_url: str, tokens: dict[str, str], database_url: str) -> Seeded:
             for k in range(N_STEPS)
             for name in chosen
         ]
-        http.post("/api/v1/telemetry", json={"samples": samples}).raise_for_status()
         failure_ts = t0 + timedelta(seconds=STEP_SECONDS * FAIL_AT)
         failed = tuple(n for n in (names[i] for i in net.result.failed_links) if n in chosen)
+        # A counter wrap as a collector's correction makes it, on a link that does not fail.
+        wrapped = next(n for n in chosen if n not in failed)
+        k = N_STEPS - 20
+        quarantined = (wrapped, t0 + timedelta(seconds=STEP_SECONDS * k))
+        samples[k * len(chosen) + chosen.index(wrapped)]["value"] = 1e14
+        r = http.post("/api/v1/telemetry", json={"samples": samples})
+        r.raise_for_status()
+        assert r.json()["quarantined"] == 1, r.text
         http.post(
             "/api/v1/events",
             json={"kind": "failure", "links": list(failed), "ts": failure_ts.isoformat()},
@@ -91,4 +99,6 @@ def seed(api_url: str, tokens: dict[str, str], database_url: str) -> Seeded:
         engine.tick()
     finally:
         engine.release()
-    return Seeded(links=chosen, failed=failed, failure_ts=failure_ts, now=now)
+    return Seeded(
+        links=chosen, failed=failed, failure_ts=failure_ts, now=now, quarantined=quarantined
+    )

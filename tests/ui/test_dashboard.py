@@ -194,6 +194,26 @@ def test_link_lists_open_alerts_of_every_kind(api_env: SeededApi) -> None:
     assert firing["magnitude"].str.endswith("% of capacity").all()
 
 
+def test_link_marks_quarantined_samples(api_env: SeededApi) -> None:
+    """A sample above the line rate is drawn as a grey x, not on the actual line, and
+    does not stretch the load axis (1e14 bit/s would flatten the real load)."""
+    name, ts = api_env.data.quarantined
+    at = page("link")
+    at.query_params["link"] = name
+    at.run()
+    no_problem(at)
+    (chart,) = charts(at)
+    frames = datasets(chart).values()
+    (marked,) = [d for d in frames if "drawn_at" in d.columns]
+    assert list(marked["quality"]) == ["over_line_rate"]
+    assert pd.Timestamp(marked["ts"].iloc[0]) == pd.Timestamp(ts)
+    (actual,) = [d for d in frames if "series" in d.columns]
+    assert (actual["quality"] == "ok").all()
+    top = actual["value_bps"].max()
+    assert marked["drawn_at"].iloc[0] <= 2 * top < marked["value_bps"].iloc[0]  # at the top
+    assert any("Grey x: quarantined samples" in c.value for c in at.caption)
+
+
 def test_link_view_is_in_the_url(api_env: SeededApi) -> None:
     """A URL pasted into a ticket opens the same view, and the view writes its URL."""
     name = api_env.data.links[3]

@@ -91,7 +91,7 @@ def live() -> None:
     step = timedelta(seconds=grid.step_seconds)
     start, end = now - back * step, now + ahead * step  # slides with each refresh
     samples = transforms.frame(
-        fetch(cfg, lambda: client.samples(cfg, name, start, end)), ["ts", "value_bps"]
+        fetch(cfg, lambda: client.samples(cfg, name, start, end)), ["ts", "value_bps", "quality"]
     )
     step_rows, latest_rows = [], []
     for model in chosen:
@@ -119,7 +119,8 @@ def live() -> None:
         lines = lines.iloc[0:0]
 
     m1, m2, m3, m4 = st.columns(4)
-    last = samples["value_bps"].iloc[-1] if not samples.empty else None
+    ok = samples[samples["quality"] == "ok"] if "quality" in samples else samples
+    last = ok["value_bps"].iloc[-1] if not ok.empty else None  # a quarantined one is no load
     m1.metric("status", state)
     m2.metric("latest load", transforms.human_bps(last))
     m3.metric("capacity", transforms.human_bps(link.get("capacity_bps")))
@@ -149,6 +150,8 @@ def live() -> None:
         f"{int(lead)} step(s) ahead, then each model's newest issue (the fan); shaded: "
         "its interval. Bands: failures, maintenance, re-routes. Red marks: alerts "
         "(triangle: failure, diamond: drift, square: capacity). Red dotted: capacity. "
+        "Grey x: quarantined samples (over the line rate, or a one-step excursion), stored "
+        "but not learned from, at the top edge when above the chart. "
         f"Times in UTC. Refreshes every {REFRESH_SECONDS} s."
     )
     if not on_link.empty:
