@@ -262,8 +262,8 @@ class ModelsPublic(BaseModel):
 class LinkLatestPublic(BaseModel):
     name: str
     capacity_bps: float | None
-    ts: datetime | None = Field(description="newest sample's time")
-    value_bps: float | None = Field(description="newest sample's load")
+    ts: datetime | None = Field(description="newest plausible (quality ok) sample's time")
+    value_bps: float | None = Field(description="newest plausible (quality ok) sample's load")
     issued_at: datetime | None = Field(description="newest forecast issue of the model")
     peak_bps: float | None = Field(description="highest forecast value within the horizon")
     peak_upper_bps: float | None = Field(description="highest upper bound within the horizon")

@@ -341,7 +341,8 @@ def model_versions(*, session: Session, limit: int = 100) -> list[ModelVersion]:
 
 
 def links_latest(*, session: Session, model: str) -> list[dict[str, Any]]:
-    """Every link with its newest sample and the peak of ``model``'s newest forecast."""
+    """Every link with its newest plausible (``ok``) sample and the peak of ``model``'s
+    newest forecast."""
     sql = text(
         """
         SELECT l.name, l.capacity_bps, s.ts, s.value_bps, f.issued_at,
@@ -349,7 +350,8 @@ def links_latest(*, session: Session, model: str) -> list[dict[str, Any]]:
                (SELECT max(u)::float8 FROM unnest(f.upper_bps) u) AS peak_upper_bps
         FROM link l
         LEFT JOIN LATERAL (
-            SELECT ts, value_bps FROM sample WHERE link_id = l.id ORDER BY ts DESC LIMIT 1
+            SELECT ts, value_bps FROM sample WHERE link_id = l.id AND quality = 'ok'
+            ORDER BY ts DESC LIMIT 1
         ) s ON true
         LEFT JOIN LATERAL (
             SELECT issued_at, value_bps, upper_bps FROM forecast

@@ -42,12 +42,28 @@ ALERT_COLUMN_CONFIG = {
     ),
     "message": st.column_config.TextColumn("message", width="large"),
     "link": st.column_config.TextColumn("link(s)", width="medium"),
+    "part_of": st.column_config.TextColumn(
+        "part of", help="the failure alert this one is grouped under (only it is notified)"
+    ),
+    "state": st.column_config.TextColumn("state", width="small"),
+    "kind": st.column_config.TextColumn("kind", width="small"),
     "silenced": st.column_config.CheckboxColumn(
         "silenced", help="a silence matches it: no notification goes out"
     ),
 }
 #: What an operator reads first: the state, the kind, the message; then the rest.
-ALERT_ORDER = ("state", "kind", "message", "link", "silenced", "magnitude", "onset", "model", "id")
+ALERT_ORDER = (
+    "state",
+    "kind",
+    "message",
+    "link",
+    "part_of",
+    "silenced",
+    "magnitude",
+    "onset",
+    "model",
+    "id",
+)
 
 
 def setup() -> Config:

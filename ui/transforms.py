@@ -647,18 +647,23 @@ ALERT_COLUMNS = [
     "magnitude",
     "message",
     "silenced",
+    "part_of",
 ]
 
 
 def alerts_table(alerts: Sequence[Row]) -> pd.DataFrame:
     """Alerts for a table: the links named, the magnitude with its unit, ``–`` where an
-    alert has no model (failure alerts come from the detector, not a model).
+    alert has no model (failure alerts come from the detector, not a model), and the
+    failure alert it is grouped under (``part_of``, ``#id``; ``–`` when none).
 
     >>> t = alerts_table([{"id": 1, "state": "firing", "kind": "failure", "link": None,
     ...     "links": ["A>B", "B>C"], "model": None, "onset": "2026-01-01T00:00:00Z",
-    ...     "magnitude": 0.5, "message": "re-route"}])
-    >>> t[["link", "model", "magnitude"]].values.tolist()
-    [['A>B, B>C', '–', '+50 %']]
+    ...     "magnitude": 0.5, "message": "re-route", "parent_id": None},
+    ...     {"id": 2, "state": "firing", "kind": "drift", "link": "A>B", "links": ["A>B"],
+    ...     "model": "hybrid", "onset": "2026-01-01T00:00:00Z", "magnitude": 2.0,
+    ...     "message": "level drift", "parent_id": 1}])
+    >>> t[["link", "model", "magnitude", "part_of"]].values.tolist()
+    [['A>B, B>C', '–', '+50 %', '–'], ['A>B', 'hybrid', '+200 %', '#1']]
     """
     df = frame(alerts, [*ALERT_COLUMNS, "links"])
     if df.empty:
@@ -667,6 +672,8 @@ def alerts_table(alerts: Sequence[Row]) -> pd.DataFrame:
     df["link"] = df["link"].fillna(df["links"].map(lambda ls: ", ".join(ls)))
     df["model"] = df["model"].fillna("–")
     df["magnitude"] = list(map(magnitude_text, df["kind"], df["magnitude"]))
+    parent = df["parent_id"] if "parent_id" in df else pd.Series(None, index=df.index)
+    df["part_of"] = parent.map(lambda p: "–" if pd.isna(p) else f"#{int(p)}")
     return df[ALERT_COLUMNS]
 
 

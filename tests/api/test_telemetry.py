@@ -172,6 +172,13 @@ def test_above_the_line_rate_is_stored_marked_and_counted(client, tokens, clean_
     ]
     rows = client.get("/api/v1/links/cap>a/samples", headers=auth(tokens["read"])).json()
     assert [d["quality"] for d in rows["data"]] == ["ok", "over_line_rate", "ok"]
+    # the overview's "now" is the newest plausible sample: cap>b's only one is not
+    latest = {
+        r["name"]: r
+        for r in client.get("/api/v1/links/latest", headers=auth(tokens["read"])).json()["data"]
+    }
+    assert latest["cap>b"]["value_bps"] is None
+    assert latest["cap>a"]["value_bps"] == 1.05e9
 
     # A retry (the upsert path) judges the same; a corrected value is judged anew.
     r = client.post(URL, json={"samples": batch}, headers=w)

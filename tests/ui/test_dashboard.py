@@ -303,6 +303,7 @@ def test_alerts_filter(api_env: SeededApi) -> None:
     assert set(rows["link"]) & set(api_env.data.links)
     failure = rows[rows["kind"] == "failure"].iloc[0]
     assert failure["model"] == "–" and failure["magnitude"].endswith("%")
+    assert (rows["part_of"] == f"#{failure['id']}").any()  # its drift alerts, grouped under it
     assert rows["magnitude"].str.contains("%").all()
     config = json.loads(table.proto.columns)
     assert config["message"].get("width") == "large"
