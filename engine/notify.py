@@ -69,10 +69,6 @@ class NotifyConfig:
     dashboard_url: str = "http://127.0.0.1:8501"
     timeout_seconds: float = 5.0  # per request: a receiver that hangs costs at most this
 
-    def __post_init__(self) -> None:
-        if self.webhook_urls and not self.webhook_secret:
-            raise ValueError("webhooks need a secret: they are signed")
-
     def receivers(self) -> list[Receiver]:
         out: list[Receiver] = []
         if self.alertmanager_url:
@@ -80,7 +76,7 @@ class NotifyConfig:
                 AlertmanagerReceiver(self.alertmanager_url, self.dashboard_url, self.resend_seconds)
             )
         for url in self.webhook_urls:
-            assert self.webhook_secret is not None
+            assert self.webhook_secret, "Settings refuses webhooks without a secret"
             out.append(WebhookReceiver(url, self.webhook_secret, self.dashboard_url))
         return out
 
@@ -99,6 +95,18 @@ class Receiver(Protocol):
 
 def status(alert: Alert) -> str:
     return RESOLVED if alert.state == AlertState.RESOLVED else FIRING
+
+
+def is_resolve(payload: Payload) -> bool:
+    """Whether an outbox row tells its receiver that an alert resolved (Alertmanager's
+    carries ``endsAt`` from the start; a firing one is stamped only when sent).
+
+    >>> is_resolve({"status": "resolved"}), is_resolve({"labels": {}, "endsAt": "..."})
+    (True, True)
+    >>> is_resolve({"status": "firing"}), is_resolve({"labels": {}, "startsAt": "..."})
+    (False, False)
+    """
+    return payload.get("status") == RESOLVED or "endsAt" in payload
 
 
 def _iso(t: datetime | None) -> str | None:

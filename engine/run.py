@@ -31,8 +31,14 @@ def run_engine(
 
     engine = LiveEngine(database_url, config)
     # Notifications leave from a thread of their own: a receiver that is down never
-    # delays a tick, which only writes outbox rows.
-    worker = DeliveryWorker(database_url, config.notify) if config.notify.receivers() else None
+    # delays a tick, which only writes outbox rows. Every process delivers outbox rows
+    # (each row is claimed by one); only the leader re-sends firing alerts, so a
+    # follower's stale "firing" never lands after the leader's "resolved".
+    worker = (
+        DeliveryWorker(database_url, config.notify, is_leader=lambda: engine.is_leader)
+        if config.notify.receivers()
+        else None
+    )
 
     def tick() -> None:
         if not engine.try_lead():

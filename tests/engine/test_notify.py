@@ -23,6 +23,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from db import outbox as db_outbox
+from db import silences
 from db.models import Alert, Notification
 from db.session import make_sessionmaker, session_scope
 from engine.notify import NotifyConfig
@@ -137,7 +139,11 @@ def rows(db: Engine) -> list[Notification]:
 def test_alertmanager_hears_firing_grouped_resolved_and_not_silenced(
     alertmanager, client, tokens, clean_db, database_url
 ):
-    cfg = NotifyConfig(alertmanager_url=alertmanager.url, dashboard_url=DASHBOARD)
+    # A firing alert is valid at Alertmanager for 4 re-send periods from its send: long
+    # enough here that it cannot expire before the assertions, however slow the machine.
+    cfg = NotifyConfig(
+        alertmanager_url=alertmanager.url, dashboard_url=DASHBOARD, resend_seconds=3600
+    )
     sessions = make_sessionmaker(clean_db)
     with session_scope(sessions) as session:
         failure = add_alert(session, "failure", ["A>B", "C>D"], message="re-route: A>B, C>D")
@@ -278,10 +284,11 @@ def test_the_engines_failure_reaches_alertmanager_as_one_grouped_alert(
     assert children and not set(children) & {
         int(a["labels"]["alert_id"]) for a in alertmanager.alerts()
     }
-    # the webhook that is down: every one of its rows kept, with the error
+    # the webhook that is down: every one of its rows kept; it was tried once, and its
+    # other rows wait for its back-off
     waiting = [r for r in rows(clean_db) if r.receiver.startswith("webhook:")]
     assert waiting and all(r.delivered_at is None for r in waiting)
-    assert all(r.last_error for r in waiting)
+    assert waiting[0].last_error and sum(r.attempts for r in waiting) == 1
 
 
 # --- webhooks ---------------------------------------------------------------------------
@@ -294,6 +301,7 @@ class Hook:
     fail_first: int
     requests: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
     url: str = ""
+    on_post: Callable[[], None] | None = None  # run before each answer
 
     def serve(self) -> ThreadingHTTPServer:
         hook = self
@@ -301,6 +309,8 @@ class Hook:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if hook.on_post is not None:
+                    hook.on_post()
                 code = 500 if len(hook.requests) < hook.fail_first else 200
                 hook.requests.append((dict(self.headers), body, code))
                 self.send_response(code)
@@ -366,3 +376,198 @@ def test_webhook_signed_retried_and_kept_across_a_restart(clean_db, database_url
     assert sent["alert"]["id"] == alert_id and sent["alert"]["links"] == ["A>B", "C>D"]
     assert sent["alert"]["severity"] == "critical"
     assert [c["message"] for c in sent["children"]] == ["drift on A>B"]
+
+
+@pytest.fixture
+def hooks() -> Iterator[Callable[..., Hook]]:
+    """Start webhook receivers (``Hook``); all are shut down after the test."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(fail_first: int = 0, **kw: Any) -> Hook:
+        hook = Hook(fail_first=fail_first, **kw)
+        servers.append(hook.serve())
+        return hook
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def sent(hook: Hook) -> list[tuple[int, str]]:
+    """(alert id, status) of each webhook request, in order."""
+    out = []
+    for _, body, _ in hook.requests:
+        msg = json.loads(body)
+        out.append((msg["alert"]["id"], msg["status"]))
+    return out
+
+
+def test_a_receiver_that_is_down_or_failing_never_holds_up_another(clean_db, database_url, hooks):
+    """150 rows wait for a webhook that is down (a closed port) and 5 for one that answers
+    500; the newest row, for a live receiver, still leaves in the first pass, and each
+    failing receiver is tried once, then left alone for its back-off."""
+    live, failing = hooks(), hooks(fail_first=10**6)
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    cfg = NotifyConfig(
+        webhook_urls=(dead, failing.url, live.url), webhook_secret="s", dashboard_url=DASHBOARD
+    )
+    receivers = {r.name: r for r in cfg.receivers()}
+    sessions = make_sessionmaker(clean_db)
+    with session_scope(sessions) as session:
+        for n, url in [(150, dead), (5, failing.url), (1, live.url)]:
+            receiver = receivers[f"webhook:{url}"]
+            for _ in range(n):
+                alert = add_alert(session, "capacity", ["A>B"])
+                db_outbox.add_notification(
+                    session=session,
+                    receiver=receiver.name,
+                    alert_id=alert.id,
+                    payload=receiver.payload(alert, []),
+                )
+        live_id = alert.id
+
+    worker = DeliveryWorker(database_url, cfg)
+    try:
+        first = worker.run_once()
+        assert (first.delivered, first.failed) == (1, 2)
+        assert sent(live) == [(live_id, "firing")]
+        assert [code for _, _, code in failing.requests] == [500]
+        second = worker.run_once()  # both are in their back-off: neither is tried
+        assert (second.delivered, second.failed) == (0, 0)
+    finally:
+        worker.stop()
+    assert len(failing.requests) == 1
+    stored = rows(clean_db)
+    for url in (dead, failing.url):
+        mine = [r for r in stored if r.receiver == f"webhook:{url}"]
+        assert all(r.delivered_at is None for r in mine)
+        assert sum(r.attempts for r in mine) == 1 and mine[0].last_error
+
+
+def test_only_the_leader_re_sends_firing_alerts(clean_db, database_url, hooks):
+    """Every engine process runs a worker; only the one that leads re-posts the firing
+    alerts to Alertmanager, and it re-tells a resolve that raced with its re-send."""
+    sessions = make_sessionmaker(clean_db)
+    with session_scope(sessions) as session:
+        alert_id = add_alert(session, "capacity", ["A>B"]).id
+    resolved_at = datetime.now(UTC).replace(microsecond=0)
+
+    def resolve_once() -> None:  # the tick resolves it while the re-send is on its way
+        with session_scope(sessions) as session:
+            alert = session.get(Alert, alert_id)
+            assert alert is not None
+            if alert.state == "firing":
+                alert.state, alert.resolved_at = "resolved", resolved_at
+
+    am = hooks()  # records what Alertmanager would be told
+    cfg = NotifyConfig(alertmanager_url=am.url, dashboard_url=DASHBOARD, resend_seconds=3600)
+    leading = False
+    worker = DeliveryWorker(database_url, cfg, is_leader=lambda: leading)
+    try:
+        assert worker.run_once().resent == 0  # a follower
+        assert am.requests == []
+        leading = True
+        am.on_post = resolve_once
+        assert worker.run_once().resent == 1  # it took the lead: re-sends at once
+    finally:
+        worker.stop()
+    told = [json.loads(body) for _, body, _ in am.requests]
+    assert [[a["labels"]["alert_id"] for a in posted] for posted in told] == [[str(alert_id)]] * 2
+    # the re-send (firing, valid for a while), then the resolve again, after it
+    assert datetime.fromisoformat(told[0][0]["endsAt"]) > datetime.now(UTC)
+    assert told[1][0]["endsAt"] == resolved_at.isoformat().replace("+00:00", "Z")
+
+
+def test_a_receiver_told_firing_is_told_resolved_even_when_silenced(clean_db, database_url, hooks):
+    """Silences hold back firing notifications, never the resolve of an alert whose
+    firing the receiver was delivered: a silence that starts while it fires, or after
+    its resolve was queued."""
+    hook = hooks()
+    cfg = NotifyConfig(webhook_urls=(hook.url,), webhook_secret="s", dashboard_url=DASHBOARD)
+    sessions = make_sessionmaker(clean_db)
+    t = datetime.now(UTC)
+
+    def silence(link: str) -> None:
+        with session_scope(sessions) as session:
+            silences.create_silence(
+                session=session,
+                link=link,
+                kind=None,
+                starts_at=t - timedelta(minutes=1),
+                ends_at=t + timedelta(hours=1),
+                comment="",
+                created_by="test",
+            )
+
+    def resolve(alert_id: int) -> int:
+        with session_scope(sessions) as session:
+            alert = session.get(Alert, alert_id)
+            assert alert is not None
+            alert.state, alert.resolved_at = "resolved", datetime.now(UTC)
+            return enqueue(session, [alert], cfg)
+
+    with session_scope(sessions) as session:
+        told = [add_alert(session, "capacity", [name]) for name in ("A>B", "C>D")]
+        assert enqueue(session, told, cfg) == 2
+        ids = [a.id for a in told]
+    worker = DeliveryWorker(database_url, cfg)
+    try:
+        assert worker.run_once().delivered == 2
+        # E>F fires, and is silenced before its firing leaves; then it resolves: its
+        # resolve is queued (its firing may yet leave) and dropped once that was not
+        with session_scope(sessions) as session:
+            untold = add_alert(session, "capacity", ["E>F"])
+            assert enqueue(session, [untold], cfg) == 1
+            ids.append(untold.id)
+        silence("E>F")
+        assert resolve(ids[2]) == 1
+        # G>H fires and resolves under a silence: nothing at all
+        silence("G>H")
+        with session_scope(sessions) as session:
+            quiet = add_alert(session, "capacity", ["G>H"])
+            assert enqueue(session, [quiet], cfg) == 0
+            quiet_id = quiet.id
+        assert resolve(quiet_id) == 0
+        # a silence starts while A>B fires, then it resolves: the resolve is queued
+        silence("A>B")
+        assert resolve(ids[0]) == 1
+        # C>D resolves, then a silence starts before the resolve leaves: not dropped
+        assert resolve(ids[1]) == 1
+        silence("C>D")
+        report = worker.run_once()
+        assert (report.delivered, report.silenced) == (2, 1)  # E>F's firing dropped
+        report = worker.run_once()
+        assert (report.delivered, report.silenced) == (0, 1)  # and then its resolve
+    finally:
+        worker.stop()
+    assert sent(hook) == [
+        (ids[0], "firing"),
+        (ids[1], "firing"),
+        (ids[0], "resolved"),
+        (ids[1], "resolved"),
+    ]
+    assert [(r.alert_id, r.last_error) for r in rows(clean_db) if r.last_error] == [
+        (ids[2], SILENCED),
+        (ids[2], SILENCED),
+    ]
+
+
+def test_clean_up_keeps_what_a_resolve_depends_on(clean_db):
+    """Delivered rows go after a week, but not the firing row of an alert still firing
+    (its resolve, silenced or not, looks for it)."""
+    cfg = NotifyConfig(webhook_urls=("http://127.0.0.1:9/h",), webhook_secret="s")
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    with session_scope(make_sessionmaker(clean_db)) as session:
+        firing = add_alert(session, "capacity", ["A>B"])
+        over = add_alert(session, "capacity", ["C>D"], state="resolved", resolved_at=long_ago)
+        assert enqueue(session, [firing, over], cfg) == 2
+        session.flush()
+        for row in session.scalars(select(Notification)):
+            row.delivered_at = long_ago
+        deleted = db_outbox.delete_delivered_before(
+            session=session, before=datetime.now(UTC) - timedelta(days=7)
+        )
+        assert deleted == 1
+        ids = firing.id
+    assert [r.alert_id for r in rows(clean_db)] == [ids]
