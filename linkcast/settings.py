@@ -100,9 +100,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _webhooks_are_signed(self) -> Settings:
+        # the one place this is checked: NotifyConfig trusts it
         if self.webhook_urls and not self.webhook_secret:
             raise ValueError(
                 "LINKCAST_WEBHOOK_URLS needs LINKCAST_WEBHOOK_SECRET: webhooks are signed"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _capacity_alerts_can_clear(self) -> Settings:
+        if self.capacity_clear_margin >= self.capacity_ratio:
+            raise ValueError(
+                f"LINKCAST_CAPACITY_CLEAR_MARGIN ({self.capacity_clear_margin:g}) must be below"
+                f" LINKCAST_CAPACITY_RATIO ({self.capacity_ratio:g}): a capacity alert clears"
+                " at ratio - margin, which must stay above 0"
             )
         return self
 

@@ -65,14 +65,30 @@ def expire_silence(silence_id: int, session: SessionDep, _: WriterDep) -> Respon
 
 
 def _window(body: SilenceCreate, now: datetime) -> tuple[datetime, datetime]:
-    starts = body.starts_at or now
+    # In UTC, and within Python's (and so the driver's) years 1..9999: a time that is not
+    # would fail when stored or read back, a 500 instead of an answer.
+    starts = _utc(body.starts_at, "starts_at") if body.starts_at is not None else now
     if body.ends_at is not None:
-        ends = body.ends_at
+        ends = _utc(body.ends_at, "ends_at")
     else:
         assert body.duration_seconds is not None
-        ends = starts + timedelta(seconds=body.duration_seconds)
+        try:
+            ends = starts + timedelta(seconds=body.duration_seconds)
+        except OverflowError:
+            raise HTTPException(
+                422, "duration_seconds: starts_at + duration_seconds is past the year 9999"
+            ) from None
     if ends <= now:
         raise HTTPException(422, "ends_at is in the past: the silence would never apply")
     if ends <= starts:
         raise HTTPException(422, "ends_at must be after starts_at")
     return starts, ends
+
+
+def _utc(t: datetime, field: str) -> datetime:
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:
+        raise HTTPException(
+            422, f"{field}: {t.isoformat()} is outside the years 1 to 9999"
+        ) from None

@@ -112,6 +112,20 @@ NOW = datetime.now(UTC)
         ({"link": "", "duration_seconds": 60}, "at least 1"),
         ({"links": "A>B", "duration_seconds": 60}, "extra"),  # a typo must not silence all
         ({"link": "A>B", "duration_seconds": 60, "comment": "x" * 3000}, "2000"),
+        # past Python's last year: named, not a 500
+        (
+            {"link": "A>B", "starts_at": "9999-12-31T00:00:00Z", "duration_seconds": 172_800},
+            "duration_seconds",
+        ),
+        ({"link": "A>B", "ends_at": "9999-12-31T23:00:00-05:00"}, "ends_at"),
+        (
+            {
+                "link": "A>B",
+                "starts_at": "9999-12-31T23:00:00-05:00",
+                "ends_at": "9999-12-31T23:30:00-05:00",
+            },
+            "starts_at",
+        ),
     ],
 )
 def test_bad_input_is_refused_and_nothing_stored(client, tokens, links, clean_db, body, says):
@@ -188,3 +202,22 @@ def test_alerts_say_whether_a_silence_matches(client, tokens, links, clean_db):
     for made in (on_link, on_kind):
         assert client.delete(f"{URL}/{made.json()['id']}", headers=write).status_code == 204
     assert not any(silenced().values())
+
+
+def test_a_silence_that_ends_in_the_last_year_is_fine(client, tokens, links, clean_db):
+    body = {"link": "A>B", "starts_at": "9999-12-30T00:00:00Z", "duration_seconds": 86_400}
+    r = client.post(URL, json=body, headers=auth(tokens["write"]))
+    assert r.status_code == 201, r.text
+    assert r.json()["ends_at"].startswith("9999-12-31T00:00:00")
+
+
+def test_check_constraints_are_named(clean_db):
+    """As the other tables' are (alert_kind, ...): silence_kind, not PostgreSQL's default."""
+    with clean_db.connect() as conn:
+        names = conn.scalars(
+            text(
+                "SELECT conname FROM pg_constraint"
+                " WHERE conrelid = 'silence'::regclass AND contype = 'c' ORDER BY 1"
+            )
+        ).all()
+    assert names == ["silence_ends_after_start", "silence_kind"]

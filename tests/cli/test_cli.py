@@ -60,3 +60,11 @@ def test_bad_settings_fail_fast_with_a_clear_message():
     r = linkcast("db", "upgrade", env=env)
     assert r.returncode == 2
     assert "invalid settings" in r.stderr and "postgresql" in r.stderr
+
+
+def test_a_capacity_alert_that_could_never_clear_is_refused():
+    env = os.environ | {"LINKCAST_CAPACITY_RATIO": "0.5", "LINKCAST_CAPACITY_CLEAR_MARGIN": "0.5"}
+    r = linkcast("db", "upgrade", env=env)
+    assert r.returncode == 2
+    assert "invalid settings" in r.stderr
+    assert "LINKCAST_CAPACITY_CLEAR_MARGIN (0.5) must be below LINKCAST_CAPACITY_RATIO" in r.stderr
