@@ -47,6 +47,7 @@ class TickReport:
     errors: int = 0
     alerts_opened: int = 0
     notifications: int = 0  # outbox rows written
+    replayed: int = 0  # buckets processed again after a crash: models only, alerts kept
     late_samples: int = 0
     seconds: float = 0.0
     last_bucket: datetime | None = None
@@ -286,19 +287,24 @@ class LiveEngine:
             out = suite.step(y, np.isfinite(y))
             self._reported.update(means)
             ids = np.asarray(self._link_ids)
-            report.forecasts += live.insert_forecasts(
-                conn, self._forecast_rows(out, ids, issued_at)
-            )
+            fresh = live.insert_forecasts(conn, self._forecast_rows(out, ids, issued_at))
+            report.forecasts += fresh
             report.errors += live.insert_errors(conn, self._error_rows(ids, y, bucket))
             self._remember(out, issued_at)
-            with Session(bind=conn) as session:
-                policy = self._policy.apply(
-                    session, out, links, bucket, self._link_ids, np.isfinite(y)
-                )
-                report.alerts_opened += policy.opened
-                # in this transaction: the alert's change and its notifications together
-                report.notifications += outbox.enqueue(session, policy.notify, cfg.notify)
-                session.flush()
+            # A bucket whose forecasts are already stored was processed before a crash (its
+            # alerts and notifications committed with them): the replay rebuilds the
+            # models' state only, and leaves the alerts as they are.
+            if fresh == 0 and self._reported:
+                report.replayed += 1
+            else:
+                with Session(bind=conn) as session:
+                    policy = self._policy.apply(
+                        session, out, links, bucket, self._link_ids, np.isfinite(y)
+                    )
+                    report.alerts_opened += policy.opened
+                    # in this transaction: the alert's change and its notifications together
+                    report.notifications += outbox.enqueue(session, policy.notify, cfg.notify)
+                    session.flush()
         self._last_bucket = bucket
         report.buckets += 1
 

@@ -4,7 +4,7 @@ operator's alerts (drift per link, failure over several links, capacity per link
 The lifecycle follows Prometheus' alerting rules and Alertmanager's grouping:
 
 - **pending, then firing.** A drift or capacity alert is raised ``pending`` and fires
-  once its condition has held for ``sustain_steps`` grid steps from its onset (the
+  once its condition has held for ``sustain_steps`` grid steps since it was raised (the
   ``for:`` clause of a Prometheus rule). A failure (a re-route seen on several links at
   once) fires at once: it is what an operator must hear about first.
 - **resolved with hysteresis.** An alert resolves only after its condition has stayed
@@ -16,10 +16,11 @@ The lifecycle follows Prometheus' alerting rules and Alertmanager's grouping:
   the link before the count ends continues the same episode.
 - **a step without data is not evidence.** A link with no accepted sample in a bucket
   (a gap in reporting, a quarantined sample) neither raises, clears nor fires anything.
-- **grouped under the failure.** Drift alerts on the links a failure re-routed, or
-  starting within ``group_steps`` of it, become its children (``parent_id``) and the
+- **grouped under the failure.** Pending drift alerts on the links a failure re-routed,
+  or starting within ``group_steps`` of it, become its children (``parent_id``) and the
   failure names their links: one notification, not a dozen unrelated ones. Only alerts
-  without a parent are notified.
+  without a parent are notified. A re-route sharing no link with an open failure is
+  another failure.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ class AlertPolicy:
         capacity = {a.link_id: a for a in open_alerts if a.kind == AlertKind.CAPACITY}
 
         result.opened += self._drift(session, out, bucket, link_ids, names, seen, drifts)
-        result.opened += self._failure(session, out, bucket, link_ids, names, failures, drifts)
+        seen_names = {names[lid] for lid in seen if lid in names}
+        result.opened += self._failure(
+            session, out, bucket, link_ids, names, failures, drifts, seen_names
+        )
         result.opened += self._capacity(session, out, links, bucket, index, seen, capacity)
         session.flush()  # new alerts get their ids (children point at them)
         self._group(failures, drifts)
@@ -150,9 +154,11 @@ class AlertPolicy:
         names: dict[int, str],
         failures: list[Alert],
         drifts: dict[int | None, Alert],
+        seen_names: set[str],
     ) -> int:
-        """A re-route on enough links raises one failure alert (or widens the open one);
-        it clears once none of its links still drifts."""
+        """A re-route on enough links raises a failure alert (or widens the open one that
+        shares a link with it: one failure, one alert; a re-route elsewhere is another
+        failure); it clears once none of its links still drifts, on observed steps."""
         cfg = self.config
         opened = 0
         reroute = out.reroute
@@ -175,8 +181,9 @@ class AlertPolicy:
                 note=f"{len(shifted)} links shifted level together",
             )
             biggest = max((m for _, m in big), key=abs)
-            if failures:  # the failure already open widens: one failure, one alert
-                alert = failures[0]
+            same = [a for a in failures if set(a.links) & set(shifted)]
+            if same:  # the failure already open widens: one failure, one alert
+                alert = same[0]
                 alert.links = sorted(set(alert.links) | set(shifted))
                 alert.clear_steps, alert.updated_at = 0, bucket
                 alert.message = _failure_message(alert.links, alert.onset, biggest)
@@ -197,6 +204,8 @@ class AlertPolicy:
             return opened
         drifting = {a.links[0] for a in drifts.values() if a.clear_steps == 0 and a.links}
         for alert in failures:
+            if not set(alert.links) & seen_names:
+                continue  # none of its links reported: no evidence either way
             old_enough = bucket - alert.onset > cfg.step * 3
             if old_enough and not drifting & set(alert.links):
                 alert.clear_steps += 1
@@ -255,22 +264,26 @@ class AlertPolicy:
     # --- grouping and lifecycle -------------------------------------------------------------
 
     def _group(self, failures: list[Alert], drifts: dict[int | None, Alert]) -> None:
-        """Open drift alerts on a failure's links, or with an onset within
+        """Pending drift alerts on a failure's links, or with an onset within
         ``group_steps`` of the failure's (a link the re-route reached a little later),
-        become its children; the failure then names their links too."""
+        become its children; the failure then names their links too. An alert already
+        firing keeps standing alone: its receivers heard it fire and must hear it resolve.
+        """
         window = self.config.step * self.config.group_steps
-        for failure in failures:
-            for alert in drifts.values():
-                if alert.parent_id is not None or not alert.links:
-                    continue
-                near = abs(alert.onset - failure.onset) <= window
-                if alert.links[0] in failure.links or near:
-                    alert.parent_id = failure.id
-                    if alert.links[0] not in failure.links:
-                        failure.links = [*failure.links, alert.links[0]]
-                        failure.message = _failure_message(
-                            failure.links, failure.onset, failure.magnitude or 0.0
-                        )
+        for alert in drifts.values():
+            if alert.parent_id is not None or not alert.links or alert.state != AlertState.PENDING:
+                continue
+            link = alert.links[0]
+            owner = next((f for f in failures if link in f.links), None)
+            if owner is None:
+                near = [f for f in failures if abs(alert.onset - f.onset) <= window]
+                owner = min(near, key=lambda f: abs(alert.onset - f.onset), default=None)
+            if owner is None:
+                continue
+            alert.parent_id = owner.id
+            if link not in owner.links:
+                owner.links = [*owner.links, link]
+                owner.message = _failure_message(owner.links, owner.onset, owner.magnitude or 0.0)
 
     def _lifecycle(self, bucket: datetime, alerts: list[Alert], result: PolicyResult) -> None:
         """Pending alerts whose condition held ``sustain_steps`` fire; alerts clear for
@@ -289,7 +302,9 @@ class AlertPolicy:
                 if was_firing and alert.parent_id is None:
                     result.notify.append(alert)
                 continue
-            due = alert.onset <= bucket - cfg.step * cfg.sustain_steps
+            # like a Prometheus rule's `for:`, from when the condition was first seen (the
+            # detector's onset lies earlier: counting from it would skip the wait)
+            due = alert.created_at <= bucket - cfg.step * cfg.sustain_steps
             immediate = alert.kind == AlertKind.FAILURE
             if alert.state == AlertState.PENDING and alert.clear_steps == 0 and (due or immediate):
                 alert.state, alert.firing_at, alert.updated_at = AlertState.FIRING, bucket, bucket

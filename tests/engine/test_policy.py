@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from db.live import LinkRow
 from engine import EngineConfig, LiveEngine
+from engine.notify import NotifyConfig
 from engine.policy import AlertPolicy
 from forecaster.suite import StepOutput
 from tests.conftest import auth
@@ -61,8 +62,16 @@ class Clock:
         return self.now
 
 
-def engine(url: str, clock: Clock) -> LiveEngine:
-    cfg = EngineConfig(step_seconds=STEP, season_steps=PERIOD, horizon=12, checkpoint_every=1)
+def engine(url: str, clock: Clock, checkpoint_every: int = 1) -> LiveEngine:
+    # a webhook receiver nobody serves: the outbox gets its rows, no worker delivers them
+    notify = NotifyConfig(webhook_urls=("http://127.0.0.1:9/hook",), webhook_secret="s")
+    cfg = EngineConfig(
+        step_seconds=STEP,
+        season_steps=PERIOD,
+        horizon=12,
+        checkpoint_every=checkpoint_every,
+        notify=notify,
+    )
     eng = LiveEngine(url, cfg, clock=clock)
     assert eng.try_lead()
     return eng
@@ -72,11 +81,22 @@ def alerts(db, link: str | None = None) -> list[dict]:
     with db.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT id, kind, state, links, onset, firing_at, resolved_at, parent_id, message"
+                "SELECT id, kind, state, links, onset, firing_at, resolved_at, parent_id, message,"
+                " clear_steps"
                 " FROM alert ORDER BY id"
             )
         ).mappings()
         return [dict(r) for r in rows if link is None or link in r["links"]]
+
+
+def outbox_rows(db) -> list[tuple]:
+    with db.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT alert_id, receiver, payload->>'status' FROM notification ORDER BY id")
+            )
+        ]
 
 
 @pytest.fixture
@@ -237,3 +257,78 @@ def test_a_gap_is_no_evidence(clean_db):
     raised = run_policy(clean_db, [CAPACITY * 0.95] * 10 + [None] * 20)
     (alert,) = raised
     assert alert["state"] == "firing"
+
+
+def test_a_crash_replays_the_models_not_the_alerts(registered, tokens, settings, clean_db):
+    """The engine dies ten ticks after its checkpoint, with alerts raised since: its
+    successor replays those buckets for the models' sake and leaves the alerts as they
+    were (before, it raised them again and counted their clear steps twice)."""
+    shift, saved, stop = 2 * PERIOD, 2 * PERIOD - 1, 2 * PERIOD + 48
+
+    def loads(k: int) -> dict[str, float]:
+        out = {n: seasonal(k, n, level=1e8) for n in LINKS}
+        if shift <= k < shift + 8:  # near capacity for a while, then back: raised, resolved
+            out["a>b"] = CAPACITY * 0.97
+        return out
+
+    push(registered, tokens["write"], loads, range(stop))
+    clock = Clock(saved)
+    first = engine(settings.database_url, clock, checkpoint_every=10_000)
+    first.tick()
+    first.checkpoint()  # the last checkpoint before the crash
+    clock.to(stop)
+    first.tick()
+    raised = alerts(clean_db)
+    (capacity,) = [a for a in raised if a["kind"] == "capacity"]
+    assert capacity["onset"] > at(saved) and capacity["state"] == "resolved"
+    told = outbox_rows(clean_db)
+    assert [st for alert_id, _, st in told if alert_id == capacity["id"]] == ["firing", "resolved"]
+    first._lock_conn.close()  # killed: no checkpoint on the way out
+    first._db.dispose()
+
+    second = LiveEngine(
+        settings.database_url,
+        EngineConfig(step_seconds=STEP, season_steps=PERIOD, horizon=12, checkpoint_every=10_000),
+        clock=clock,
+    )
+    assert second.try_lead()
+    report = second.tick()
+    second.release()
+    assert alerts(clean_db) == raised  # not raised again, clear counts not doubled
+    assert outbox_rows(clean_db) == told  # nobody is told twice
+    assert report.replayed == stop - saved  # every bucket after the checkpoint's
+
+
+def reroute(links: tuple[int, ...]) -> StepOutput:
+    from forecaster.drift import RerouteEvent
+
+    out = bounds(0.1 * CAPACITY, n_links=6)
+    out.reroute = RerouteEvent(step=0, onset=0, links=links, magnitudes=(2.0,) * len(links))
+    return out
+
+
+def test_failures_apart_are_two_alerts_and_a_shared_link_widens_one(clean_db):
+    from db.session import make_sessionmaker
+
+    names = [f"r{i}>s{i}" for i in range(6)]
+    with clean_db.begin() as conn:
+        ids = [
+            conn.execute(
+                text("INSERT INTO link (name) VALUES (:n) RETURNING id"), {"n": n}
+            ).scalar_one()
+            for n in names
+        ]
+    rows = [LinkRow(i, n, None) for i, n in zip(ids, names, strict=True)]
+    policy = AlertPolicy(EngineConfig(step_seconds=STEP))
+    sessions = make_sessionmaker(clean_db)
+    for k, shifted in enumerate([(0, 1), (4, 5), (1, 2)]):
+        with sessions() as session:
+            result = policy.apply(session, reroute(shifted), rows, at(k), ids, np.ones(6, bool))
+            session.commit()
+            if k < 2:  # a new failure fires at once and is notified
+                assert [a.kind for a in result.notify] == ["failure"]
+    failures = [a for a in alerts(clean_db) if a["kind"] == "failure"]
+    assert sorted(sorted(a["links"]) for a in failures) == [
+        ["r0>s0", "r1>s1", "r2>s2"],  # the third re-route shares r1>s1: the first widened
+        ["r4>s4", "r5>s5"],
+    ]
