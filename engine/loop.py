@@ -102,6 +102,13 @@ class LiveEngine:
             self._suite = None  # a new leader may have moved on: restore on return
             return False
 
+    @property
+    def holds_lock(self) -> bool:
+        """Whether this engine believes it leads, without touching the database or its
+        state: safe to ask from another thread (the delivery worker's re-sends). The
+        tick's own ``is_leader`` check notices a lost lock on its next run."""
+        return self._lock_conn is not None
+
     def try_lead(self) -> bool:
         """Take the leader's advisory lock if free; True if this engine leads."""
         if self.is_leader:

@@ -35,7 +35,7 @@ def run_engine(
     # (each row is claimed by one); only the leader re-sends firing alerts, so a
     # follower's stale "firing" never lands after the leader's "resolved".
     worker = (
-        DeliveryWorker(database_url, config.notify, is_leader=lambda: engine.is_leader)
+        DeliveryWorker(database_url, config.notify, is_leader=lambda: engine.holds_lock)
         if config.notify.receivers()
         else None
     )
