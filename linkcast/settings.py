@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     alert_clear_steps: int = Field(
         default=5, ge=1, le=1000, description="Steps a condition stays clear before resolving."
     )
+    min_drift_magnitude: float = Field(
+        default=0.25, gt=0, description="Smallest relative change a drift alert is raised for."
+    )
+    min_reroute_links: int = Field(
+        default=2, ge=1, description="Links shifting together that make a failure alert."
+    )
+    alert_group_steps: int = Field(
+        default=10, ge=0, description="A drift this close to a failure is grouped under it."
+    )
     capacity_clear_margin: float = Field(
         default=0.05, ge=0, lt=1, description="A capacity alert clears this far below its level."
     )

@@ -119,3 +119,26 @@ def test_sigterm_stops_like_ctrl_c(settings, clean_db, tmp_path):
     text_out = out.decode()
     assert proc.returncode == 0, text_out[-2000:]
     assert "linkcast: stopping (engine checkpoint, feeder, dashboard)" in text_out
+
+
+def test_every_alert_threshold_setting_reaches_the_engine(monkeypatch):
+    """Each threshold of the alert policy and the plausibility checks is a setting
+    (LINKCAST_...), validated at start, and the engine runs with it."""
+    from linkcast.up import engine_config
+
+    given = {
+        "LINKCAST_ALERT_SUSTAIN_STEPS": ("sustain_steps", "7"),
+        "LINKCAST_ALERT_CLEAR_STEPS": ("clear_steps", "9"),
+        "LINKCAST_CAPACITY_CLEAR_MARGIN": ("capacity_clear_margin", "0.1"),
+        "LINKCAST_LINE_RATE_MARGIN": ("line_rate_margin", "0.2"),
+        "LINKCAST_EXCURSION_FACTOR": ("excursion_factor", "12"),
+        "LINKCAST_MIN_DRIFT_MAGNITUDE": ("min_drift_magnitude", "0.4"),
+        "LINKCAST_MIN_REROUTE_LINKS": ("min_reroute_links", "3"),
+        "LINKCAST_ALERT_GROUP_STEPS": ("group_steps", "4"),
+        "LINKCAST_CAPACITY_RATIO": ("capacity_ratio", "0.8"),
+    }
+    for env, (_, value) in given.items():
+        monkeypatch.setenv(env, value)
+    cfg = engine_config(Settings())
+    for env, (field, value) in given.items():
+        assert getattr(cfg, field) == type(getattr(cfg, field))(value), env
