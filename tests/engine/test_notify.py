@@ -7,10 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import shutil
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -29,85 +25,20 @@ from db.models import Alert, Notification
 from db.session import make_sessionmaker, session_scope
 from engine.notify import NotifyConfig
 from engine.outbox import SILENCED, DeliveryWorker, enqueue
+from tests.alertmanager import Alertmanager, needs_alertmanager, running_alertmanager, wait_for
 from tests.conftest import auth, free_port
 from tests.engine.test_loop import FAIL, SHIFTED, Clock, engine, push
 
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 DASHBOARD = "http://dash.example:8501"
 DEADLINE_SECONDS = 120.0  # generous: a loaded 2-core machine
 
-needs_alertmanager = pytest.mark.skipif(
-    not Path(ALERTMANAGER).exists(), reason="Debian's prometheus-alertmanager is not installed"
-)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-# --- Alertmanager -----------------------------------------------------------------------
-
-
-@dataclass
-class Alertmanager:
-    url: str
-
-    def alerts(self) -> list[dict]:
-        """What Alertmanager holds as active now (resolved alerts drop out)."""
-        r = httpx.get(f"{self.url}/api/v2/alerts", timeout=10)
-        r.raise_for_status()
-        return [a for a in r.json() if a["labels"].get("source") == "linkcast"]
-
-    def by_id(self) -> dict[int, dict]:
-        return {int(a["labels"]["alert_id"]): a for a in self.alerts()}
+# --- Alertmanager ---------------------------------------------------------------------
 
 
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
-    config = tmp_path / "alertmanager.yml"
-    config.write_text('route:\n  receiver: "null"\nreceivers:\n  - name: "null"\n')
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("w")
-    proc = subprocess.Popen(
-        [
-            shutil.which(ALERTMANAGER) or ALERTMANAGER,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    am = Alertmanager(f"http://127.0.0.1:{port}")
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}"
-            )
-        try:
-            return httpx.get(f"{am.url}/-/ready", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for("alertmanager to start", ready)
+    with running_alertmanager(tmp_path) as am:
         yield am
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def add_alert(session: Session, kind: str, links: list[str], **kw: Any) -> Alert:
