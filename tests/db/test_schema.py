@@ -26,8 +26,13 @@ def test_migrations_create_the_schema_and_round_trip(database_url, db_engine):
         "event",
         "model_checkpoint",
         "model_version",
+        "silence",
+        "notification",
         "alembic_version",
     } <= names
+    assert "quality" in {c["name"] for c in inspect(db_engine).get_columns("sample")}
+    alert_columns = {c["name"] for c in inspect(db_engine).get_columns("alert")}
+    assert {"parent_id", "clear_steps"} <= alert_columns
     pk = inspect(db_engine).get_pk_constraint("sample")
     assert pk["constrained_columns"] == ["link_id", "ts"]
     downgrade(database_url)
@@ -73,3 +78,24 @@ def test_embedded_database_keeps_data_across_restarts(tmp_path):
     ]
     assert outs == ["1", "1"]
     assert (tmp_path / "data" / "pg" / "PG_VERSION").exists()
+
+
+def test_upgrading_a_0002_database_keeps_its_samples_as_ok(database_url, db_engine):
+    """An operator's database from before issue 11: its samples and alerts stay; the
+    samples read ok, the alerts have no parent and nothing counted clear."""
+    downgrade(database_url, "0002")
+    try:
+        with db_engine.begin() as conn:
+            conn.execute(text("TRUNCATE sample, alert"))
+            conn.execute(text("INSERT INTO sample VALUES (1, '2026-01-01T00:00Z', 4e8)"))
+            conn.execute(
+                text(
+                    "INSERT INTO alert (kind, state, links, onset, message)"
+                    " VALUES ('drift', 'firing', '{a>b}', '2026-01-01T00:00Z', 'm')"
+                )
+            )
+    finally:
+        upgrade(database_url)
+    with db_engine.connect() as conn:
+        assert conn.execute(text("SELECT value_bps, quality FROM sample")).all() == [(4e8, "ok")]
+        assert conn.execute(text("SELECT parent_id, clear_steps FROM alert")).all() == [(None, 0)]
