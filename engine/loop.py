@@ -167,7 +167,9 @@ class LiveEngine:
                 self._reported = live.reporting_links(conn, self._last_bucket + cfg.step)
                 span = cfg.step * (4 * self._quality.window)
                 end = self._last_bucket + cfg.step
-                self._quality.rebuild(live.bucket_history(conn, end - span, end, cfg.step_seconds))
+                history = live.bucket_history(conn, end - span, end, cfg.step_seconds)
+                capacity = {r.id: r.capacity_bps for r in live.all_links(conn)}
+                self._quality.rebuild(history, capacity)
 
     def _load_issued(self, newest: datetime) -> None:
         """Read back the last H issues up to ``newest`` (a restart scores against them)."""
@@ -283,7 +285,8 @@ class LiveEngine:
         with self._db.begin() as conn:
             links = self._sync_links(conn, report)
             means = live.bucket_means(conn, bucket, issued_at)  # quarantined samples left out
-            judged = self._quality.step(bucket, means)  # one-bucket excursions held back
+            capacity = {r.id: r.capacity_bps for r in links}
+            judged = self._quality.step(bucket, means, capacity)  # one-bucket excursions held
             live.mark_excursions(conn, judged.excursions, cfg.step)
             means = judged.accepted
             self._seen[bucket] = live.count_samples(conn, bucket, issued_at)
