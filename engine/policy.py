@@ -186,7 +186,8 @@ class AlertPolicy:
                 alert = same[0]
                 alert.links = sorted(set(alert.links) | set(shifted))
                 alert.clear_steps, alert.updated_at = 0, bucket
-                alert.message = _failure_message(alert.links, alert.onset, biggest)
+                alert.magnitude = max(alert.magnitude or 0.0, biggest, key=abs)
+                alert.message = _failure_message(alert.links, alert.onset, alert.magnitude)
             else:
                 alert = _new_alert(
                     kind=AlertKind.FAILURE,
