@@ -42,11 +42,13 @@ def at(step: int) -> datetime:
     return T0 + timedelta(seconds=STEP * step)
 
 
-def push(client, token: str, steps: range) -> None:
+def push(client, token: str, steps: range, source=None) -> None:  # noqa: ANN001
+    """Push ``source(k)`` (link -> bit/s; this module's ``loads`` by default) for each step."""
+    source = source or loads
     batch = [
         {"link": link, "ts": at(k).isoformat(), "value": v}
         for k in steps
-        for link, v in loads(k).items()
+        for link, v in source(k).items()
     ]
     for i in range(0, len(batch), 5000):
         r = client.post(
@@ -57,6 +59,9 @@ def push(client, token: str, steps: range) -> None:
 
 class Clock:
     def __init__(self, step: int) -> None:
+        self.now = at(step) + timedelta(seconds=20)
+
+    def to(self, step: int) -> None:
         self.now = at(step) + timedelta(seconds=20)
 
     def __call__(self) -> datetime:

@@ -5,7 +5,6 @@ alerts. Loads are pushed over the API as a collector would; the engine is the re
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -17,18 +16,12 @@ from engine.notify import NotifyConfig
 from engine.policy import AlertPolicy
 from forecaster.suite import StepOutput
 from tests.conftest import _tables, auth
+from tests.engine.test_loop import PERIOD, STEP, Clock, at, push
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STEP = 60
-PERIOD = 96  # a short "day" keeps the test fast
 CAPACITY = 1e9
 LINKS = ("a>b", "c>d", "e>f", "g>h")
 
 Loads = Callable[[int], dict[str, float]]
-
-
-def at(step: int) -> datetime:
-    return T0 + timedelta(seconds=STEP * step)
 
 
 SEEDS = (0, 1, 2)  # noise and model initialisation: outcomes hold as statistics over these
@@ -39,30 +32,6 @@ def seasonal(step: int, name: str, level: float = 4e8, seed: int = 0) -> float:
     rng = np.random.default_rng((seed, step, k))
     day = 1 + 0.3 * np.sin(2 * np.pi * step / PERIOD + k)
     return float(level * day * (1 + 0.01 * rng.standard_normal()))
-
-
-def push(client, token: str, loads: Loads, steps: range) -> None:
-    batch = [
-        {"link": link, "ts": at(k).isoformat(), "value": v}
-        for k in steps
-        for link, v in loads(k).items()
-    ]
-    for i in range(0, len(batch), 5000):
-        r = client.post(
-            "/api/v1/telemetry", json={"samples": batch[i : i + 5000]}, headers=auth(token)
-        )
-        assert r.status_code == 200, r.text
-
-
-class Clock:
-    def __init__(self, step: int) -> None:
-        self.now = at(step) + timedelta(seconds=20)
-
-    def to(self, step: int) -> None:
-        self.now = at(step) + timedelta(seconds=20)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def engine(url: str, clock: Clock, checkpoint_every: int = 1, seed: int = 0) -> LiveEngine:
@@ -145,7 +114,7 @@ def test_a_load_hovering_at_the_threshold_is_one_capacity_alert(client, tokens, 
                 out["a>b"] = CAPACITY * (0.88 if (k - warm) // 3 % 2 == 0 else 0.93)
             return out
 
-        push(client, tokens["write"], loads, range(warm + hover))
+        push(client, tokens["write"], range(warm + hover), loads)
         eng = engine(settings.database_url, Clock(warm + hover), seed=seed)
         eng.tick()
         eng.release()
@@ -170,7 +139,7 @@ def test_a_real_shift_held_for_a_day_is_one_episode(client, tokens, settings, cl
                 out["c>d"] *= 3
             return out
 
-        push(client, tokens["write"], loads, range(end))
+        push(client, tokens["write"], range(end), loads)
         eng = engine(settings.database_url, Clock(end), seed=seed)
         eng.tick()
         eng.release()
@@ -199,7 +168,7 @@ def test_a_restart_leaves_open_alerts_as_they_were(registered, tokens, settings,
             out["a>b"] = CAPACITY * 0.97
         return out
 
-    push(registered, tokens["write"], loads, range(stop))
+    push(registered, tokens["write"], range(stop), loads)
     clock = Clock(stop)
     first = engine(settings.database_url, clock)
     first.tick()
@@ -209,7 +178,7 @@ def test_a_restart_leaves_open_alerts_as_they_were(registered, tokens, settings,
     first._lock_conn.close()  # the process dies
     first._db.dispose()
 
-    push(registered, tokens["write"], loads, range(stop + gap, end))  # the gap: no samples
+    push(registered, tokens["write"], range(stop + gap, end), loads)  # the gap: no samples
     clock.to(end)
     second = engine(settings.database_url, clock)
     second.tick()
@@ -299,7 +268,7 @@ def test_a_crash_replays_the_models_not_the_alerts(registered, tokens, settings,
             out["a>b"] = CAPACITY * 0.97
         return out
 
-    push(registered, tokens["write"], loads, range(stop))
+    push(registered, tokens["write"], range(stop), loads)
     clock = Clock(saved)
     first = engine(settings.database_url, clock, checkpoint_every=10_000)
     first.tick()
