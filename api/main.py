@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.token_cache = {}
     app.state.link_ids = LinkIds()
+    app.state.series_map = settings.series_map  # LINKCAST_SERIES_FILE, checked at start
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

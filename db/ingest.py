@@ -19,12 +19,14 @@ after that are judged by it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import psycopg
 from sqlalchemy import Engine
 
+from db.counters import Reading, counter_rates
 from db.models import SampleQuality
 
 _STAGE_DDL = (
@@ -134,6 +136,33 @@ def copy_payload(
     return "".join(lines).encode(), marks.count(over)
 
 
+def _store(
+    cur: psycopg.Cursor,
+    rows: Collection[tuple[str, str, float]],
+    ids: dict[str, int],
+    capacity: dict[int, float],
+    line_rate_margin: float,
+) -> Written:
+    """COPY ``rows`` (link name, ts as RFC 3339, bit/s), falling back to an upsert."""
+    line_rate = {i: c * (1 + line_rate_margin) for i, c in capacity.items()}
+    payload, quarantined = copy_payload(
+        [(ids[name], ts, value) for name, ts, value in rows], line_rate
+    )
+    cur.execute("SAVEPOINT fresh")
+    try:
+        with cur.copy(f"COPY sample ({_COLUMNS}) FROM STDIN") as copy:
+            copy.write(payload)
+        written = len(rows)
+    except psycopg.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT fresh")
+        cur.execute(_STAGE_DDL)  # rare path; inside this transaction on purpose
+        with cur.copy(f"COPY sample_stage ({_COLUMNS}) FROM STDIN") as copy:
+            copy.write(payload)
+        cur.execute(_UPSERT_SAMPLES)
+        written = cur.rowcount
+    return Written(written, quarantined)
+
+
 def write_samples(
     engine: Engine,
     rows: Collection[tuple[str, str, float]],
@@ -156,24 +185,83 @@ def write_samples(
         assert conn is not None
         with conn.cursor() as cur:
             ids, capacity = link_ids.resolve(cur, {name for name, _, _ in rows})
-            line_rate = {i: c * (1 + line_rate_margin) for i, c in capacity.items()}
-            payload, quarantined = copy_payload(
-                [(ids[name], ts, value) for name, ts, value in rows], line_rate
-            )
-            cur.execute("SAVEPOINT fresh")
-            try:
-                with cur.copy(f"COPY sample ({_COLUMNS}) FROM STDIN") as copy:
-                    copy.write(payload)
-                written = len(rows)
-            except psycopg.errors.UniqueViolation:
-                cur.execute("ROLLBACK TO SAVEPOINT fresh")
-                cur.execute(_STAGE_DDL)  # rare path; inside this transaction on purpose
-                with cur.copy(f"COPY sample_stage ({_COLUMNS}) FROM STDIN") as copy:
-                    copy.write(payload)
-                cur.execute(_UPSERT_SAMPLES)
-                written = cur.rowcount
+            written = _store(cur, rows, ids, capacity, line_rate_margin)
         conn.commit()
-        return Written(written, quarantined)
+        return written
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+
+
+class SeriesWritten(NamedTuple):
+    """What a push of series stored: samples written (gauges and counter rates),
+    quarantined among them, links whose capacity changed, and the counter events."""
+
+    rows: int
+    quarantined: int
+    capacities: int
+    counter_events: dict[str, int]
+
+
+_SET_CAPACITY = """
+UPDATE link SET capacity_bps = u.cap
+FROM unnest(%s::int[], %s::float8[]) AS u(id, cap)
+WHERE link.id = u.id AND link.capacity_bps IS DISTINCT FROM u.cap
+"""
+
+
+def write_series(
+    engine: Engine,
+    gauges: Sequence[tuple[str, float, float]],
+    counters: Sequence[Reading],
+    capacities: Mapping[str, float],
+    link_ids: LinkIds,
+    *,
+    line_rate_margin: float = 0.05,
+    counter_max_gap: float = 900.0,
+) -> SeriesWritten:
+    """Store a request's series, all or nothing.
+
+    ``gauges``: (link, ts seconds, bit/s); ``counters``: readings as
+    :func:`db.counters.counter_rates` takes them; ``capacities``: link -> bit/s (what
+    :meth:`api.series.SeriesMap.map` sorted them into). In one transaction: the
+    links are registered, capacities set (``ifHighSpeed``), counters turned into
+    bit/s against their last stored reading (:func:`db.counters.counter_rates`,
+    which advances that reading only if this transaction commits), and gauges and
+    rates copied into ``sample``; a (link, ts) given twice keeps the last value.
+    """
+    names = {g[0] for g in gauges} | {c[1] for c in counters} | set(capacities)
+    if not names:
+        return SeriesWritten(0, 0, 0, {})
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        with conn.cursor() as cur:
+            ids, capacity = link_ids.resolve(cur, names)
+            changed = 0
+            if capacities:
+                caps = {ids[n]: c for n, c in capacities.items()}
+                cur.execute(_SET_CAPACITY, (list(caps), list(caps.values())))
+                changed = cur.rowcount
+                capacity.update(caps)
+            ceilings = {
+                n: capacity[i] * (1 + line_rate_margin) for n, i in ids.items() if i in capacity
+            }
+            rates = counter_rates(cur, counters, ceilings, max_gap=counter_max_gap)
+            rows: dict[tuple[str, str], float] = {}
+            for link, ts, bps in (*gauges, *rates.rows):
+                key = (link, datetime.fromtimestamp(ts, UTC).isoformat())
+                rows.pop(key, None)
+                rows[key] = bps
+            written = Written(0, 0)
+            if rows:
+                flat = [(link, ts, v) for (link, ts), v in rows.items()]
+                written = _store(cur, flat, ids, capacity, line_rate_margin)
+        conn.commit()
+        return SeriesWritten(written.rows, written.quarantined, changed, rates.events)
     except BaseException:
         raw.rollback()
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Identity,
     Integer,
     LargeBinary,
+    Numeric,
     String,
     Text,
     func,
@@ -219,3 +221,14 @@ class ModelVersion(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Double)
     window_steps: Mapped[int | None] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text, server_default="")
+
+
+class CounterState(Base):
+    """The last reading of a counter series (db/counters.py takes rates against it)."""
+
+    __tablename__ = "counter_state"
+
+    metric: Mapped[str] = mapped_column(Text, primary_key=True)
+    link: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[Decimal | None] = mapped_column(Numeric)
+    ts: Mapped[float | None] = mapped_column(Double)

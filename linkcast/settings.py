@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from api.series import SeriesMap
 
 
 class Settings(BaseSettings):
@@ -26,6 +29,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_future_seconds: float = Field(
         default=3600.0, ge=0, description="How far ahead of now a sample's ts may lie."
+    )
+
+    # Collectors' formats (issue 13): which series are link loads, and counters to rates.
+    series_file: Path | None = Field(
+        default=None,
+        description="TOML [[series]] rules for remote write, line protocol, OTLP; unset: defaults.",
+    )
+    counter_max_gap_seconds: float = Field(
+        default=900.0, gt=0, description="Counter readings further apart give no rate."
     )
 
     late_seconds: float | None = Field(
@@ -125,6 +137,13 @@ class Settings(BaseSettings):
                 " at ratio - margin, which must stay above 0"
             )
         return self
+
+    @cached_property
+    def series_map(self) -> SeriesMap:
+        """The series rules, read and checked once (a bad file fails at start)."""
+        from api.series import SeriesMap
+
+        return SeriesMap.load(self.series_file)
 
     @cached_property
     def resolved_database_url(self) -> str:

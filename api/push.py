@@ -1,0 +1,68 @@
+"""What every push format shares once its body is decoded into series points.
+
+A route decodes its format (remote write, line protocol, OTLP) into
+:class:`api.series.Point` values, then calls :func:`store_points`: the points are
+mapped to links by the app's :class:`api.series.SeriesMap` (``LINKCAST_SERIES_FILE``)
+and stored in one transaction by :func:`db.ingest.write_series`, all or nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+
+from api.series import Point, SeriesMap
+from db.ingest import write_series
+from linkcast.settings import Settings
+
+
+@dataclass
+class Pushed:
+    """What one request did: points received, samples stored (gauges and counter
+    rates), quarantined among them, capacities changed, points dropped by reason
+    (``no_rule``, ``missing_label``) and counter readings by event (``baseline``,
+    ``wrap``, ``reset``, ``gap``, ``stale``)."""
+
+    received: int
+    stored: int = 0
+    quarantined: int = 0
+    capacities: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    counter_events: dict[str, int] = field(default_factory=dict)
+
+
+async def store_points(request: Request, points: Sequence[Point]) -> Pushed:
+    """Map ``points`` to links and store them, all or nothing.
+
+    Raises :class:`api.series.BadPoint` (the route answers 400 naming it in its own
+    format's terms) before anything is stored; a database that cannot be reached
+    raises what the app's handlers turn into a 503 with ``Retry-After``.
+    """
+    settings: Settings = request.app.state.settings
+    series: SeriesMap = request.app.state.series_map
+    mapped = series.map(points, latest=time.time() + settings.max_future_seconds)
+    written = await run_in_threadpool(
+        partial(
+            write_series,
+            line_rate_margin=settings.line_rate_margin,
+            counter_max_gap=settings.counter_max_gap_seconds,
+        ),
+        request.app.state.engine,
+        mapped.gauges,
+        mapped.counters,
+        mapped.capacities,
+        request.app.state.link_ids,
+    )
+    return Pushed(
+        received=len(points),
+        stored=written.rows,
+        quarantined=written.quarantined,
+        capacities=written.capacities,
+        dropped=mapped.dropped,
+        counter_events=written.counter_events,
+    )

@@ -1,0 +1,312 @@
+"""From collectors' series to link loads: one mapping for every push format.
+
+Prometheus remote write, InfluxDB line protocol and OTLP all deliver *series*: a
+metric name, a set of labels (tags, attributes) and timestamped values. A
+:class:`SeriesMap` says which of them are link loads, how a link's name is made from
+their labels, and their unit:
+
+- a **gauge** in ``bit/s``, ``kbit/s``, ``Mbit/s``, ``Gbit/s`` or ``byte/s``, stored as
+  it comes (converted to bit/s);
+- a **counter** of ``octets``, ``bytes`` or ``bits`` (``ifHCOutOctets``,
+  ``node_network_transmit_bytes_total``), turned into bit/s from two readings by
+  :mod:`db.counters` (``8 x delta / elapsed``, wraps and resets handled there);
+- a **capacity** (``role = "capacity"``, for example ``ifHighSpeed`` in Mbit/s), which
+  sets the link's ``capacity_bps`` instead of storing a sample.
+
+Names are matched exactly. An InfluxDB point ``interface,agent_host=r1 ifHCOutOctets=5u``
+is the series ``interface_ifHCOutOctets`` (Telegraf's own ``<measurement>_<field>``
+naming in its Prometheus output). OTLP resource attributes are labels as well, so
+``{host.name}`` works. A series that no rule matches, or that lacks a label its rule's
+template names, is counted and dropped: never an error for the whole request.
+
+The file (``LINKCAST_SERIES_FILE``, TOML) is a list of ``[[series]]`` tables, tried in
+order, the first match winning; :data:`DEFAULT_RULES` is used when none is set::
+
+    [[series]]
+    metric = "ifHCOutOctets"          # the series name, exact
+    link = "{instance}:{ifName}"      # str.format over the labels
+    unit = "octets"                   # a counter: bit/s = 8 x delta / elapsed
+    counter_bits = 64                 # where it wraps (32 or 64)
+    match = { ifType = "6" }          # optional: labels that must have these values
+
+Errors: :class:`SeriesFileError` (at start, naming the file, rule and field) and
+:class:`BadPoint` (a value that is not finite or negative, or a timestamp outside
+[1970, now + ``max_future``]).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from api.ingest import MAX_LINK_NAME
+
+Kind = Literal["gauge", "counter"]
+
+# unit -> (kind, bits per unit)
+UNITS: dict[str, tuple[Kind, float]] = {
+    "bit/s": ("gauge", 1.0),
+    "kbit/s": ("gauge", 1e3),
+    "Mbit/s": ("gauge", 1e6),
+    "Gbit/s": ("gauge", 1e9),
+    "byte/s": ("gauge", 8.0),
+    "octets": ("counter", 8.0),
+    "bytes": ("counter", 8.0),
+    "bits": ("counter", 1.0),
+}
+ROLES = ("load", "capacity")
+_FIELD = re.compile(r"\{([^{}\s]+)\}")  # {label}: any label name, dots included
+
+
+class SeriesFileError(ValueError):
+    """The series file cannot be used; the message names the file, rule and field."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadPoint(ValueError):
+    """Point ``index`` of a request cannot be stored (the whole request is refused)."""
+
+    index: int
+    msg: str
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One value of one series, as a decoder hands it over.
+
+    ``ts`` is in seconds since the epoch (UTC); ``value`` an int where the wire had
+    one (a 64-bit counter keeps every digit), else a float.
+    """
+
+    name: str
+    labels: Mapping[str, str]
+    ts: float
+    value: float | int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[series]]`` table: which series are a link's load, and its unit."""
+
+    metric: str
+    link: str
+    unit: str = "bit/s"
+    role: str = "load"
+    counter_bits: int = 64
+    match: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"unit {self.unit!r} is not one of {', '.join(UNITS)}")
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r} is not one of {', '.join(ROLES)}")
+        if self.role == "capacity" and self.kind == "counter":
+            raise ValueError(f"a capacity is a gauge, not a counter of {self.unit}")
+        if self.counter_bits not in (32, 64):
+            raise ValueError(f"counter_bits must be 32 or 64, got {self.counter_bits!r}")
+        if not self.labels:
+            raise ValueError(f"link {self.link!r} names no label (for example '{{instance}}')")
+        if _FIELD.sub("", self.link).count("{") or _FIELD.sub("", self.link).count("}"):
+            raise ValueError(f"link {self.link!r}: a brace that is not around a label name")
+
+    @property
+    def kind(self) -> Kind:
+        return UNITS[self.unit][0]
+
+    @property
+    def scale(self) -> float:
+        """Bits per unit: bit/s = value x scale (gauge), or delta x scale / s (counter)."""
+        return UNITS[self.unit][1]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label names the link template uses, in order."""
+        return tuple(_FIELD.findall(self.link))
+
+    def link_name(self, labels: Mapping[str, str]) -> str | None:
+        """The link's name, or None if a label is missing or the name is not usable.
+
+        >>> Rule("x", "{host.name}:{device}").link_name({"host.name": "h", "device": "lo"})
+        'h:lo'
+        """
+        try:
+            name = _FIELD.sub(lambda m: labels[m.group(1)], self.link)
+        except KeyError:
+            return None
+        if not name.strip() or len(name) > MAX_LINK_NAME or not name.isprintable():
+            return None
+        return name
+
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    # linkcast's own gauge, in any format: link_load_bps{link="A>B"}; Influx
+    # `link_load,link=A>B bps=1.2e9`; OTLP gauge `link_load_bps` with attribute link.
+    Rule("link_load_bps", "{link}", "bit/s"),
+    # Prometheus snmp_exporter (if_mib): the transmit side of each interface.
+    Rule("ifHCOutOctets", "{instance}:{ifName}", "octets", counter_bits=64),
+    Rule("ifHighSpeed", "{instance}:{ifName}", "Mbit/s", role="capacity"),
+    # Prometheus node_exporter.
+    Rule("node_network_transmit_bytes_total", "{instance}:{device}", "bytes"),
+    Rule("node_network_speed_bytes", "{instance}:{device}", "byte/s", role="capacity"),
+    # Telegraf inputs.snmp interface table (measurement `interface`).
+    Rule("interface_ifHCOutOctets", "{agent_host}:{ifName}", "octets", counter_bits=64),
+    Rule("interface_ifHighSpeed", "{agent_host}:{ifName}", "Mbit/s", role="capacity"),
+    # Telegraf inputs.net.
+    Rule("net_bytes_sent", "{host}:{interface}", "bytes"),
+    # OpenTelemetry collector hostmetrics (network scraper), unit By, cumulative sum.
+    Rule("system.network.io", "{host.name}:{device}", "bytes", match={"direction": "transmit"}),
+)
+
+
+@dataclass
+class Mapped:
+    """A request's points sorted into what is stored.
+
+    ``gauges``: (link, ts seconds, bit/s). ``counters``: (metric, link, ts seconds,
+    raw value, bits per unit, counter bits). ``capacities``: link -> bit/s (the last
+    reading wins). ``dropped``: reason -> points not stored (``no_rule``,
+    ``missing_label``).
+    """
+
+    gauges: list[tuple[str, float, float]] = field(default_factory=list)
+    counters: list[tuple[str, str, float, float | int, float, int]] = field(default_factory=list)
+    capacities: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def links(self) -> set[str]:
+        names = {g[0] for g in self.gauges} | {c[1] for c in self.counters}
+        return names | set(self.capacities)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+class SeriesMap:
+    """The rules, indexed by metric name.
+
+    >>> m = SeriesMap(DEFAULT_RULES)
+    >>> out = m.map([Point("ifHCOutOctets", {"instance": "r1", "ifName": "xe-0/0/1"}, 60.0, 10),
+    ...              Point("ifHighSpeed", {"instance": "r1", "ifName": "xe-0/0/1"}, 60.0, 10000),
+    ...              Point("up", {"instance": "r1"}, 60.0, 1.0),
+    ...              Point("link_load_bps", {}, 60.0, 1.0)], latest=1e9)
+    >>> out.counters, out.capacities, out.dropped
+    ([('ifHCOutOctets', 'r1:xe-0/0/1', 60.0, 10, 8.0, 64)], {'r1:xe-0/0/1': 10000000000.0}, \
+{'no_rule': 1, 'missing_label': 1})
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        if not rules:
+            raise SeriesFileError("the series file has no [[series]] table")
+        self.rules = tuple(rules)
+        self._by_name: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            self._by_name.setdefault(rule.metric, []).append(rule)
+
+    @classmethod
+    def load(cls, path: Path | None) -> SeriesMap:
+        """The rules of a TOML series file, or the defaults for None.
+
+        Raises :class:`SeriesFileError` naming the file, the rule's index and the field.
+        """
+        if path is None:
+            return cls(DEFAULT_RULES)
+        try:
+            doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SeriesFileError(f"LINKCAST_SERIES_FILE {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SeriesFileError(f"LINKCAST_SERIES_FILE {path}: not TOML: {exc}") from None
+        unknown = set(doc) - {"series"}
+        if unknown:
+            raise SeriesFileError(
+                f"LINKCAST_SERIES_FILE {path}: unknown key(s) {sorted(unknown)}; "
+                "write [[series]] tables"
+            )
+        tables = doc.get("series")
+        if not isinstance(tables, list) or not tables:
+            raise SeriesFileError(f"LINKCAST_SERIES_FILE {path}: no [[series]] table")
+        return cls([_rule(path, i, t) for i, t in enumerate(tables)])
+
+    def rule(self, name: str, labels: Mapping[str, str]) -> Rule | None:
+        for rule in self._by_name.get(name, ()):
+            if all(labels.get(k) == v for k, v in rule.match.items()):
+                return rule
+        return None
+
+    def map(self, points: Iterable[Point], *, latest: float) -> Mapped:
+        """Sort ``points`` into gauges, counters and capacities.
+
+        ``latest``: the newest acceptable ts (now plus the allowed future), in seconds.
+        Raises :class:`BadPoint` for the first point of a matching series whose value
+        is not finite or negative, or whose ts lies before 1970 or after ``latest``.
+        """
+        out = Mapped()
+        for i, p in enumerate(points):
+            rule = self.rule(p.name, p.labels)
+            if rule is None:
+                out.drop("no_rule")
+                continue
+            link = rule.link_name(p.labels)
+            if link is None:
+                out.drop("missing_label")
+                continue
+            _check(i, p, latest)
+            if rule.role == "capacity":
+                out.capacities[link] = float(p.value) * rule.scale
+            elif rule.kind == "gauge":
+                out.gauges.append((link, p.ts, float(p.value) * rule.scale))
+            else:
+                out.counters.append(
+                    (rule.metric, link, p.ts, p.value, rule.scale, rule.counter_bits)
+                )
+        return out
+
+
+def _check(i: int, p: Point, latest: float) -> None:
+    v = p.value
+    if isinstance(v, float) and not math.isfinite(v):
+        raise BadPoint(i, f"{p.name}: value {v!r} is not a finite number")
+    if v < 0:
+        raise BadPoint(i, f"{p.name}: value {v!r} is negative")
+    if not math.isfinite(p.ts) or p.ts < 0:
+        raise BadPoint(i, f"{p.name}: timestamp {p.ts!r} s is before 1970")
+    if p.ts > latest:
+        raise BadPoint(i, f"{p.name}: timestamp {p.ts!r} s is in the future")
+
+
+def _rule(path: Path, i: int, table: object) -> Rule:
+    where = f"LINKCAST_SERIES_FILE {path}: [[series]] #{i + 1}"
+    if not isinstance(table, dict):
+        raise SeriesFileError(f"{where} is not a table")
+    allowed = {"metric", "link", "unit", "role", "counter_bits", "match"}
+    extra = set(table) - allowed
+    if extra:
+        raise SeriesFileError(
+            f"{where}: unknown field(s) {sorted(extra)}; known: {sorted(allowed)}"
+        )
+    for key in ("metric", "link"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise SeriesFileError(f"{where}: '{key}' is required (a string)")
+    match = table.get("match", {})
+    if not isinstance(match, dict) or not all(isinstance(v, str) for v in match.values()):
+        raise SeriesFileError(f"{where}: 'match' must be a table of label = \"value\" strings")
+    try:
+        return Rule(
+            metric=table["metric"],
+            link=table["link"],
+            unit=table.get("unit", "bit/s"),
+            role=table.get("role", "load"),
+            counter_bits=table.get("counter_bits", 64),
+            match=match,
+        )
+    except ValueError as exc:
+        raise SeriesFileError(f"{where}: {exc}") from None

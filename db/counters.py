@@ -1,0 +1,162 @@
+"""Counters to rates, correct across API workers and restarts.
+
+A collector's octet counter (``ifHCOutOctets``, ``node_network_transmit_bytes_total``)
+becomes a load in bit/s from two readings: ``bit/s = 8 x delta / elapsed`` (RFC 2863
+counter semantics; the factor is the unit's bits, 8 for octets). The last reading of
+every series lives in the ``counter_state`` table, locked for the length of the
+request's transaction, so that two API workers, or a worker after a restart, always
+take the delta from the reading before, and a request that is refused leaves it as
+it was (a retry computes the same rates again).
+
+A counter that goes down either wrapped (it passed ``2**counter_bits - 1``) or was
+reset (a device or exporter restart). A wrap is taken only when the rate it implies
+is plausible: at most the link's line rate (``capacity x (1 + margin)``) or, with no
+capacity known, :data:`NO_CAPACITY_CEILING_BPS`. Anything else is a reset: the
+reading becomes the new base and gives no sample, never a spike. So does a reading
+after a gap longer than ``max_gap`` seconds (the average over an outage is not a
+load at one time). A reading not newer than the stored one (a retry, or a worker
+that lost a race) changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import psycopg
+
+NO_CAPACITY_CEILING_BPS = 1e12  # 1 Tbit/s: above any single interface sold today
+
+_PLACEHOLD = """
+INSERT INTO counter_state (metric, link)
+SELECT m, l FROM unnest(%s::text[], %s::text[]) AS k(m, l) ORDER BY m, l
+ON CONFLICT DO NOTHING
+"""
+_LOCK = """
+SELECT c.metric, c.link, c.value, c.ts FROM counter_state c
+JOIN unnest(%s::text[], %s::text[]) AS k(metric, link) USING (metric, link)
+ORDER BY c.metric, c.link
+FOR UPDATE OF c
+"""
+_SAVE = """
+UPDATE counter_state c SET value = u.value::numeric, ts = u.ts
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[]) AS u(metric, link, value, ts)
+WHERE c.metric = u.metric AND c.link = u.link
+"""
+
+Reading = tuple[str, str, float, float | int, float, int]  # metric, link, ts, value, scale, bits
+
+
+@dataclass
+class Rates:
+    """What a request's counter readings gave.
+
+    ``rows``: (link, ts seconds, bit/s) to store. ``events``: how many readings were a
+    ``baseline`` (first of a series), ``wrap``, ``reset``, ``gap`` (after more than
+    ``max_gap``) or ``stale`` (not newer than the stored reading).
+    """
+
+    rows: list[tuple[str, float, float]] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)
+
+    def count(self, event: str) -> None:
+        self.events[event] = self.events.get(event, 0) + 1
+
+
+def _number(v: Decimal | float | int) -> float | int:
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    return v
+
+
+def rate(
+    prev: tuple[float | int, float] | None,
+    value: float | int,
+    ts: float,
+    *,
+    scale: float,
+    bits: int,
+    ceiling: float,
+    max_gap: float,
+) -> tuple[float | None, str | None]:
+    """The bit/s between ``prev`` (value, ts) and (``value``, ``ts``), and the event.
+
+    Returns (bit/s or None, event or None): None with ``baseline``, ``reset``, ``gap``
+    or ``stale``; a rate with ``wrap`` or with no event.
+
+    >>> rate((100, 0.0), 850, 30.0, scale=8, bits=64, ceiling=1e12, max_gap=900)
+    (200.0, None)
+    >>> rate((2**64 - 100, 0.0), 900, 10.0, scale=8, bits=64, ceiling=1e12, max_gap=900)
+    (800.0, 'wrap')
+    >>> rate((5 * 10**12, 0.0), 1000, 10.0, scale=8, bits=64, ceiling=1e12, max_gap=900)
+    (None, 'reset')
+    """
+    if prev is None:
+        return None, "baseline"
+    before, then = prev
+    elapsed = ts - then
+    if elapsed <= 0:
+        return None, "stale"
+    if elapsed > max_gap:
+        return None, "gap"
+    delta = value - before
+    if delta >= 0:
+        return scale * delta / elapsed, None
+    modulus = 2**bits
+    if before < modulus:
+        wrapped = scale * (value + modulus - before) / elapsed
+        if wrapped <= ceiling:
+            return wrapped, "wrap"
+    return None, "reset"
+
+
+def counter_rates(
+    cur: psycopg.Cursor,
+    readings: Sequence[Reading],
+    ceilings: Mapping[str, float],
+    *,
+    max_gap: float,
+) -> Rates:
+    """Rates of ``readings`` (metric, link, ts s, value, bits per unit, counter bits)
+    against the stored last readings, which are updated; inside the caller's
+    transaction. ``ceilings``: link -> the highest plausible bit/s (line rate)."""
+    out = Rates()
+    if not readings:
+        return out
+    keys = sorted({(r[0], r[1]) for r in readings})
+    metrics, links = [k[0] for k in keys], [k[1] for k in keys]
+    cur.execute(_PLACEHOLD, (metrics, links))
+    cur.execute(_LOCK, (metrics, links))
+    state: dict[tuple[str, str], tuple[float | int, float] | None] = {
+        (m, lk): (None if v is None else (_number(v), t)) for m, lk, v, t in cur.fetchall()
+    }
+    for metric, link, ts, value, scale, bits in sorted(readings, key=lambda r: r[2]):
+        key = (metric, link)
+        bps, event = rate(
+            state.get(key),
+            value,
+            ts,
+            scale=scale,
+            bits=bits,
+            ceiling=ceilings.get(link, NO_CAPACITY_CEILING_BPS),
+            max_gap=max_gap,
+        )
+        if event is not None:
+            out.count(event)
+        if event == "stale":
+            continue
+        state[key] = (value, ts)
+        if bps is not None:
+            out.rows.append((link, ts, bps))
+    saved = [(k, v) for k, v in state.items() if v is not None]
+    cur.execute(
+        _SAVE,
+        (
+            [k[0] for k, _ in saved],
+            [k[1] for k, _ in saved],
+            [str(v[0]) for _, v in saved],
+            [v[1] for _, v in saved],
+        ),
+    )
+    return out

@@ -1,0 +1,126 @@
+"""Counters to rates (db/counters.py) and write_series, on the real database."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import Engine, text
+
+from api.series import DEFAULT_RULES, BadPoint, Point, SeriesMap
+from db.counters import NO_CAPACITY_CEILING_BPS, rate
+from db.ingest import LinkIds, write_series
+
+SNMP = {"instance": "r1", "ifName": "xe-0/0/1"}
+LINK = "r1:xe-0/0/1"
+SERIES = SeriesMap(DEFAULT_RULES)
+
+
+def push(engine: Engine, points: list[Point], ids: LinkIds | None = None):
+    m = SERIES.map(points, latest=4e9)
+    return write_series(engine, m.gauges, m.counters, m.capacities, ids or LinkIds())
+
+
+def octets(ts: float, value: int) -> Point:
+    return Point("ifHCOutOctets", SNMP, ts, value)
+
+
+def loads(engine: Engine, link: str = LINK) -> list[tuple[float, float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT extract(epoch FROM s.ts)::float8, s.value_bps FROM sample s"
+                " JOIN link l ON l.id = s.link_id WHERE l.name = :n ORDER BY s.ts"
+            ),
+            {"n": link},
+        )
+        return [(float(t), float(v)) for t, v in rows]
+
+
+def test_rate_wrap_reset_gap_and_stale() -> None:
+    kw = {"scale": 8.0, "bits": 32, "ceiling": 1e9, "max_gap": 900.0}
+    # a 32-bit wrap: 2**32 - 1000 -> 1000 in 10 s is 2000 octets, 1600 bit/s
+    assert rate((2**32 - 1000, 0.0), 1000, 10.0, **kw) == (1600.0, "wrap")
+    # down by a lot with a 100 Mbit/s line: a reboot, no sample
+    assert rate((3 * 10**9, 0.0), 5, 30.0, **{**kw, "ceiling": 1e8}) == (None, "reset")
+    assert rate((10, 0.0), 20, 901.0, **kw) == (None, "gap")
+    assert rate((10, 5.0), 20, 5.0, **kw) == (None, "stale")
+    assert rate(None, 20, 5.0, **kw) == (None, "baseline")
+    # a 64-bit counter far below its top cannot have wrapped in seconds
+    big = {**kw, "bits": 64, "ceiling": NO_CAPACITY_CEILING_BPS}
+    assert rate((10**15, 0.0), 10, 60.0, **big) == (None, "reset")
+
+
+def test_counter_series_to_rates_with_wrap_reboot_and_capacity(clean_db: Engine) -> None:
+    top = 2**64
+    w = push(clean_db, [octets(60, top - 3_000_000), Point("ifHighSpeed", SNMP, 60, 10)])
+    assert (w.rows, w.capacities, w.counter_events) == (0, 1, {"baseline": 1})
+    # 60 s later: wrapped past 2**64; 7.5e6 octets in 60 s = 1 Mbit/s
+    push(clean_db, [octets(120, 4_500_000)])
+    # then a reboot: the counter restarts near 0; no sample, never a spike
+    w = push(clean_db, [octets(180, 1000)])
+    assert w.counter_events == {"reset": 1} and w.rows == 0
+    push(clean_db, [octets(240, 1000 + 75_000_000)])  # 10 Mbit/s
+    assert loads(clean_db) == [(120.0, 1e6), (240.0, 1e7)]
+    with clean_db.connect() as conn:
+        cap = conn.scalar(text("SELECT capacity_bps FROM link WHERE name = :n"), {"n": LINK})
+        value = conn.scalar(text("SELECT value FROM counter_state WHERE link = :n"), {"n": LINK})
+    assert cap == 10e6 and int(value) == 75_001_000
+
+
+def test_a_retry_or_an_older_reading_changes_nothing(clean_db: Engine) -> None:
+    push(clean_db, [octets(0, 0), octets(30, 3_750_000)])  # one request, two readings
+    again = push(clean_db, [octets(0, 0), octets(30, 3_750_000)])
+    assert again.counter_events == {"stale": 2} and again.rows == 0
+    assert loads(clean_db) == [(30.0, 1e6)]
+
+
+def test_a_refused_request_leaves_the_counter_where_it_was(clean_db: Engine) -> None:
+    push(clean_db, [octets(0, 0)])
+    bad = [octets(30, 3_750_000), Point("link_load_bps", {"link": "A>B"}, 30, -1.0)]
+    with pytest.raises(BadPoint, match="negative"):
+        push(clean_db, bad)
+    with pytest.raises(BadPoint, match="future"):
+        push(clean_db, [octets(30, 3_750_000), octets(5e9, 1)])
+    push(clean_db, [octets(30, 3_750_000)])
+    assert loads(clean_db) == [(30.0, 1e6)]
+
+
+def test_workers_share_the_last_reading(clean_db: Engine) -> None:
+    """Readings of one series pushed by two workers at once: each rate is taken from
+    the reading before it, whichever worker stored that one (no rate is lost or
+    doubled; each worker has its own LinkIds, as processes do)."""
+    push(clean_db, [octets(0, 0)])
+    barrier = threading.Barrier(2)
+
+    def worker(ts: float, value: int) -> None:
+        barrier.wait()
+        push(clean_db, [octets(ts, value)], LinkIds())
+
+    threads = [
+        threading.Thread(target=worker, args=(60, 7_500_000)),
+        threading.Thread(target=worker, args=(120, 15_000_000)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = loads(clean_db)
+    # either order: 60 then 120 gives two rates of 1 Mbit/s; 120 first gives one
+    # rate over 0..120 s (1 Mbit/s) and 60 is stale. Never a wrong or doubled value.
+    assert got in ([(60.0, 1e6), (120.0, 1e6)], [(120.0, 1e6)])
+
+
+def test_gauges_store_in_bits_per_second_and_unmatched_are_counted(clean_db: Engine) -> None:
+    w = push(
+        clean_db,
+        [
+            Point("link_load_bps", {"link": "A>B"}, 60, 2.5e9),
+            Point("link_load_bps", {"link": "A>B"}, 60, 3.0e9),  # same (link, ts): last wins
+            Point("up", {"instance": "r1"}, 60, 1.0),
+        ],
+    )
+    assert w.rows == 1
+    assert loads(clean_db, "A>B") == [(60.0, 3.0e9)]
+    m = SERIES.map([Point("up", {}, 1, 1.0), Point("ifHCOutOctets", {}, 1, 1)], latest=4e9)
+    assert m.dropped == {"no_rule": 1, "missing_label": 1}
