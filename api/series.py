@@ -102,6 +102,7 @@ class Rule:
     role: str = "load"
     counter_bits: int = 64
     match: Mapping[str, str] = field(default_factory=dict)
+    _parts: tuple[tuple[bool, str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -116,6 +117,10 @@ class Rule:
             raise ValueError(f"link {self.link!r} names no label (for example '{{instance}}')")
         if _FIELD.sub("", self.link).count("{") or _FIELD.sub("", self.link).count("}"):
             raise ValueError(f"link {self.link!r}: a brace that is not around a label name")
+        # the template as (is a label, text) pieces; split gives literal, label, literal, ...
+        pieces = _FIELD.split(self.link)
+        parts = tuple((k % 2 == 1, x) for k, x in enumerate(pieces) if x or k % 2)
+        object.__setattr__(self, "_parts", parts)
 
     @property
     def kind(self) -> Kind:
@@ -131,17 +136,21 @@ class Rule:
         """The label names the link template uses, in order."""
         return tuple(_FIELD.findall(self.link))
 
+    def format(self, labels: Mapping[str, str]) -> str | None:
+        """The link template filled from ``labels``; None if one is missing."""
+        try:
+            return "".join([labels[x] if label else x for label, x in self._parts])
+        except KeyError:
+            return None
+
     def link_name(self, labels: Mapping[str, str]) -> str | None:
         """The link's name, or None if a label is missing or the name is not usable.
 
         >>> Rule("x", "{host.name}:{device}").link_name({"host.name": "h", "device": "lo"})
         'h:lo'
         """
-        try:
-            name = _FIELD.sub(lambda m: labels[m.group(1)], self.link)
-        except KeyError:
-            return None
-        if not name.strip() or len(name) > MAX_LINK_NAME or not name.isprintable():
+        name = self.format(labels)
+        if name is None or not name.strip() or len(name) > MAX_LINK_NAME or not name.isprintable():
             return None
         return name
 
@@ -208,6 +217,7 @@ class SeriesMap:
             raise SeriesFileError("the series file has no [[series]] table")
         self.rules = tuple(rules)
         self._by_name: dict[str, list[Rule]] = {}
+        self._usable: dict[str, bool] = {}  # link names already checked
         for rule in self.rules:
             self._by_name.setdefault(rule.metric, []).append(rule)
 
@@ -250,25 +260,40 @@ class SeriesMap:
         is not finite or negative, or whose ts lies before 1970 or after ``latest``.
         """
         out = Mapped()
+        gauges, counters, capacities = out.gauges, out.counters, out.capacities
+        by_name, usable = self._by_name, self._usable
+        inf = math.inf
         for i, p in enumerate(points):
-            rule = self.rule(p.name, p.labels)
-            if rule is None:
+            rules = by_name.get(p.name)
+            if rules is None:
                 out.drop("no_rule")
                 continue
-            link = rule.link_name(p.labels)
-            if link is None:
+            labels = p.labels
+            rule = rules[0] if len(rules) == 1 and not rules[0].match else None
+            if rule is None and (rule := self.rule(p.name, labels)) is None:
+                out.drop("no_rule")
+                continue
+            link = rule.format(labels)
+            if link is None or not (usable.get(link) or self._usable_name(link)):
                 out.drop("missing_label")
                 continue
-            _check(i, p, latest)
+            value, ts = p.value, p.ts
+            if not (0 <= value < inf and 0 <= ts <= latest):
+                _check(i, p, latest)  # raises, naming the problem
             if rule.role == "capacity":
-                out.capacities[link] = float(p.value) * rule.scale
+                capacities[link] = float(value) * rule.scale
             elif rule.kind == "gauge":
-                out.gauges.append((link, p.ts, float(p.value) * rule.scale))
+                gauges.append((link, ts, float(value) * rule.scale))
             else:
-                out.counters.append(
-                    (rule.metric, link, p.ts, p.value, rule.scale, rule.counter_bits)
-                )
+                counters.append((rule.metric, link, ts, value, rule.scale, rule.counter_bits))
         return out
+
+    def _usable_name(self, name: str) -> bool:
+        ok = bool(name.strip()) and len(name) <= MAX_LINK_NAME and name.isprintable()
+        if len(self._usable) > 200_000:  # a bound, not a cache policy: names repeat
+            self._usable.clear()
+        self._usable[name] = ok
+        return ok
 
 
 def _check(i: int, p: Point, latest: float) -> None:

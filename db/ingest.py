@@ -252,10 +252,11 @@ def write_series(
             }
             rates = counter_rates(cur, counters, ceilings, max_gap=counter_max_gap)
             rows: dict[tuple[str, str], float] = {}
+            stamps: dict[float, str] = {}  # a request repeats few timestamps
             for link, ts, bps in (*gauges, *rates.rows):
-                key = (link, datetime.fromtimestamp(ts, UTC).isoformat())
-                rows.pop(key, None)
-                rows[key] = bps
+                if (iso := stamps.get(ts)) is None:
+                    iso = stamps[ts] = datetime.fromtimestamp(ts, UTC).isoformat()
+                rows[(link, iso)] = bps  # the last of a repeated (link, ts) wins
             written = Written(0, 0)
             if rows:
                 flat = [(link, ts, v) for (link, ts), v in rows.items()]
