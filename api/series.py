@@ -113,10 +113,10 @@ class Rule:
             raise ValueError(f"a capacity is a gauge, not a counter of {self.unit}")
         if self.counter_bits not in (32, 64):
             raise ValueError(f"counter_bits must be 32 or 64, got {self.counter_bits!r}")
-        if not self.labels:
-            raise ValueError(f"link {self.link!r} names no label (for example '{{instance}}')")
         if _FIELD.sub("", self.link).count("{") or _FIELD.sub("", self.link).count("}"):
             raise ValueError(f"link {self.link!r}: a brace that is not around a label name")
+        if not self.labels:
+            raise ValueError(f"link {self.link!r} names no label (for example '{{instance}}')")
         # the template as (is a label, text) pieces; split gives literal, label, literal, ...
         pieces = _FIELD.split(self.link)
         parts = tuple((k % 2 == 1, x) for k, x in enumerate(pieces) if x or k % 2)

@@ -104,6 +104,15 @@ class Settings(BaseSettings):
             raise ValueError("LINKCAST_DATABASE_URL must be a postgresql:// URL")
         return v
 
+    @field_validator("series_file")
+    @classmethod
+    def _series_rules(cls, v: Path | None) -> Path | None:
+        if v is not None:  # fail at start, naming the file, the rule and the field
+            from api.series import SeriesMap
+
+            SeriesMap.load(v)
+        return v
+
     @field_validator("webhook_urls", mode="before")
     @classmethod
     def _comma_separated(cls, v: object) -> object:
