@@ -17,7 +17,9 @@ Names are matched exactly. An InfluxDB point ``interface,agent_host=r1 ifHCOutOc
 is the series ``interface_ifHCOutOctets`` (Telegraf's own ``<measurement>_<field>``
 naming in its Prometheus output). OTLP resource attributes are labels as well, so
 ``{host.name}`` works. A series that no rule matches, or that lacks a label its rule's
-template names, is counted and dropped: never an error for the whole request.
+template names, is counted and dropped: never an error for the whole request. So is a
+capacity of 0 or below (``unknown_capacity``): what devices report for a speed they do
+not know (node_exporter's ``node_network_speed_bytes`` is -125000 on a virtual NIC).
 
 The file (``LINKCAST_SERIES_FILE``, TOML) is a list of ``[[series]]`` tables, tried in
 order, the first match winning; :data:`DEFAULT_RULES` is used when none is set::
@@ -182,7 +184,7 @@ class Mapped:
     ``gauges``: (link, ts seconds, bit/s). ``counters``: (metric, link, ts seconds,
     raw value, bits per unit, counter bits). ``capacities``: link -> bit/s (the last
     reading wins). ``dropped``: reason -> points not stored (``no_rule``,
-    ``missing_label``).
+    ``missing_label``, ``unknown_capacity``: a capacity of 0 or below, or NaN).
     """
 
     gauges: list[tuple[str, float, float]] = field(default_factory=list)
@@ -257,7 +259,8 @@ class SeriesMap:
 
         ``latest``: the newest acceptable ts (now plus the allowed future), in seconds.
         Raises :class:`BadPoint` for the first point of a matching series whose value
-        is not finite or negative, or whose ts lies before 1970 or after ``latest``.
+        is not finite or negative, or whose ts lies before 1970 or after ``latest``;
+        a capacity that is not above 0 (a speed the device does not know) is dropped.
         """
         out = Mapped()
         gauges, counters, capacities = out.gauges, out.counters, out.capacities
@@ -278,6 +281,12 @@ class SeriesMap:
                 out.drop("missing_label")
                 continue
             value, ts = p.value, p.ts
+            if rule.role == "capacity" and not 0 < value < inf:
+                # a speed the device does not know: the kernel's -1 Mbit/s of a virtual
+                # interface (node_exporter's node_network_speed_bytes -125000), IF-MIB's
+                # ifHighSpeed 0. Refusing it would refuse the loads sent with it.
+                out.drop("unknown_capacity")
+                continue
             if not (0 <= value < inf and 0 <= ts <= latest):
                 _check(i, p, latest)  # raises, naming the problem
             if rule.role == "capacity":
