@@ -1,0 +1,137 @@
+r"""InfluxDB line protocol to series points.
+
+A body is lines of ``<measurement>[,<tag>=<value>...] <field>=<value>[,...] [<timestamp>]``
+(InfluxDB line protocol reference, v1 and v2; Telegraf's ``influx`` serializer). Each
+numeric field is one :class:`api.series.Point` named ``<measurement>_<field>``, its
+labels the tags: ``interface,agent_host=r1,ifName=xe-0/0/1 ifHCOutOctets=5u`` is the
+series ``interface_ifHCOutOctets`` (:mod:`api.series` says which series are links).
+
+Each line is parsed by ``line-protocol-parser`` (C, MIT; the 2.x releases have wheels
+for CPython 3.10 to 3.15 and follow InfluxDB's own parser), which gives:
+
+- escapes: ``\,`` and ``\ `` in the measurement; ``\,``, ``\ `` and ``\=`` in tag keys,
+  tag values and field keys; a backslash before any other character is literal, as
+  in InfluxDB (``ifName=Intel\Ethernet`` keeps its backslash); ``\"`` and ``\\``
+  inside a string field;
+- values: float (``1``, ``-1.5``, ``1e9``), integer ``12i`` (int64), unsigned ``12u``
+  (uint64, every digit kept: a Counter64 near its wrap stays exact), boolean
+  (``t``, ``true``, ``F``, ...) and ``"string"``. ``NaN``, ``inf``, ``1.5u`` and
+  ``-1u`` are syntax errors.
+
+Here: the body is split into lines on ``\n`` (the protocol allows no newline inside a
+value), blank lines and ``#`` comments are skipped, each line must be UTF-8. String
+and boolean fields are not loads: they are counted and left out, never an error.
+A point without a timestamp gets the request's time, truncated to the precision, as
+InfluxDB does.
+
+Errors: :class:`LineError` names the line (1-based, counting every line of the body);
+:class:`TooManyPoints` when the numeric fields pass the request's bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from line_protocol_parser import LineFormatError, parse_line
+
+from api.series import Point
+
+# precision -> seconds per unit (the API's `precision` query parameter)
+PRECISIONS_V2: dict[str, Fraction] = {
+    "ns": Fraction(1, 10**9),
+    "us": Fraction(1, 10**6),
+    "ms": Fraction(1, 10**3),
+    "s": Fraction(1),
+}
+# InfluxDB 1.x's /write also takes n, u, m (minutes) and h.
+PRECISIONS_V1: dict[str, Fraction] = {
+    **PRECISIONS_V2,
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(60),
+    "h": Fraction(3600),
+}
+_ECHO = 120  # characters of a bad line quoted in its error
+
+
+class LineError(ValueError):
+    """Line ``line`` (1-based) of the body is not line protocol."""
+
+    def __init__(self, line: int, msg: str) -> None:
+        super().__init__(f"line {line}: {msg}")
+        self.line = line
+
+
+class TooManyPoints(ValueError):
+    """The body holds more numeric fields than one request may store."""
+
+
+@dataclass
+class Parsed:
+    """A body's numeric fields as points, and what was left out.
+
+    ``lines[i]``: the line (1-based) that ``points[i]`` came from, to name it in an
+    error. ``non_numeric``: string and boolean fields, not stored.
+    """
+
+    points: list[Point] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    non_numeric: int = 0
+
+
+def _echo(text: str) -> str:
+    return repr(text if len(text) <= _ECHO else text[:_ECHO] + "...")
+
+
+def parse(body: bytes, *, unit: Fraction, now: float, max_points: int) -> Parsed:
+    r"""The points of a line protocol ``body``.
+
+    ``unit``: seconds per timestamp unit (a value of :data:`PRECISIONS_V2`); ``now``:
+    the request's time in seconds, for points without one; ``max_points``: the most
+    numeric fields accepted. Raises :class:`LineError` or :class:`TooManyPoints`.
+
+    >>> p = parse(b'# Telegraf\n\nnet,host=h,interface=eth0 bytes_sent=42u,up=true 1500\n',
+    ...           unit=PRECISIONS_V2["ms"], now=0.0, max_points=10)
+    >>> [(q.name, sorted(q.labels.items()), q.ts, q.value) for q in p.points]
+    [('net_bytes_sent', [('host', 'h'), ('interface', 'eth0')], 1.5, 42)]
+    >>> p.lines, p.non_numeric
+    ([3], 1)
+    >>> parse(b"m x=1\nm x=1.5u", unit=PRECISIONS_V2["s"], now=0.0, max_points=10)
+    Traceback (most recent call last):
+    ...
+    api.line_protocol.LineError: line 2: failed to parse type of field value: 'm x=1.5u'
+    """
+    out = Parsed()
+    num, den = unit.numerator, unit.denominator  # int / int: exact, then rounded once
+    default_ts = int(Fraction(now) / unit) * num / den  # now, truncated to the precision
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LineError(number, f"not UTF-8 at byte {exc.start}") from None
+        try:
+            point = parse_line(text)
+        except LineFormatError as exc:
+            reason = str(exc).rstrip(".")
+            raise LineError(number, f"{reason[:1].lower()}{reason[1:]}: {_echo(text)}") from None
+        if point is None:  # a comment
+            continue
+        stamp = point["time"]
+        ts = default_ts if stamp is None else stamp * num / den
+        prefix = point["measurement"] + "_"
+        tags = point["tags"]
+        for key, value in point["fields"].items():
+            if isinstance(value, bool | str):
+                out.non_numeric += 1
+                continue
+            out.points.append(Point(prefix + key, tags, ts, value))
+            out.lines.append(number)
+        if len(out.points) > max_points:
+            raise TooManyPoints(
+                f"more than {max_points} numeric fields in one request (line {number}); "
+                "send smaller batches"
+            )
+    return out
