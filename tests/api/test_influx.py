@@ -22,7 +22,9 @@ from sqlalchemy import Engine, text
 
 from api.main import create_app
 from api.routes import influx
+from linkcast.settings import Settings
 from tests.conftest import auth
+from tests.db_proxy import DbProxy
 
 V2 = "/api/v2/write"
 HOUR = 3600
@@ -262,7 +264,10 @@ def test_unsigned_counters_keep_all_64_bits(client, tokens, clean_db):
 
 # --- refusals: InfluxDB's answers, nothing stored -----------------------------------
 
-GOOD = f"link_load,link=A>B bps=1e9 {T0}\ninterface,agent_host=r,ifName=e ifHCOutOctets=5u {T0}\n"
+GOOD = (  # two good lines, in ns (the default precision)
+    f"link_load,link=A>B bps=1e9 {T0 * NS}\n"
+    f"interface,agent_host=r,ifName=e ifHCOutOctets=5u {T0 * NS}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -372,3 +377,27 @@ def test_openapi_documents_both_routes(client):
         assert {"204", "400", "401", "403", "413", "503"} <= set(op["responses"])
         assert "text/plain" in op["requestBody"]["content"]
         assert "line" in op["description"]
+
+
+def test_database_outage_is_503_and_a_retry_stores_once(database_url, tmp_path, clean_db, tokens):
+    proxy = DbProxy(database_url)
+    proxy.start()
+    settings = Settings(database_url=proxy.url, data_dir=tmp_path)
+    h = token_auth(tokens["write"])
+    with TestClient(create_app(settings)) as c:
+        assert c.post(V2, content=GOOD, headers=h).status_code == 204  # warms the token cache
+        later = f"link_load,link=A>B bps=2e9 {(T0 + 60) * NS}\nlink_load,link=new bps=1 {T0 * NS}\n"
+        proxy.stop()
+        r = c.post(V2, content=later, headers=h)
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"].isdigit()
+        assert stored_anything(clean_db) == (2, 1, 1)  # nothing of the refused request
+        proxy.start()
+        assert c.post(V2, content=later, headers=h).status_code == 204
+        assert c.post(V2, content=later, headers=h).status_code == 204  # a retry: the same rows
+        proxy.stop()
+    assert [(n, v) for n, _, v, _ in samples(clean_db)] == [
+        ("A>B", 1e9),
+        ("A>B", 2e9),
+        ("new", 1.0),
+    ]
