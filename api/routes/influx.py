@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import time
 from collections.abc import Mapping
 from fractions import Fraction
@@ -29,12 +28,13 @@ from api.line_protocol import (
     TooManyPoints,
     parse,
 )
+from api.metrics import REASON_BY_STATUS, record_push, record_refused
 from api.push import store_points
 from api.series import BadPoint
 from db.models import Scope
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["influx"])
+FORMAT = "influx"  # the format label of the push metrics (api/metrics.py)
 
 _CODES = {
     400: "invalid",
@@ -70,11 +70,18 @@ _ROUTE: dict[str, Any] = {
 class InfluxError(Exception):
     """A refusal, answered as InfluxDB answers: ``{"code": ..., "message": ...}``."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.reason = reason or REASON_BY_STATUS.get(status, "malformed")  # for /metrics
 
 
 async def influx_error(request: Request, exc: Exception) -> JSONResponse:
@@ -149,27 +156,34 @@ async def _body(request: Request, limit: int) -> bytes:
 async def _write(
     request: Request, settings: SettingsDep, precision: str, units: dict[str, Fraction]
 ) -> Response:
-    if precision not in units:
-        raise InfluxError(400, f"precision {precision!r} is not one of {', '.join(units)}")
-    body = await _body(request, settings.max_body_bytes)
+    """Parse and store. Every refusal is counted here (by reason, with its points once
+    they are known) and answered by :func:`influx_error`; a stored batch by
+    :func:`api.metrics.record_push`."""
+    points: int | None = None
     try:
-        parsed = parse(
-            body,
-            unit=units[precision],
-            now=time.time(),
-            max_points=settings.max_batch_samples,
-        )
-    except LineError as exc:
-        raise InfluxError(400, f"failed to parse line protocol: {exc}") from None
-    except TooManyPoints as exc:
-        raise InfluxError(413, str(exc)) from None
-    try:
-        pushed = await store_points(request, parsed.points)
-    except BadPoint as exc:
-        raise InfluxError(400, f"line {parsed.lines[exc.index]}: {exc}") from None
-    # Accepted: `pushed` (and parsed.non_numeric) say what was stored and dropped.
-    # Every refusal above is an InfluxError, answered by influx_error.
-    log.debug("line protocol: %s, %d string/boolean fields", pushed, parsed.non_numeric)
+        if precision not in units:
+            raise InfluxError(400, f"precision {precision!r} is not one of {', '.join(units)}")
+        body = await _body(request, settings.max_body_bytes)
+        try:
+            parsed = parse(
+                body, unit=units[precision], now=time.time(), max_points=settings.max_batch_samples
+            )
+        except LineError as exc:
+            raise InfluxError(400, f"failed to parse line protocol: {exc}") from None
+        except TooManyPoints as exc:
+            raise InfluxError(413, str(exc)) from None
+        points = len(parsed.points)
+        try:
+            pushed = await store_points(request, parsed.points)
+        except BadPoint as exc:
+            message = f"line {parsed.lines[exc.index]}: {exc}"
+            raise InfluxError(400, message, reason="invalid") from None
+    except InfluxError as exc:
+        record_refused(FORMAT, exc.reason, points)
+        raise
+    if parsed.non_numeric:
+        pushed.dropped["non_numeric"] = parsed.non_numeric
+    record_push(FORMAT, pushed)
     return Response(status_code=204)
 
 

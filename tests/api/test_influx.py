@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from api.main import create_app
@@ -401,3 +402,47 @@ def test_database_outage_is_503_and_a_retry_stores_once(database_url, tmp_path, 
         ("A>B", 2e9),
         ("new", 1.0),
     ]
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    """A sample of GET /metrics (0 when absent)."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def test_pushes_and_refusals_are_counted_by_format_and_reason(client, tokens, clean_db):
+    names = {
+        "accepted": ("linkcast_samples_accepted_total", {}),
+        "non_numeric": ("linkcast_series_dropped_total", {"reason": "non_numeric"}),
+        "malformed": ("linkcast_push_requests_refused_total", {"reason": "malformed"}),
+        "invalid": ("linkcast_push_requests_refused_total", {"reason": "invalid"}),
+        "invalid_points": ("linkcast_samples_refused_total", {"reason": "invalid"}),
+        "unauthorized": ("linkcast_push_requests_refused_total", {"reason": "unauthorized"}),
+    }
+
+    def counts() -> dict[str, float]:
+        return {k: metric(client, n, format="influx", **lb) for k, (n, lb) in names.items()}
+
+    h = token_auth(tokens["write"])
+    before = counts()
+    ok = f'link_load,link=A>B bps=1,note="x" {T0}\nlink_load,link=C>D bps=2 {T0}'
+    assert client.post(V2, params={"precision": "s"}, content=ok, headers=h).status_code == 204
+    neg = f"link_load,link=A>B bps=1 {T0}\nlink_load,link=A>B bps=-1 {T0}"
+    assert client.post(V2, params={"precision": "s"}, content=neg, headers=h).status_code == 400
+    assert client.post(V2, content=b"link_load bps=1.5u", headers=h).status_code == 400
+    assert (
+        client.post(V2, content=b"x", headers=h | {"Content-Encoding": "gzip"}).status_code == 400
+    )
+    assert client.post(V2, content=GOOD, headers=token_auth("lc_wrong")).status_code == 401
+    delta = {k: v - before[k] for k, v in counts().items()}
+    assert delta == {
+        "accepted": 2,
+        "non_numeric": 1,
+        "malformed": 2,
+        "invalid": 1,
+        "invalid_points": 2,
+        "unauthorized": 1,
+    }
