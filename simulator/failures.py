@@ -54,7 +54,7 @@ from itertools import combinations
 
 import numpy as np
 
-from simulator.routing import Metric, Routing, link_loads, route
+from network.routing import Metric, Routing, route
 from simulator.topology import Topology
 from simulator.traffic import DAY_SECONDS, Traffic
 
@@ -304,8 +304,8 @@ def _shifts_between(
     link_names: tuple[str, ...],
     floor_bps: float,
 ) -> list[LinkShift]:
-    before = link_loads(mean_demand, old)
-    after = link_loads(mean_demand, new)
+    before = old.loads(mean_demand)
+    after = new.loads(mean_demand)
     out: list[LinkShift] = []
     for li in range(len(link_names)):
         if li // 2 in down or max(before[li], after[li]) < floor_bps:
@@ -324,7 +324,7 @@ def _shifts_between(
 
 
 def _floor(mean_demand: np.ndarray, base: Routing) -> float:
-    return MIN_LOAD_RATIO * float(link_loads(mean_demand, base).mean())
+    return MIN_LOAD_RATIO * float(base.loads(mean_demand).mean())
 
 
 def simulate(
@@ -346,7 +346,7 @@ def simulate(
     scenario : Scenario, optional
         No failures when None.
     ecmp : bool
-        Split demands over equal-cost paths (see :func:`simulator.routing.route`).
+        Split demands over equal-cost paths (see :func:`network.routing.route`).
     metric : {"auto", "distance", "hops"}
     window_steps : int, optional
         Window of the shift measurement; one day of steps by default.
@@ -363,11 +363,13 @@ def simulate(
     demands = traffic.demands_bps
     loads = np.zeros((n_steps, len(names)))
     dropped = np.zeros(n_steps)
-    cache: dict[frozenset[int], Routing] = {}
+    cache: dict[frozenset[int], Routing] = {
+        frozenset(): route(topology.network, traffic.pairs, ecmp=ecmp, metric=metric)
+    }
 
     def routing_for(failed: frozenset[int]) -> Routing:
         if failed not in cache:
-            cache[failed] = route(topology, traffic.pairs, failed=failed, ecmp=ecmp, metric=metric)
+            cache[failed] = cache[frozenset()].fail(topology.directed(failed))
         return cache[failed]
 
     shifts: list[LinkShift] = []
@@ -375,7 +377,7 @@ def simulate(
     previous: Routing | None = None
     for start, stop, failed in states:
         routing = routing_for(failed)
-        loads[start:stop] = link_loads(demands[start:stop], routing)
+        loads[start:stop] = routing.loads(demands[start:stop])
         dropped[start:stop] = demands[start:stop][:, ~routing.routable].sum(axis=1)
         ever_down |= failed
         if previous is not None and start < stop:
@@ -466,13 +468,13 @@ def failure_candidates(
         combos = [combos[i] for i in picked]
     window = _window(step, traffic.n_steps, traffic.step_seconds, window_steps)
     mean_demand = traffic.demands_bps[window].mean(axis=0)
-    base = route(topology, traffic.pairs, ecmp=ecmp, metric=metric)
+    base = route(topology.network, traffic.pairs, ecmp=ecmp, metric=metric)
     floor = _floor(mean_demand, base)
     names = topology.link_names
     out: list[Candidate] = []
     for combo in combos:
         failed = frozenset(combo)
-        routing = route(topology, traffic.pairs, failed=failed, ecmp=ecmp, metric=metric)
+        routing = base.fail(topology.directed(failed))  # only the pairs that crossed them
         shifts = _shifts_between(mean_demand, base, routing, failed, step, names, floor)
         n_drastic = sum(s.shift_class == ShiftClass.DRASTIC for s in shifts)
         out.append(

@@ -29,8 +29,8 @@ from itertools import count
 
 import numpy as np
 
+from network.routing import Metric
 from simulator.failures import EventKind, LinkEvent, Scenario, SimulationResult, simulate
-from simulator.routing import Metric
 from simulator.topology import Topology
 from simulator.traffic import Traffic
 

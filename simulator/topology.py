@@ -1,9 +1,12 @@
-"""Network topologies: nodes, undirected links, and their directed link names.
+"""The simulator's networks: cables between nodes, loaded from topohub or SNDlib XML.
 
-A link is a cable between two nodes; it carries traffic in both directions, and
-each direction is a separate *directed link* named ``SRC>DST`` (the link names
-of DESIGN.md). Undirected link ``i`` owns directed links ``2 * i``
-(``source>target``) and ``2 * i + 1`` (``target>source``).
+A simulated network is a set of *cables* (undirected links) between nodes; each
+carries traffic in both directions, as two directed links named ``SRC>DST`` (the
+link names of DESIGN.md). Cable ``i`` owns directed links ``2 * i``
+(``source>target``) and ``2 * i + 1`` (``target>source``) of :attr:`Topology.network`,
+the :class:`network.topology.Topology` that routing, demand estimation and
+re-route prediction work on (the package linkcast's live service shares). A cable
+failure takes both its directed links down.
 
 Topologies come from the ``topohub`` package (SNDlib and Topology Zoo networks)
 or from an SNDlib XML network file. Positions are ``(lon, lat)`` in degrees.
@@ -17,31 +20,30 @@ Examples
 ('ATLAng>ATLAM5', 'ATLAM5>ATLAng')
 >>> topo.links[0].capacity_bps
 9920000000.0
+>>> sorted(topo.directed({0}))
+[0, 1]
 """
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
+
+import network.topology as net
 
 __all__ = [
     "BUILTIN_TOPOLOGIES",
-    "EARTH_RADIUS_KM",
     "Link",
     "Topology",
-    "great_circle_km",
     "load_sndlib_xml",
     "load_topology",
 ]
-
-EARTH_RADIUS_KM = 6371.0
 
 #: Friendly names of the built-in topologies and where each comes from. ``abilene``
 #: is read from the SNDlib file shipped in ``simulator/data/abilene`` (its node ids
@@ -56,35 +58,9 @@ BUILTIN_TOPOLOGIES: dict[str, str] = {
 }
 
 
-def great_circle_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance between two ``(lon, lat)`` points in kilometres.
-
-    Parameters
-    ----------
-    a, b : tuple of float
-        Longitude and latitude in degrees.
-
-    Returns
-    -------
-    float
-        Haversine distance on a sphere of radius :data:`EARTH_RADIUS_KM`.
-
-    Examples
-    --------
-    >>> round(great_circle_km((0.0, 0.0), (0.0, 1.0)), 1)
-    111.2
-    """
-    lon1, lat1, lon2, lat2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
-
-
 @dataclass(frozen=True)
 class Link:
-    """An undirected link (a cable) between two nodes.
+    """A cable (undirected link) between two nodes.
 
     Parameters
     ----------
@@ -101,7 +77,7 @@ class Link:
 
 @dataclass(frozen=True)
 class Topology:
-    """A network: named nodes, optional positions and undirected links.
+    """A simulated network: named nodes, optional positions and cables.
 
     Parameters
     ----------
@@ -110,16 +86,17 @@ class Topology:
     nodes : tuple of str
         Node names, unique; their order fixes the order of pairs.
     links : tuple of Link
-        Undirected links; no self-loops and at most one link per node pair
-        (parallel links should be merged into one, capacities summed).
+        Cables; no self-loops and at most one cable per node pair
+        (parallel cables should be merged into one, capacities summed).
     positions : mapping of str to (lon, lat)
         Geographic positions in degrees; may be empty or partial.
 
     Raises
     ------
     ValueError
-        On duplicate nodes, links naming unknown nodes, self-loops, parallel
-        links, or node names containing ``>`` (the link-name separator).
+        On duplicate nodes, cables naming unknown nodes, self-loops, parallel
+        cables, node names containing ``>`` (the link-name separator), or what
+        :class:`network.topology.Topology` refuses (bad capacities, positions).
     """
 
     name: str
@@ -130,99 +107,80 @@ class Topology:
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
         object.__setattr__(self, "links", tuple(self.links))
-        object.__setattr__(
-            self,
-            "positions",
-            {n: (float(p[0]), float(p[1])) for n, p in dict(self.positions).items()},
-        )
-        if len(set(self.nodes)) != len(self.nodes):
-            dup = sorted({n for n in self.nodes if self.nodes.count(n) > 1})
-            raise ValueError(f"topology {self.name!r}: duplicate node names {dup}")
         for node in self.nodes:
             if ">" in node or not node:
                 raise ValueError(
                     f"topology {self.name!r}: node name {node!r} is empty or contains '>'"
                 )
-        known = set(self.nodes)
         seen: set[frozenset[str]] = set()
         for link in self.links:
-            for end in (link.source, link.target):
-                if end not in known:
-                    raise ValueError(
-                        f"topology {self.name!r}: link {link.source}-{link.target} "
-                        f"names unknown node {end!r}"
-                    )
-            if link.source == link.target:
-                raise ValueError(f"topology {self.name!r}: self-loop at {link.source!r}")
             key = frozenset((link.source, link.target))
-            if key in seen:
+            if link.source != link.target and key in seen:
                 raise ValueError(
                     f"topology {self.name!r}: parallel links between {link.source!r} and "
                     f"{link.target!r}; merge them into one link"
                 )
             seen.add(key)
-        unknown = set(self.positions) - known
-        if unknown:
-            raise ValueError(f"topology {self.name!r}: positions for unknown nodes {unknown}")
+        # The directed network checks the rest (unknown nodes, self-loops, positions).
+        object.__setattr__(self, "positions", self.network.positions)
+
+    @cached_property
+    def network(self) -> net.Topology:
+        """The directed network: cable ``i`` is links ``2 * i`` and ``2 * i + 1``."""
+        links: list[net.Link] = []
+        for lk in self.links:
+            links.append(net.Link(lk.source, lk.target, capacity_bps=lk.capacity_bps))
+            links.append(net.Link(lk.target, lk.source, capacity_bps=lk.capacity_bps))
+        return net.Topology(self.nodes, tuple(links), self.positions, self.name)
 
     @property
     def directed_links(self) -> tuple[tuple[str, str], ...]:
-        """``(src, dst)`` of every directed link: ``2 * i`` and ``2 * i + 1`` for link ``i``."""
-        out: list[tuple[str, str]] = []
-        for link in self.links:
-            out.append((link.source, link.target))
-            out.append((link.target, link.source))
-        return tuple(out)
+        """``(src, dst)`` of every directed link: ``2 * i`` and ``2 * i + 1`` for cable ``i``."""
+        return tuple((lk.src, lk.dst) for lk in self.network.links)
 
     @property
     def link_names(self) -> tuple[str, ...]:
         """Directed link names ``SRC>DST``, in :attr:`directed_links` order."""
-        return tuple(f"{s}>{d}" for s, d in self.directed_links)
+        return self.network.link_names
 
     @property
     def capacities_bps(self) -> np.ndarray:
         """Capacity of each directed link in bit/s (NaN where unknown)."""
-        caps = [math.nan if lk.capacity_bps is None else lk.capacity_bps for lk in self.links]
-        return np.repeat(np.asarray(caps, dtype=float), 2)
+        return self.network.capacities_bps
 
     @property
     def has_coordinates(self) -> bool:
         """Whether every node has a position."""
-        return bool(self.nodes) and all(n in self.positions for n in self.nodes)
+        return self.network.has_coordinates
 
     @property
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """Every ordered origin-destination pair of distinct nodes, in node order."""
-        return tuple((s, d) for s in self.nodes for d in self.nodes if s != d)
+        return self.network.pairs
+
+    def directed(self, cables: Iterable[int]) -> frozenset[int]:
+        """Indices of the directed links of the given cables (both directions)."""
+        return frozenset(d for i in cables for d in (2 * int(i), 2 * int(i) + 1))
 
     def link_lengths_km(self) -> np.ndarray:
-        """Great-circle length of each undirected link in km.
+        """Great-circle length of each cable in km.
 
         Raises
         ------
         ValueError
             If some node has no position.
         """
-        if not self.has_coordinates:
-            missing = [n for n in self.nodes if n not in self.positions]
-            raise ValueError(f"topology {self.name!r}: no position for nodes {missing[:5]}")
-        return np.array(
-            [
-                great_circle_km(self.positions[lk.source], self.positions[lk.target])
-                for lk in self.links
-            ],
-            dtype=float,
-        )
+        return self.network.link_lengths_km()[::2]
 
     def link_index(self, link: str | tuple[str, str] | int) -> int:
-        """Index of the undirected link named by ``"A>B"``, ``("A", "B")`` or an index.
+        """Index of the cable named by ``"A>B"``, ``("A", "B")`` or an index.
 
-        Either direction names the same undirected link.
+        Either direction names the same cable.
 
         Raises
         ------
         ValueError
-            If no link joins the two nodes.
+            If no cable joins the two nodes.
 
         Examples
         --------
@@ -247,21 +205,12 @@ class Topology:
         raise ValueError(f"topology {self.name!r} has no link between {a!r} and {b!r}")
 
     def degree(self) -> dict[str, int]:
-        """Number of links at each node."""
+        """Number of cables at each node."""
         deg = dict.fromkeys(self.nodes, 0)
         for lk in self.links:
             deg[lk.source] += 1
             deg[lk.target] += 1
         return deg
-
-    def to_networkx(self) -> nx.Graph:
-        """An undirected ``networkx.Graph`` with ``pos`` and ``capacity_bps`` attributes."""
-        g = nx.Graph(name=self.name)
-        for n in self.nodes:
-            g.add_node(n, **({"pos": self.positions[n]} if n in self.positions else {}))
-        for i, lk in enumerate(self.links):
-            g.add_edge(lk.source, lk.target, index=i, capacity_bps=lk.capacity_bps)
-        return g
 
 
 def _data_path(relative: str) -> Path:

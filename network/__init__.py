@@ -1,0 +1,38 @@
+"""The network model linkcast shares: topology, routing, demands, re-routes.
+
+A pure package (numpy, scipy, networkx; nothing else of linkcast's):
+
+:mod:`network.topology`
+    Nodes and directed links (capacity in bit/s, optional IGP metric, node
+    coordinates), built from what linkcast knows of its links.
+:mod:`network.routing`
+    The routing matrix ``R`` (directed links x origin-destination pairs) of
+    shortest paths by metric, with optional ECMP and a set of failed links.
+:mod:`network.demand`
+    Demand (traffic-matrix) estimation from link loads: tomogravity.
+:mod:`network.reroute`
+    The load every surviving link will carry once failed links are routed
+    around, and an N-1 scan of every single failure.
+"""
+
+from network.demand import DemandEstimate, fit_gravity, gravity, tomogravity
+from network.reroute import N1Scan, Reroute, n1_scan, reroute
+from network.routing import Metric, Routing, route
+from network.topology import Link, Topology, great_circle_km
+
+__all__ = [
+    "DemandEstimate",
+    "Link",
+    "Metric",
+    "N1Scan",
+    "Reroute",
+    "Routing",
+    "Topology",
+    "fit_gravity",
+    "gravity",
+    "great_circle_km",
+    "n1_scan",
+    "reroute",
+    "route",
+    "tomogravity",
+]

@@ -1,0 +1,249 @@
+"""Demand estimation from link loads (network tomography): tomogravity.
+
+The link loads ``y`` (bit/s, one per directed link) are the routed demands,
+``y = R x``, with ``x`` the demand of each origin-destination (OD) pair and ``R``
+the routing matrix (:mod:`network.routing`). There are far fewer links than
+pairs, so ``y`` alone does not fix ``x``. Tomogravity (Zhang, Roughan, Duffield
+and Greenberg, "Fast accurate computation of large-scale IP traffic matrices
+from link loads", ACM SIGMETRICS 2003) takes a gravity model as the prior,
+
+    g[s, t] = out[s] * in[t] / sum of in[t'] over t' != s,
+
+where ``out[s]`` is the traffic entering the network at ``s`` and ``in[t]`` the
+traffic leaving it at ``t``, and picks the demands nearest to the prior that
+reproduce the link loads::
+
+    minimise   sum_p (x_p - g_p)**2 / g_p   subject to   R x = y,  x >= 0.
+
+The weights ``1 / g_p`` (the chi-square distance, a quadratic approximation of
+the Kullback-Leibler distance of Zhang, Roughan, Lund and Donoho, SIGCOMM 2003)
+let large demands move more than small ones. The constraint is applied as a
+heavy least-squares penalty so that inconsistent loads (noise, a missed sample)
+still give an answer, and non-negativity is a bound of
+``scipy.optimize.lsq_linear`` rather than the paper's clip-and-iterate.
+
+The paper measures ``out`` and ``in`` on edge (access) links. When only core
+links are measured, :func:`fit_gravity` fits them to the link loads instead: the
+gravity model ``x[s, t] = a[s] * b[t]`` that best reproduces ``y``, by
+alternating non-negative least squares (``scipy.optimize.nnls``).
+
+Examples
+--------
+>>> import numpy as np
+>>> from network.routing import route
+>>> from network.topology import Link, Topology
+>>> line = Topology(("a", "b", "c"), tuple(
+...     Link(s, d) for s, d in ["ab", "ba", "bc", "cb"]))
+>>> r = route(line)
+>>> truth = np.array([1e9, 2e9, 1e9, 1e9, 2e9, 1e9])  # a>b a>c b>a b>c c>a c>b
+>>> est = tomogravity(r, r.loads(truth))
+>>> bool(np.allclose(r.loads(est.demands_bps), r.loads(truth), rtol=1e-4))
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import lsq_linear, nnls
+
+from network.routing import Routing
+
+__all__ = ["DemandEstimate", "fit_gravity", "gravity", "tomogravity"]
+
+#: Weight of the link-load equations against the prior (on loads scaled to ~1).
+CONSTRAINT_WEIGHT = 1e3
+#: Prior demands are floored at this fraction of their mean in the weights.
+_PRIOR_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class DemandEstimate:
+    """Estimated demands and the prior they started from.
+
+    Attributes
+    ----------
+    demands_bps : numpy.ndarray
+        ``(P,)`` or ``(T, P)`` estimated demand of each OD pair, bit/s, >= 0.
+    prior_bps : numpy.ndarray
+        The gravity prior, same shape.
+    residual : numpy.ndarray
+        ``()`` or ``(T,)`` ``||R x - y|| / ||y||``: how far the estimate is from
+        reproducing the loads (near 0 unless the loads are inconsistent).
+    """
+
+    demands_bps: np.ndarray
+    prior_bps: np.ndarray
+    residual: np.ndarray
+
+
+def gravity(routing: Routing, out_bps: np.ndarray, in_bps: np.ndarray) -> np.ndarray:
+    """The gravity prior of each of the routing's pairs.
+
+    Parameters
+    ----------
+    routing : Routing
+        Gives the pairs; local pairs (origin = destination) get 0.
+    out_bps, in_bps : numpy.ndarray
+        ``(N,)`` traffic entering (leaving) the network at each node, bit/s,
+        in node order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(P,)`` ``out[s] * in[t] / sum of in[t'] over t' != s`` bit/s; each
+        origin's prior demands sum to its ``out``.
+
+    Examples
+    --------
+    >>> from network.routing import route
+    >>> from network.topology import Topology
+    >>> r = route(Topology.from_links([{"name": "a>b"}, {"name": "b>a"}, {"name": "b>c"}]))
+    >>> gravity(r, np.array([3.0, 0.0, 0.0]), np.array([0.0, 1.0, 2.0])).tolist()
+    [1.0, 2.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    out = np.asarray(out_bps, dtype=float)
+    inn = np.asarray(in_bps, dtype=float)
+    n = len(routing.topology.nodes)
+    if out.shape != (n,) or inn.shape != (n,):
+        raise ValueError(f"out_bps and in_bps must have shape ({n},), one per node")
+    if not (np.isfinite(out).all() and np.isfinite(inn).all()) or min(out.min(), inn.min()) < 0:
+        raise ValueError("out_bps and in_bps must be finite and >= 0")
+    s, t = routing.origin, routing.dest
+    others = inn.sum() - inn[s]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prior = np.where((s != t) & (others > 0), out[s] * inn[t] / others, 0.0)
+    return prior
+
+
+def _by_node(routing: Routing, weights: np.ndarray, node: np.ndarray) -> sparse.csr_array:
+    n_pairs, n_nodes = len(routing.pairs), len(routing.topology.nodes)
+    return sparse.csr_array((weights, (np.arange(n_pairs), node)), shape=(n_pairs, n_nodes))
+
+
+def fit_gravity(
+    routing: Routing, link_loads_bps: np.ndarray, *, iterations: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a gravity model ``x[s, t] = a[s] * b[t]`` to one step of link loads.
+
+    Parameters
+    ----------
+    routing : Routing
+    link_loads_bps : numpy.ndarray
+        ``(L,)`` load of each link, bit/s.
+    iterations : int
+        At most this many rounds of alternating non-negative least squares.
+
+    Returns
+    -------
+    out_bps, in_bps : numpy.ndarray
+        ``(N,)`` each, for :func:`gravity`: the fitted model's traffic entering
+        and leaving at each node, bit/s.
+    """
+    y = np.asarray(link_loads_bps, dtype=float)
+    scale = float(np.abs(y).max()) if y.size else 0.0
+    n = len(routing.topology.nodes)
+    if scale == 0.0:
+        return np.zeros(n), np.zeros(n)
+    y = y / scale
+    moving = (routing.origin != routing.dest) & routing.routable
+    s, t = routing.origin, routing.dest
+    a, b = np.ones(n), np.full(n, 1.0 / n)
+    R = routing.matrix
+    for _ in range(iterations):
+        a_old = a
+        a = nnls((R @ _by_node(routing, b[t] * moving, s)).toarray(), y)[0]
+        b = nnls((R @ _by_node(routing, a[s] * moving, t)).toarray(), y)[0]
+        total = b.sum()
+        if total <= 0:
+            break
+        a, b = a * total, b / total
+        if np.allclose(a, a_old, rtol=1e-6, atol=1e-9 * a.max(initial=0.0)):
+            break
+    pairs = a[s] * b[t] * moving
+    out = np.bincount(s, weights=pairs, minlength=n) * scale
+    inn = np.bincount(t, weights=pairs, minlength=n) * scale
+    return out, inn
+
+
+def _refine(routing: Routing, y: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, float]:
+    """The demands nearest the prior (chi-square) with ``R x = y`` (penalty) and ``x >= 0``."""
+    x = prior.copy()
+    cols = np.flatnonzero(routing.routable & (routing.origin != routing.dest))
+    norm = float(np.linalg.norm(y))
+    if norm == 0.0 or len(cols) == 0:
+        return np.where(np.isin(np.arange(len(x)), cols), 0.0, x), 0.0
+    scale = float(np.abs(y).max())
+    g = prior[cols] / scale
+    w = 1.0 / np.sqrt(np.maximum(g, _PRIOR_FLOOR * max(g.mean(), 1e-12)))
+    R = routing.matrix[:, cols] if len(cols) < len(x) else routing.matrix
+    A = sparse.vstack([CONSTRAINT_WEIGHT * R, sparse.diags_array(w)], format="csr")
+    b = np.r_[CONSTRAINT_WEIGHT * y / scale, g * w]
+    if len(cols) <= 3000:
+        sol = lsq_linear(A.toarray(), b, bounds=(0.0, np.inf), method="bvls")
+    else:
+        sol = lsq_linear(A, b, bounds=(0.0, np.inf), method="trf", lsmr_tol="auto")
+    x[cols] = sol.x * scale
+    return x, float(np.linalg.norm(R @ x[cols] - y) / norm)
+
+
+def tomogravity(
+    routing: Routing,
+    link_loads_bps: np.ndarray,
+    *,
+    out_bps: np.ndarray | None = None,
+    in_bps: np.ndarray | None = None,
+) -> DemandEstimate:
+    """Estimate the OD demands that reproduce measured link loads (tomogravity).
+
+    Parameters
+    ----------
+    routing : Routing
+        The routing the loads were measured under.
+    link_loads_bps : numpy.ndarray
+        ``(L,)`` or ``(T, L)`` measured load of each link, bit/s (finite, >= 0).
+    out_bps, in_bps : numpy.ndarray, optional
+        ``(N,)`` or ``(T, N)`` traffic entering and leaving the network at each
+        node (edge-link measurements, as in the paper); fitted to the link loads
+        by :func:`fit_gravity` when not given.
+
+    Returns
+    -------
+    DemandEstimate
+        Local and unroutable pairs, which no link load sees, keep their prior.
+
+    Raises
+    ------
+    ValueError
+        On a shape that does not match the routing, negative or non-finite
+        loads, or only one of ``out_bps`` and ``in_bps``.
+    """
+    y = np.asarray(link_loads_bps, dtype=float)
+    n_links = len(routing.topology.links)
+    if y.shape[-1:] != (n_links,) or y.ndim > 2:
+        raise ValueError(
+            f"link_loads_bps has shape {y.shape}; expected ({n_links},) or (T, {n_links})"
+        )
+    if not np.isfinite(y).all() or (y < 0).any():
+        raise ValueError("link_loads_bps must be finite and >= 0")
+    if (out_bps is None) != (in_bps is None):
+        raise ValueError("give both out_bps and in_bps, or neither")
+    steps = np.atleast_2d(y)
+    per_node = (len(steps), len(routing.topology.nodes))
+    outs = None if out_bps is None else np.broadcast_to(out_bps, per_node)
+    ins = None if in_bps is None else np.broadcast_to(in_bps, per_node)
+    est, prior, resid = [], [], []
+    for k, yk in enumerate(steps):
+        if outs is None or ins is None:
+            o, i = fit_gravity(routing, yk)
+        else:
+            o, i = outs[k], ins[k]
+        g = gravity(routing, o, i)
+        x, r = _refine(routing, yk, g)
+        est.append(x)
+        prior.append(g)
+        resid.append(r)
+    shape = slice(None) if y.ndim == 2 else 0
+    return DemandEstimate(np.array(est)[shape], np.array(prior)[shape], np.array(resid)[shape])

@@ -1,0 +1,217 @@
+"""Re-route prediction: the loads surviving links will carry once failed links are down.
+
+Given the demands of the OD pairs (measured, or estimated from link loads by
+:func:`network.demand.tomogravity`) and a set of failed links, the routing
+protocol will send every pair that crossed a failed link over its next shortest
+path; :func:`reroute` routes the demands that way and gives each link's new
+load, and the demand that has no path left. :func:`n1_scan` does it for every
+single failure of a network (every cable, both directions at once, by default)
+and reports, for each, the worst link utilisation and where.
+
+Both re-route only the pairs whose path crossed a failed link (see
+:meth:`network.routing.Routing.fail`): the other pairs keep their paths, so an
+N-1 scan costs a few shortest-path trees per failure, not a full routing.
+
+Examples
+--------
+>>> from network.routing import route
+>>> from network.topology import Link, Topology
+>>> tri = Topology(("a", "b", "c"), tuple(
+...     Link(s, d, capacity_bps=1e9) for s, d in ["ab", "ba", "bc", "cb", "ca", "ac"]))
+>>> r = route(tri, metric="hops")
+>>> demands = [1e8] * len(r.pairs)  # 100 Mbit/s between every two nodes
+>>> out = reroute(r, demands, ["a>b", "b>a"])
+>>> float(out.loads_bps[tri.link_index("a>c")]), float(out.loads_bps[tri.link_index("a>b")])
+(200000000.0, 0.0)
+>>> scan = n1_scan(r, demands)
+>>> [round(float(u), 2) for u in scan.worst_utilization]
+[0.2, 0.2, 0.2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from network.paths import columns
+from network.routing import Routing
+
+__all__ = ["N1Scan", "Reroute", "n1_scan", "reroute"]
+
+
+@dataclass(frozen=True)
+class Reroute:
+    """Loads before and after a failure.
+
+    Attributes
+    ----------
+    routing : Routing
+        The routing with the failed links down.
+    before_bps, loads_bps : numpy.ndarray
+        ``(L,)`` or ``(T, L)`` load of each link in bit/s under the routing given
+        and after the failure (0 on failed links).
+    unroutable_bps : numpy.ndarray
+        ``()`` or ``(T,)`` demand left without a path after the failure, bit/s.
+    """
+
+    routing: Routing
+    before_bps: np.ndarray
+    loads_bps: np.ndarray
+    unroutable_bps: np.ndarray
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the links that are down."""
+        names = self.routing.topology.link_names
+        return tuple(names[i] for i in sorted(self.routing.failed))
+
+
+def reroute(
+    routing: Routing, demands_bps: np.ndarray | Sequence[float], failed: Iterable[int | str]
+) -> Reroute:
+    """Route the demands around the failed links and predict every link's load.
+
+    Parameters
+    ----------
+    routing : Routing
+        The routing in force (possibly with links already down).
+    demands_bps : array_like
+        ``(P,)`` or ``(T, P)`` demand of each of the routing's pairs, bit/s.
+    failed : iterable of int or str
+        Links that go down (indices or names; give both directions of a cut cable).
+
+    Returns
+    -------
+    Reroute
+
+    Raises
+    ------
+    ValueError
+        If a link is unknown or the demands do not match the routing's pairs.
+    """
+    d = np.asarray(demands_bps, dtype=float)
+    after = routing.fail(failed)
+    return Reroute(after, routing.loads(d), after.loads(d), after.unroutable_bps(d))
+
+
+@dataclass(frozen=True)
+class N1Scan:
+    """Every single failure of a network and what it does to the others' loads.
+
+    Attributes
+    ----------
+    units : tuple of tuple of int
+        The links of each failure (``U`` of them).
+    link_names : tuple of str
+    loads_bps : numpy.ndarray
+        ``(U, L)`` load of each link after each failure, bit/s (0 on failed links).
+    utilization : numpy.ndarray
+        ``(U, L)`` load / capacity (0 to 1 when it fits), NaN where the
+        capacity is unknown or the link is down.
+    worst_link : numpy.ndarray
+        ``(U,)`` index of the most utilised surviving link, -1 if no capacity is known.
+    worst_utilization : numpy.ndarray
+        ``(U,)`` its utilisation (NaN when -1).
+    unroutable_bps : numpy.ndarray
+        ``(U,)`` demand left without a path, bit/s.
+    """
+
+    units: tuple[tuple[int, ...], ...]
+    link_names: tuple[str, ...]
+    loads_bps: np.ndarray
+    utilization: np.ndarray
+    worst_link: np.ndarray
+    worst_utilization: np.ndarray
+    unroutable_bps: np.ndarray
+
+    def summary(self, top: int | None = None) -> list[dict[str, Any]]:
+        """One dict per failure, worst first: ``failed``, ``worst_link``,
+        ``worst_utilization``, ``unroutable_bps`` (failures without a known
+        capacity last)."""
+        key = np.where(np.isnan(self.worst_utilization), -np.inf, self.worst_utilization)
+        order = np.argsort(-key, kind="stable")[:top]
+        names = self.link_names
+        return [
+            {
+                "failed": [names[i] for i in self.units[k]],
+                "worst_link": None if self.worst_link[k] < 0 else names[self.worst_link[k]],
+                "worst_utilization": None if key[k] == -np.inf else float(key[k]),
+                "unroutable_bps": float(self.unroutable_bps[k]),
+            }
+            for k in order
+        ]
+
+
+def n1_scan(
+    routing: Routing,
+    demands_bps: np.ndarray | Sequence[float],
+    *,
+    units: Iterable[Iterable[int | str]] | None = None,
+    capacities_bps: np.ndarray | Sequence[float] | None = None,
+) -> N1Scan:
+    """For every single failure, each surviving link's load and the worst utilisation.
+
+    Parameters
+    ----------
+    routing : Routing
+        The routing in force.
+    demands_bps : array_like
+        ``(P,)`` demand of each pair, bit/s (one step: the current, or a peak).
+    units : iterable of iterable of int or str, optional
+        The failures to try, each a set of links going down together; every
+        cable (each link with its reverse, :meth:`Topology.duplex_groups`) by default.
+    capacities_bps : array_like, optional
+        ``(L,)`` capacities to judge utilisation by (NaN: unknown); the
+        topology's by default.
+
+    Returns
+    -------
+    N1Scan
+
+    Notes
+    -----
+    Only the pairs whose path crosses the failed links are re-routed: one
+    shortest-path tree per source of such a pair; the load of the others is
+    the routing's, less what the moved pairs carried.
+    """
+    topo = routing.topology
+    d = np.asarray(demands_bps, dtype=float)
+    if d.shape != (len(routing.pairs),):
+        raise ValueError(f"demands_bps has shape {d.shape}; expected ({len(routing.pairs)},)")
+    groups = topo.duplex_groups() if units is None else units
+    unit_list = tuple(tuple(sorted({topo.link_index(x) for x in u})) for u in groups)
+    cap = topo.capacities_bps if capacities_bps is None else np.asarray(capacities_bps, float)
+    if cap.shape != (len(topo.links),):
+        raise ValueError(f"capacities_bps has shape {cap.shape}; expected ({len(topo.links)},)")
+    n_links = len(topo.links)
+    base = routing.loads(d)
+    base_unroutable = float(routing.unroutable_bps(d))
+    by_pair = routing.matrix.tocsc()
+    loads = np.empty((len(unit_list), n_links))
+    unroutable = np.empty(len(unit_list))
+    for k, unit in enumerate(unit_list):
+        alive = routing.alive
+        alive[list(unit)] = False
+        hit = routing.affected(set(unit) - routing.failed)
+        moved = d[hit]
+        rows, cols, vals, ok = columns(
+            routing.graph, alive, routing.origin[hit], routing.dest[hit], ecmp=routing.ecmp
+        )
+        new = np.bincount(rows, weights=vals * moved[cols], minlength=n_links)
+        row = base - by_pair[:, hit] @ moved + new
+        row[~alive] = 0.0
+        loads[k] = np.maximum(row, 0.0)  # round-off of the subtraction, never a real deficit
+        unroutable[k] = base_unroutable + float(moved[~ok].sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        util = np.where(np.isfinite(cap) & (cap > 0), loads / cap, np.nan)
+    for k, unit in enumerate(unit_list):
+        util[k, list(unit)] = np.nan
+    util[:, list(routing.failed)] = np.nan
+    known = ~np.isnan(util).all(axis=1)
+    worst = np.full(len(unit_list), -1, dtype=np.int64)
+    worst[known] = np.nanargmax(util[known], axis=1)
+    worst_util = np.where(known, util[np.arange(len(unit_list)), np.maximum(worst, 0)], np.nan)
+    return N1Scan(unit_list, topo.link_names, loads, util, worst, worst_util, unroutable)

@@ -1,0 +1,121 @@
+"""Topology: built from link records, validated with clear errors, cables and reverses."""
+
+import math
+
+import networkx as nx
+import pytest
+
+from network.topology import Link, Topology, endpoints
+
+
+def test_from_links_reads_names_fields_and_labels():
+    topo = Topology.from_links(
+        [
+            {
+                "name": "ATLAng>HSTNng",
+                "capacity_bps": 1e10,
+                "labels": {"metric": "1176", "src_lat": "33.75", "src_lon": "-84.3833"},
+            },
+            {"name": "HSTNng>ATLAng", "capacity_bps": 1e10, "metric": 1176},
+            {
+                "name": "r1:xe-0/0/1",
+                "src": "HSTNng",
+                "dst": "KSCYng",
+                "labels": {"dst_lat": 39.0997, "dst_lon": -94.5786},
+            },
+        ],
+        name="abilene-ish",
+    )
+    assert topo.nodes == ("ATLAng", "HSTNng", "KSCYng")
+    assert topo.link_names == ("ATLAng>HSTNng", "HSTNng>ATLAng", "r1:xe-0/0/1")
+    assert [lk.metric for lk in topo.links] == [1176, 1176, None]
+    assert topo.links[2].src == "HSTNng" and topo.links[2].dst == "KSCYng"
+    assert topo.positions == {"ATLAng": (-84.3833, 33.75), "KSCYng": (-94.5786, 39.0997)}
+    assert not topo.has_metrics and not topo.has_coordinates
+    assert math.isnan(topo.capacities_bps[2]) and topo.capacities_bps[0] == 1e10
+
+
+def test_src_and_dst_win_over_the_name():
+    topo = Topology.from_links([{"name": "x>y", "src": "a", "dst": "b"}])
+    assert (topo.links[0].src, topo.links[0].dst, topo.links[0].name) == ("a", "b", "x>y")
+
+
+def test_unplaced_links_raise_or_are_skipped():
+    records = [{"name": "a>b"}, {"name": "eth0", "labels": {}}]
+    with pytest.raises(ValueError, match="link 'eth0': no nodes; set src and dst or name it 'A>B'"):
+        Topology.from_links(records)
+    assert Topology.from_links(records, skip_unplaced=True).link_names == ("a>b",)
+    assert endpoints("a>b>c") is None and endpoints(">b") is None
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"name": "a>b", "metric": 0}, "metric 0 is not an integer in 1..16777215"),
+        ({"name": "a>b", "labels": {"metric": "1.5"}}, "metric '1.5' is not an integer"),
+        ({"name": "a>b", "labels": {"metric": "ten"}}, "metric 'ten'"),
+        ({"name": "a>b", "metric": True}, "metric True"),
+        ({"name": "a>b", "capacity_bps": -1}, "capacity_bps -1 is not a number > 0"),
+        ({"name": "a>b", "capacity_bps": math.inf}, "capacity_bps inf"),
+        ({"name": "a>a"}, "self-loop at node 'a'"),
+        ({"name": "a>b", "labels": {"src_lat": "91", "src_lon": "0"}}, "label src_lat '91'"),
+        ({"name": "a>b", "labels": {"dst_lon": "east", "dst_lat": 1}}, "label dst_lon 'east'"),
+        ({"name": "a>b", "labels": {"src_lat": "45"}}, "label src_lon None"),
+    ],
+)
+def test_bad_records_say_which_link_and_why(record, message):
+    with pytest.raises(ValueError, match="link 'a>.'") as info:
+        Topology.from_links([record])
+    assert message in str(info.value)
+
+
+def test_a_node_in_two_places_is_refused():
+    with pytest.raises(ValueError, match="node 'b' at .* but another link puts it at"):
+        Topology.from_links(
+            [
+                {"name": "a>b", "labels": {"dst_lat": 1, "dst_lon": 2}},
+                {"name": "b>a", "labels": {"src_lat": 1, "src_lon": 3}},
+            ]
+        )
+
+
+def test_topology_rejects_bad_structure():
+    with pytest.raises(ValueError, match="names unknown node 'c'"):
+        Topology(("a", "b"), (Link("a", "c"),))
+    with pytest.raises(ValueError, match="two links are named 'a>b'"):
+        Topology(("a", "b"), (Link("a", "b"), Link("a", "b")))
+    with pytest.raises(ValueError, match="duplicate node names"):
+        Topology(("a", "a"), ())
+    with pytest.raises(ValueError, match="position for unknown node 'z'"):
+        Topology(("a",), (), {"z": (0, 0)})
+    with pytest.raises(ValueError, match="longitude 200"):
+        Topology(("a",), (), {"a": (200, 0)})
+    with pytest.raises(ValueError, match="not a Link"):
+        Topology(("a", "b"), (("a", "b"),))
+    with pytest.raises(ValueError, match="no link named 'b>a'"):
+        Topology(("a", "b"), (Link("a", "b"),)).link_index("b>a")
+
+
+def test_reverse_pairs_parallel_links_in_order_and_cables_group_them():
+    topo = Topology(
+        ("a", "b", "c"),
+        (
+            Link("a", "b", "ab1"),
+            Link("a", "b", "ab2"),
+            Link("b", "a", "ba1"),
+            Link("b", "c"),
+            Link("b", "a", "ba2"),
+        ),
+    )
+    assert [topo.reverse(i) for i in range(5)] == [2, 4, 0, None, 1]
+    assert topo.duplex_groups() == ((0, 2), (1, 4), (3,))
+    assert topo.links_between("a", "b") == (0, 1)
+
+
+def test_to_networkx_keeps_every_link(nobel):
+    g = nobel.network.to_networkx()
+    assert isinstance(g, nx.MultiDiGraph)
+    assert g.number_of_nodes() == 28 and g.number_of_edges() == 82
+    assert g.nodes["Amsterdam"]["pos"] == nobel.positions["Amsterdam"]
+    lengths = nobel.network.link_lengths_km()
+    assert lengths.shape == (82,) and (lengths[::2] == lengths[1::2]).all()
