@@ -1,0 +1,369 @@
+"""OTLP/HTTP metrics: the wire in, series points out, and the spec's answers.
+
+Implements the receiving side of OTLP/HTTP for metrics
+(https://opentelemetry.io/docs/specs/otlp/#otlphttp): the body is an
+``ExportMetricsServiceRequest`` (opentelemetry-proto), binary protobuf
+(``Content-Type: application/x-protobuf``) or its JSON mapping (``application/json``:
+lowerCamelCase keys, 64-bit integers as strings, unknown fields ignored as the spec
+requires), optionally ``Content-Encoding: gzip``. Answers are in the request's
+encoding: an ``ExportMetricsServiceResponse`` (200), or a ``google.rpc.Status`` for
+every 4xx and 5xx.
+
+What becomes a :class:`api.series.Point`:
+
+- **Gauge** and cumulative **Sum** data points (monotonic or not), ``as_double`` or
+  ``as_int``: the point's name is the metric's name, its labels the resource's
+  attributes overlaid by the data point's (the data point wins), every value as text
+  (``true``/``false``, decimal numbers, JSON for arrays and maps, base64 for bytes); its
+  ts is ``time_unix_nano`` in seconds. The series rule then says whether the value is
+  a gauge or a counter (``system.network.io``, unit ``By``, is a byte counter).
+- Data points flagged ``NO_RECORDED_VALUE`` are skipped: they mark a series gone,
+  not a value.
+
+Dropped (counted in ``partial_success``, never an error): histograms, exponential
+histograms and summaries (distributions, not link loads) and sums of **delta** (or
+unspecified) temporality. linkcast turns counters into rates from the readings it
+keeps (:mod:`db.counters`, which handles wraps and resets); a delta is an increment
+over a window that the exporter chose, so senders are asked to export cumulative
+sums, the default of the SDKs and of the collector's hostmetrics receiver.
+
+Refused as a whole, nothing stored: a body that does not decode (400), a Gauge or
+Sum data point with no value or no ``time_unix_nano`` (400), a body above the size
+limit, compressed or not (413), more data points than the batch limit (413), and an
+unknown ``Content-Type`` or ``Content-Encoding`` (415). Errors are :class:`Refused`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AGGREGATION_TEMPORALITY_CUMULATIVE,
+    DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK,
+)
+
+from api.series import Point, SeriesMap
+
+Wire = Literal["protobuf", "json"]
+MEDIA_TYPES: dict[Wire, str] = {"protobuf": "application/x-protobuf", "json": "application/json"}
+DISTRIBUTIONS = ("histogram", "exponential_histogram", "summary")
+
+# Why data points were not stored, as told in partial_success.error_message.
+REASONS = {
+    "no_rule": "no [[series]] rule (LINKCAST_SERIES_FILE) takes them",
+    "missing_label": "a label their rule's link template names is missing",
+    "histogram": "histograms are not link loads",
+    "exponential_histogram": "exponential histograms are not link loads",
+    "summary": "summaries are not link loads",
+    "delta_sum": "sums of delta temporality are not taken: export cumulative sums",
+}
+_NAMES_SHOWN = 5
+
+# The google.rpc.Code of an HTTP status (google/rpc/code.proto's HTTP mapping).
+_CODES = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    404: code_pb2.NOT_FOUND,
+    413: code_pb2.INVALID_ARGUMENT,
+    415: code_pb2.INVALID_ARGUMENT,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
+
+
+class Refused(Exception):
+    """The request is refused as a whole (nothing stored): HTTP ``status`` and why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Decoded:
+    """A request's Gauge and Sum data points, and those dropped before mapping.
+
+    ``points[k]`` came from ``where[k]``: indices (resource, scope, metric, data point).
+    ``dropped``: reason (``histogram``, ``exponential_histogram``, ``summary``,
+    ``delta_sum``) -> data points; ``names``: reason -> metric names; ``skipped``:
+    ``NO_RECORDED_VALUE`` data points.
+    """
+
+    points: list[Point] = field(default_factory=list)
+    where: list[tuple[int, int, int, int]] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    names: dict[str, set[str]] = field(default_factory=dict)
+    skipped: int = 0
+
+    def drop(self, reason: str, name: str, n: int) -> None:
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+            self.names.setdefault(reason, set()).add(name)
+
+    def locate(self, index: int) -> str:
+        """Where point ``index`` is in the request, for an error message."""
+        r, s, m, d = self.where[index]
+        return f"{_path(r, s, m, self.points[index].name)} data_points[{d}]"
+
+
+def _path(r: int, s: int, m: int, name: str) -> str:
+    return f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}] ({name})"
+
+
+def wire_of(content_type: str | None) -> Wire:
+    """The encoding a ``Content-Type`` names; :class:`Refused` (415) for any other.
+
+    >>> wire_of("application/json; charset=utf-8"), wire_of("application/x-protobuf")
+    ('json', 'protobuf')
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    for wire, name in MEDIA_TYPES.items():
+        if media == name:
+            return wire
+    got = f"Content-Type {media!r}" if media else "no Content-Type"
+    raise Refused(415, f"{got}: send application/x-protobuf or application/json (OTLP/HTTP)")
+
+
+def answer_wire(content_type: str | None) -> Wire:
+    """The encoding to answer in: the request's, JSON when it names neither."""
+    try:
+        return wire_of(content_type)
+    except Refused:
+        return "json"
+
+
+def decode(
+    body: bytes,
+    *,
+    wire: Wire,
+    content_encoding: str | None,
+    limit: int,
+    max_points: int,
+) -> Decoded:
+    """The data points of an OTLP/HTTP metrics body (CPU-bound: run it in a thread).
+
+    ``limit``: the most bytes after decompression; ``max_points``: the most Gauge and
+    Sum data points. Raises :class:`Refused` (400, 413 or 415).
+    """
+    coding = (content_encoding or "identity").strip().lower()
+    if coding == "gzip":
+        body = gunzip(body, limit)
+    elif coding != "identity":
+        raise Refused(415, f"Content-Encoding {coding!r}: send gzip or no Content-Encoding")
+    return points(parse(body, wire), max_points=max_points)
+
+
+def gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` decompressed (every gzip member), at most ``limit`` bytes.
+
+    Raises :class:`Refused`: 400 if it is not gzip or is cut short, 413 past ``limit``.
+    """
+    out = bytearray()
+    while True:
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflate.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise Refused(400, f"Content-Encoding gzip: the body is not gzip ({exc})") from None
+        if len(out) > limit:
+            raise Refused(413, f"the body exceeds {limit} bytes once decompressed")
+        if not inflate.eof:
+            raise Refused(400, "Content-Encoding gzip: the body is cut short")
+        data = inflate.unused_data
+        if not data:
+            return bytes(out)
+
+
+def parse(body: bytes, wire: Wire) -> ExportMetricsServiceRequest:
+    """An ``ExportMetricsServiceRequest`` from protobuf or OTLP JSON; 400 if not one."""
+    message = ExportMetricsServiceRequest()
+    if wire == "protobuf":
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RecursionError) as exc:
+            raise Refused(400, f"not an OTLP metrics request (protobuf): {exc}") from None
+        return message
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise Refused(400, f"the JSON body is not UTF-8 ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Refused(400, "the JSON body is not an object (an ExportMetricsServiceRequest)")
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, RecursionError) as exc:
+        raise Refused(400, f"not an OTLP metrics request (JSON): {exc}") from None
+    return message
+
+
+def points(message: ExportMetricsServiceRequest, *, max_points: int) -> Decoded:
+    """The Gauge and cumulative Sum data points of ``message`` as series points.
+
+    Raises :class:`Refused`: 400 for a data point with no value or no
+    ``time_unix_nano``, 413 past ``max_points``.
+    """
+    out = Decoded()
+    for r, resource_metrics in enumerate(message.resource_metrics):
+        resource = labels(resource_metrics.resource.attributes)
+        for s, scope_metrics in enumerate(resource_metrics.scope_metrics):
+            for m, metric in enumerate(scope_metrics.metrics):
+                kind = metric.WhichOneof("data")
+                if kind in DISTRIBUTIONS:
+                    out.drop(kind, metric.name, len(getattr(metric, kind).data_points))
+                    continue
+                if kind == "sum" and (
+                    metric.sum.aggregation_temporality != AGGREGATION_TEMPORALITY_CUMULATIVE
+                ):
+                    out.drop("delta_sum", metric.name, len(metric.sum.data_points))
+                    continue
+                if kind not in ("gauge", "sum"):
+                    continue  # a metric with no data
+                for d, dp in enumerate(getattr(metric, kind).data_points):
+                    if dp.flags & DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
+                        out.skipped += 1
+                        continue
+                    which = dp.WhichOneof("value")
+                    if which is None or dp.time_unix_nano == 0:
+                        what = "as_double or as_int" if which is None else "time_unix_nano"
+                        where = f"{_path(r, s, m, metric.name)} data_points[{d}]"
+                        raise Refused(400, f"{where}: {what} is missing")
+                    if len(out.points) == max_points:
+                        raise Refused(413, f"more than {max_points} data points in one request")
+                    attrs = labels(dp.attributes)
+                    out.points.append(
+                        Point(
+                            metric.name,
+                            {**resource, **attrs} if resource else attrs,
+                            dp.time_unix_nano / 1_000_000_000,  # int / int: correctly rounded
+                            dp.as_int if which == "as_int" else dp.as_double,
+                        )
+                    )
+                    out.where.append((r, s, m, d))
+    return out
+
+
+def labels(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    """OTLP attributes as series labels: every value as text.
+
+    >>> from opentelemetry.proto.common.v1.common_pb2 import ArrayValue
+    >>> labels([KeyValue(key="up", value=AnyValue(bool_value=True)),
+    ...         KeyValue(key="n", value=AnyValue(int_value=7)),
+    ...         KeyValue(key="l", value=AnyValue(array_value=ArrayValue(
+    ...             values=[AnyValue(string_value="a"), AnyValue(double_value=0.5)])))])
+    {'up': 'true', 'n': '7', 'l': '["a", 0.5]'}
+    """
+    out = {}
+    for kv in attributes:
+        value = _plain(kv.value)
+        out[kv.key] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def _plain(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return "true" if v.bool_value else "false"
+    if kind in ("int_value", "double_value"):
+        return str(getattr(v, kind))
+    if kind == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode("ascii")
+    if kind == "array_value":
+        return [_nested(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _nested(kv.value) for kv in v.kvlist_value.values}
+    return ""
+
+
+def _nested(v: AnyValue) -> Any:
+    """A value inside an array or map, as JSON holds it."""
+    kind = v.WhichOneof("value")
+    if kind in ("bool_value", "int_value", "double_value"):
+        return getattr(v, kind)
+    return _plain(v)
+
+
+@dataclass
+class Rejected:
+    """The data points of a request that were not stored: ``by_reason`` (reason ->
+    count) and ``message`` (``partial_success.error_message``)."""
+
+    by_reason: dict[str, int]
+    message: str
+
+    @property
+    def count(self) -> int:
+        return sum(self.by_reason.values())
+
+    @classmethod
+    def of(cls, decoded: Decoded, mapped: Mapping[str, int], series: SeriesMap) -> Rejected:
+        """Those ``decoded`` dropped, and those the series map dropped (``mapped``:
+        ``no_rule``, ``missing_label``), naming their metrics."""
+        names = dict(decoded.names)
+        if mapped:
+            for p in decoded.points:
+                rule = series.rule(p.name, p.labels)
+                if rule is None:
+                    names.setdefault("no_rule", set()).add(p.name)
+                elif rule.link_name(p.labels) is None:
+                    names.setdefault("missing_label", set()).add(p.name)
+        by_reason = {**mapped, **decoded.dropped}
+        return cls(by_reason, rejection_message(by_reason, names))
+
+
+def rejection_message(dropped: Mapping[str, int], names: Mapping[str, set[str]]) -> str:
+    """Per reason, how many data points and which metrics.
+
+    >>> rejection_message({"no_rule": 2, "summary": 1}, {"no_rule": {"b", "a"}})
+    '2 data points: no [[series]] rule (LINKCAST_SERIES_FILE) takes them (a, b); \
+1 data point: summaries are not link loads'
+    """
+    parts = []
+    for reason, n in dropped.items():
+        if not n:
+            continue
+        shown = sorted(names.get(reason, ()))
+        more = f", +{len(shown) - _NAMES_SHOWN} more" if len(shown) > _NAMES_SHOWN else ""
+        which = f" ({', '.join(shown[:_NAMES_SHOWN])}{more})" if shown else ""
+        parts.append(f"{n} data point{'s' if n > 1 else ''}: {REASONS.get(reason, reason)}{which}")
+    return "; ".join(parts)
+
+
+def export_response(wire: Wire, rejected: Rejected) -> bytes:
+    """An ``ExportMetricsServiceResponse``, ``partial_success`` set only if data points
+    were rejected (the spec leaves it unset on full success)."""
+    response = ExportMetricsServiceResponse()
+    if rejected.count:
+        response.partial_success.rejected_data_points = rejected.count
+        response.partial_success.error_message = rejected.message
+    return _encode(response, wire)
+
+
+def status_body(wire: Wire, http_status: int, message: str) -> bytes:
+    """A ``google.rpc.Status`` for an HTTP error status, in the request's encoding."""
+    code = _CODES.get(http_status, code_pb2.UNKNOWN)
+    return _encode(status_pb2.Status(code=code, message=message), wire)
+
+
+def _encode(message: Any, wire: Wire) -> bytes:
+    if wire == "protobuf":
+        return bytes(message.SerializeToString())
+    return json_format.MessageToJson(message, indent=None).encode("utf-8")
