@@ -1,0 +1,328 @@
+"""Prometheus remote write 1.0: a snappy-compressed protobuf ``WriteRequest`` to points.
+
+The spec: https://prometheus.io/docs/specs/prw/remote_write_spec/ . A sender POSTs a
+``prometheus.WriteRequest``, serialised with protobuf and compressed with snappy's
+*block* format (no framing), with ``Content-Type: application/x-protobuf``,
+``Content-Encoding: snappy`` and ``X-Prometheus-Remote-Write-Version: 0.1.0``. Each
+series' ``__name__`` label is the :class:`api.series.Point`'s name, its other labels
+are the point's labels; timestamps go from milliseconds to seconds.
+
+Kept free of FastAPI (the route, ``api/routes/remote_write.py``, turns :class:`Refused`
+into its status). Checked here, before anything is stored: the body's snappy length
+header against the size bound (a few bytes may declare gigabytes: the bound is
+checked before a byte is decompressed), the snappy stream, the protobuf message, that
+every series has a ``__name__`` and no label twice, and the number of samples.
+Prometheus' staleness markers (a NaN with the bit pattern ``0x7ff0000000000002``,
+written when a series disappears, for example while its exporter restarts) are
+skipped and counted, never refused. Values and timestamps of the series that are
+link loads are judged by :meth:`api.series.SeriesMap.map`, which the route calls.
+
+The messages are described here, at import time, as a ``FileDescriptorProto`` built
+with ``descriptor_pb2`` and turned into classes by ``message_factory`` in a pool of
+our own, rather than compiled from a ``.proto`` into a ``_pb2`` module:
+
+- a generated module is tied to the protobuf runtime it was generated for (protobuf
+  5 and later check the generated code's version at import), so it would need
+  regenerating, with grpcio-tools (not a dependency), on every major upgrade; the
+  descriptor is data and works with any runtime;
+- the four messages a receiver reads fit in a table (:data:`_MESSAGES`), each field
+  number next to the spec's; what a receiver of link loads never reads (exemplars,
+  native histograms) is left out and skipped by the parser as unknown fields;
+- a private pool cannot clash with another library that registers the same names
+  (``prometheus.WriteRequest``) in protobuf's default pool. The wire format knows
+  field numbers and types only, so the package name is ours (``linkcast.prw1``).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import cramjam
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from api.series import Point
+
+CONTENT_TYPE = "application/x-protobuf"
+CONTENT_ENCODING = "snappy"
+VERSION = "0.1.0"  # what 1.0 senders put in X-Prometheus-Remote-Write-Version
+PROTO = "prometheus.WriteRequest"  # the `proto=` parameter remote write 2.0 senders use
+STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus' staleness marker (value.StaleNaN)
+
+_F = descriptor_pb2.FieldDescriptorProto
+# message -> (field, number, type, repeated). Spec 1.0: WriteRequest{repeated TimeSeries
+# timeseries = 1; reserved 2; repeated MetricMetadata metadata = 3}; TimeSeries{repeated
+# Label labels = 1; repeated Sample samples = 2; (exemplars = 3, histograms = 4: not
+# read)}; Label{string name = 1; string value = 2}; Sample{double value = 1; int64
+# timestamp = 2 (ms)}; MetricMetadata{MetricType type = 1 (an enum: an int on the wire);
+# string metric_family_name = 2; string help = 4; string unit = 5}.
+_MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
+    "WriteRequest": (
+        ("timeseries", 1, "TimeSeries", True),
+        ("metadata", 3, "MetricMetadata", True),
+    ),
+    "TimeSeries": (("labels", 1, "Label", True), ("samples", 2, "Sample", True)),
+    "Label": (("name", 1, _F.TYPE_STRING, False), ("value", 2, _F.TYPE_STRING, False)),
+    "Sample": (("value", 1, _F.TYPE_DOUBLE, False), ("timestamp", 2, _F.TYPE_INT64, False)),
+    "MetricMetadata": (
+        ("type", 1, _F.TYPE_INT32, False),
+        ("metric_family_name", 2, _F.TYPE_STRING, False),
+        ("help", 4, _F.TYPE_STRING, False),
+        ("unit", 5, _F.TYPE_STRING, False),
+    ),
+}
+
+
+def _classes() -> dict[str, Any]:
+    package = "linkcast.prw1"
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="linkcast/prw1.proto", package=package, syntax="proto3"
+    )
+    for name, fields in _MESSAGES.items():
+        message = proto.message_type.add(name=name)
+        for field_name, number, kind, repeated in fields:
+            f = message.field.add(
+                name=field_name,
+                number=number,
+                label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
+            )
+            if isinstance(kind, str):
+                f.type, f.type_name = _F.TYPE_MESSAGE, f".{package}.{kind}"
+            else:
+                f.type = kind  # type: ignore[assignment]
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    found = message_factory.GetMessageClassesForFiles([proto.name], pool)
+    return {name: found[f"{package}.{name}"] for name in _MESSAGES}
+
+
+_CLASSES = _classes()
+WriteRequest: Any = _CLASSES["WriteRequest"]
+TimeSeries: Any = _CLASSES["TimeSeries"]
+Label: Any = _CLASSES["Label"]
+Sample: Any = _CLASSES["Sample"]
+MetricMetadata: Any = _CLASSES["MetricMetadata"]
+
+
+class Refused(Exception):
+    """The request is refused as a whole, nothing stored: HTTP ``status`` and why.
+
+    400: bad data (Prometheus never retries a 4xx but 429); 413: too large; 415: not
+    a remote write 1.0 body. ``reason``: ``invalid`` for data that decoded but cannot
+    be stored, None to let the status say; ``samples``: how many the request carried,
+    when known (both for the self-monitoring counts, api/metrics.py).
+    """
+
+    def __init__(
+        self, status: int, message: str, *, reason: str | None = None, samples: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.samples = samples
+
+
+@dataclass
+class Decoded:
+    """A request's samples as points, in order, and what was skipped.
+
+    ``series``: time series in the request; ``stale``: staleness markers skipped;
+    ``metadata``: metadata entries (read, never stored).
+    """
+
+    points: list[Point] = field(default_factory=list)
+    series: int = 0
+    stale: int = 0
+    metadata: int = 0
+
+    @property
+    def samples(self) -> int:
+        """Samples in the request: points plus staleness markers."""
+        return len(self.points) + self.stale
+
+
+def check_headers(content_type: str | None, content_encoding: str | None) -> None:
+    """Raise :class:`Refused` (415) unless the headers name remote write 1.0's body.
+
+    ``application/x-protobuf`` with no ``proto`` parameter, or with
+    ``proto=prometheus.WriteRequest``, and ``snappy``; remote write 2.0's
+    ``proto=io.prometheus.write.v2.Request`` is refused with a 415, as the 2.0 spec
+    asks of a receiver that does not speak it, so that a sender can fall back.
+
+    >>> check_headers("application/x-protobuf", "snappy")
+    >>> try:
+    ...     check_headers("application/x-protobuf;proto=io.prometheus.write.v2.Request", "snappy")
+    ... except Refused as exc:
+    ...     print(exc.status, exc.message.split(": ")[1])
+    415 only remote write 1.0 is taken (application/x-protobuf, proto=prometheus.WriteRequest); ...
+    """
+    expected = f"{CONTENT_TYPE} (remote write 1.0, proto={PROTO})"
+    media, *params = (content_type or "").split(";")
+    if media.strip().lower() != CONTENT_TYPE:
+        got = content_type or "none"
+        raise Refused(415, f"Content-Type {got} is not supported; expected {expected}")
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "proto" and value.strip().strip('"') != PROTO:
+            raise Refused(
+                415,
+                f"Content-Type {content_type}: only remote write 1.0 is taken ({CONTENT_TYPE},"
+                f" proto={PROTO}); set protobuf_message: {PROTO} in the sender's remote_write",
+            )
+    if (content_encoding or "").strip().lower() != CONTENT_ENCODING:
+        got = content_encoding or "none"
+        raise Refused(
+            415,
+            f"Content-Encoding {got} is not supported; expected {CONTENT_ENCODING}"
+            " (the body snappy block-compressed, as remote write 1.0 sends it)",
+        )
+
+
+def snappy_length(body: bytes) -> int:
+    """The decompressed length a snappy block declares: its leading varint.
+
+    >>> snappy_length(bytes(cramjam.snappy.compress_raw(b"x" * 300)))
+    300
+    >>> snappy_length(b"\\xff\\xff")
+    Traceback (most recent call last):
+    ...
+    api.remote_write.Refused: corrupt snappy: the length header is cut short
+    """
+    length = 0
+    for i, byte in enumerate(body[:5]):  # a 32-bit length: at most 5 bytes
+        length |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if length >= 2**32:
+                break
+            return length
+    if len(body) < 5:
+        raise Refused(400, "corrupt snappy: the length header is cut short")
+    raise Refused(400, "corrupt snappy: the length header is not a 32-bit varint")
+
+
+def decompress(body: bytes, *, limit: int) -> bytes:
+    """The snappy block ``body`` decompressed; :class:`Refused` 413 if it declares more
+    than ``limit`` bytes (checked before decompressing), 400 if it is not snappy."""
+    if not body:
+        raise Refused(400, "empty body: expected a snappy-compressed WriteRequest")
+    declared = snappy_length(body)
+    if declared > limit:
+        raise Refused(413, f"decompressed body of {declared} bytes exceeds {limit} bytes")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        # cramjam says "snappy: corrupt input (...)" for a cut or damaged block
+        raise Refused(400, f"corrupt or truncated snappy block: {exc}") from None
+
+
+def parse(raw: bytes) -> Any:
+    """The ``WriteRequest`` in ``raw``; :class:`Refused` 400 if it is not one.
+
+    A message whose top level has fields a 1.0 ``WriteRequest`` has not (for example a
+    remote write 2.0 request, whose series are field 5) is refused rather than read as
+    an empty request, which would lose its samples without a word.
+    """
+    try:
+        request = WriteRequest.FromString(raw)
+    except DecodeError as exc:
+        why = str(exc).rsplit(": ", 1)[-1]  # upb: "Error parsing message with type '..': why"
+        raise Refused(400, f"undecodable protobuf: not a prometheus.WriteRequest ({why})") from None
+    unknown = sorted({f.field_number for f in UnknownFieldSet(request)})
+    if unknown:
+        numbers = ", ".join(map(str, unknown))
+        raise Refused(
+            400,
+            f"not a remote write 1.0 prometheus.WriteRequest: unknown top-level field(s) "
+            f"{numbers} (1.0 has timeseries = 1 and metadata = 3)",
+        )
+    return request
+
+
+def selector(name: str | None, labels: dict[str, str], limit: int = 300) -> str:
+    """A series as PromQL writes it, for error messages (cut at ``limit`` characters).
+
+    >>> selector("link_load_bps", {"link": "A>B"})
+    'link_load_bps{link="A>B"}'
+    >>> selector(None, {"job": "node"})
+    '{job="node"}'
+    """
+    inner = ", ".join(f"{k}={_quoted(v)}" for k, v in labels.items())
+    text = f"{name or ''}{{{inner}}}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def points(request: Any, *, max_samples: int) -> Decoded:
+    """The samples of ``request`` as points, staleness markers skipped and counted.
+
+    Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
+    series for a series with no ``__name__`` or with a label name twice.
+    """
+    series = request.timeseries
+    total = sum(len(s.samples) for s in series)
+    if total > max_samples:
+        message = f"{total} samples in one request; at most {max_samples}"
+        raise Refused(413, message, samples=total)
+    out = Decoded(series=len(series), metadata=len(request.metadata))
+    append = out.points.append
+    for s in series:
+        pairs = [(label.name, label.value) for label in s.labels]
+        labels = dict(pairs)
+        name = labels.pop("__name__", None)
+        if len(labels) + (name is not None) != len(pairs):
+            twice = sorted({k for k, _ in pairs if sum(1 for n, _ in pairs if n == k) > 1})
+            raise Refused(
+                400,
+                f"series {selector(name, labels)}: label(s) {', '.join(twice)} given more"
+                " than once",
+                reason="invalid",
+                samples=total,
+            )
+        if not name:
+            message = f"series {selector(None, labels)} has no __name__ label"
+            raise Refused(400, message, reason="invalid", samples=total)
+        for sample in s.samples:
+            value = sample.value
+            if value != value and _bits(value) == STALE_NAN_BITS:  # NaN: is it a marker?
+                out.stale += 1
+                continue
+            append(Point(name, labels, sample.timestamp / 1000, value))
+    return out
+
+
+def _bits(value: float) -> int:
+    bits: int = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return bits
+
+
+def decode(body: bytes, *, limit: int, max_samples: int) -> Decoded:
+    """A remote write 1.0 body (snappy block of a ``WriteRequest``) as points.
+
+    ``limit`` bounds the body after decompression (in bytes), ``max_samples`` the
+    samples. Raises :class:`Refused` (400, 413) naming what was wrong.
+
+    >>> ts = TimeSeries(labels=[Label(name="__name__", value="link_load_bps"),
+    ...                         Label(name="link", value="A>B")],
+    ...                 samples=[Sample(value=1.5e9, timestamp=1_767_225_600_000),
+    ...                          Sample(value=stale_nan(), timestamp=1_767_225_601_000)])
+    >>> body = bytes(cramjam.snappy.compress_raw(WriteRequest(timeseries=[ts]).SerializeToString()))
+    >>> d = decode(body, limit=1 << 20, max_samples=10)
+    >>> d.points, d.stale
+    ([Point(name='link_load_bps', labels={'link': 'A>B'}, ts=1767225600.0, value=1500000000.0)], 1)
+    """
+    return points(parse(decompress(body, limit=limit)), max_samples=max_samples)
+
+
+def stale_nan() -> float:
+    """Prometheus' staleness marker as a float (for senders and tests)."""
+    value: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+    assert math.isnan(value)
+    return value
