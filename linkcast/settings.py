@@ -123,7 +123,8 @@ class Settings(BaseSettings):
     @field_validator("alertmanager_url", "webhook_urls")
     @classmethod
     def _http_urls(cls, v: object) -> object:
-        for url in [v] if isinstance(v, str) else (v or []):
+        urls = [v] if isinstance(v, str) else list(v) if isinstance(v, list) else []
+        for url in urls:
             if not str(url).startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http:// or https:// URL")
         return v
