@@ -8,14 +8,34 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from db.models import Scope
 from db.queries import token_name, token_scope
 from linkcast.settings import Settings
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
+# `Token` is how InfluxDB clients and Telegraf send a token: the same linkcast token.
+TOKEN_SCHEMES = ("bearer", "token")
+
+
+class _BearerOrToken(HTTPBearer):
+    """`Authorization: Bearer <token>` or `Token <token>`; None otherwise."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("Authorization"))
+        if scheme.lower() not in TOKEN_SCHEMES or not credentials:
+            return None
+        return HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials)
+
+
+_bearer = _BearerOrToken(
+    auto_error=False,
+    scheme_name="HTTPBearer",
+    description="`Authorization: Bearer <token>` (or `Token <token>`, as InfluxDB clients send)",
+)
 TOKEN_CACHE_SECONDS = 30.0
 
 
@@ -59,7 +79,7 @@ def require(needed: str):  # noqa: ANN201 - returns a dependency
         request: Request,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> str:
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        if creds is None or creds.scheme.lower() not in TOKEN_SCHEMES or not creds.credentials:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "missing bearer token (Authorization: Bearer <token>)",
@@ -94,6 +114,8 @@ def get_token_name(
 
 
 TokenNameDep = Annotated[str, Depends(get_token_name)]
+# The request's Bearer/Token credentials, None if absent: for routes that also take others.
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 ReaderDep = Annotated[str, Depends(require(Scope.READ))]
 WriterDep = Annotated[str, Depends(require(Scope.WRITE))]

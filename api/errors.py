@@ -52,7 +52,37 @@ def _is_connection_problem(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError)
 
 
+def is_connection_problem(exc: BaseException) -> bool:
+    """True if ``exc`` means the database cannot be reached (answered 503 + Retry-After)."""
+    return _is_connection_problem(exc)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 with `Allow` naming every method the path takes (RFC 9110): Starlette's names
+    those of the first route matching the path only (GET of /links, not its POST)."""
+    from starlette.routing import Match
+
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return JSONResponse(
+        {"detail": f"method {request.method} not allowed here; allowed: {', '.join(allowed)}"},
+        status_code=405,
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(405, _method_not_allowed)
+
     async def db_error(request: Request, exc: Exception) -> JSONResponse:
         if _is_connection_problem(exc):
             return _unavailable(request, exc)

@@ -11,7 +11,21 @@ from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
 from api import errors
-from api.routes import alerts, events, forecasts, health, links, models, silences, telemetry
+from api.metrics import RequestMetrics
+from api.routes import (
+    alerts,
+    events,
+    forecasts,
+    health,
+    influx,
+    links,
+    metrics,
+    models,
+    otlp,
+    remote_write,
+    silences,
+    telemetry,
+)
 from db.ingest import LinkIds
 from db.session import make_engine, make_sessionmaker
 from linkcast.settings import Settings
@@ -51,8 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error)
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)  # GET /metrics: Prometheus, no token
+    app.add_middleware(RequestMetrics)  # latency by route template, push refusals
+    app.add_exception_handler(influx.InfluxError, influx.influx_error)
+    app.include_router(influx.router)  # InfluxDB's own paths: /api/v2/write, /write
+    app.include_router(otlp.router)  # POST /v1/metrics: OTLP/HTTP has its own path
     for router in (
         telemetry.router,
+        remote_write.router,  # POST /api/v1/write: Prometheus remote write 1.0
         links.router,
         forecasts.router,
         alerts.router,
