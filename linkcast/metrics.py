@@ -27,6 +27,12 @@ table and a write per tick for what is process telemetry. An engine on another h
 in another container without a shared data volume) is not seen by the API's scrape;
 what it writes to the database is (the forecast, utilisation and alert gauges).
 
+A worker that exits (or that uvicorn replaces) leaves its files: its counters and
+histograms still count in the sums, as they should. No gauge is per-process in a
+``live*`` multiprocess mode (the engine's last-tick gauge takes the ``max``), so there
+is nothing for ``mark_process_dead`` to remove; a gauge added in such a mode needs it
+at worker exit.
+
 A process that never called :func:`use_metrics_dir` (tests, an app embedded in another
 server) keeps its metrics in memory and a scrape shows its own, as prometheus-client
 does by default.
