@@ -15,7 +15,9 @@ COPY pyproject.toml README.md ./
 COPY linkcast ./linkcast
 COPY api ./api
 COPY db ./db
+COPY engine ./engine
 COPY forecaster ./forecaster
+COPY network ./network
 COPY simulator ./simulator
 COPY ui ./ui
 RUN pip install . \

@@ -102,3 +102,16 @@ def test_dockerfile_builds_the_project_with_cpu_torch() -> None:
     assert text.index("whl/cpu") < text.index("pip install .")
     for package in ("linkcast", "api", "db", "forecaster", "simulator", "ui"):
         assert f"COPY {package} " in text
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    """Each package pyproject installs is copied into the image (engine/ and network/
+    were once missing: `pip install .` then built an image whose engine cannot start)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    copied = set(re.findall(r"^COPY (\S+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
+    assert packages and set(packages) <= copied, sorted(set(packages) - copied)
+    for package in packages:
+        assert (ROOT / package / "__init__.py").exists(), package
