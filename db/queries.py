@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Boolean, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from db.models import ApiToken, Event, Link, ModelVersion, Sample, Scope
@@ -48,18 +49,23 @@ def upsert_link(
     capacity_bps: float | None,
     labels: dict[str, Any],
 ) -> tuple[Link, bool]:
-    """Create a link or update its attributes. Returns (link, created)."""
-    link = get_link(session=session, name=name)
-    created = link is None
-    if link is None:
-        link = Link(name=name)
-        session.add(link)
+    """Create a link or update its attributes. Returns (link, created).
+
+    One statement (INSERT ... ON CONFLICT), so that two requests registering the same new
+    link at once both succeed, as would a push registering it meanwhile."""
     if src is None and dst is None:
         src, dst = split_link_name(name)
-    link.src, link.dst, link.capacity_bps, link.labels = src, dst, capacity_bps, labels
-    session.flush()
-    session.refresh(link)
-    return link, created
+    values: dict[str, Any] = dict(src=src, dst=dst, capacity_bps=capacity_bps, labels=labels)
+    link_id, created = session.execute(
+        pg_insert(Link)
+        .values(name=name, **values)
+        .on_conflict_do_update(index_elements=[Link.name], set_=values)
+        # xmax is 0 on a row this statement inserted, the updating transaction's id otherwise
+        .returning(Link.id, literal_column("xmax = 0", Boolean).label("created"))
+    ).one()
+    link = session.get(Link, link_id, populate_existing=True)
+    assert link is not None
+    return link, bool(created)
 
 
 def get_samples(
