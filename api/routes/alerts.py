@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ReaderDep, SessionDep
 from api.errors import AUTH, responses
-from api.schemas import AlertPublic, AlertsPublic
+from api.schemas import AlertPublic, AlertsPublic, Text
 from db import queries
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -20,7 +20,7 @@ def list_alerts(
     _: ReaderDep,
     state: Literal["pending", "firing", "resolved"] | None = None,
     kind: Literal["drift", "failure", "capacity"] | None = None,
-    link: Annotated[str | None, Query(description="alerts naming this link")] = None,
+    link: Annotated[Text | None, Query(description="alerts naming this link")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> AlertsPublic:
     """Alerts, newest onset first."""

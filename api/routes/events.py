@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import ReaderDep, SessionDep, SettingsDep, WriterDep
 from api.errors import AUTH, responses
-from api.routes.links import validate_range
+from api.params import RANGE_422, End, IdPath, Start, validate_range
 from api.schemas import (
     AlignedErrorPublic,
     ConvergencePublic,
+    ErrorPublic,
     EventCreate,
     EventErrorsPublic,
     EventPublic,
@@ -27,13 +28,17 @@ from forecaster.metrics import TTC_MIN_POST_STEPS, TTC_MIN_PRE_STEPS
 router = APIRouter(prefix="/events", tags=["events"])
 
 
-@router.get("", response_model=EventsPublic, responses=responses(422, *AUTH))
+@router.get(
+    "",
+    response_model=EventsPublic,
+    responses={**responses(*AUTH), 422: {"model": ErrorPublic, "description": RANGE_422}},
+)
 def list_events(
     session: SessionDep,
     _: ReaderDep,
     kind: Literal["failure", "repair", "maintenance", "reroute"] | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Start = None,
+    end: End = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> EventsPublic:
     """Events, newest first."""
@@ -46,12 +51,17 @@ def list_events(
     "",
     response_model=EventPublic,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(400, 422, *AUTH),
+    responses={
+        **responses(400, *AUTH),
+        422: {
+            "model": ErrorPublic,
+            "description": "A field is invalid (`loc` names it), a link is unknown, or"
+            " `end_ts` is not after `ts`",
+        },
+    },
 )
 def create_event(body: EventCreate, session: SessionDep, _: WriterDep) -> EventPublic:
     """Record a failure, repair or maintenance window on known links."""
-    if body.ts.tzinfo is None or (body.end_ts is not None and body.end_ts.tzinfo is None):
-        raise HTTPException(422, "ts and end_ts need a UTC offset (add Z)")
     if body.end_ts is not None and body.end_ts <= body.ts:
         raise HTTPException(422, "end_ts must be after ts")
     missing = queries.unknown_links(session=session, names=body.links)
@@ -66,7 +76,7 @@ def create_event(body: EventCreate, session: SessionDep, _: WriterDep) -> EventP
     "/{event_id}/errors", response_model=EventErrorsPublic, responses=responses(404, 422, *AUTH)
 )
 def event_errors(
-    event_id: int,
+    event_id: IdPath,
     session: SessionDep,
     settings: SettingsDep,
     _: ReaderDep,
@@ -103,11 +113,17 @@ def event_errors(
         event.links
         if event.kind == "reroute"
         else queries.rerouted_links(
-            session=session, start=event.ts - step * 3, end=event.ts + step * 10, exclude=failed
+            session=session,
+            start=_shift(event.ts, -step * 3),
+            end=_shift(event.ts, step * 10),
+            exclude=failed,
         )
     )
     rows = queries.errors_around(
-        session=session, start=event.ts - step * before, end=event.ts + step * after, exclude=failed
+        session=session,
+        start=_shift(event.ts, -step * before),
+        end=_shift(event.ts, step * after),
+        exclude=failed,
     )
     result = aligned_errors(
         rows,
@@ -138,3 +154,15 @@ def event_errors(
         ttc_steps=result.ttc_steps,
         convergence=convergence,
     )
+
+
+def _shift(t: datetime, by: timedelta) -> datetime:
+    """``t + by``, held within Python's years 1 to 9999 (an event may lie near either)."""
+    try:
+        return t + by
+    except OverflowError:
+        return (
+            datetime.max.replace(tzinfo=UTC)
+            if by > timedelta(0)
+            else datetime.min.replace(tzinfo=UTC)
+        )

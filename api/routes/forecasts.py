@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import ReaderDep, SessionDep
 from api.errors import AUTH, responses
-from api.routes.links import MAX_PAGE, validate_range
-from api.schemas import ErrorRowPublic, ErrorsPublic, ForecastPublic, ForecastsPublic
+from api.params import MAX_PAGE, RANGE_422, End, LinkPath, Start, validate_range
+from api.schemas import (
+    ErrorPublic,
+    ErrorRowPublic,
+    ErrorsPublic,
+    ForecastPublic,
+    ForecastsPublic,
+)
 from db import queries
 
 router = APIRouter(prefix="/links", tags=["forecasts"])
@@ -21,6 +26,7 @@ ModelQuery = Annotated[
 ]
 StepQuery = Annotated[int | None, Query(ge=1, le=1000, description="one horizon step")]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE * 10)]
+RESPONSES = {**responses(404, *AUTH), 422: {"model": ErrorPublic, "description": RANGE_422}}
 
 
 def _link_id(session, link: str) -> int:  # noqa: ANN001
@@ -30,16 +36,14 @@ def _link_id(session, link: str) -> int:  # noqa: ANN001
     return row.id
 
 
-@router.get(
-    "/{link:path}/forecasts", response_model=ForecastsPublic, responses=responses(404, 422, *AUTH)
-)
+@router.get("/{link:path}/forecasts", response_model=ForecastsPublic, responses=RESPONSES)
 def get_forecasts(
-    link: str,
+    link: LinkPath,
     session: SessionDep,
     _: ReaderDep,
     model: ModelQuery = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Start = None,
+    end: End = None,
     step: StepQuery = None,
     latest: Annotated[bool, Query(description="only each model's newest issue")] = False,
     limit: LimitQuery = 10_000,
@@ -63,16 +67,14 @@ def get_forecasts(
     return ForecastsPublic(data=[ForecastPublic(**r) for r in rows], count=len(rows))
 
 
-@router.get(
-    "/{link:path}/errors", response_model=ErrorsPublic, responses=responses(404, 422, *AUTH)
-)
+@router.get("/{link:path}/errors", response_model=ErrorsPublic, responses=RESPONSES)
 def get_errors(
-    link: str,
+    link: LinkPath,
     session: SessionDep,
     _: ReaderDep,
     model: ModelQuery = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Start = None,
+    end: End = None,
     step: StepQuery = None,
     limit: LimitQuery = 10_000,
 ) -> ErrorsPublic:

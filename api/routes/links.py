@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import AdminDep, ReaderDep, SessionDep
 from api.errors import AUTH, responses
+from api.params import MAX_PAGE, RANGE_422, End, LinkPath, Offset, Start, validate_range
 from api.schemas import (
+    ErrorPublic,
     LinkCreate,
     LinkLatestPublic,
     LinkPublic,
@@ -22,14 +23,12 @@ from db import queries
 
 router = APIRouter(prefix="/links", tags=["links"])
 
-MAX_PAGE = 10_000
 
-
-@router.get("", response_model=LinksPublic, responses=responses(*AUTH))
+@router.get("", response_model=LinksPublic, responses=responses(422, *AUTH))
 def list_links(
     session: SessionDep,
     _: ReaderDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
 ) -> LinksPublic:
     """Links by name. `count` is this page's size, `total` all links."""
@@ -55,7 +54,10 @@ def links_latest(
     "",
     response_model=LinkPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": LinkPublic, "description": "Updated"}, **responses(422, *AUTH)},
+    responses={
+        200: {"model": LinkPublic, "description": "Updated"},
+        **responses(400, 422, *AUTH),
+    },
 )
 def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Response):
     """Register a link, or update its nodes, capacity and labels (200 when it existed)."""
@@ -66,23 +68,20 @@ def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Re
     return LinkPublic.model_validate(link)
 
 
-def validate_range(start: datetime | None, end: datetime | None) -> None:
-    for name, t in (("start", start), ("end", end)):
-        if t is not None and t.tzinfo is None:
-            raise HTTPException(422, f"{name} needs a UTC offset (add Z)")
-    if start is not None and end is not None and end <= start:
-        raise HTTPException(422, "end must be after start")
-
-
 @router.get(
-    "/{link:path}/samples", response_model=SamplesPublic, responses=responses(404, 422, *AUTH)
+    "/{link:path}/samples",
+    response_model=SamplesPublic,
+    responses={
+        **responses(404, *AUTH),
+        422: {"model": ErrorPublic, "description": RANGE_422},
+    },
 )
 def get_samples(
-    link: str,
+    link: LinkPath,
     session: SessionDep,
     _: ReaderDep,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: Start = None,
+    end: End = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
 ) -> SamplesPublic:
     """Samples of one link with `start <= ts < end`, oldest first, one page at a time.

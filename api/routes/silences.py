@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import ReaderDep, SessionDep, TokenNameDep, WriterDep
 from api.errors import AUTH, responses
-from api.schemas import SilenceCreate, SilencePublic, SilencesPublic
+from api.params import IdPath
+from api.schemas import ErrorPublic, SilenceCreate, SilencePublic, SilencesPublic
 from db import queries, silences
 
 router = APIRouter(prefix="/silences", tags=["silences"])
@@ -31,7 +32,14 @@ def list_silences(
     "",
     response_model=SilencePublic,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(400, 422, *AUTH),
+    responses={
+        **responses(400, *AUTH),
+        422: {
+            "model": ErrorPublic,
+            "description": "A field is invalid (`loc` names it), the link is unknown, or the"
+            " silence would end in the past or before it starts",
+        },
+    },
 )
 def create_silence(
     body: SilenceCreate, session: SessionDep, _: WriterDep, by: TokenNameDep
@@ -54,9 +62,9 @@ def create_silence(
 
 
 @router.delete(
-    "/{silence_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(404, *AUTH)
+    "/{silence_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(404, 422, *AUTH)
 )
-def expire_silence(silence_id: int, session: SessionDep, _: WriterDep) -> Response:
+def expire_silence(silence_id: IdPath, session: SessionDep, _: WriterDep) -> Response:
     """End a silence now (one not yet started is removed)."""
     if not silences.expire_silence(session=session, silence_id=silence_id, now=datetime.now(UTC)):
         raise HTTPException(404, f"no silence {silence_id}")
@@ -65,11 +73,11 @@ def expire_silence(silence_id: int, session: SessionDep, _: WriterDep) -> Respon
 
 
 def _window(body: SilenceCreate, now: datetime) -> tuple[datetime, datetime]:
-    # In UTC, and within Python's (and so the driver's) years 1..9999: a time that is not
-    # would fail when stored or read back, a 500 instead of an answer.
-    starts = _utc(body.starts_at, "starts_at") if body.starts_at is not None else now
+    # starts_at and ends_at come in UTC within the years 1..9999 (Rfc3339); an end
+    # computed past 9999 would fail when stored or read back, a 500 instead of an answer.
+    starts = body.starts_at if body.starts_at is not None else now
     if body.ends_at is not None:
-        ends = _utc(body.ends_at, "ends_at")
+        ends = body.ends_at
     else:
         assert body.duration_seconds is not None
         try:
@@ -83,12 +91,3 @@ def _window(body: SilenceCreate, now: datetime) -> tuple[datetime, datetime]:
     if ends <= starts:
         raise HTTPException(422, "ends_at must be after starts_at")
     return starts, ends
-
-
-def _utc(t: datetime, field: str) -> datetime:
-    try:
-        return t.astimezone(UTC)
-    except OverflowError:
-        raise HTTPException(
-            422, f"{field}: {t.isoformat()} is outside the years 1 to 9999"
-        ) from None
