@@ -235,7 +235,8 @@ class LinkCreate(BaseModel):
     name: Text = Field(min_length=1, max_length=255, examples=["ATLAng>HSTNng"])
     src: Text | None = Field(default=None, description="source node; from `A>B` names if unset")
     dst: Text | None = None
-    capacity_bps: float | None = Field(default=None, gt=0, le=1e15)
+    # strict: a JSON number, not true (read as 1.0) or "1e9"
+    capacity_bps: float | None = Field(default=None, gt=0, le=1e15, strict=True)
     labels: Labels = Field(
         default_factory=dict,
         description=f"any JSON object, at most {MAX_LABEL_DEPTH} levels deep; no string in it,"
@@ -491,8 +492,12 @@ class SilenceCreate(BaseModel):
         description="RFC 3339 with offset (years 1 to 9999 in UTC), in the future and after"
         " starts_at (else 422)",
     )
-    duration_seconds: float | None = Field(
-        default=None, gt=0, le=366 * 86_400, description="instead of ends_at: from starts_at"
+    duration_seconds: float | None = Field(  # strict: a JSON number, not true or "60"
+        default=None,
+        gt=0,
+        le=366 * 86_400,
+        strict=True,
+        description="instead of ends_at: from starts_at",
     )
     comment: Text = Field(default="", max_length=2000)
 

@@ -199,6 +199,23 @@ def test_labels_of_any_json_round_trip(client, tokens):
     assert listed[0]["labels"] == labels
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/v1/links", {"name": "a>b", "capacity_bps": True}, "capacity_bps"),
+        ("/api/v1/links", {"name": "a>b", "capacity_bps": "1e9"}, "capacity_bps"),
+        ("/api/v1/silences", {"duration_seconds": True}, "duration_seconds"),
+        ("/api/v1/silences", {"duration_seconds": "60"}, "duration_seconds"),
+    ],
+)
+def test_a_number_field_takes_a_json_number_only(client, tokens, clean_db, url, body, field):
+    """true was read as 1 (a link of 1 bit/s, a silence of one second)."""
+    r = client.post(url, json=body, headers=auth(tokens["admin"]))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", field]
+    assert count(clean_db, "link") == count(clean_db, "silence") == 0
+
+
 @pytest.fixture
 def link(client, tokens) -> str:
     r = client.post("/api/v1/links", json={"name": "A>B"}, headers=auth(tokens["admin"]))
@@ -354,6 +371,16 @@ def test_a_date_time_field_takes_rfc_3339_only(client, tokens, clean_db, link, u
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == ["body", field]
     assert count(clean_db, "event") == count(clean_db, "silence") == 0
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:02:00+04:00", "9999-12-31T23:00:00-05:00"])
+def test_a_sample_outside_the_years_in_utc_is_a_422(client, tokens, clean_db, ts):
+    """RFC 3339 both, but before year 1 or after 9999 in UTC (once a 500)."""
+    body = {"samples": [{"link": "a>b", "ts": ts, "value": 0.0}]}
+    r = client.post("/api/v1/telemetry", json=body, headers=auth(tokens["write"]))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "samples", 0, "ts"]
+    assert count(clean_db, "sample") == 0
 
 
 @pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
