@@ -6,12 +6,10 @@ the routing matrix (:mod:`network.routing`). There are far fewer links than
 pairs, so ``y`` alone does not fix ``x``. Tomogravity (Zhang, Roughan, Duffield
 and Greenberg, "Fast accurate computation of large-scale IP traffic matrices
 from link loads", ACM SIGMETRICS 2003) takes a gravity model as the prior,
-
-    g[s, t] = out[s] * in[t] / sum of in[t'] over t' != s,
-
-where ``out[s]`` is the traffic entering the network at ``s`` and ``in[t]`` the
-traffic leaving it at ``t``, and picks the demands nearest to the prior that
-reproduce the link loads::
+``g[s, t]`` proportional to ``out[s] * in[t]``, where ``out[s]`` is the traffic
+entering the network at ``s`` and ``in[t]`` the traffic leaving it at ``t``
+(:func:`gravity`), and picks the demands nearest to the prior that reproduce the
+link loads::
 
     minimise   sum_p (x_p - g_p)**2 / g_p   subject to   R x = y,  x >= 0.
 
@@ -19,8 +17,9 @@ The weights ``1 / g_p`` (the chi-square distance, a quadratic approximation of
 the Kullback-Leibler distance of Zhang, Roughan, Lund and Donoho, SIGCOMM 2003)
 let large demands move more than small ones. The constraint is applied as a
 heavy least-squares penalty so that inconsistent loads (noise, a missed sample)
-still give an answer, and non-negativity is a bound of
-``scipy.optimize.lsq_linear`` rather than the paper's clip-and-iterate.
+still give an answer, and non-negativity is a bound of the solver
+(``scipy.optimize.nnls``, or ``scipy.optimize.lsq_linear`` on a sparse system for
+more than 1,000 pairs) rather than the paper's clip-and-iterate.
 
 The paper measures ``out`` and ``in`` on edge (access) links. When only core
 links are measured, :func:`fit_gravity` fits them to the link loads instead: the
@@ -57,6 +56,10 @@ __all__ = ["DemandEstimate", "fit_gravity", "gravity", "tomogravity"]
 CONSTRAINT_WEIGHT = 1e3
 #: Prior demands are floored at this fraction of their mean in the weights.
 _PRIOR_FLOOR = 1e-3
+#: Up to this many pairs the refinement is a dense NNLS, beyond a sparse lsq_linear.
+_DENSE_PAIRS = 1000
+#: At most this many rounds of proportional fitting in :func:`gravity`.
+_IPF_ITERATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -82,26 +85,37 @@ class DemandEstimate:
 def gravity(routing: Routing, out_bps: np.ndarray, in_bps: np.ndarray) -> np.ndarray:
     """The gravity prior of each of the routing's pairs.
 
+    ``x[s, t] = a[s] * b[t]`` for ``s != t``, with ``a`` and ``b`` scaled so that
+    each origin's demands sum to its ``out`` and each destination's to its ``in``
+    (iterative proportional fitting, or Sinkhorn scaling; with local traffic left
+    out, the paper's ``out[s] * in[t] / total`` would not keep these totals).
+
     Parameters
     ----------
     routing : Routing
         Gives the pairs; local pairs (origin = destination) get 0.
     out_bps, in_bps : numpy.ndarray
         ``(N,)`` traffic entering (leaving) the network at each node, bit/s,
-        in node order.
+        in node order; ``in_bps`` is scaled to the sum of ``out_bps``.
 
     Returns
     -------
     numpy.ndarray
-        ``(P,)`` ``out[s] * in[t] / sum of in[t'] over t' != s`` bit/s; each
-        origin's prior demands sum to its ``out``.
+        ``(P,)`` prior demand of each pair, bit/s.
+
+    Raises
+    ------
+    ValueError
+        On a shape other than ``(N,)``, negative or non-finite totals.
 
     Examples
     --------
     >>> from network.routing import route
     >>> from network.topology import Topology
     >>> r = route(Topology.from_links([{"name": "a>b"}, {"name": "b>a"}, {"name": "b>c"}]))
-    >>> gravity(r, np.array([3.0, 0.0, 0.0]), np.array([0.0, 1.0, 2.0])).tolist()
+    >>> r.pairs
+    (('a', 'b'), ('a', 'c'), ('b', 'a'), ('b', 'c'), ('c', 'a'), ('c', 'b'))
+    >>> gravity(r, np.array([3.0, 0.0, 0.0]), np.array([0.0, 1.0, 2.0])).round(6).tolist()
     [1.0, 2.0, 0.0, 0.0, 0.0, 0.0]
     """
     out = np.asarray(out_bps, dtype=float)
@@ -111,10 +125,22 @@ def gravity(routing: Routing, out_bps: np.ndarray, in_bps: np.ndarray) -> np.nda
         raise ValueError(f"out_bps and in_bps must have shape ({n},), one per node")
     if not (np.isfinite(out).all() and np.isfinite(inn).all()) or min(out.min(), inn.min()) < 0:
         raise ValueError("out_bps and in_bps must be finite and >= 0")
-    s, t = routing.origin, routing.dest
-    others = inn.sum() - inn[s]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        prior = np.where((s != t) & (others > 0), out[s] * inn[t] / others, 0.0)
+    moving = routing.origin != routing.dest
+    s, t = routing.origin[moving], routing.dest[moving]
+    prior = np.zeros(len(routing.pairs))
+    if out.sum() == 0 or inn.sum() == 0 or len(s) == 0:
+        return prior
+    inn = inn * (out.sum() / inn.sum())
+    a, b = np.ones(n), np.ones(n)
+    for _ in range(_IPF_ITERATIONS):
+        reach = np.bincount(s, weights=b[t], minlength=n)
+        a = np.divide(out, reach, out=np.zeros(n), where=reach > 0)
+        reached = np.bincount(t, weights=a[s], minlength=n)
+        b = np.divide(inn, reached, out=np.zeros(n), where=reached > 0)
+        rows = np.bincount(s, weights=a[s] * b[t], minlength=n)
+        if np.abs(rows - out).max() <= 1e-12 * out.sum():
+            break
+    prior[moving] = a[s] * b[t]
     return prior
 
 
@@ -124,7 +150,7 @@ def _by_node(routing: Routing, weights: np.ndarray, node: np.ndarray) -> sparse.
 
 
 def fit_gravity(
-    routing: Routing, link_loads_bps: np.ndarray, *, iterations: int = 50
+    routing: Routing, link_loads_bps: np.ndarray, *, iterations: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit a gravity model ``x[s, t] = a[s] * b[t]`` to one step of link loads.
 
@@ -160,7 +186,7 @@ def fit_gravity(
         if total <= 0:
             break
         a, b = a * total, b / total
-        if np.allclose(a, a_old, rtol=1e-6, atol=1e-9 * a.max(initial=0.0)):
+        if np.allclose(a, a_old, rtol=1e-9, atol=1e-12 * a.max(initial=0.0)):
             break
     pairs = a[s] * b[t] * moving
     out = np.bincount(s, weights=pairs, minlength=n) * scale
@@ -181,11 +207,11 @@ def _refine(routing: Routing, y: np.ndarray, prior: np.ndarray) -> tuple[np.ndar
     R = routing.matrix[:, cols] if len(cols) < len(x) else routing.matrix
     A = sparse.vstack([CONSTRAINT_WEIGHT * R, sparse.diags_array(w)], format="csr")
     b = np.r_[CONSTRAINT_WEIGHT * y / scale, g * w]
-    if len(cols) <= 3000:
-        sol = lsq_linear(A.toarray(), b, bounds=(0.0, np.inf), method="bvls")
+    if len(cols) <= _DENSE_PAIRS:  # Lawson-Hanson active set: exact, fast when small
+        sol = nnls(A.toarray(), b, maxiter=50 * len(cols))[0]
     else:
-        sol = lsq_linear(A, b, bounds=(0.0, np.inf), method="trf", lsmr_tol="auto")
-    x[cols] = sol.x * scale
+        sol = lsq_linear(A, b, bounds=(0.0, np.inf), method="trf", lsmr_tol=1e-10).x
+    x[cols] = sol * scale
     return x, float(np.linalg.norm(R @ x[cols] - y) / norm)
 
 

@@ -24,6 +24,7 @@ and equal-cost ties compare exactly. A link ``e = (u, v)`` is *tight* for source
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -52,6 +53,14 @@ class Graph:
     dst: np.ndarray
     weight: np.ndarray
 
+    @cached_property
+    def by_head(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Links ordered by head node, then tail node, then index; group starts; heads."""
+        order = np.lexsort((np.arange(len(self.src)), self.src, self.dst))
+        heads = self.dst[order]
+        starts = np.flatnonzero(np.r_[True, heads[1:] != heads[:-1]]) if len(heads) else heads
+        return order, starts, heads[starts]
+
     def csgraph(self, alive: np.ndarray, *, reverse: bool = False) -> sparse.csr_array:
         """``(n, n)`` adjacency of the alive links, parallel links at their least weight."""
         e = np.flatnonzero(alive)
@@ -71,24 +80,31 @@ def _distances(g: Graph, alive: np.ndarray, roots: np.ndarray, reverse: bool) ->
     return np.atleast_2d(dijkstra(g.csgraph(alive, reverse=reverse), indices=roots))
 
 
-def _tight(g: Graph, alive: np.ndarray, dist: np.ndarray, reverse: bool) -> np.ndarray:
-    """``(k, E)`` links on some shortest path from each root (towards it when reverse)."""
+def _tight(
+    g: Graph, alive: np.ndarray, dist: np.ndarray, reverse: bool, links: np.ndarray | None = None
+) -> np.ndarray:
+    """``(k, E)`` links on some shortest path from each root (towards it when reverse).
+
+    ``links`` picks and orders the columns (all links by default; ``alive`` matches it).
+    """
     tail, head = (g.dst, g.src) if reverse else (g.src, g.dst)
+    w = g.weight
+    if links is not None:
+        tail, head, w = tail[links], head[links], w[links]
     d_tail = dist[:, tail]
-    return alive & np.isfinite(d_tail) & (d_tail + g.weight == dist[:, head])
+    return alive & np.isfinite(d_tail) & (d_tail + w == dist[:, head])
 
 
 def _pred_links(g: Graph, alive: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """``(k, n)`` the chosen in-link of each node on the path from each root (-1: none)."""
-    tight = _tight(g, alive, dist, reverse=False)
-    order = np.lexsort((np.arange(len(g.src)), g.src, g.dst))  # by head, tail node, index
-    heads = g.dst[order]
-    starts = np.flatnonzero(np.r_[True, heads[1:] != heads[:-1]])
-    pos = np.where(tight[:, order], np.arange(len(order)), len(order))
-    first = np.minimum.reduceat(pos, starts, axis=1)
-    chosen = np.where(first < len(order), order[np.minimum(first, len(order) - 1)], -1)
     pred = np.full((dist.shape[0], g.n_nodes), -1, dtype=np.int64)
-    pred[:, heads[starts]] = chosen
+    order, starts, heads = g.by_head
+    if len(order) == 0:
+        return pred
+    tight = _tight(g, alive[order], dist, reverse=False, links=order)
+    pos = np.where(tight, np.arange(len(order)), len(order))
+    first = np.minimum.reduceat(pos, starts, axis=1)
+    pred[:, heads] = np.where(first < len(order), order[np.minimum(first, len(order) - 1)], -1)
     return pred
 
 

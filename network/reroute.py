@@ -192,8 +192,9 @@ def n1_scan(
     by_pair = routing.matrix.tocsc()
     loads = np.empty((len(unit_list), n_links))
     unroutable = np.empty(len(unit_list))
+    up = routing.alive
     for k, unit in enumerate(unit_list):
-        alive = routing.alive
+        alive = up.copy()
         alive[list(unit)] = False
         hit = routing.affected(set(unit) - routing.failed)
         moved = d[hit]

@@ -105,7 +105,7 @@ def _link_set(topology: Topology, links: Iterable[int | str]) -> frozenset[int]:
 
 def _alive(topology: Topology, failed: frozenset[int]) -> np.ndarray:
     up = np.ones(len(topology.links), dtype=bool)
-    up[list(failed)] = False
+    up[np.fromiter(failed, dtype=np.int64, count=len(failed))] = False
     return up
 
 

@@ -1,0 +1,102 @@
+"""Demand estimation: tomogravity reproduces the loads, and predicts re-routes on data it
+was not tuned on (statistics over seeds, with margins)."""
+
+import numpy as np
+import pytest
+
+from network.demand import fit_gravity, gravity, tomogravity
+from network.routing import route
+from network.topology import Link, Topology
+from simulator.estimation import score_estimation
+from simulator.failures import experiment
+from simulator.traffic import sine_traffic
+
+DAY = 288
+
+
+def _gravity_traffic(routing, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Demands that follow a gravity model exactly, and the node totals behind them."""
+    n = len(routing.topology.nodes)
+    a, b = rng.uniform(0.2, 2.0, n) * 1e9, rng.uniform(0.2, 2.0, n)
+    x = a[routing.origin] * b[routing.dest] * (routing.origin != routing.dest)
+    out = np.bincount(routing.origin, weights=x, minlength=n)
+    inn = np.bincount(routing.dest, weights=x, minlength=n)
+    return x, out, inn
+
+
+def test_tomogravity_reproduces_the_link_loads_with_nonnegative_demands(nobel, nobel_traffic):
+    routing = route(nobel.network, nobel_traffic.pairs)
+    y = routing.loads(nobel_traffic.demands_bps[[0, 150, 300]])
+    est = tomogravity(routing, y)
+    assert est.demands_bps.shape == (3, len(routing.pairs)) == est.prior_bps.shape
+    assert (est.demands_bps >= 0).all()
+    np.testing.assert_allclose(routing.loads(est.demands_bps), y, rtol=1e-4, atol=1.0)
+    assert (est.residual < 1e-5).all()
+    one = tomogravity(routing, y[1])
+    assert one.demands_bps.shape == (len(routing.pairs),) and one.residual.shape == ()
+    np.testing.assert_allclose(one.demands_bps, est.demands_bps[1])
+
+
+def test_gravity_traffic_is_recovered_exactly(nobel):
+    routing = route(nobel.network)
+    x, out, inn = _gravity_traffic(routing, np.random.default_rng(0))
+    y = routing.loads(x)
+    # The prior of the true totals is the truth; the refinement keeps it.
+    np.testing.assert_allclose(gravity(routing, out, inn), x, rtol=1e-9)
+    est = tomogravity(routing, y, out_bps=out, in_bps=inn)
+    np.testing.assert_allclose(est.demands_bps, x, rtol=1e-6, atol=1e-3 * x.mean())
+    # From the link loads alone, the fitted gravity model finds the same totals.
+    fit_out, fit_in = fit_gravity(routing, y)
+    np.testing.assert_allclose(fit_out, out, rtol=1e-3)
+    np.testing.assert_allclose(fit_in, inn, rtol=1e-3)
+
+
+def test_zero_loads_give_zero_demands_and_bad_input_is_refused():
+    t = Topology(("a", "b"), (Link("a", "b"), Link("b", "a")))
+    r = route(t)
+    est = tomogravity(r, [0.0, 0.0])
+    assert est.demands_bps.tolist() == [0.0, 0.0] and float(est.residual) == 0.0
+    with pytest.raises(ValueError, match=r"shape \(3,\); expected \(2,\) or \(T, 2\)"):
+        tomogravity(r, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        tomogravity(r, [1.0, -2.0])
+    with pytest.raises(ValueError, match="both out_bps and in_bps"):
+        tomogravity(r, [1.0, 2.0], out_bps=[1.0, 1.0])
+    with pytest.raises(ValueError, match="one per node"):
+        gravity(r, np.ones(3), np.ones(3))
+
+
+def test_reroute_of_estimated_demands_on_nobel_eu_within_15_percent(nobel):
+    """Issue 10's target: re-routed loads within 15 % of the truth on the drastically
+    shifted links, median over seeds. Totals fitted to the link loads (all linkcast has).
+    Measured over seeds 0-9 (bench/demand_estimation.py): median 1.2 %, worst 2.3 %; the
+    synthetic traffic is itself gravity-shaped, the kind case (see the Abilene test)."""
+    errors, priors = [], []
+    for seed in (20, 21, 22):  # seeds no figure was read from before this test was written
+        traffic = sine_traffic(nobel, n_steps=3 * DAY, seed=seed)
+        result = experiment(nobel, traffic, "drastic", seed=seed)
+        score = score_estimation(nobel, traffic, result, samples=6)
+        errors.append(score.load_error)
+        priors.append(score.prior_load_error)
+        assert score.demand_error < 0.3
+    assert np.median(errors) <= 0.15
+    assert np.mean(errors) < np.mean(priors)  # the least-squares step improves on the prior
+
+
+def test_reroute_of_estimated_demands_on_real_abilene_traffic(abilene, abilene_traffic):
+    """Real matrices (Abilene 2004), two days from day k for seed k, as in
+    ``bench/demand_estimation.py --traffic abilene --seeds 0-12``, which measured the
+    medians: 9.1 % with measured edge totals (the paper's setting: the target holds),
+    22.4 % with totals fitted to the core link loads alone (it does not; Abilene's
+    matrices are far from gravity). Asserted with margins, as regression guards."""
+    fitted, measured, priors = [], [], []
+    for seed in range(13):
+        traffic = abilene_traffic.slice(seed * DAY, seed * DAY + 2 * DAY)
+        result = experiment(abilene, traffic, "drastic", seed=seed)
+        score = score_estimation(abilene, traffic, result)
+        fitted.append(score.load_error)
+        priors.append(score.prior_load_error)
+        measured.append(score_estimation(abilene, traffic, result, totals="measured").load_error)
+    assert np.median(measured) <= 0.15
+    assert np.median(fitted) <= 0.30
+    assert np.median(fitted) < np.median(priors)  # the least-squares step improves on the prior
