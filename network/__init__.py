@@ -4,7 +4,8 @@ A pure package (numpy, scipy, networkx; nothing else of linkcast's):
 
 :mod:`network.topology`
     Nodes and directed links (capacity in bit/s, optional IGP metric, node
-    coordinates), built from what linkcast knows of its links.
+    coordinates), built from what linkcast knows of its links
+    (:mod:`network.records` builds what it can of stored records).
 :mod:`network.routing`
     The routing matrix ``R`` (directed links x origin-destination pairs) of
     shortest paths by metric, with optional ECMP and a set of failed links.
@@ -16,6 +17,7 @@ A pure package (numpy, scipy, networkx; nothing else of linkcast's):
 """
 
 from network.demand import DemandEstimate, fit_gravity, gravity, tomogravity
+from network.records import TopologyBuild, build_topology
 from network.reroute import N1Scan, Reroute, n1_scan, reroute
 from network.routing import Metric, Routing, route
 from network.topology import Link, Topology, great_circle_km
@@ -28,6 +30,8 @@ __all__ = [
     "Reroute",
     "Routing",
     "Topology",
+    "TopologyBuild",
+    "build_topology",
     "fit_gravity",
     "gravity",
     "great_circle_km",

@@ -5,6 +5,7 @@ import math
 import networkx as nx
 import pytest
 
+from network.records import build_topology
 from network.topology import Link, Topology, endpoints
 
 
@@ -119,3 +120,34 @@ def test_to_networkx_keeps_every_link(nobel):
     assert g.nodes["Amsterdam"]["pos"] == nobel.positions["Amsterdam"]
     lengths = nobel.network.link_lengths_km()
     assert lengths.shape == (82,) and (lengths[::2] == lengths[1::2]).all()
+
+
+def test_build_topology_keeps_what_it_can_and_says_what_it_left_out():
+    built = build_topology(
+        [
+            {"name": "a>b", "labels": {"dst_lat": 1, "dst_lon": 2, "metric": 3}},
+            {"name": "b>a", "labels": {"src_lat": 1, "src_lon": 2}},
+            {"name": "b>c", "capacity_bps": -1},
+            {"name": "eth0"},
+            {"name": "a>b", "src": "x", "dst": "y"},
+        ]
+    )
+    assert built.topology.link_names == ("a>b", "b>a")
+    assert built.topology.positions == {"b": (2.0, 1.0)}
+    assert built.unplaced == ("eth0",)
+    assert built.problems == (
+        ("b>c", "link 'b>c': capacity_bps -1 is not a number > 0"),
+        ("a>b", "a second link named 'a>b'"),
+    )
+    clash = build_topology(
+        [
+            {"name": "a>b", "labels": {"dst_lat": 1, "dst_lon": 2}},
+            {"name": "c>b", "labels": {"dst_lat": 5, "dst_lon": 2}},
+        ]
+    )
+    assert clash.topology.link_names == ("a>b", "c>b") and clash.topology.positions == {}
+    assert clash.problems[0][0] is None
+    assert (
+        "node 'b' at (lon, lat) (2.0, 5.0), but another link puts it at (2.0, 1.0)"
+        in (clash.problems[0][1])
+    )
