@@ -333,8 +333,8 @@ class Topology:
 
     @property
     def has_metrics(self) -> bool:
-        """Whether every link has an IGP metric."""
-        return all(lk.metric is not None for lk in self.links)
+        """Whether there are links and every one has an IGP metric."""
+        return bool(self.links) and all(lk.metric is not None for lk in self.links)
 
     @property
     def has_coordinates(self) -> bool:

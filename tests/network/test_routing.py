@@ -191,5 +191,6 @@ def test_route_errors(abilene):
     with pytest.raises(ValueError, match="no position"):
         route(bare, metric="distance")
     assert route(bare).metric == "hops"
+    assert route(Topology((), ())).metric == "hops"  # no links: no metrics to go by
     with pytest.raises(ValueError, match="demands have 3 pairs"):
         route(bare).loads([1.0, 2.0, 3.0])
