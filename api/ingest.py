@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -24,7 +25,11 @@ class MalformedBody(ValueError):
 
 
 class TooLarge(ValueError):
-    """The batch has more samples than allowed (413)."""
+    """The batch has more samples than allowed (413); ``samples``: how many it had."""
+
+    def __init__(self, message: str, samples: int | None = None) -> None:
+        super().__init__(message)
+        self.samples = samples
 
 
 @dataclass
@@ -34,6 +39,7 @@ class InvalidSample(ValueError):
     loc: tuple[str | int, ...]
     msg: str
     type: str = "value_error"
+    samples: int | None = None  # in the refused batch, once its list was found
 
     def detail(self) -> list[dict[str, object]]:
         return [{"loc": ["body", *self.loc], "msg": self.msg, "type": self.type}]
@@ -77,7 +83,10 @@ def _timestamp(raw: object, i: int, latest: datetime) -> datetime:
             raise InvalidSample(loc, f"ts {raw!r} is not an RFC 3339 timestamp") from None
         if ts.tzinfo is None:
             raise InvalidSample(loc, f"ts {raw!r} has no UTC offset (add Z or +00:00)")
-        ts = ts.astimezone(UTC)
+        try:
+            ts = ts.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+04:00: before year 1 in UTC
+            raise InvalidSample(loc, f"ts {raw!r} is out of range") from None
     else:
         raise InvalidSample(loc, "ts must be an RFC 3339 string or epoch seconds", "type_error")
     if ts > latest:
@@ -143,8 +152,18 @@ def parse_batch(
     if not isinstance(samples, list):
         raise InvalidSample(("samples",), "samples must be a list", "type_error")
     if len(samples) > max_samples:
-        raise TooLarge(f"{len(samples)} samples in one request; at most {max_samples}")
+        raise TooLarge(
+            f"{len(samples)} samples in one request; at most {max_samples}", len(samples)
+        )
     latest = (now or datetime.now(UTC)) + max_future
+    try:
+        return _rows(samples, latest)
+    except InvalidSample as exc:
+        exc.samples = len(samples)
+        raise
+
+
+def _rows(samples: list[Any], latest: datetime) -> Batch:
     rows: dict[tuple[str, str], float] = {}
     stamps: dict[object, str] = {}  # a batch repeats few timestamps: parse each once
     for i, s in enumerate(samples):

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from api import otlp
 from api.deps import SettingsDep, WriterDep
 from api.errors import RETRY_AFTER_SECONDS, is_connection_problem
+from api.metrics import record_push
 from api.push import store_points
 from api.series import BadPoint
 
@@ -136,5 +137,6 @@ async def export_metrics(request: Request, _: WriterDep, settings: SettingsDep) 
     # The request's counts (self-monitoring): len(decoded.points) data points taken,
     # pushed.stored samples written, rejected.count dropped (by_reason), decoded.skipped
     # NO_RECORDED_VALUE. A refused request (nothing stored) ends in OtlpRoute.answer.
+    record_push("otlp", pushed)  # refusals: counted by api.metrics.RequestMetrics by status
     content = otlp.export_response(wire, rejected)
     return Response(content, media_type=otlp.MEDIA_TYPES[wire])

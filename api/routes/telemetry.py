@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from api.deps import EngineDep, SettingsDep, WriterDep
 from api.errors import AUTH, responses
 from api.ingest import InvalidSample, MalformedBody, TooLarge, parse_batch
-from api.schemas import TelemetryAccepted, TelemetryIn
+from api.metrics import record_accepted, record_refused
+from api.schemas import TELEMETRY_BODY_SCHEMA, TelemetryAccepted
 from db.ingest import write_samples
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])
@@ -38,7 +39,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": TelemetryIn.model_json_schema()}},
+            "content": {"application/json": {"schema": TELEMETRY_BODY_SCHEMA}},
         }
     },
 )
@@ -61,10 +62,13 @@ async def push_telemetry(
             max_future=timedelta(seconds=settings.max_future_seconds),
         )
     except MalformedBody as exc:
+        record_refused("json", "malformed")
         return JSONResponse({"detail": str(exc)}, status_code=400)
     except TooLarge as exc:
+        record_refused("json", "too_large", exc.samples)
         return JSONResponse({"detail": str(exc)}, status_code=413)
     except InvalidSample as exc:
+        record_refused("json", "invalid", exc.samples)
         return JSONResponse({"detail": exc.detail()}, status_code=422)
     rows = [(link, ts, value) for (link, ts), value in batch.rows.items()]
     written = await run_in_threadpool(
@@ -73,4 +77,5 @@ async def push_telemetry(
         rows,
         request.app.state.link_ids,
     )
+    record_accepted("json", batch.received, written.quarantined)
     return JSONResponse({"accepted": batch.received, "quarantined": written.quarantined})
