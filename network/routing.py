@@ -48,13 +48,15 @@ from scipy import sparse
 from network.paths import Graph, columns
 from network.topology import Topology
 
-__all__ = ["METRICS", "Metric", "Routing", "link_weights", "route"]
+__all__ = ["METRICS", "Metric", "Routing", "UsedMetric", "link_weights", "route"]
 
 Metric = Literal["auto", "igp", "distance", "hops"]
+#: The metrics ``auto`` resolves to.
+UsedMetric = Literal["igp", "distance", "hops"]
 METRICS: tuple[str, ...] = ("auto", "igp", "distance", "hops")
 
 
-def link_weights(topology: Topology, metric: Metric = "auto") -> tuple[np.ndarray, str]:
+def link_weights(topology: Topology, metric: Metric = "auto") -> tuple[np.ndarray, UsedMetric]:
     """``(L,)`` integral weight of each link and the metric actually used.
 
     Raises
@@ -88,8 +90,10 @@ def link_weights(topology: Topology, metric: Metric = "auto") -> tuple[np.ndarra
     return np.ones(len(topology.links)), "hops"
 
 
-def _pairs(topology: Topology, pairs: Sequence[tuple[str, str]] | None):
-    pairs = topology.pairs if pairs is None else tuple((str(s), str(d)) for s, d in pairs)
+def _pairs(
+    topology: Topology, given: Sequence[tuple[str, str]] | None
+) -> tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]:
+    pairs = topology.pairs if given is None else tuple((str(s), str(d)) for s, d in given)
     index = {n: i for i, n in enumerate(topology.nodes)}
     unknown = sorted({x for p in pairs for x in p if x not in index})
     if unknown:
