@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
@@ -164,6 +164,8 @@ async def _write(
         if precision not in units:
             raise InfluxError(400, f"precision {precision!r} is not one of {', '.join(units)}")
         body = await _body(request, settings.max_body_bytes)
+        if not body.strip():  # as InfluxDB answers an empty write
+            raise InfluxError(400, "writing requires points")
         try:
             parsed = parse(
                 body, unit=units[precision], now=time.time(), max_points=settings.max_batch_samples
@@ -194,7 +196,7 @@ async def write_v2(
     settings: SettingsDep,
     org: str | None = None,
     bucket: str | None = None,
-    precision: str = "ns",
+    precision: Annotated[str, Query(json_schema_extra={"enum": list(PRECISIONS_V2)})] = "ns",
 ) -> Response:
     """Store InfluxDB line protocol, all of it or nothing (InfluxDB 2.x write API).
 
@@ -211,7 +213,8 @@ async def write_v2(
     (turned into bit/s) or capacities. Others, and string or boolean fields, are
     left out. Answers 204 with no body; 400 ``{"code": "invalid", "message": ...}``
     naming the line (1-based) for a syntax error, a NaN, a negative value or a
-    timestamp out of range, or an unknown precision or corrupt gzip; 413 ``request too
+    timestamp out of range, an empty body (``writing requires points``), an unknown
+    precision or corrupt gzip; 413 ``request too
     large``; 401/403; 503 with ``Retry-After`` if the database is unreachable.
     """
     return await _write(request, settings, precision, PRECISIONS_V2)
@@ -223,7 +226,7 @@ async def write_v1(
     _: Annotated[str, Depends(_writer(v1=True))],
     settings: SettingsDep,
     db: str | None = None,
-    precision: str = "ns",
+    precision: Annotated[str, Query(json_schema_extra={"enum": list(PRECISIONS_V1)})] = "ns",
 ) -> Response:
     """Store InfluxDB line protocol, all or nothing (InfluxDB 1.x ``/write``).
 

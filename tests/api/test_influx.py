@@ -446,3 +446,13 @@ def test_pushes_and_refusals_are_counted_by_format_and_reason(client, tokens, cl
         "invalid_points": 2,
         "unauthorized": 1,
     }
+
+
+@pytest.mark.parametrize("path", ["/api/v2/write", "/write"])
+def test_an_empty_write_is_refused_as_influxdb_refuses_it(
+    client: TestClient, tokens: dict[str, str], path: str
+) -> None:
+    for body in (b"", b"\n  \n"):
+        r = client.post(path, content=body, headers={"Authorization": f"Token {tokens['write']}"})
+        assert r.status_code == 400
+        assert r.json() == {"code": "invalid", "message": "writing requires points"}
