@@ -258,6 +258,79 @@ def latest_checkpoint(session: Session, step_seconds: int) -> ModelCheckpoint | 
     )
 
 
+@dataclass(frozen=True)
+class GridChange:
+    """State of the engine stored on another grid than the one it now runs on."""
+
+    steps: list[int]  # the other grid steps (seconds)
+    until: datetime  # the end of the last bucket the other grid processed
+
+
+def grid_change(session: Session, step_seconds: int, since: datetime) -> GridChange | None:
+    """Whether the engine's stored state is of another grid step than ``step_seconds``.
+
+    The newest checkpoint says which grid the engine ran on last: if it is this one,
+    nothing changed (one row read). Otherwise (another step, or no checkpoint, as after
+    a crash before the first) the forecasts issued since the checkpoint's bucket, or
+    since ``since`` without one (the earliest bucket a new engine replays), say which
+    grid stored them. BRIN on issued_at keeps that to the recent rows.
+    """
+    newest = session.execute(
+        select(ModelCheckpoint.step_seconds, ModelCheckpoint.last_bucket)
+        .order_by(ModelCheckpoint.id.desc())
+        .limit(1)
+    ).first()
+    if newest is not None and newest.step_seconds == step_seconds:
+        return None
+    found: dict[int, datetime] = {}
+    if newest is not None:
+        found[newest.step_seconds] = newest.last_bucket + timedelta(seconds=newest.step_seconds)
+        since = newest.last_bucket
+    rows = session.execute(
+        text(
+            "SELECT step_seconds, max(issued_at) FROM forecast"
+            " WHERE issued_at >= :since AND step_seconds <> :s GROUP BY step_seconds"
+        ),
+        {"since": since, "s": step_seconds},
+    )
+    for step, issued in rows:
+        found[step] = max(found.get(step, issued), issued)
+    if not found:
+        return None
+    return GridChange(steps=sorted(found), until=max(found.values()))
+
+
+@dataclass(frozen=True)
+class Discarded:
+    checkpoints: int
+    forecasts: int
+    errors: int
+
+
+def discard_grid_state(session: Session, step_seconds: int) -> Discarded:
+    """Delete what the engine stored on other grids than ``step_seconds``: every
+    checkpoint, the forecasts of other steps (a new grid's forecast of the same time
+    would otherwise be dropped as a duplicate) and the forecast errors scored since the
+    oldest of them (errors do not name their grid: those were scored on the old one).
+    The samples, links, events and alerts stay."""
+    params = {"s": step_seconds}
+    oldest = session.scalar(
+        text("SELECT min(issued_at) FROM forecast WHERE step_seconds <> :s"), params
+    )
+    forecasts = session.execute(text("DELETE FROM forecast WHERE step_seconds <> :s"), params)
+    errors = 0
+    if oldest is not None:
+        errors = session.execute(
+            text("DELETE FROM forecast_error WHERE ts >= :t"), {"t": oldest}
+        ).rowcount  # type: ignore[attr-defined]
+    checkpoints = session.execute(text("DELETE FROM model_checkpoint"))
+    return Discarded(
+        checkpoints=int(checkpoints.rowcount),  # type: ignore[attr-defined]
+        forecasts=int(forecasts.rowcount),  # type: ignore[attr-defined]
+        errors=int(errors),
+    )
+
+
 def record_version(
     session: Session,
     *,
