@@ -85,7 +85,8 @@ def main() -> None:
                 f"  {'ECMP' if ecmp else 'single path'}: route {routed:.2f} s, "
                 f"N-1 scan of {len(scan.units)} failures {best:.2f} s "
                 f"({1e3 * best / len(scan.units):.1f} ms each); worst: {worst['failed'][0]} "
-                f"down puts {worst['worst_link']} at {worst['worst_utilization']:.0%}"
+                f"down puts {worst['worst_link']} at {worst['worst_utilization']:.0%} "
+                f"(busiest link before: 40 %)"
             )
 
 
