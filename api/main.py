@@ -26,6 +26,7 @@ from api.routes import (
     silences,
     telemetry,
 )
+from api.tokens import TokenCache
 from db.ingest import LinkIds
 from db.session import make_engine, make_sessionmaker
 from linkcast.settings import Settings
@@ -38,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.token_cache.start()  # reads the token table's generation (api/tokens.py)
         yield
+        app.state.token_cache.stop()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -52,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
-    app.state.token_cache = {}
+    app.state.token_cache = TokenCache(app.state.engine.url.render_as_string(False))
     app.state.link_ids = LinkIds()
     app.state.series_map = settings.series_map  # LINKCAST_SERIES_FILE, checked at start
 

@@ -48,7 +48,8 @@ class TickReport:
     alerts_opened: int = 0
     notifications: int = 0  # outbox rows written
     replayed: int = 0  # buckets processed again after a crash: models only, alerts kept
-    late_samples: int = 0
+    late_samples: int = 0  # arrived for buckets already processed (see _count_late)
+    excursions: int = 0  # link buckets judged excursions (their samples marked)
     seconds: float = 0.0
     last_bucket: datetime | None = None
     details: list[str] = field(default_factory=list)
@@ -77,6 +78,9 @@ class LiveEngine:
         # and never heard from has nothing to forecast, not a load of 0 bit/s).
         self._reported: set[int] = set()
         self._last_bucket: datetime | None = None
+        # After a change of grid step: buckets ending by then were judged on the old grid
+        # (their alerts raised and told): replayed into the models only (see _restore).
+        self._replay_until: datetime | None = None
         self._ticks_since_checkpoint = 0
         self._seen: dict[datetime, int] = {}  # samples per recently closed bucket
         # The last H issues exactly as stored (float32), to score errors against: issued_at
@@ -137,6 +141,7 @@ class LiveEngine:
     def _restore(self) -> None:
         cfg = self.config
         with self._sessions() as session:
+            change = self._discard_other_grid(session)
             cp = live.latest_checkpoint(session, cfg.step_seconds)
             suite = None
             if cp is not None:
@@ -154,6 +159,8 @@ class LiveEngine:
                 self._suite = cfg.make_suite(0)
                 self._link_ids, self._last_bucket = [], None
                 note = "new engine" if cp is None else "new models (older checkpoint format)"
+                if change is not None:
+                    note = f"new grid: {cfg.step_seconds} s (was {_steps(change)})"
                 for model in ModelName.ALL:
                     live.record_version(session, model=model, kind="start", note=note)
                 session.commit()
@@ -170,6 +177,50 @@ class LiveEngine:
                 history = live.bucket_history(conn, end - span, end, cfg.step_seconds)
                 capacity = {r.id: r.capacity_bps for r in live.all_links(conn)}
                 self._quality.rebuild(history, capacity)
+
+    def _discard_other_grid(self, session: Session) -> live.GridChange | None:
+        """A restart with another LINKCAST_STEP_SECONDS starts cleanly on the new grid.
+
+        Checkpoints, forecasts and errors are tied to the grid: a model state is a series
+        of buckets of one width, a forecast's horizon counts steps, and the new grid's
+        forecast of a time the old one also issued at would be dropped as a duplicate
+        (and its bucket taken for one already processed). So the old grid's checkpoints,
+        forecasts and forecast errors are deleted, with a WARNING naming both steps and
+        the way back; the models re-learn from the stored samples (the warm-up replays
+        up to ``warmup`` buckets), the buckets the old grid had already judged are
+        replayed into the models only (their alerts were raised and told then), and
+        samples, links, events, silences and alerts stay.
+
+        Not a refusal to start: at 3 a.m. the operator who changed the step (the demo's
+        3 s, then the default 60 s; a deliberate new grid) gets forecasts and alerts
+        again within the warm-up, not an engine that stays down, with ``linkcast up``'s
+        API up and nothing forecast, until someone reads the log and finds the way out.
+        The warning says what was dropped; nothing measured is lost.
+        """
+        cfg = self.config
+        since = self.clock() - cfg.step * (cfg.warmup + 2)  # before any bucket replayed
+        change = live.grid_change(session, cfg.step_seconds, since)
+        if change is None:
+            return None
+        gone = live.discard_grid_state(session, cfg.step_seconds)
+        self._replay_until = change.until
+        log.warning(
+            "LINKCAST_STEP_SECONDS changed: the engine ran on a %s grid, now %d s. Starting"
+            " cleanly on the new grid: %d checkpoint(s), %d forecasts and %d forecast errors"
+            " of the old grid deleted; the models re-learn from the stored samples (up to"
+            " %d steps back), those up to %s, judged on the old grid already, without"
+            " alerting again. Samples, links, events and alerts are kept. To go back, set"
+            " LINKCAST_STEP_SECONDS=%d (which starts cleanly again).",
+            _steps(change),
+            cfg.step_seconds,
+            gone.checkpoints,
+            gone.forecasts,
+            gone.errors,
+            cfg.warmup,
+            change.until.isoformat(),
+            change.steps[-1],
+        )
+        return change
 
     def _load_issued(self, newest: datetime) -> None:
         """Read back the last H issues up to ``newest`` (a restart scores against them)."""
@@ -238,7 +289,7 @@ class LiveEngine:
         start = self._first_bucket(newest)
         if start is None:
             return report
-        self._count_late()
+        report.late_samples = self._count_late()
         bucket = start
         while bucket <= newest:
             self._process(bucket, report)
@@ -288,6 +339,7 @@ class LiveEngine:
             capacity = {r.id: r.capacity_bps for r in links}
             judged = self._quality.step(bucket, means, capacity)  # one-bucket excursions held
             live.mark_excursions(conn, judged.excursions, cfg.step)
+            report.excursions += len(judged.excursions)
             means = judged.accepted
             self._seen[bucket] = live.count_samples(conn, bucket, issued_at)
             y = np.full(suite.n_links, np.nan)
@@ -304,7 +356,9 @@ class LiveEngine:
             # A bucket whose forecasts are already stored was processed before a crash (its
             # alerts and notifications committed with them): the replay rebuilds the
             # models' state only, and leaves the alerts as they are.
-            if fresh == 0 and self._reported:
+            # Likewise a bucket the old grid judged, after a change of step.
+            old_grid = self._replay_until is not None and issued_at <= self._replay_until
+            if (fresh == 0 and self._reported) or old_grid:
                 report.replayed += 1
             else:
                 with Session(bind=conn) as session:
@@ -360,20 +414,23 @@ class LiveEngine:
             for i, row in zip(observed[known].tolist(), errors[known].tolist(), strict=True):
                 yield f"{ids[i]}\t{model}\t{ts}\t{float(y[i])!r}\t{live.array_literal(row)}\n"
 
-    def _count_late(self) -> None:
+    def _count_late(self) -> int:
         """Samples that reached closed buckets after they were processed: stored, counted,
         not seen by the models (they have moved on). Tracked for the last few buckets."""
         if not self._seen:
-            return
+            return 0
+        late = 0
         with self._db.connect() as conn:
             for bucket, seen in list(self._seen.items()):
                 now = live.count_samples(conn, bucket, bucket + self.config.step)
                 if now > seen:
                     self.late_samples_total += now - seen
+                    late += now - seen
                     log.info("%d late sample(s) for %s (not used)", now - seen, bucket)
                     self._seen[bucket] = now
         for bucket in sorted(self._seen)[:-5]:
             del self._seen[bucket]
+        return late
 
     # --- alerts ---------------------------------------------------------------------------
 
@@ -387,3 +444,7 @@ class LiveEngine:
                 forecasts=now - timedelta(days=forecast_days),
                 samples=now - timedelta(days=sample_days),
             )
+
+
+def _steps(change: live.GridChange) -> str:
+    return " and ".join(f"{s} s" for s in change.steps)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from engine.config import EngineConfig
 from engine.loop import LiveEngine
+from engine.metrics import record_tick
 from engine.outbox import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def run_engine(
         if not engine.try_lead():
             return
         report = engine.tick()
+        record_tick(report)  # GET /metrics: tick duration, late samples, excursions
         if report.buckets:
             log.info(
                 "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts,"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from linkcast.metrics import use_metrics_dir
 from linkcast.settings import Settings
 from linkcast.up import DEMO_SPEED, DEMO_STEP_SECONDS
 
@@ -77,6 +79,59 @@ def token_create(
     typer.echo(new.token)
 
 
+@token_app.command("list")
+def token_list() -> None:
+    """List the tokens: id, name, scope, created, revoked (never the token: only its hash
+    is stored)."""
+    from db.session import make_engine, make_sessionmaker, session_scope
+    from db.tokens import list_tokens
+
+    engine = make_engine(_upgraded(_settings()), pool_size=1)
+    with session_scope(make_sessionmaker(engine)) as session:
+        rows = [
+            (str(t.id), t.name, t.scope, _when(t.created_at), _when(t.revoked_at))
+            for t in list_tokens(session=session)
+        ]
+    engine.dispose()
+    header = ("ID", "NAME", "SCOPE", "CREATED", "REVOKED")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@token_app.command("revoke")
+def token_revoke(
+    key: Annotated[
+        str, typer.Argument(help="A token's id (see `token list`), or a name: all of that name.")
+    ],
+) -> None:
+    """Revoke tokens: the API refuses them within a second, in every process."""
+    from db.session import make_engine, make_sessionmaker, session_scope
+    from db.tokens import revoke_tokens
+
+    engine = make_engine(_upgraded(_settings()), pool_size=1)
+    with session_scope(make_sessionmaker(engine)) as session:
+        done = revoke_tokens(session=session, key=key)
+    engine.dispose()
+    if not done.matched:
+        typer.secho(
+            f"error: no token has the id or name {key!r} (see `linkcast token list`)",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    before = len(done.matched) - done.revoked
+    names = ", ".join(f"{t.id} ({t.name}, {t.scope})" for t in done.matched)
+    typer.echo(
+        f"revoked {done.revoked} token{'' if done.revoked == 1 else 's'}: {names}"
+        + (f"; {before} already revoked" if before else "")
+    )
+
+
+def _when(ts: datetime | None) -> str:
+    return "-" if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 @app.command()
 def api(
     host: HostOpt = "127.0.0.1",
@@ -87,6 +142,7 @@ def api(
     import uvicorn
 
     settings = _settings()
+    use_metrics_dir(settings.data_dir, "api")  # before prometheus_client loads; workers inherit
     url = _upgraded(settings)
     logging.basicConfig(level=logging.INFO)
     # Workers are separate processes: they get the resolved URL, not the embedded server.
@@ -131,7 +187,9 @@ def up(
     """Start everything (the help is in ``app.command``: it names the demo's pace)."""
     from linkcast.up import run_up
 
-    run_up(_settings(), host=host, port=port, ui_port=ui_port, demo=demo, speed=speed, ui=ui)
+    settings = _settings()
+    use_metrics_dir(settings.data_dir, "up")  # the API and the engine thread, one process
+    run_up(settings, host=host, port=port, ui_port=ui_port, demo=demo, speed=speed, ui=ui)
 
 
 @app.command()
@@ -143,6 +201,7 @@ def engine() -> None:
     from linkcast.up import engine_config
 
     settings = _settings()
+    use_metrics_dir(settings.data_dir, "engine")  # the API's /metrics reads it (same host)
     url = _upgraded(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped ticks while catching up

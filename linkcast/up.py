@@ -218,6 +218,12 @@ def run_up(
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     if demo:
         settings = demo_settings(settings, speed)
+    # From here on SIGTERM (docker stop, systemd) ends like Ctrl-C: uvicorn raises the
+    # signal that stopped it again once the API is closed, under this handler, and the
+    # stop goes through the checkpoint below instead of killing the process there. Set
+    # before the database starts: a SIGTERM that killed the process then left the
+    # embedded PostgreSQL running (db/embedded.py stops it at exit).
+    signal.signal(signal.SIGTERM, _interrupt)
     where = "" if settings.database_url else f" (embedded, data in {settings.data_dir})"
     typer.echo(f"linkcast: starting the database{where}")
     url = settings.resolved_database_url
@@ -273,10 +279,6 @@ def run_up(
     server = api_server(
         create_app(settings), host=host, port=port, stop=stop, on_started=api_started
     )
-    # uvicorn raises the signal that stopped it again once the API is closed, under the
-    # handler that was there before: make SIGTERM (docker stop, systemd) end like Ctrl-C,
-    # through the checkpoint below, instead of killing the process there.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         try:
             server.run()
@@ -296,3 +298,6 @@ def run_up(
                 ui_proc.wait(10)
             except subprocess.TimeoutExpired:
                 ui_proc.kill()
+        from db.embedded import stop_embedded
+
+        stop_embedded()  # last, as nothing uses it any more (not left to atexit alone)
