@@ -274,10 +274,10 @@ def points(request: Any, *, max_samples: int) -> Decoded:
     out = Decoded(series=len(series), metadata=len(request.metadata))
     append = out.points.append
     for s in series:
-        pairs = [(label.name, label.value) for label in s.labels]
-        labels = dict(pairs)
+        labels = {label.name: label.value for label in s.labels}
         name = labels.pop("__name__", None)
-        if len(labels) + (name is not None) != len(pairs):
+        if len(labels) + (name is not None) != len(s.labels):
+            pairs = [(label.name, label.value) for label in s.labels]
             twice = sorted({k for k, _ in pairs if sum(1 for n, _ in pairs if n == k) > 1})
             raise Refused(
                 400,
