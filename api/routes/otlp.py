@@ -137,6 +137,7 @@ async def export_metrics(request: Request, _: WriterDep, settings: SettingsDep) 
     # The request's counts (self-monitoring): len(decoded.points) data points taken,
     # pushed.stored samples written, rejected.count dropped (by_reason), decoded.skipped
     # NO_RECORDED_VALUE. A refused request (nothing stored) ends in OtlpRoute.answer.
+    pushed.dropped = dict(rejected.by_reason)  # histograms, summaries, delta sums too
     record_push("otlp", pushed)  # refusals: counted by api.metrics.RequestMetrics by status
     content = otlp.export_response(wire, rejected)
     return Response(content, media_type=otlp.MEDIA_TYPES[wire])

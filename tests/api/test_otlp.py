@@ -27,6 +27,7 @@ from sqlalchemy import Engine, text
 
 from api.main import create_app
 from linkcast.settings import Settings
+from tests.api.test_metrics import moved, scrape
 from tests.conftest import auth
 from tests.db_proxy import DbProxy
 
@@ -321,12 +322,16 @@ def test_a_histogram_only_request_is_a_partial_success_in_protobuf(client, token
     metric.name = "rpc.duration"
     metric.summary.data_points.add(time_unix_nano=now_minute() * NS, count=1, sum=2.0)
     metric.summary.data_points.add(time_unix_nano=now_minute() * NS, count=1, sum=2.0)
+    before = scrape(client)
     r = client.post(URL, content=req.SerializeToString(), headers=auth(tokens["write"]) | PROTOBUF)
     assert r.status_code == 200, r.text
     partial = ExportMetricsServiceResponse.FromString(r.content).partial_success
     assert partial.rejected_data_points == 2
     assert "summaries are not link loads (rpc.duration)" in partial.error_message
     assert nothing_stored(clean_db)
+    # and /metrics counts them by the same reason
+    dropped = ("linkcast_series_dropped_total", {"format": "otlp", "reason": "summary"})
+    assert moved(before, scrape(client), dropped[0], **dropped[1]) == 2
 
 
 # -- Bad input: the right status, a google.rpc.Status saying what, nothing stored ------
