@@ -1,10 +1,18 @@
-"""Ingestion throughput: HTTP pushes through the api vs raw COPY into the same database.
+"""Ingestion throughput of each push format through the api vs raw COPY into the same database.
 
 Starts `linkcast api` (embedded PostgreSQL unless --database-url or LINKCAST_DATABASE_URL),
-pushes N samples in batches from concurrent clients, then COPYs the same number of rows
-straight into the `sample` table, and prints samples/s for both and their ratio.
+pushes N samples in batches from concurrent clients in the chosen format(s), then COPYs
+the same number of rows straight into the `sample` table, and prints samples/s for each
+and their ratio to COPY (the reference, measured in the same run: these machines are
+shared and noisy, so only ratios compare across runs).
 
-    python bench/ingest.py --samples 800000 --clients 8 --workers 2
+Formats (each a gauge in bit/s, so every request stores what it carries):
+  json          POST /api/v1/telemetry     {"samples": [{"link", "ts", "value"}]}
+  remote-write  POST /api/v1/write         snappy protobuf WriteRequest, link_load_bps{link}
+  line          POST /api/v2/write         InfluxDB line protocol, link_load,link=.. bps=..
+  otlp          POST /v1/metrics           OTLP protobuf, gauge link_load_bps, attribute link
+
+    python bench/ingest.py --format all --samples 400000 --clients 8 --workers 2
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -28,37 +37,110 @@ from db.migrate import upgrade
 from db.queries import create_token
 from db.session import make_engine, make_sessionmaker, session_scope
 
-
-def bodies(n: int, batch: int, n_links: int, t0: datetime) -> list[bytes]:
-    """Pre-serialised requests, so the clients spend their time on HTTP, not on JSON."""
-    out, chunk = [], []
-    for i in range(n):
-        step, link = divmod(i, n_links)
-        ts = (t0 + timedelta(seconds=60 * step)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        chunk.append({"link": f"bench{link}>x", "ts": ts, "value": 1e9 + i})
-        if len(chunk) == batch:
-            out.append(orjson.dumps({"samples": chunk}))
-            chunk = []
-    if chunk:
-        out.append(orjson.dumps({"samples": chunk}))
-    return out
+Rows = list[tuple[str, float, float]]  # (link, ts seconds, bit/s)
 
 
-def push_all(api: str, token: str, payloads: list[bytes], clients: int) -> float:
+def rows_of(n: int, n_links: int, t0: datetime, offset: int = 0) -> Rows:
+    """n samples over n_links links, one grid step (60 s) per round of links."""
+    base = t0.timestamp()
+    return [
+        (f"bench{i % n_links}>x", base + 60 * (i // n_links), 1e9 + i + offset) for i in range(n)
+    ]
+
+
+def encode_json(rows: Rows) -> bytes:
+    stamps: dict[float, str] = {}
+    samples = []
+    for link, ts, v in rows:
+        if ts not in stamps:
+            stamps[ts] = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        samples.append({"link": link, "ts": stamps[ts], "value": v})
+    return orjson.dumps({"samples": samples})
+
+
+def encode_line(rows: Rows) -> bytes:
+    # tag values escape commas, spaces and equals signs; bench names have none
+    return "".join(f"link_load,link={k} bps={v!r} {int(ts)}\n" for k, ts, v in rows).encode()
+
+
+def encode_otlp(rows: Rows) -> bytes:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    req = ExportMetricsServiceRequest()
+    metric = req.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name, metric.unit = "link_load_bps", "bit/s"
+    points = metric.gauge.data_points
+    for link, ts, v in rows:
+        p = points.add()
+        p.time_unix_nano = int(ts) * 1_000_000_000
+        p.as_double = v
+        a = p.attributes.add()
+        a.key, a.value.string_value = "link", link
+    return req.SerializeToString()
+
+
+def encode_remote_write(rows: Rows) -> bytes:
+    import cramjam
+    from api.remote_write import WriteRequest
+
+    req = WriteRequest()
+    for link, ts, v in rows:
+        series = req.timeseries.add()
+        for name, value in (("__name__", "link_load_bps"), ("link", link)):
+            label = series.labels.add()
+            label.name, label.value = name, value
+        sample = series.samples.add()
+        sample.value, sample.timestamp = v, int(ts * 1000)
+    return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
+
+
+# format -> (path, headers, encoder, success status)
+FORMATS: dict[str, tuple[str, dict[str, str], Callable[[Rows], bytes], int]] = {
+    "json": ("/api/v1/telemetry", {"Content-Type": "application/json"}, encode_json, 200),
+    "remote-write": (
+        "/api/v1/write",
+        {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+        },
+        encode_remote_write,
+        204,
+    ),
+    "line": (
+        "/api/v2/write?org=bench&bucket=bench&precision=s",
+        {"Content-Type": "text/plain; charset=utf-8"},
+        encode_line,
+        204,
+    ),
+    "otlp": ("/v1/metrics", {"Content-Type": "application/x-protobuf"}, encode_otlp, 200),
+}
+
+
+def bodies(fmt: str, rows: Rows, batch: int) -> list[bytes]:
+    """Pre-serialised requests, so the clients spend their time on HTTP, not encoding."""
+    encode = FORMATS[fmt][2]
+    return [encode(rows[i : i + batch]) for i in range(0, len(rows), batch)]
+
+
+def push_all(api: str, token: str, fmt: str, payloads: list[bytes], clients: int) -> float:
     """Each client a keep-alive connection (stdlib http.client: the lightest Python client,
     so the clients take as little as possible of the CPU that the server needs)."""
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    path, headers, _, ok = FORMATS[fmt]
+    headers = {**headers, "Authorization": f"Bearer {token}"}
     host, port = urlsplit(api).hostname, urlsplit(api).port
 
     def worker(part: list[bytes]) -> int:
         conn = http.client.HTTPConnection(host, port, timeout=120)
         try:
             for p in part:
-                conn.request("POST", "/api/v1/telemetry", body=p, headers=headers)
+                conn.request("POST", path, body=p, headers=headers)
                 r = conn.getresponse()
                 answer = r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"push failed: {r.status} {answer[:200]!r}")
+                if r.status != ok:
+                    raise RuntimeError(f"{fmt} push failed: {r.status} {answer[:200]!r}")
         finally:
             conn.close()
         return len(part)
@@ -112,7 +194,13 @@ def wait_ready(api: str, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--samples", type=int, default=800_000, help="samples to push (and COPY)")
+    ap.add_argument(
+        "--format",
+        default="all",
+        choices=[*FORMATS, "all"],
+        help="push format to measure (default: all, one after the other)",
+    )
+    ap.add_argument("--samples", type=int, default=400_000, help="samples per format (and COPY)")
     ap.add_argument("--batch", type=int, default=5_000, help="samples per request")
     ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="api server processes")
@@ -120,6 +208,7 @@ def main() -> None:
     ap.add_argument("--database-url", default=os.environ.get("LINKCAST_DATABASE_URL"))
     ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
+    formats = list(FORMATS) if args.format == "all" else [args.format]
 
     data_dir = tempfile.mkdtemp(prefix="linkcast-bench-")
     url = args.database_url
@@ -144,27 +233,30 @@ def main() -> None:
     proc = subprocess.Popen(
         cmd + ["--workers", str(args.workers)], env=env, stderr=subprocess.DEVNULL
     )
+    results: list[tuple[str, int, float]] = []
     try:
         wait_ready(api, proc)
-        # Start times far apart so the HTTP rows and the COPY rows never collide.
-        t_http = datetime(2025, 1, 1, tzinfo=UTC)
-        t_copy = datetime(2024, 1, 1, tzinfo=UTC)
-        print(f"preparing {args.samples:,} samples in batches of {args.batch:,} ...", flush=True)
-        payloads = bodies(args.samples, args.batch, args.links, t_http)
-        push_all(api, token, payloads[:2], 1)  # warm-up: connections, token cache
-        http_s = push_all(api, token, payloads[2:], args.clients)
-        pushed = sum(orjson.loads(p)["samples"].__len__() for p in payloads[2:])
-        copy_s = copy_all(url, pushed, args.links, t_copy)
+        for k, fmt in enumerate(formats):
+            # Each format its own year, so that no two runs' rows collide.
+            t0 = datetime(2025 - k, 1, 1, tzinfo=UTC)
+            print(f"{fmt}: preparing {args.samples:,} samples ...", flush=True)
+            payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
+            push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
+            pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
+            results.append((fmt, pushed, push_all(api, token, fmt, payloads[2:], args.clients)))
+        n_copy = max(n for _, n, _ in results)
+        copy_s = copy_all(url, n_copy, args.links, datetime(2010, 1, 1, tzinfo=UTC))
     finally:
         proc.terminate()
         proc.wait(10)
-    http_rate, copy_rate = pushed / http_s, pushed / copy_s
-    print(f"{'path':<36}{'samples':>10}{'seconds':>10}{'samples/s':>12}")
-    print(f"{'HTTP POST /telemetry':<36}{pushed:>10,}{http_s:>10.2f}{http_rate:>12,.0f}")
+    copy_rate = n_copy / copy_s
+    print(f"{'path':<36}{'samples':>10}{'seconds':>10}{'samples/s':>12}{'/ COPY':>8}")
+    for fmt, n, secs in results:
+        name = f"HTTP {fmt} ({FORMATS[fmt][0].split('?')[0]})"
+        print(f"{name:<36}{n:>10,}{secs:>10.2f}{n / secs:>12,.0f}{n / secs / copy_rate:>8.2f}")
     ref = "raw COPY into sample (reference)"
-    print(f"{ref:<36}{pushed:>10,}{copy_s:>10.2f}{copy_rate:>12,.0f}")
+    print(f"{ref:<36}{n_copy:>10,}{copy_s:>10.2f}{copy_rate:>12,.0f}{1:>8.2f}")
     print(
-        f"ratio HTTP / COPY: {http_rate / copy_rate:.2f}   "
         f"({args.clients} clients, {args.workers} api workers, batch {args.batch:,}, "
         f"{args.links:,} links)"
     )
