@@ -6,7 +6,9 @@ runs every model of :class:`forecaster.suite.ModelSuite` prequentially over the 
 loads (at each step the models have already forecast; then they see the actual,
 score, learn and forecast again), and scores them. It writes ``results.csv`` (one row
 per seed, scenario and model), ``summary.csv`` and ``report.md`` (means and 95 %
-intervals over the seeds, see :mod:`simulator.report`) and PNG plots.
+intervals over the seeds, see :mod:`simulator.report`) and PNG plots; and
+``estimation.csv``, how well the demands estimated from the link loads predict each
+failure's re-routed loads (:mod:`simulator.estimation`; medians in the report).
 
 Seeds
     A seed drives everything random in a repetition: the synthetic traffic's noise
@@ -101,7 +103,8 @@ Examples
 >>> ev = run_evaluation(topology="abilene", traffic="sine", scenarios=["drastic"],
 ...                     seeds=[0, 1], out=out, quick=True, progress=False)  # doctest: +SKIP
 >>> sorted(p.name for p in out.iterdir())  # doctest: +SKIP
-['error_drastic.png', 'link_drastic.png', 'report.md', 'results.csv', 'summary.csv']
+['error_drastic.png', 'estimation.csv', 'link_drastic.png', 'report.md', 'results.csv',
+ 'summary.csv']
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ from forecaster import metrics
 from forecaster.base import Forecaster
 from forecaster.incremental import IncrementalForecaster
 from forecaster.suite import ModelSuite
+from simulator.estimation import ESTIMATION_COLUMNS, estimation_rows, report_section
 from simulator.failures import ScenarioKind, SimulationResult, experiment
 from simulator.topology import Topology, load_sndlib_xml, load_topology
 from simulator.traffic import DAY_SECONDS, Traffic, load_abilene, load_traffic_csv, sine_traffic
@@ -174,6 +178,8 @@ HORIZON = 12
 SCORED_HORIZONS = (1, 6, 12)
 #: Interval coverage target of the suite.
 LEVEL = 0.9
+#: Steps at which demand estimation is scored per scenario (full and quick runs).
+ESTIMATION_SAMPLES, ESTIMATION_SAMPLES_QUICK = 12, 4
 #: Incremental re-fit schedules (steps between re-fits); the middle one is the main model.
 RETRAIN_BATCHES = (72, 288, 1008)
 MAIN_RETRAIN = 288
@@ -855,6 +861,7 @@ class SeedOutcome:
     first_ts: int
     last_ts: int
     seconds: float
+    estimation: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_scenarios(
@@ -885,6 +892,8 @@ def run_seed(task: SeedTask, tick: Tick | None = None) -> SeedOutcome:
     span = (len(tr.pairs), int(tr.timestamps[0]), int(tr.timestamps[-1]))
     if not results:
         return SeedOutcome(task.seed, [], skipped, {}, (), *span, time.perf_counter() - started)
+    samples = ESTIMATION_SAMPLES_QUICK if p.quick else ESTIMATION_SAMPLES
+    estimation = estimation_rows(task.topology, tr, results, seed=task.seed, samples=samples)
     threads = torch.get_num_threads()
     try:
         # Small batched models: one thread is faster and leaves the other cores free.
@@ -896,7 +905,7 @@ def run_seed(task: SeedTask, tick: Tick | None = None) -> SeedOutcome:
     digests = {name: digest(run, p, task.seed) for name, run in runs.items()}
     models = next(iter(runs.values())).models
     return SeedOutcome(
-        task.seed, rows, skipped, digests, models, *span, time.perf_counter() - started
+        task.seed, rows, skipped, digests, models, *span, time.perf_counter() - started, estimation
     )
 
 
@@ -1237,4 +1246,10 @@ def run_evaluation(
         wall_seconds=wall,
         workers=min(workers, len(seeds)) if len(seeds) > 1 else 1,
     )
+    estimation = pd.DataFrame(
+        [row for o in ran for row in o.estimation], columns=list(ESTIMATION_COLUMNS)
+    )
+    estimation.to_csv(out / "estimation.csv", index=False, float_format="%.4g")
+    with report.open("a") as fh:
+        fh.write("\n" + report_section(estimation))
     return Evaluation(csv_path, summary_path, report, tuple(o.seed for o in ran), failed, skipped)

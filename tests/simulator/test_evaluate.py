@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 import simulator.evaluate as evaluate
 from linkcast.cli import app
+from simulator.estimation import ESTIMATION_COLUMNS
 from simulator.evaluate import (
     MODELS,
     RESULT_COLUMNS,
@@ -47,7 +48,8 @@ USER_PAIRS = (
     "HSTNng>CHINng",
     "DNVRng>ATLAM5",
 )
-USER_STEPS, USER_STEP_SECONDS = 322, 900  # 3.35 days of 15-minute matrices
+USER_STEPS, USER_STEP_SECONDS = 322, 900
+TOTALS = ("fitted", "measured")  # 3.35 days of 15-minute matrices
 
 
 def _write_traffic_csv(path: Path, n_steps: int, step_seconds: int) -> Path:
@@ -345,8 +347,18 @@ def test_multi_seed_quick_run_in_workers(multi_seed):
     assert row["mean"] == pytest.approx(liquid["rmse_pre"].mean(), rel=1e-3)
     assert row["ci_low"] < row["mean"] < row["ci_high"]
 
+    est = pd.read_csv(out / "estimation.csv")
+    assert tuple(est.columns) == ESTIMATION_COLUMNS
+    expected = [(s, sc, t) for s in (0, 1) for sc in ("drastic", "mixed") for t in TOTALS]
+    assert list(zip(est["seed"], est["scenario"], est["totals"], strict=True)) == expected
+    figures = est[["demand_error", "load_error", "prior_load_error", "ahead_load_error"]]
+    assert figures.map(math.isfinite).all().all() and (figures >= 0).all().all()
+    assert (est["n_steps"] == 4).all() and (est["n_links"] > 0).all()
+
     report = (out / "report.md").read_text()
     for needle in (
+        "## Demand estimation (tomogravity)",
+        "| drastic | measured | 2 |",
         "seeds: 0-1",
         "in 2 worker processes",
         "quick run",
