@@ -25,6 +25,7 @@ from api.routes import (
     remote_write,
     silences,
     telemetry,
+    topology,
 )
 from api.tokens import TokenCache
 from db.ingest import LinkIds
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events.router,
         models.router,
         silences.router,
+        topology.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -1,0 +1,72 @@
+"""GET /api/v1/topology: the network built from the registered links (issue 10)."""
+
+from __future__ import annotations
+
+from tests.conftest import auth
+
+
+def test_topology_from_names_fields_and_labels(client, tokens):
+    admin = auth(tokens["admin"])
+    for body in (
+        {
+            "name": "ATLAng>HSTNng",
+            "capacity_bps": 1e10,
+            "labels": {"metric": "1176", "src_lat": "33.75", "src_lon": "-84.3833"},
+        },
+        {"name": "HSTNng>ATLAng", "capacity_bps": 1e10, "labels": {"metric": 1176}},
+        {"name": "r1:xe-0/0/1", "src": "HSTNng", "dst": "KSCYng", "labels": {"metric": "2"}},
+        {"name": "KSCYng>ATLAng", "labels": {"metric": "0"}},
+    ):
+        assert client.post("/api/v1/links", json=body, headers=admin).status_code == 201
+    # A link pushed under a name with no nodes is registered, but cannot be placed.
+    push = {"samples": [{"link": "eth0", "ts": "2026-01-01T00:00:00Z", "value": 1.0}]}
+    assert client.post("/api/v1/telemetry", json=push, headers=auth(tokens["write"])).is_success
+
+    r = client.get("/api/v1/topology", headers=auth(tokens["read"]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["nodes"] == [
+        {"name": "ATLAng", "lon": -84.3833, "lat": 33.75},
+        {"name": "HSTNng", "lon": None, "lat": None},
+        {"name": "KSCYng", "lon": None, "lat": None},
+    ]
+    assert body["links"] == [
+        {
+            "name": "ATLAng>HSTNng",
+            "src": "ATLAng",
+            "dst": "HSTNng",
+            "capacity_bps": 1e10,
+            "metric": 1176,
+            "reverse": "HSTNng>ATLAng",
+        },
+        {
+            "name": "HSTNng>ATLAng",
+            "src": "HSTNng",
+            "dst": "ATLAng",
+            "capacity_bps": 1e10,
+            "metric": 1176,
+            "reverse": "ATLAng>HSTNng",
+        },
+        {
+            "name": "r1:xe-0/0/1",
+            "src": "HSTNng",
+            "dst": "KSCYng",
+            "capacity_bps": None,
+            "metric": 2,
+            "reverse": None,
+        },
+    ]
+    assert body["metric"] == "igp"  # every link left in has a metric
+    assert body["unplaced"] == ["eth0"]
+    assert body["problems"] == [
+        {
+            "link": "KSCYng>ATLAng",
+            "detail": "link 'KSCYng>ATLAng': metric '0' is not an integer in 1..16777215",
+        }
+    ]
+
+
+def test_empty_topology_and_auth(client, tokens):
+    r = client.get("/api/v1/topology", headers=auth(tokens["read"]))
+    assert r.json() == {"nodes": [], "links": [], "metric": "hops", "unplaced": [], "problems": []}
+    assert client.get("/api/v1/topology").status_code == 401
