@@ -29,10 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import cramjam
 import httpx
 import orjson
 import psycopg
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 
+from api.remote_write import WriteRequest
 from db.migrate import upgrade
 from db.queries import create_token
 from db.session import make_engine, make_sessionmaker, session_scope
@@ -64,10 +69,6 @@ def encode_line(rows: Rows) -> bytes:
 
 
 def encode_otlp(rows: Rows) -> bytes:
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-    )
-
     req = ExportMetricsServiceRequest()
     metric = req.resource_metrics.add().scope_metrics.add().metrics.add()
     metric.name, metric.unit = "link_load_bps", "bit/s"
@@ -82,9 +83,6 @@ def encode_otlp(rows: Rows) -> bytes:
 
 
 def encode_remote_write(rows: Rows) -> bytes:
-    import cramjam
-    from api.remote_write import WriteRequest
-
     req = WriteRequest()
     for link, ts, v in rows:
         series = req.timeseries.add()
