@@ -100,7 +100,8 @@ SERIES_DROPPED = Counter(
 COUNTER_READINGS = Counter(
     "linkcast_counter_readings",
     "Counter readings turned into rates, by what each was: baseline (first), wrap, reset,"
-    " gap (too far from the previous), stale.",
+    " implausible (a rise faster than the line), gap (too far from the previous), stale,"
+    " future (ahead of the clock).",
     ["format", "event"],
 )
 CAPACITIES = Counter(

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from api.ingest import MAX_LINK_NAME
+from api.ingest import MAX_LINK_NAME, MAX_VALUE_BPS
 
 Kind = Literal["gauge", "counter"]
 
@@ -181,10 +181,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 class Mapped:
     """A request's points sorted into what is stored.
 
-    ``gauges``: (link, ts seconds, bit/s). ``counters``: (metric, link, ts seconds,
-    raw value, bits per unit, counter bits). ``capacities``: link -> bit/s (the last
-    reading wins). ``dropped``: reason -> points not stored (``no_rule``,
-    ``missing_label``, ``unknown_capacity``: a capacity of 0 or below, or NaN).
+    ``gauges``: (link, ts seconds, bit/s). ``counters``: (series, link, ts seconds,
+    raw value, bits per unit, counter bits), the series its name and every label.
+    ``capacities``: link -> bit/s (the last reading wins). ``dropped``: reason ->
+    points not stored (``no_rule``, ``missing_label``, ``unknown_capacity``: a
+    capacity of 0 or below, or NaN).
     """
 
     gauges: list[tuple[str, float, float]] = field(default_factory=list)
@@ -210,7 +211,8 @@ class SeriesMap:
     ...              Point("up", {"instance": "r1"}, 60.0, 1.0),
     ...              Point("link_load_bps", {}, 60.0, 1.0)], latest=1e9)
     >>> out.counters, out.capacities, out.dropped
-    ([('ifHCOutOctets', 'r1:xe-0/0/1', 60.0, 10, 8.0, 64)], {'r1:xe-0/0/1': 10000000000.0}, \
+    ([('ifHCOutOctets{ifName="xe-0/0/1",instance="r1"}', 'r1:xe-0/0/1', 60.0, 10, 8.0, 64)], \
+{'r1:xe-0/0/1': 10000000000.0}, \
 {'no_rule': 1, 'missing_label': 1})
     """
 
@@ -289,12 +291,17 @@ class SeriesMap:
                 continue
             if not (0 <= value < inf and 0 <= ts <= latest):
                 _check(i, p, latest)  # raises, naming the problem
+            if rule.kind == "counter":
+                counters.append((_series(p), link, ts, value, rule.scale, rule.counter_bits))
+                continue
+            bps = float(value) * rule.scale
+            if not bps <= MAX_VALUE_BPS:  # in range once in bit/s (1e300 Gbit/s is inf)
+                limit = f"{MAX_VALUE_BPS:.0e} bit/s"
+                raise BadPoint(i, f"{p.name}: {value!r} {rule.unit} exceeds {limit}")
             if rule.role == "capacity":
-                capacities[link] = float(value) * rule.scale
-            elif rule.kind == "gauge":
-                gauges.append((link, ts, float(value) * rule.scale))
+                capacities[link] = bps
             else:
-                counters.append((rule.metric, link, ts, value, rule.scale, rule.counter_bits))
+                gauges.append((link, ts, bps))
         return out
 
     def _usable_name(self, name: str) -> bool:
@@ -303,6 +310,17 @@ class SeriesMap:
             self._usable.clear()
         self._usable[name] = ok
         return ok
+
+
+def _series(p: Point) -> str:
+    """A counter series' identity: its name and every label, so that two series one rule
+    maps to the same link (another job, a second collector) keep their own last reading.
+
+    >>> _series(Point("ifHCOutOctets", {"instance": "r1", "ifName": "et1"}, 0.0, 1))
+    'ifHCOutOctets{ifName="et1",instance="r1"}'
+    """
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(p.labels.items()))
+    return f"{p.name}{{{inner}}}"
 
 
 def _check(i: int, p: Point, latest: float) -> None:

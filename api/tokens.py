@@ -114,6 +114,12 @@ class TokenCache:
                         connect_timeout=5,
                         application_name="linkcast-api-tokens",
                         options="-c statement_timeout=5000",
+                        # a half-open connection must not hang the poll for ever
+                        keepalives=1,
+                        keepalives_idle=5,
+                        keepalives_interval=2,
+                        keepalives_count=2,
+                        tcp_user_timeout=10_000,
                     )
                 row = conn.execute(GENERATION_SQL.text).fetchone()
                 assert row is not None
@@ -121,7 +127,7 @@ class TokenCache:
                 if failing:
                     log.info("token generation readable again: cached token checks resume")
                     failing = False
-            except (psycopg.Error, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the poller must outlive anything
                 if not failing:  # once per outage: checks query the database meanwhile
                     log.warning("cannot read the token generation (%s): no cached checks", exc)
                     failing = True

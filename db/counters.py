@@ -12,14 +12,19 @@ A counter that goes down either wrapped (it passed ``2**counter_bits - 1``) or w
 reset (a device or exporter restart). A wrap is taken only when the rate it implies
 is plausible: at most the link's line rate (``capacity x (1 + margin)``) or, with no
 capacity known, :data:`NO_CAPACITY_CEILING_BPS`. Anything else is a reset: the
-reading becomes the new base and gives no sample, never a spike. So does a reading
-after a gap longer than ``max_gap`` seconds (the average over an outage is not a
-load at one time). A reading not newer than the stored one (a retry, or a worker
-that lost a race) changes nothing.
+reading becomes the new base and gives no sample, never a spike. So does a rise
+faster than that same ceiling (``implausible``: a counter replaced, a bad read), and a
+reading after a gap longer than ``max_gap`` seconds (the average over an outage is
+not a load at one time). A reading not newer than the stored one (a retry, or a
+worker that lost a race) changes nothing, nor does one more than
+:data:`FUTURE_SKEW_SECONDS` ahead of this server's clock (``future``). A series is
+its name and every label: two that one rule maps to the same link keep their own
+readings.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,25 +32,28 @@ from decimal import Decimal
 import psycopg
 
 NO_CAPACITY_CEILING_BPS = 1e12  # 1 Tbit/s: above any single interface sold today
+# A counter reading further ahead of this server's clock gives nothing and is not kept:
+# kept, it would make every true reading until then look stale.
+FUTURE_SKEW_SECONDS = 60.0
 
 _PLACEHOLD = """
-INSERT INTO counter_state (metric, link)
+INSERT INTO counter_state (series, link)
 SELECT m, l FROM unnest(%s::text[], %s::text[]) AS k(m, l) ORDER BY m, l
 ON CONFLICT DO NOTHING
 """
 _LOCK = """
-SELECT c.metric, c.link, c.value, c.ts FROM counter_state c
-JOIN unnest(%s::text[], %s::text[]) AS k(metric, link) USING (metric, link)
-ORDER BY c.metric, c.link
+SELECT c.series, c.link, c.value, c.ts FROM counter_state c
+JOIN unnest(%s::text[], %s::text[]) AS k(series, link) USING (series, link)
+ORDER BY c.series, c.link
 FOR UPDATE OF c
 """
 _SAVE = """
 UPDATE counter_state c SET value = u.value::numeric, ts = u.ts
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[]) AS u(metric, link, value, ts)
-WHERE c.metric = u.metric AND c.link = u.link
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[]) AS u(series, link, value, ts)
+WHERE c.series = u.series AND c.link = u.link
 """
 
-Reading = tuple[str, str, float, float | int, float, int]  # metric, link, ts, value, scale, bits
+Reading = tuple[str, str, float, float | int, float, int]  # series, link, ts, value, scale, bits
 
 
 @dataclass
@@ -53,8 +61,9 @@ class Rates:
     """What a request's counter readings gave.
 
     ``rows``: (link, ts seconds, bit/s) to store. ``events``: how many readings were a
-    ``baseline`` (first of a series), ``wrap``, ``reset``, ``gap`` (after more than
-    ``max_gap``) or ``stale`` (not newer than the stored reading).
+    ``baseline`` (first of a series), ``wrap``, ``reset``, ``implausible``, ``gap``
+    (after more than ``max_gap``), ``stale`` (not newer than the stored reading) or
+    ``future`` (ahead of the clock).
     """
 
     rows: list[tuple[str, float, float]] = field(default_factory=list)
@@ -82,8 +91,9 @@ def rate(
 ) -> tuple[float | None, str | None]:
     """The bit/s between ``prev`` (value, ts) and (``value``, ``ts``), and the event.
 
-    Returns (bit/s or None, event or None): None with ``baseline``, ``reset``, ``gap``
-    or ``stale``; a rate with ``wrap`` or with no event.
+    Returns (bit/s or None, event or None): None with ``baseline``, ``reset``, ``gap``,
+    ``stale`` or ``implausible`` (a rise faster than ``ceiling``); a rate with ``wrap``
+    or with no event.
 
     >>> rate((100, 0.0), 850, 30.0, scale=8, bits=64, ceiling=1e12, max_gap=900)
     (200.0, None)
@@ -91,6 +101,8 @@ def rate(
     (800.0, 'wrap')
     >>> rate((5 * 10**12, 0.0), 1000, 10.0, scale=8, bits=64, ceiling=1e12, max_gap=900)
     (None, 'reset')
+    >>> rate((0, 0.0), 2**64 - 1, 1.0, scale=8, bits=64, ceiling=1e12, max_gap=900)
+    (None, 'implausible')
     """
     if prev is None:
         return None, "baseline"
@@ -102,7 +114,10 @@ def rate(
         return None, "gap"
     delta = value - before
     if delta >= 0:
-        return scale * delta / elapsed, None
+        bps = scale * delta / elapsed
+        # more than the line could carry: not traffic (a counter replaced by another
+        # of the same series, a collector's bad read); the reading is the new base
+        return (bps, None) if bps <= ceiling else (None, "implausible")
     modulus = 2**bits
     if before < modulus:
         wrapped = scale * (value + modulus - before) / elapsed
@@ -118,21 +133,25 @@ def counter_rates(
     *,
     max_gap: float,
 ) -> Rates:
-    """Rates of ``readings`` (metric, link, ts s, value, bits per unit, counter bits)
+    """Rates of ``readings`` (series, link, ts s, value, bits per unit, counter bits)
     against the stored last readings, which are updated; inside the caller's
     transaction. ``ceilings``: link -> the highest plausible bit/s (line rate)."""
     out = Rates()
     if not readings:
         return out
     keys = sorted({(r[0], r[1]) for r in readings})
-    metrics, links = [k[0] for k in keys], [k[1] for k in keys]
-    cur.execute(_PLACEHOLD, (metrics, links))
-    cur.execute(_LOCK, (metrics, links))
+    names, links = [k[0] for k in keys], [k[1] for k in keys]
+    cur.execute(_PLACEHOLD, (names, links))
+    cur.execute(_LOCK, (names, links))
     state: dict[tuple[str, str], tuple[float | int, float] | None] = {
         (m, lk): (None if v is None else (_number(v), t)) for m, lk, v, t in cur.fetchall()
     }
-    for metric, link, ts, value, scale, bits in sorted(readings, key=lambda r: r[2]):
-        key = (metric, link)
+    skew_limit = time.time() + FUTURE_SKEW_SECONDS
+    for series, link, ts, value, scale, bits in sorted(readings, key=lambda r: r[2]):
+        if ts > skew_limit:  # a clock ahead would hold the series' base in the future
+            out.count("future")
+            continue
+        key = (series, link)
         bps, event = rate(
             state.get(key),
             value,

@@ -96,7 +96,8 @@ class LinkIds:
                     self._ids.clear()
             else:
                 capacity = {i: c for i, c in found_caps if c is not None}
-        missing = [n for n in names if n not in known]
+        # sorted: two workers registering the same new links lock them in one order
+        missing = sorted(n for n in names if n not in known)
         if missing:
             cur.execute(_REGISTER_LINKS, {"names": missing})
             cur.execute("SELECT name, id, capacity_bps FROM link WHERE name = ANY(%s)", (missing,))
@@ -243,7 +244,7 @@ def write_series(
             ids, capacity = link_ids.resolve(cur, names)
             changed = 0
             if capacities:
-                caps = {ids[n]: c for n, c in capacities.items()}
+                caps = {ids[n]: c for n, c in sorted(capacities.items())}
                 cur.execute(_SET_CAPACITY, (list(caps), list(caps.values())))
                 changed = cur.rowcount
                 capacity.update(caps)

@@ -228,7 +228,7 @@ class CounterState(Base):
 
     __tablename__ = "counter_state"
 
-    metric: Mapped[str] = mapped_column(Text, primary_key=True)
+    series: Mapped[str] = mapped_column(Text, primary_key=True)  # name{label="value",...}
     link: Mapped[str] = mapped_column(Text, primary_key=True)
     value: Mapped[Decimal | None] = mapped_column(Numeric)
     ts: Mapped[float | None] = mapped_column(Double)

@@ -13,9 +13,11 @@ import binascii
 import time
 from collections.abc import Mapping
 from fractions import Fraction
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
@@ -146,7 +148,7 @@ async def _body(request: Request, limit: int) -> bytes:
     if encoding != "gzip":
         raise InfluxError(415, f"Content-Encoding {encoding!r} is not supported; send gzip or none")
     try:
-        return gunzip(body, limit)
+        return await run_in_threadpool(gunzip, body, limit)  # CPU: off the event loop
     except Oversized as exc:
         raise InfluxError(413, str(exc)) from None
     except Undecodable as exc:
@@ -167,8 +169,10 @@ async def _write(
         if not body.strip():  # as InfluxDB answers an empty write
             raise InfluxError(400, "writing requires points")
         try:
-            parsed = parse(
-                body, unit=units[precision], now=time.time(), max_points=settings.max_batch_samples
+            parsed = await run_in_threadpool(  # CPU: off the event loop
+                partial(parse, unit=units[precision], max_points=settings.max_batch_samples),
+                body,
+                now=time.time(),
             )
         except LineError as exc:
             raise InfluxError(400, f"failed to parse line protocol: {exc}") from None

@@ -42,7 +42,8 @@ def test_a_file_replaces_the_defaults_and_matches_labels(tmp_path: Path) -> None
         ],
         latest=1e10,
     )
-    assert out.counters == [("system.network.io", "edge1:eth0", 10.0, 5, 8.0, 64)]
+    series = 'system.network.io{device="eth0",direction="transmit",host.name="edge1"}'
+    assert out.counters == [(series, "edge1:eth0", 10.0, 5, 8.0, 64)]
     assert out.gauges == [("r1>r2", 10.0, 2.5e6)]
     assert out.dropped == {"no_rule": 2}  # the receive direction, and a default metric
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from sqlalchemy import Engine, text
 
-from api.series import DEFAULT_RULES, BadPoint, Point, SeriesMap
+from api.series import DEFAULT_RULES, BadPoint, Point, Rule, SeriesMap
 from db.counters import NO_CAPACITY_CEILING_BPS, rate
 from db.ingest import LinkIds, write_series
 
@@ -124,3 +125,43 @@ def test_gauges_store_in_bits_per_second_and_unmatched_are_counted(clean_db: Eng
     assert loads(clean_db, "A>B") == [(60.0, 3.0e9)]
     m = SERIES.map([Point("up", {}, 1, 1.0), Point("ifHCOutOctets", {}, 1, 1)], latest=4e9)
     assert m.dropped == {"no_rule": 1, "missing_label": 1}
+
+
+def test_a_rise_faster_than_the_line_is_no_sample(clean_db: Engine) -> None:
+    """0 then 2**64 - 1 a minute later would be 2.5e18 bit/s: never stored, on a link
+    with a capacity (its line rate) or without (1 Tbit/s)."""
+    w = push(clean_db, [octets(0, 0), octets(60, 2**64 - 1)])
+    assert w.counter_events == {"baseline": 1, "implausible": 1} and w.rows == 0
+    push(clean_db, [octets(120, 2**64 - 1 + 0)])  # the jump's reading is the new base
+    push(clean_db, [Point("ifHighSpeed", SNMP, 180, 1000), octets(180, 2**64 - 2)])
+    # a fall from near the top: a wrap implying 2**64 / 60 s, over a 1 Gbit/s line
+    assert loads(clean_db) == [(120.0, 0.0)]
+
+
+def test_two_series_of_one_link_keep_their_own_readings(clean_db: Engine) -> None:
+    """Two collectors (jobs) report the same interface: each rate comes from its own
+    previous reading, not from the other's (which would be resets and jumps)."""
+    a, b = {**SNMP, "job": "snmp-a"}, {**SNMP, "job": "snmp-b"}
+    push(clean_db, [Point("ifHCOutOctets", a, 0, 10**12), Point("ifHCOutOctets", b, 0, 5)])
+    w = push(
+        clean_db,
+        [Point("ifHCOutOctets", a, 60, 10**12 + 7_500_000), Point("ifHCOutOctets", b, 61, 5)],
+    )
+    assert w.counter_events == {} and w.rows == 2
+    assert loads(clean_db) == [(60.0, 1e6), (61.0, 0.0)]
+
+
+def test_a_reading_ahead_of_the_clock_does_not_hold_the_series(clean_db: Engine) -> None:
+    now = float(int(time.time()))
+    w = push(clean_db, [octets(now - 60, 0), octets(now + 3000, 10**9)])
+    assert w.counter_events == {"baseline": 1, "future": 1}
+    push(clean_db, [octets(now, 7_500_000)])  # a true reading is not taken as stale
+    assert loads(clean_db) == [(now, 1e6)]
+
+
+def test_a_gauge_out_of_range_once_in_bits_per_second_is_refused(clean_db: Engine) -> None:
+    m = SeriesMap([*DEFAULT_RULES, Rule("g", "{link}", "Gbit/s")])
+    with pytest.raises(BadPoint, match="exceeds 1e"):
+        m.map([Point("g", {"link": "A>B"}, 1.0, 1e300)], latest=1e10)
+    with pytest.raises(BadPoint, match="exceeds 1e"):
+        m.map([Point("ifHighSpeed", SNMP, 1.0, 1e305)], latest=1e10)
