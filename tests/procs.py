@@ -1,0 +1,72 @@
+"""Real `linkcast` processes for the crash tests: started with the test database's URL,
+their output in a file, stopped (or killed) by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LINKCAST = [sys.executable, "-c", "from linkcast.cli import main; main()"]
+
+
+class Proc:
+    """One `linkcast ...` subprocess; stdout and stderr go to ``log``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.popen = subprocess.Popen(
+            [*LINKCAST, *args], env=env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+        self.pid = self.popen.pid
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill9(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=20)
+        self._out.close()
+
+
+def env_for(database_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `linkcast` process: the test database, its own data dir,
+    one thread per numeric library (two shared cores), and LINKCAST_<settings>."""
+    env = os.environ | {
+        "LINKCAST_DATABASE_URL": database_url,
+        "LINKCAST_DATA_DIR": str(data_dir),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({f"LINKCAST_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.1):  # noqa: ANN001, ANN201
+    """Poll ``condition()`` until it returns something truthy (returned), or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = condition()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
