@@ -130,7 +130,8 @@ def _leader(engines: list[Proc]) -> Proc:
 def _lock_holder_port(conn: psycopg.Connection) -> int | None:
     row = conn.execute(
         "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s",
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         (ENGINE_LOCK_KEY >> 32, ENGINE_LOCK_KEY & 0xFFFFFFFF),
     ).fetchone()
     return None if row is None else int(row[0])
@@ -226,7 +227,11 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
             for i in range(KILLS):
                 leader = _leader(engines)
                 holder = _lock_holder_port(conn)
-                assert holder in _ports(leader.pid), "the lock is held by another process"
+                assert holder in _ports(leader.pid), (
+                    f"kill {i}: lock held from port {holder}; engines"
+                    f" {[(p.pid, p.alive(), sorted(_ports(p.pid))) for p in engines]}"
+                    f"\n{leader.text()[-3000:]}"
+                )
                 if i == 0:  # a capacity breach: the alert is raised around the kill
                     conn.execute("UPDATE link SET capacity_bps = 2e9 WHERE name = %s", (HOT,))
                 if i == KILLS - 1:  # and cleared around the last one
