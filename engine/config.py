@@ -14,6 +14,12 @@ class EngineConfig:
     step_seconds: int = 60
     horizon: int = 12
     late_seconds: float | None = None  # default: a quarter of a step
+    # Early close: a bucket that has ended closes as soon as every link that reported in
+    # the bucket before it has reported in it, not only at the late allowance (the
+    # allowance still bounds the wait for a link that stopped reporting). The service
+    # checks for that every poll_seconds while a bucket waits (engine/run.py).
+    early_close: bool = True
+    poll_seconds: float = 0.1
     season_steps: int | None = None  # default: one day of steps
     retrain_window: int = 480
     checkpoint_every: int = 10  # ticks

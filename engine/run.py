@@ -1,5 +1,6 @@
-"""The engine as a service: lead when possible, tick on the grid, retrain on a schedule
-(APScheduler), apply retention."""
+"""The engine as a service: lead when possible, tick on the grid (and, while leading,
+every ``poll_seconds`` in between, so a complete bucket closes early), retrain on a
+schedule (APScheduler), apply retention."""
 
 from __future__ import annotations
 
@@ -44,6 +45,15 @@ def run_engine(
     def tick() -> None:
         if not engine.try_lead():
             return
+        run_tick()
+
+    def poll() -> None:
+        # Between the grid's ticks only a leader looks for early closes (engine/loop.py):
+        # a follower opens no connection here; it tries to lead on the grid's ticks.
+        if engine.holds_lock:
+            run_tick()
+
+    def run_tick() -> None:
         report = engine.tick()
         record_tick(report)  # GET /metrics: tick duration, late samples, excursions
         if report.buckets:
@@ -87,6 +97,18 @@ def run_engine(
         misfire_grace_time=step,
     )
     scheduler.add_job(tick, "date", run_date=datetime.now(UTC), id="catch-up")
+    if config.early_close and config.poll_seconds > 0:
+        # A tick with nothing closed costs one cheap query at most (none once the bucket
+        # that ended is done); skipped polls are not made up (coalesce, short grace).
+        scheduler.add_job(
+            poll,
+            "interval",
+            seconds=config.poll_seconds,
+            id="poll",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(1, int(config.poll_seconds)),
+        )
     # Ticks come first on the one worker; a re-fit or a clean-up that has to wait for
     # one still runs (a generous misfire grace), it is not skipped.
     scheduler.add_job(
