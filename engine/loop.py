@@ -301,7 +301,14 @@ class LiveEngine:
         report.late_samples = self._count_late()
         bucket = start
         while bucket <= newest:
-            self._process(bucket, report)
+            try:
+                self._process(bucket, report)
+            except BaseException:
+                # The models stepped in memory in a transaction that did not commit: a
+                # retry would feed them the bucket twice. Drop them; the next tick
+                # restores the checkpoint and replays the stored buckets since.
+                self._suite = None
+                raise
             bucket += cfg.step
         report.seconds = time.perf_counter() - t0
         report.last_bucket = self._last_bucket

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import text
 
+from db import live
 from engine import EngineConfig, LiveEngine
 from tests.conftest import auth
 
@@ -353,3 +355,39 @@ def test_a_link_gets_forecasts_once_it_reports(network, tokens, settings, clean_
     second.tick()
     second.release()
     assert issues() == [at(k + 1) for k in range(205, 240)]  # the restart still forecasts it
+
+
+def test_a_bucket_whose_write_fails_is_not_fed_to_the_models_twice(
+    network, settings, clean_db, monkeypatch
+):
+    """A database error in a bucket's transaction (a blip, a statement timeout) rolls
+    its rows back, but the models had already stepped in memory: the engine drops
+    them, and its next tick restores the checkpoint and replays the stored buckets,
+    so the failed bucket is learned once (found by the kill -9 failover tests)."""
+    clock = Clock(200)
+    eng = engine(settings.database_url, clock, checkpoint_every=100)
+    assert eng.try_lead()
+    eng.tick()  # buckets 0..199
+    eng.checkpoint()  # at bucket 199
+    real = live.insert_errors
+    calls = {"n": 0}
+
+    def fails_on_the_sixth(conn, rows):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 6:  # bucket 205
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return real(conn, rows)
+
+    monkeypatch.setattr(live, "insert_errors", fails_on_the_sixth)
+    clock.to(220)
+    with pytest.raises(psycopg.OperationalError):
+        eng.tick()
+    report = eng.tick()  # restored from the checkpoint at 199: 200..204 replayed
+    eng.release()
+    assert (report.buckets, report.replayed) == (20, 5)
+    with clean_db.connect() as conn:
+        per_issue = conn.execute(
+            text("SELECT issued_at, count(*) FROM forecast GROUP BY issued_at ORDER BY issued_at")
+        ).all()
+    assert [r[0] for r in per_issue] == [at(k + 1) for k in range(220)]  # no gap
+    assert {r[1] for r in per_issue} == {N_LINKS * 5}  # none twice
