@@ -38,6 +38,9 @@ from tests.ui.browser import (
 SPEED = 300  # simulated seconds per real second: 300-s steps every second
 STEPS_AFTER_FAILURE = 15
 START_TIMEOUT_S = 600  # the backfill, the engine's catch-up, 60 live steps, on 2 busy cores
+# pytest-timeout's 600 s would cut the start short before its own deadline could say why
+# (with the demo's log); the module's tests get the start's time and theirs on top.
+pytestmark = pytest.mark.timeout(START_TIMEOUT_S + 300)
 
 
 @dataclass
