@@ -21,6 +21,34 @@ from db.ingest import write_series
 from linkcast.settings import Settings
 
 
+class BodyTooLarge(ValueError):
+    """A request body over the limit; the message says which (declared or streamed)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, at most ``limit`` bytes: refused from ``Content-Length`` before
+    reading when it declares more, else as soon as the stream passes the limit.
+
+    Raises :class:`BodyTooLarge`; each route answers it as its format's 413.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"body of {declared} bytes exceeds {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# The oldest time a pushed series may carry: 2000-01-01. Nothing earlier is a load of a
+# live network; it is a timestamp in the wrong unit (seconds sent as line protocol's
+# default nanoseconds land in 1970), refused rather than stored where no one looks.
+EARLIEST_TS = 946_684_800.0
+
+
 @dataclass
 class Pushed:
     """What one request did: points received, samples stored (gauges and counter
@@ -45,7 +73,9 @@ async def store_points(request: Request, points: Sequence[Point]) -> Pushed:
     """
     settings: Settings = request.app.state.settings
     series: SeriesMap = request.app.state.series_map
-    mapped = series.map(points, latest=time.time() + settings.max_future_seconds)
+    mapped = series.map(
+        points, latest=time.time() + settings.max_future_seconds, earliest=EARLIEST_TS
+    )
     written = await run_in_threadpool(
         partial(
             write_series,

@@ -43,6 +43,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -256,10 +257,12 @@ class SeriesMap:
                 return rule
         return None
 
-    def map(self, points: Iterable[Point], *, latest: float) -> Mapped:
+    def map(self, points: Iterable[Point], *, latest: float, earliest: float = 0.0) -> Mapped:
         """Sort ``points`` into gauges, counters and capacities.
 
-        ``latest``: the newest acceptable ts (now plus the allowed future), in seconds.
+        ``latest``: the newest acceptable ts (now plus the allowed future), in seconds;
+        ``earliest``: the oldest (before it, most often a timestamp in the wrong unit:
+        seconds read as nanoseconds).
         Raises :class:`BadPoint` for the first point of a matching series whose value
         is not finite or negative, or whose ts lies before 1970 or after ``latest``;
         a capacity that is not above 0 (a speed the device does not know) is dropped.
@@ -289,8 +292,8 @@ class SeriesMap:
                 # ifHighSpeed 0. Refusing it would refuse the loads sent with it.
                 out.drop("unknown_capacity")
                 continue
-            if not (0 <= value < inf and 0 <= ts <= latest):
-                _check(i, p, latest)  # raises, naming the problem
+            if not (0 <= value < inf and earliest <= ts <= latest):
+                _check(i, p, latest, earliest)  # raises, naming the problem
             if rule.kind == "counter":
                 counters.append((_series(p), link, ts, value, rule.scale, rule.counter_bits))
                 continue
@@ -323,7 +326,7 @@ def _series(p: Point) -> str:
     return f"{p.name}{{{inner}}}"
 
 
-def _check(i: int, p: Point, latest: float) -> None:
+def _check(i: int, p: Point, latest: float, earliest: float) -> None:
     v = p.value
     if isinstance(v, float) and not math.isfinite(v):
         raise BadPoint(i, f"{p.name}: value {v!r} is not a finite number")
@@ -333,6 +336,13 @@ def _check(i: int, p: Point, latest: float) -> None:
         raise BadPoint(i, f"{p.name}: timestamp {p.ts!r} s is before 1970")
     if p.ts > latest:
         raise BadPoint(i, f"{p.name}: timestamp {p.ts!r} s is in the future")
+    if p.ts < earliest:
+        when = datetime.fromtimestamp(p.ts, UTC).isoformat()
+        raise BadPoint(
+            i,
+            f"{p.name}: timestamp {when} is too old for a link load: a timestamp in the"
+            " wrong unit (line protocol's precision, ms for s)?",
+        )
 
 
 def _rule(path: Path, i: int, table: object) -> Rule:

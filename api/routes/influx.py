@@ -31,7 +31,7 @@ from api.line_protocol import (
     parse,
 )
 from api.metrics import REASON_BY_STATUS, record_push, record_refused
-from api.push import store_points
+from api.push import BodyTooLarge, read_body, store_points
 from api.series import BadPoint
 from db.models import Scope
 
@@ -132,16 +132,10 @@ def _writer(v1: bool):  # noqa: ANN202 - returns a dependency
 
 async def _body(request: Request, limit: int) -> bytes:
     """The body, gunzipped if so encoded; at most ``limit`` bytes before and after."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise InfluxError(413, f"body of {declared} bytes exceeds {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InfluxError(413, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    try:
+        body = await read_body(request, limit)
+    except BodyTooLarge as exc:
+        raise InfluxError(413, str(exc)) from None
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return body

@@ -16,7 +16,7 @@ from api import otlp
 from api.deps import SettingsDep, WriterDep
 from api.errors import RETRY_AFTER_SECONDS, is_connection_problem
 from api.metrics import record_push
-from api.push import store_points
+from api.push import BodyTooLarge, read_body, store_points
 from api.series import BadPoint
 
 log = logging.getLogger(__name__)
@@ -59,19 +59,6 @@ def _status(
     wire = otlp.answer_wire(request.headers.get("content-type"))
     body = otlp.status_body(wire, code, message)
     return Response(body, code, headers, media_type=otlp.MEDIA_TYPES[wire])
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise otlp.Refused(413, f"body of {declared} bytes exceeds {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise otlp.Refused(413, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -118,7 +105,10 @@ async def export_metrics(request: Request, _: WriterDep, settings: SettingsDep) 
     503 with `Retry-After`.
     """
     wire = otlp.wire_of(request.headers.get("content-type"))
-    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        raise otlp.Refused(413, str(exc)) from None
     decoded = await run_in_threadpool(
         partial(
             otlp.decode,

@@ -15,7 +15,7 @@ from api import remote_write as rw
 from api.deps import SettingsDep, WriterDep
 from api.errors import AUTH, responses
 from api.metrics import REASON_BY_STATUS, record_push, record_refused
-from api.push import Pushed, store_points
+from api.push import BodyTooLarge, Pushed, read_body, store_points
 from api.schemas import ErrorPublic
 from api.series import BadPoint
 
@@ -62,19 +62,6 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     **responses(*AUTH),
 }
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise rw.Refused(413, f"body of {declared} bytes exceeds {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise rw.Refused(413, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _bad_point(decoded: rw.Decoded, exc: BadPoint) -> str:
@@ -134,7 +121,10 @@ async def remote_write(request: Request, _: WriterDep, settings: SettingsDep) ->
         rw.check_headers(
             request.headers.get("content-type"), request.headers.get("content-encoding")
         )
-        body = await _read_body(request, settings.max_body_bytes)
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise rw.Refused(413, str(exc)) from None
         decoded = await run_in_threadpool(
             partial(
                 rw.decode, limit=settings.max_body_bytes, max_samples=settings.max_batch_samples

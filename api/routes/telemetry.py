@@ -13,23 +13,11 @@ from api.deps import EngineDep, SettingsDep, WriterDep
 from api.errors import AUTH, responses
 from api.ingest import InvalidSample, MalformedBody, TooLarge, parse_batch
 from api.metrics import record_accepted, record_refused
+from api.push import BodyTooLarge, read_body
 from api.schemas import TELEMETRY_BODY_SCHEMA, TelemetryAccepted
 from db.ingest import write_samples
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body of {declared} bytes exceeds {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @router.post(
@@ -54,7 +42,10 @@ async def push_telemetry(
     stored all the same, marked `over_line_rate` and never learned from; `quarantined`
     counts them.
     """
-    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        body = await read_body(request, settings.max_body_bytes)
+    except BodyTooLarge as exc:
+        raise HTTPException(413, str(exc)) from None
     try:
         batch = parse_batch(
             body,

@@ -235,11 +235,14 @@ def test_a_point_without_timestamp_is_stored_at_the_servers_now(client, tokens, 
 
 def test_escapes_tags_and_fields(client, tokens, clean_db):
     lines = [
-        r"link_load,link=A\ B\,C\=D bps=1 1",  # escaped space, comma, equals in a tag value
-        r"link_load,link=Intel\Ethernet bps=2 1",  # a backslash before anything else: literal
-        r"link_load,link=q,note=x bps=3,label=" + '"a \\"quoted\\" \\\\ string" 1',
-        r"link\_load,link=other bps=4 1",  # not the measurement link_load: no rule, dropped
-        "link_load,link=big bps=1e9,flag=true 1",
+        # an escaped space, comma and equals sign in a tag value
+        r"link_load,link=A\ B\,C\=D bps=1 1767225600",
+        # a backslash before anything else: literal
+        r"link_load,link=Intel\Ethernet bps=2 1767225600",
+        r"link_load,link=q,note=x bps=3,label=" + '"a \\"quoted\\" \\\\ string" 1767225600',
+        # not the measurement link_load: no rule, dropped
+        r"link\_load,link=other bps=4 1767225600",
+        "link_load,link=big bps=1e9,flag=true 1767225600",
     ]
     r = client.post(
         V2, params={"precision": "s"}, content="\n".join(lines), headers=auth(tokens["write"])
@@ -456,3 +459,14 @@ def test_an_empty_write_is_refused_as_influxdb_refuses_it(
         r = client.post(path, content=body, headers={"Authorization": f"Token {tokens['write']}"})
         assert r.status_code == 400
         assert r.json() == {"code": "invalid", "message": "writing requires points"}
+
+
+def test_seconds_sent_as_the_default_nanoseconds_are_refused(client, tokens, clean_db):
+    """curl and Telegraf users who forget ?precision=s: their times land in 1970, which
+    is refused naming the line and the likely cause, never stored where no one looks."""
+    now = int(time.time())
+    body = f"link_load,link=A>B bps=1 {now}\nlink_load,link=A>B bps=2 {now}"
+    r = client.post(V2, content=body, headers=auth(tokens["write"]))
+    assert r.status_code == 400
+    assert "line 1" in r.json()["message"] and "wrong unit" in r.json()["message"]
+    assert samples(clean_db) == []
