@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from api import otlp
 from api.deps import SettingsDep, WriterDep
 from api.errors import RETRY_AFTER_SECONDS, is_connection_problem
-from api.metrics import record_push
+from api.metrics import record_push, record_refused
 from api.push import BodyTooLarge, read_body, store_points
 from api.series import BadPoint
 
@@ -122,6 +122,9 @@ async def export_metrics(request: Request, _: WriterDep, settings: SettingsDep) 
     try:
         pushed = await store_points(request, decoded.points)
     except BadPoint as exc:
+        # a value the document allows but a link load cannot take: `invalid`, with the
+        # request's points, as the other formats count it (not the middleware's malformed)
+        record_refused("otlp", "invalid", len(decoded.points))
         raise otlp.Refused(400, f"{decoded.locate(exc.index)}: {exc.msg}") from None
     rejected = otlp.Rejected.of(decoded, pushed.dropped, request.app.state.series_map)
     # The request's counts (self-monitoring): len(decoded.points) data points taken,

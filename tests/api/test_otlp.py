@@ -410,6 +410,10 @@ BAD = {
 }
 
 
+#: decoded fine, refused as link loads: counted `invalid`; the rest do not decode
+INVALID_VALUES = {"NaN", "negative gauge", "a time in the future", "a negative counter"}
+
+
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_a_400_naming_it_and_stores_nothing(client, tokens, clean_db, case):
     ctype, body, says = BAD[case]
@@ -421,9 +425,17 @@ def test_bad_input_is_a_400_naming_it_and_stores_nothing(client, tokens, clean_d
     with clean_db.begin() as conn:
         before = conn.execute(text("SELECT link, value, ts FROM counter_state")).all()
 
+    scraped = scrape(client)
     r = client.post(URL, content=body, headers=h | ctype)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"] == ctype["Content-Type"]
+    # counted once, by the reason the other formats give it
+    reason = "invalid" if case in INVALID_VALUES else "malformed"
+    after = scrape(client)
+    refused = "linkcast_push_requests_refused_total"
+    assert moved(scraped, after, refused, format="otlp", reason=reason) == 1
+    other = "malformed" if reason == "invalid" else "invalid"
+    assert moved(scraped, after, refused, format="otlp", reason=other) == 0
     status = status_of(r)
     assert status.code == code_pb2.INVALID_ARGUMENT
     assert says in status.message, status.message
