@@ -13,6 +13,11 @@ from api.schemas import ErrorPublic
 
 log = logging.getLogger(__name__)
 
+# A commit can reach the database just before the connection is lost: say what is true.
+UNAVAILABLE = (
+    "database unreachable; retry later (a retry is safe: the same samples are stored once)"
+)
+
 RETRY_AFTER_SECONDS = 5
 
 
@@ -36,7 +41,7 @@ AUTH = (401, 403, 503)
 def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse(
-        {"detail": "database unreachable; nothing was stored, retry later"},
+        {"detail": UNAVAILABLE},
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from api import otlp
 from api.deps import SettingsDep, WriterDep
-from api.errors import RETRY_AFTER_SECONDS, is_connection_problem
+from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE, is_connection_problem
 from api.metrics import record_push, record_refused
 from api.push import BodyTooLarge, read_body, store_points
 from api.series import BadPoint
@@ -44,8 +44,8 @@ class OtlpRoute(APIRoute):
                 if not is_connection_problem(exc):
                     raise
                 log.warning("database unreachable on POST %s: %s", request.url.path, exc)
-                message = "database unreachable; nothing was stored, retry later"
-                return _status(request, 503, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+                retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+                return _status(request, 503, UNAVAILABLE, retry)
 
         return answer
 
