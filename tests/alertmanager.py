@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.procs import http_ok, stop_process, wait_for
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-DEADLINE_SECONDS = 120.0  # generous: a loaded 2-core machine
 
 needs_alertmanager = pytest.mark.skipif(
     not Path(ALERTMANAGER).exists(), reason="Debian's prometheus-alertmanager is not installed"
 )
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -74,18 +61,11 @@ def running_alertmanager(workdir: Path) -> Iterator[Alertmanager]:
             raise AssertionError(
                 f"alertmanager exited: {(workdir / 'alertmanager.log').read_text()}"
             )
-        try:
-            return httpx.get(f"{am.url}/-/ready", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{am.url}/-/ready")
 
     try:
         wait_for("alertmanager to start", ready)
         yield am
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()

@@ -8,7 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 LINKCAST = [sys.executable, "-c", "from linkcast.cli import main; main()"]
 
@@ -35,13 +39,7 @@ class Proc:
         self.popen.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=20)
+        stop_process(self.popen, grace=20)
         self._out.close()
 
 
@@ -60,13 +58,38 @@ def env_for(database_url: str, data_dir: Path, **settings: str) -> dict[str, str
     return env
 
 
-def wait_for(condition, timeout: float, what: str, every: float = 0.1):  # noqa: ANN001, ANN201
-    """Poll ``condition()`` until it returns something truthy (returned), or fail."""
+DEADLINE_SECONDS = 120.0  # generous: a loaded 2-core machine
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = DEADLINE_SECONDS, every: float = 0.2
+) -> Any:
+    """Poll ``check()`` until it returns something truthy (returned), or fail naming
+    ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        got = condition()
+        got = check()
         if got:
             return got
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
+
+
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 now."""
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

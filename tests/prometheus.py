@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.alertmanager import wait_for
 from tests.conftest import free_port
+from tests.procs import http_ok, stop_process, wait_for
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -65,21 +65,13 @@ def running_prometheus(workdir: Path, target: str) -> Iterator[Prometheus]:
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"prometheus exited: {log_path.read_text()}")
-        try:
-            return httpx.get(f"{prometheus.url}/-/ready", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{prometheus.url}/-/ready")
 
     try:
         wait_for("prometheus to start", ready, timeout=30)
         yield prometheus
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def scrape_error(prometheus: Prometheus) -> str:

@@ -204,11 +204,11 @@ def test_database_outage_under_load(database_url, tokens, tmp_path):
             def newest_issue() -> datetime | None:
                 return conn.execute("SELECT max(issued_at) FROM forecast").fetchone()[0]
 
-            wait_for(ready, 60, "the api")
+            wait_for("the api", ready, 60)
             t_start = time.monotonic()
             for t in threads:
                 t.start()
-            wait_for(lambda: engine.alive() and newest_issue(), 60, "the first forecasts")
+            wait_for("the first forecasts", lambda: engine.alive() and newest_issue(), 60)
             time.sleep(2 * STEP)  # a few buckets forecast before the cut
 
             t_cut, wall_cut = time.monotonic(), time.time()
@@ -221,7 +221,7 @@ def test_database_outage_under_load(database_url, tokens, tmp_path):
                 with log.lock:
                     return any(a[3] // 100 == 2 and a[1] >= t_back for a in log.attempts)
 
-            wait_for(acked_after_restore, 30, "a 2xx after the restore")
+            wait_for("a 2xx after the restore", acked_after_restore, 30)
             # the steady clients' retries land; then a few buckets of ordinary pushing
             time.sleep(5 + 3 * STEP)
             wall_stop, t_stop = time.time(), time.monotonic()
@@ -232,9 +232,9 @@ def test_database_outage_under_load(database_url, tokens, tmp_path):
 
             hi = datetime.fromtimestamp(_floor(wall_stop) - STEP, UTC)  # last full bucket
             wait_for(
+                f"forecasts issued at {hi + timedelta(seconds=STEP)}",
                 lambda: (newest_issue() or hi) >= hi + timedelta(seconds=STEP),
                 30,
-                f"forecasts issued at {hi + timedelta(seconds=STEP)}",
             )
             lo = datetime.fromtimestamp(_floor(wall_cut) - 2 * STEP, UTC)
             _check_samples(conn, log, t_cut, t_back, t_stop - t_start - OUTAGE_S)

@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from api.main import create_app
 from api.routes import influx
 from linkcast.settings import Settings
+from tests.api.test_metrics import metric
 from tests.conftest import auth
 from tests.db_proxy import DbProxy
 
@@ -405,15 +405,6 @@ def test_database_outage_is_503_and_a_retry_stores_once(database_url, tmp_path, 
         ("A>B", 2e9),
         ("new", 1.0),
     ]
-
-
-def metric(client: TestClient, name: str, **labels: str) -> float:
-    """A sample of GET /metrics (0 when absent)."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
 
 
 def test_pushes_and_refusals_are_counted_by_format_and_reason(client, tokens, clean_db):

@@ -61,6 +61,16 @@ def value(scraped: Scrape, name: str, **labels: str) -> float:
     return scraped.get((name, frozenset(labels.items())), 0.0)
 
 
+def metric(client: TestClient | httpx.Client, name: str, **labels: str) -> float:
+    """The first sample of ``name`` whose labels include ``labels``, scraped now (0 when
+    absent): a counter of one format and reason, whatever its other labels."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
 def moved(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
 

@@ -14,12 +14,12 @@ import cramjam
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from api import remote_write as rw
 from api.main import create_app
 from linkcast.settings import Settings
+from tests.api.test_metrics import metric
 from tests.conftest import auth
 from tests.db_proxy import DbProxy
 
@@ -355,15 +355,6 @@ def test_openapi_documents_the_route(client):
     assert {"204", "400", "401", "403", "413", "415", "503"} <= set(op["responses"])
     assert "x-linkcast-pushed" in orjson.dumps(op["responses"]["204"]).decode().lower()
     assert "Content-Encoding" in {p["name"] for p in op["parameters"]}
-
-
-def metric(client: TestClient, name: str, **labels: str) -> float:
-    """A sample of GET /metrics (0 when absent)."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
 
 
 def test_pushes_and_refusals_are_counted_on_metrics(client, tokens, clean_db):

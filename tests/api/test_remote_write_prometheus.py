@@ -29,8 +29,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from tests.alertmanager import wait_for
 from tests.conftest import LiveServer, free_port
+from tests.procs import http_ok, stop_process, wait_for
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 NODE_EXPORTER = Path("/usr/bin/prometheus-node-exporter")
@@ -149,23 +149,11 @@ class Process:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, grace=10)
 
     def tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-
-
-def up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def lo_samples(engine: Engine, link: str) -> list[tuple[float, float]]:
@@ -247,9 +235,9 @@ remote_write:
     with lo_counter() as kernel:
         try:
             node_exporter.start()
-            wait_for("node_exporter", lambda: up(f"http://127.0.0.1:{ne_port}/metrics"), 15)
+            wait_for("node_exporter", lambda: http_ok(f"http://127.0.0.1:{ne_port}/metrics"), 15)
             prometheus.start()
-            wait_for("prometheus", lambda: up(f"{prom_url}/-/ready"), 20)
+            wait_for("prometheus", lambda: http_ok(f"{prom_url}/-/ready"), 20)
             # the pipeline works: linkcast has rates of lo (a baseline, then rates)
             wait_for("lo samples in linkcast", lambda: len(lo_samples(clean_db, link)) >= 2, 20)
             with Traffic(RATE_BPS) as traffic:

@@ -113,8 +113,8 @@ def test_sigkill_of_an_api_worker_mid_request_stores_all_or_nothing(database_url
     threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
     killed: list[str] = []
     try:
-        wait_for(ready, 60, "the api")
-        wait_for(lambda: len(_workers(api.pid)) == 2, 60, "two workers")
+        wait_for("the api", ready, 60)
+        wait_for("two workers", lambda: len(_workers(api.pid)) == 2, 60)
         for t in threads:
             t.start()
         with psycopg.connect(url, autocommit=True) as conn:
@@ -136,26 +136,26 @@ def test_sigkill_of_an_api_worker_mid_request_stores_all_or_nothing(database_url
                 return None
 
             for i in range(3):
-                wait_for(lambda: len(outcomes) >= 10 * (i + 1), 60, "requests to succeed")  # noqa: B023
+                wait_for("requests to succeed", lambda: len(outcomes) >= 10 * (i + 1), 60)  # noqa: B023
                 if i == 1:  # at a random moment, requests in flight
                     time.sleep(random.uniform(0, 0.2))
                     pid, how = random.choice(_workers(api.pid)), "at random"
                 else:
-                    pid, how = wait_for(writing, 30, "a worker writing", every=0.005), "mid-write"
+                    pid, how = wait_for("a worker writing", writing, 30, every=0.005), "mid-write"
                 before = len(outcomes)
                 psutil.Process(pid).kill()  # SIGKILL
                 killed.append(f"{pid} {how} after {before} requests")
                 # uvicorn replaces it; the clients go on meanwhile
                 wait_for(
+                    "a new worker",
                     lambda: len(_workers(api.pid)) == 2 and pid not in _workers(api.pid),  # noqa: B023
                     60,
-                    "a new worker",
                 )
-            wait_for(lambda: len(outcomes) >= 40 * 3, 60, "more requests")
+            wait_for("more requests", lambda: len(outcomes) >= 40 * 3, 60)
         stop.set()
         for t in threads:
             t.join(timeout=40)
-        wait_for(ready, 30, "the api after the kills")
+        wait_for("the api after the kills", ready, 30)
         # one more batch after the kills: the api still stores
         after = MAX_BATCHES + 1
         r = httpx.post(

@@ -162,7 +162,7 @@ def _kill_mid_tick(conn: psycopg.Connection, leader: Proc) -> tuple[float, str]:
         ).fetchone()
         return None if row is None else str(row[0])
 
-    query = wait_for(open_tick, 10 * STEP, "the leader to process a bucket", every=0.01)
+    query = wait_for("the leader to process a bucket", open_tick, 10 * STEP, every=0.01)
     time.sleep(random.uniform(0, 0.05))  # somewhere in the tick, not always its start
     t = time.time()
     leader.kill9()
@@ -217,10 +217,10 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
             feeder.start()
 
             first = start_engine()
-            wait_for(lambda: "this engine leads" in first.text(), 60, "a leader")
-            wait_for(newest_issue, 60, "the first forecasts")
+            wait_for("a leader", lambda: "this engine leads" in first.text(), 60)
+            wait_for("the first forecasts", newest_issue, 60)
             start_engine()
-            wait_for(lambda: waiting(engines[-1]), 60, "the follower to start")
+            wait_for("the follower to start", lambda: waiting(engines[-1]), 60)
             time.sleep(STEP)
 
             kills: list[tuple[datetime, datetime, float, str]] = []
@@ -242,13 +242,13 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
                 target = kill_bucket + timedelta(seconds=2 * STEP)
                 # the follower takes over and issues for the bucket two steps on
                 wait_for(
+                    f"forecasts issued at {target} after the kill at {_at(t_kill)}",
                     lambda kb=kill_bucket, tg=target: (newest_issue() or kb) >= tg,
                     60,
-                    f"forecasts issued at {target} after the kill at {_at(t_kill)}",
                 )
                 reached = time.time()
                 kills.append((kill_bucket, target, (reached - t_kill) / STEP, query))
-                wait_for(lambda: waiting(spare), 60, "a new follower to start")  # noqa: B023
+                wait_for("a new follower to start", lambda: waiting(spare), 60)  # noqa: B023
                 time.sleep(STEP)
 
             time.sleep(2 * STEP)
@@ -257,17 +257,17 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
             assert feeder.error is None, feeder.error
             last = _at(feeder.last_bucket)
             wait_for(
+                "the last bucket's forecasts",
                 lambda: (newest_issue() or last) >= last + timedelta(seconds=STEP),
                 60,
-                "the last bucket's forecasts",
             )
             # every notification delivered (at least once) before the engines stop
             wait_for(
+                "the notifications to be delivered",
                 lambda: conn.execute(
                     "SELECT count(*) = 0 FROM notification WHERE delivered_at IS NULL"
                 ).fetchone()[0],
                 60,
-                "the notifications to be delivered",
             )
             for p in engines:
                 p.stop()
