@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 LINKCAST = [sys.executable, "-c", "from linkcast.cli import main; main()"]
 
@@ -93,3 +94,23 @@ def http_ok(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def database_port(url: str) -> int | None:
+    """The TCP port of the database at ``url``; None when it is reached over a Unix
+    socket (the embedded PostgreSQL), where a backend cannot be tied to a process."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    host = str(info.get("host") or "")
+    return None if not host or host.startswith("/") else int(info.get("port") or 5432)
+
+
+def db_client_ports(pid: int, port: int) -> set[int]:
+    """The local ports of process ``pid``'s connections to the database on ``port``:
+    what ties its backends in pg_stat_activity (``client_port``) to the process."""
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return set()
+    return {c.laddr.port for c in conns if c.raddr and c.raddr.port == port}

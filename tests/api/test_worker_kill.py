@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.conftest import auth, free_port
-from tests.procs import Proc, env_for, wait_for
+from tests.procs import Proc, database_port, db_client_ports, env_for, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -65,16 +65,14 @@ def _workers(master: int) -> list[int]:
     return out
 
 
-def _ports(pid: int) -> set[int]:
-    try:
-        conns = psutil.Process(pid).net_connections(kind="tcp")
-    except psutil.Error:
-        return set()
-    return {c.laddr.port for c in conns if c.raddr and c.raddr.port == 5432}
-
-
 def test_sigkill_of_an_api_worker_mid_request_stores_all_or_nothing(database_url, tokens, tmp_path):
     url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    db_port = database_port(url)
+    if db_port is None:
+        pytest.skip(
+            "the database is reached over a Unix socket: its backends cannot be tied"
+            " to processes (set LINKCAST_TEST_DATABASE_URL to a TCP server, as CI does)"
+        )
     port = free_port()
     api = Proc(
         ["api", "--workers", "2", f"--port={port}"],
@@ -122,7 +120,7 @@ def test_sigkill_of_an_api_worker_mid_request_stores_all_or_nothing(database_url
             def writing() -> int | None:
                 """A worker inside a database transaction (storing a batch)."""
                 for pid in _workers(api.pid):
-                    ports = _ports(pid)
+                    ports = db_client_ports(pid, db_port)
                     if (
                         ports
                         and conn.execute(
