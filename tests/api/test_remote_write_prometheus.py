@@ -259,8 +259,12 @@ remote_write:
         finally:
             prometheus.stop()
             node_exporter.stop()
+        # Read while lo is still being sampled, and sample a little past the read, so the
+        # kernel's timeline covers every stored sample (Prometheus may scrape during its
+        # shutdown, after the last reading of a counter stopped with it).
+        rows = lo_samples(clean_db, link)
+        time.sleep(0.2)
 
-    rows = lo_samples(clean_db, link)
     # Each stored sample is the rate over (previous reading, its reading].
     spans = [(t0, t1, v) for (t0, _), (t1, v) in zip(rows, rows[1:], strict=False)]
 
