@@ -13,17 +13,19 @@ A pure package (numpy, scipy, networkx; nothing else of linkcast's):
     Demand (traffic-matrix) estimation from link loads: tomogravity.
 :mod:`network.reroute`
     The load every surviving link will carry once failed links are routed
-    around, and an N-1 scan of every single failure.
+    around, the shift a failure makes from one step of measured loads, and an
+    N-1 scan of every single failure.
 """
 
 from network.demand import DemandEstimate, fit_gravity, gravity, tomogravity
 from network.records import TopologyBuild, build_topology
-from network.reroute import N1Scan, Reroute, n1_scan, reroute
+from network.reroute import FailureShift, N1Scan, Reroute, failure_shift, n1_scan, reroute
 from network.routing import Metric, Routing, route
 from network.topology import Link, Topology, great_circle_km
 
 __all__ = [
     "DemandEstimate",
+    "FailureShift",
     "Link",
     "Metric",
     "N1Scan",
@@ -32,6 +34,7 @@ __all__ = [
     "Topology",
     "TopologyBuild",
     "build_topology",
+    "failure_shift",
     "fit_gravity",
     "gravity",
     "great_circle_km",

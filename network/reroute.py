@@ -31,15 +31,17 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
+from network.demand import tomogravity
 from network.paths import columns
 from network.routing import Routing
 
-__all__ = ["N1Scan", "Reroute", "n1_scan", "reroute"]
+__all__ = ["FailureShift", "N1Scan", "Reroute", "failure_shift", "n1_scan", "reroute"]
 
 
 @dataclass(frozen=True)
@@ -216,3 +218,146 @@ def n1_scan(
     worst[known] = np.nanargmax(util[known], axis=1)
     worst_util = np.where(known, util[np.arange(len(unit_list)), np.maximum(worst, 0)], np.nan)
     return N1Scan(unit_list, topo.link_names, loads, util, worst, worst_util, unroutable)
+
+
+@dataclass(frozen=True)
+class FailureShift:
+    """What a failure does to every link's load, from one step of measured loads.
+
+    Attributes
+    ----------
+    link_names : tuple of str
+        The topology's links, in the order of the arrays.
+    shift_bps : numpy.ndarray
+        ``(L,)`` bit/s: the load each link carries with the failed links down minus
+        its load with every link up, both from the same estimated demands (on a
+        failed link, minus its whole load).
+    down : numpy.ndarray
+        ``(L,)`` bool, True for the failed links.
+    unroutable_bps : float
+        Estimated demand that had a path with every link up and has none with the
+        failed links down, bit/s (it leaves the network: counted in no link's load).
+    fit_error : float
+        ``||R x - y|| / ||y||`` over the measured links: how far the estimated
+        demands ``x`` are from reproducing the measured loads ``y`` (tomogravity's
+        residual; 0 for consistent loads).
+    demands_bps : numpy.ndarray
+        ``(P,)`` the estimated demand of each of the routing's pairs, bit/s.
+    """
+
+    link_names: tuple[str, ...]
+    shift_bps: np.ndarray
+    down: np.ndarray
+    unroutable_bps: float
+    fit_error: float
+    demands_bps: np.ndarray
+
+    def for_links(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``shift_bps`` and ``down`` in the order of ``names``: ``(n,)`` each.
+
+        A name the topology does not hold (a link that could not be placed) gets a
+        shift of 0 and is not down: nothing is known of the traffic it carries.
+        """
+        index = {n: i for i, n in enumerate(self.link_names)}
+        at = np.array([index.get(n, -1) for n in names], dtype=np.int64)
+        known = at >= 0
+        shift = np.zeros(len(at))
+        down = np.zeros(len(at), dtype=bool)
+        shift[known] = self.shift_bps[at[known]]
+        down[known] = self.down[at[known]]
+        return shift, down
+
+
+def failure_shift(
+    routing: Routing,
+    loads_bps: np.ndarray | Sequence[float],
+    failed: Iterable[int | str],
+    *,
+    measured_failed: Iterable[int | str] = (),
+) -> FailureShift:
+    """Predict how a failure shifts every link's load, from one step of link loads.
+
+    The origin-destination demands are estimated from the measured loads by
+    tomogravity (Zhang, Roughan, Duffield and Greenberg, "Fast accurate computation
+    of large-scale IP traffic matrices from link loads", ACM SIGMETRICS 2003;
+    :func:`network.demand.tomogravity`) under the routing the loads were measured
+    with, then routed twice: with every link up, and with ``failed`` down (the
+    pairs that crossed them move to their next shortest paths, as in
+    :func:`reroute`). The shift is the difference of the two, so the part of the
+    measured loads the estimate does not reproduce (its fit error) is not counted
+    as shift: added to a forecast of the loads with every link up, it gives the
+    forecast with the failure.
+
+    Parameters
+    ----------
+    routing : Routing
+        The network with every link up (links already down in it stay down in both
+        routings).
+    loads_bps : array_like
+        ``(L,)`` measured load of each of the topology's links over one step, bit/s,
+        >= 0; NaN where the link has no measurement.
+    failed : iterable of int or str
+        The links that are (or go) down, by index or name; give both directions of
+        a cut cable.
+    measured_failed : iterable of int or str
+        The links that were down when ``loads_bps`` was measured (none by default:
+        loads from before the failure; ``failed`` for loads measured during it).
+
+    Returns
+    -------
+    FailureShift
+
+    Raises
+    ------
+    ValueError
+        If a link is unknown, ``loads_bps`` is not ``(L,)``, or a measured load is
+        negative or infinite.
+
+    Notes
+    -----
+    A link with no measurement (NaN), and a link that was down while measured
+    (whatever it reported), constrains nothing: its row of the routing matrix is
+    left out of the estimation, so the demands come from the other links and the
+    gravity prior. It still gets a shift, from the estimated demands that cross it.
+
+    Examples
+    --------
+    >>> from network.routing import route
+    >>> from network.topology import Link, Topology
+    >>> tri = Topology(("a", "b", "c"), tuple(
+    ...     Link(s, d) for s, d in ["ab", "ba", "bc", "cb", "ca", "ac"]))
+    >>> r = route(tri, metric="hops")
+    >>> y = r.loads([1e8] * len(r.pairs))  # 100 Mbit/s between every two nodes
+    >>> out = failure_shift(r, y, ["a>b"])
+    >>> {n: round(float(s) / 1e6) for n, s in zip(out.link_names, out.shift_bps) if s}
+    {'a>b': -100, 'c>b': 100, 'a>c': 100}
+    >>> float(out.unroutable_bps), bool(out.fit_error < 1e-6)
+    (0.0, True)
+    """
+    topo = routing.topology
+    n_links = len(topo.links)
+    y = np.asarray(loads_bps, dtype=float)
+    if y.shape != (n_links,):
+        raise ValueError(f"loads_bps has shape {y.shape}; expected ({n_links},), one per link")
+    if np.isinf(y).any() or (y < 0).any():
+        raise ValueError("loads_bps must be >= 0 and finite (NaN: not measured)")
+    before = routing.fail(measured_failed)
+    unused = np.isnan(y) | ~before.alive
+    if unused.any():
+        # A row of zeros and a load of 0: the equation 0 = 0 constrains nothing.
+        keep = sparse.diags_array((~unused).astype(float))
+        before = replace(before, matrix=sparse.csr_array(keep @ before.matrix))
+    estimate = tomogravity(before, np.where(unused, 0.0, y))
+    x = estimate.demands_bps
+    after = routing.fail(failed)
+    down = ~after.alive
+    shift = after.loads(x) - routing.loads(x)
+    lost = routing.routable & ~after.routable
+    return FailureShift(
+        topo.link_names,
+        shift,
+        down,
+        float(x[lost].sum()),
+        float(estimate.residual),
+        x,
+    )

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from network.reroute import n1_scan, reroute
+from network.reroute import failure_shift, n1_scan, reroute
 from network.routing import route
 from network.topology import Link, Topology
 from simulator.failures import LinkEvent, Scenario, experiment, simulate
@@ -123,3 +123,118 @@ def test_scan_and_reroute_errors():
         reroute(r, [1.0, 2.0], ["a>c"])
     with pytest.raises(ValueError, match="capacities_bps has shape"):
         n1_scan(r, [1.0, 2.0], capacities_bps=[1.0])
+
+
+# --- failure_shift: the shift a failure adds to forecasts of the loads with every link up
+
+
+def _square() -> Topology:
+    """a-b-c-d-a, both directions, every link 10 Gbit/s."""
+    ring = ["ab", "ba", "bc", "cb", "cd", "dc", "da", "ad"]
+    return Topology(tuple("abcd"), tuple(Link(s, d, capacity_bps=1e10) for s, d in ring))
+
+
+def test_failure_shift_moves_the_failed_links_traffic_and_conserves_it(nobel, nobel_traffic):
+    net = nobel.network
+    routing = route(net, nobel_traffic.pairs)
+    y = routing.loads(nobel_traffic.demands_bps[40])
+    down = list(net.duplex_groups()[3])
+    out = failure_shift(routing, y, down)
+    assert out.link_names == net.link_names
+    assert out.down.tolist() == [i in down for i in range(len(net.links))]
+    assert out.fit_error < 1e-3 and out.unroutable_bps == 0.0
+    # the failed links carry nothing: their shift takes their whole measured load away
+    np.testing.assert_allclose(y[down] + out.shift_bps[down], 0.0, atol=1e-3 * y.max())
+    # a re-route moves traffic, it creates none: every node sends and receives as before
+    assert np.abs(_node_balance(net, out.shift_bps[None])).max() < 1e-6 * y.max()
+    # the shift is the estimated demands routed with and without the failure
+    expected = reroute(routing, out.demands_bps, down)
+    np.testing.assert_allclose(out.shift_bps, expected.loads_bps - expected.before_bps)
+    assert (out.shift_bps[out.shift_bps > 0] <= y[down].sum() * (1 + 1e-9)).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_failure_shift_predicts_the_simulators_post_failure_loads(nobel, seed):
+    """From one step measured before a drastic failure, the loads after it (the
+    measured loads plus the shift) on the drastically shifted links: within 15 % of
+    the simulator's, the demand estimation's target (median over links)."""
+    tr = sine_traffic(nobel, n_steps=400, seed=seed)
+    res = experiment(nobel, tr, "drastic", seed=seed, step=200)
+    f = res.failure_steps[0]
+    down = [nobel.link_names[i] for i in res.failed_links]
+    routing = route(nobel.network, tr.pairs)
+    out = failure_shift(routing, res.loads_bps[f - 1], down)
+    targets = [s.link_index for s in res.target_shifts]
+    predicted = res.loads_bps[f - 1, targets] + out.shift_bps[targets]
+    truth = res.loads_bps[f, targets]
+    assert np.median(np.abs(predicted - truth) / truth) <= 0.15
+    # without the shift, last step's loads are far off: the shift is what gets it right
+    assert np.median(np.abs(res.loads_bps[f - 1, targets] - truth) / truth) > 0.3
+
+
+def test_failure_shift_from_loads_measured_during_the_failure():
+    net = _square()
+    routing = route(net, metric="hops")
+    truth = np.arange(1, len(routing.pairs) + 1) * 1e8
+    down = ["a>b", "b>a"]
+    during = route(net, metric="hops", failed=down).loads(truth)
+    out = failure_shift(routing, during, down, measured_failed=down)
+    # the loads with every link up, as the same estimated demands give them
+    up = during - out.shift_bps
+    np.testing.assert_allclose(up, routing.loads(out.demands_bps), rtol=1e-9, atol=1.0)
+    assert up[net.link_index("a>b")] > 0 and out.fit_error < 1e-6
+    # a failed link's stale or bogus reading is not used
+    stale = during.copy()
+    stale[net.link_index("a>b")] = 7e9
+    again = failure_shift(routing, stale, down, measured_failed=down)
+    np.testing.assert_allclose(again.shift_bps, out.shift_bps, rtol=1e-9, atol=1.0)
+
+
+def test_failure_shift_without_some_measurements(nobel, nobel_traffic):
+    net = nobel.network
+    routing = route(net, nobel_traffic.pairs)
+    y = routing.loads(nobel_traffic.demands_bps[100])
+    down = list(net.duplex_groups()[5])
+    full = failure_shift(routing, y, down)
+    gaps = y.copy()
+    lost = [0, 7, 20]
+    gaps[lost] = np.nan
+    out = failure_shift(routing, gaps, down)
+    assert np.isfinite(out.shift_bps).all()
+    # the links measured are still reproduced by the estimate
+    assert out.fit_error < 1e-3
+    # and the shift stays near the one from every measurement
+    moved = np.abs(full.shift_bps) > 0.05 * np.abs(full.shift_bps).max()
+    rel = np.abs(out.shift_bps - full.shift_bps)[moved] / np.abs(full.shift_bps[moved])
+    assert np.median(rel) < 0.25
+
+
+def test_failure_shift_stranded_demand_and_links_of_other_names():
+    # a>b>c line plus a spur c>d: failing c>d strands every pair into d
+    net = Topology.from_links([{"name": n} for n in ("a>b", "b>a", "b>c", "c>b", "c>d", "d>c")])
+    routing = route(net, metric="hops")
+    truth = np.full(len(routing.pairs), 1e8)
+    y = routing.loads(truth)
+    out = failure_shift(routing, y, ["c>d"])
+    into_d = [p for p, (_, d) in enumerate(routing.pairs) if d == "d"]
+    assert out.unroutable_bps == pytest.approx(out.demands_bps[into_d].sum(), rel=1e-9)
+    assert out.unroutable_bps == pytest.approx(3e8, rel=1e-3)
+    shift, down = out.for_links(["eth0", "c>d", "a>b"])
+    assert shift[0] == 0.0 and not down[0]  # unplaced: no shift, not down
+    assert down.tolist() == [False, True, False]
+    assert shift[1] == pytest.approx(-y[net.link_index("c>d")], rel=1e-6)
+    assert shift[2] == pytest.approx(-1e8, rel=1e-3)  # a's traffic to d is gone from a>b
+
+
+def test_failure_shift_errors():
+    net = _square()
+    r = route(net)
+    y = np.ones(len(net.links))
+    with pytest.raises(ValueError, match=r"loads_bps has shape \(3,\); expected \(8,\)"):
+        failure_shift(r, [1.0, 2.0, 3.0], ["a>b"])
+    with pytest.raises(ValueError, match="no link named 'a>c'"):
+        failure_shift(r, y, ["a>c"])
+    with pytest.raises(ValueError, match="loads_bps must be >= 0 and finite"):
+        failure_shift(r, -y, ["a>b"])
+    with pytest.raises(ValueError, match="loads_bps must be >= 0 and finite"):
+        failure_shift(r, np.r_[np.inf, y[1:]], ["a>b"])
