@@ -27,22 +27,22 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import cramjam
-import httpx
-import orjson
 import psycopg
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from api.remote_write import WriteRequest
-from db.migrate import upgrade
-from db.queries import create_token
-from db.session import make_engine, make_sessionmaker, session_scope
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-Rows = list[tuple[str, float, float]]  # (link, ts seconds, bit/s)
+from api.remote_write import WriteRequest  # noqa: E402
+from bench.serving import Rows, encode_json, wait_ready  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.queries import create_token  # noqa: E402
+from db.session import make_engine, make_sessionmaker, session_scope  # noqa: E402
 
 
 def rows_of(n: int, n_links: int, t0: datetime, offset: int = 0) -> Rows:
@@ -51,16 +51,6 @@ def rows_of(n: int, n_links: int, t0: datetime, offset: int = 0) -> Rows:
     return [
         (f"bench{i % n_links}>x", base + 60 * (i // n_links), 1e9 + i + offset) for i in range(n)
     ]
-
-
-def encode_json(rows: Rows) -> bytes:
-    stamps: dict[float, str] = {}
-    samples = []
-    for link, ts, v in rows:
-        if ts not in stamps:
-            stamps[ts] = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        samples.append({"link": link, "ts": stamps[ts], "value": v})
-    return orjson.dumps({"samples": samples})
 
 
 def encode_line(rows: Rows) -> bytes:
@@ -174,20 +164,6 @@ def copy_all(url: str, n: int, n_links: int, t0: datetime) -> float:
                 copy.write(payload)
         conn.commit()
         return time.perf_counter() - t
-
-
-def wait_ready(api: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"linkcast api exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{api}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    sys.exit("linkcast api did not become ready")
 
 
 def main() -> None:

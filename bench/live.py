@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.serving import rss_mb, tick_of  # noqa: E402
 
 
 def load(link: int, step: int) -> float:
@@ -43,13 +46,6 @@ def push(client: httpx.Client, links: int, step: int, ts: datetime) -> None:
     for i in range(0, len(samples), 5000):
         r = client.post("/api/v1/telemetry", json={"samples": samples[i : i + 5000]})
         r.raise_for_status()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
@@ -75,14 +71,13 @@ def main() -> None:
     cmd = [sys.executable, "-m", "linkcast.cli", "up", "--no-ui", "--port", str(args.port)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     ticks: list[tuple[int, float]] = []
-    tick_re = re.compile(r"tick: (\d+) bucket\(s\).* ([\d.]+) s$")
 
     def read_log() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
-            m = tick_re.search(line.strip())
-            if m:
-                ticks.append((int(m.group(1)), float(m.group(2))))
+            tick = tick_of(line)
+            if tick:
+                ticks.append((tick.buckets, tick.seconds))
 
     threading.Thread(target=read_log, daemon=True).start()
     api = f"http://127.0.0.1:{args.port}"
