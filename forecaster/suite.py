@@ -13,6 +13,39 @@ This is what the live engine and the offline evaluation both drive. One
 
 The seasonal model and every incremental model read one shared float16 history ring
 (the suite pushes to it once per step), which keeps the state near 4 KB per link.
+
+Known failures: a counterfactual shift (issue 10)
+    When links are known to be down (an operator's failure event, a detector's re-route
+    event), the traffic they carried has moved onto other paths, and the network model
+    predicts where: :func:`network.reroute.reroute` routes the demands estimated from the
+    link loads (:func:`network.demand.tomogravity`) around the failed links. The caller
+    gives the suite that prediction as a per-link *shift* ``s`` (predicted load with the
+    failure minus predicted load without it, bit/s) and the failed links ``d``
+    (:meth:`ModelSuite.set_reroute`). Until it is cleared, every model works on the
+    loads the network *would* carry without the failure, ``x = max(y - s, 0)`` with the
+    failed links not observed, and every forecast and interval bound comes back as
+    ``max(f + s, 0)`` (0 on a failed link).
+
+    Why a shift of the inputs rather than a ``reroute`` model or a prior the others
+    take up: the failure changes the routing, not the demands. What each model learned
+    (the daily cycle, the level, the liquid model's state, the incremental models'
+    windows, the hybrid's weights, the interval widths) is about the demands, and stays
+    valid in the counterfactual world; only the mapping from demands to this link
+    changed, and that is what the network model computes. So every model keeps its
+    skill from the first tick after the failure, instead of learning the new level
+    from the loads that follow it (a time to convergence of at least the horizon), and
+    the hybrid sees no common shock. A separate ``reroute`` model would have to be one
+    forecaster (persistence of the re-routed loads, say) and would lose what the others
+    know; a prior that each model "takes up" would need every model to change. What the
+    shift gets wrong (an estimation error of the demands) shows as ordinary residuals,
+    and the models correct it as they would any level error. A repair clears the shift
+    and the models need nothing: they already forecast the intact network.
+
+    Scoring: the hybrid's weights, the drift detectors and the history ring see the
+    counterfactual loads (a drift detected meanwhile is what the known failure does
+    *not* explain); the residuals in :class:`StepOutput` and the intervals' calibration
+    are on the real loads against the forecasts as issued, so a forecast issued before
+    the failure was known is scored unshifted.
 """
 
 from __future__ import annotations
@@ -42,10 +75,12 @@ class StepOutput:
     step
         Grid step index of the observation just taken (0-based).
     forecasts, lower, upper
-        Model name -> ``(n_links, horizon)`` bit/s for steps ``step+1 .. step+H``.
+        Model name -> ``(n_links, horizon)`` bit/s for steps ``step+1 .. step+H``
+        (with the re-route's shift while one is set, see :meth:`ModelSuite.set_reroute`).
     residuals
         Model name -> ``(n_links, horizon)``: ``y - forecast issued h steps ago``
-        (column ``h-1``), NaN where unknown.
+        (column ``h-1``; the real load against the forecast as issued), NaN where
+        unknown.
     events, reroute, resolved
         Drift detected at this step.
     """
@@ -200,6 +235,17 @@ class ModelSuite(Stateful):
             n_links, **{"season_steps": season_steps, **(drift_kwargs or {})}
         )
         self._t = 0
+        self._shift: np.ndarray | None = None
+        self._down: np.ndarray | None = None
+        # the re-route each of the last H issues was made with, newest first
+        self._issued: list[_Reroute | None] = [None] * horizon
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a checkpoint from before set_reroute existed: no known failure
+        state.setdefault("_shift", None)
+        state.setdefault("_down", None)
+        state.setdefault("_issued", [None] * state["horizon"])
+        self.__dict__.update(state)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -223,26 +269,125 @@ class ModelSuite(Stateful):
     def step(self, y: np.ndarray, mask: np.ndarray | None = None) -> StepOutput:
         """Take one grid step of loads ``y`` (bit/s, ``(n_links,)``); see the module doc."""
         values, observed = check_observation(y, mask, self.n_links)
-        season_ago = self._history.lag(self.season_steps - 1)  # y[t - season], NaN: unknown
-        self._history.push(values, observed)
-        self._hybrid.observe(values, observed)  # scores, hybrid weights, models observe
+        reroute = self.reroute
+        shifted = reroute is not None or any(r is not None for r in self._issued)
+        # the forecasts maturing now, as the models made them (before any shift)
+        made = {k: p.matured() for k, p in self._hybrid._pending.items()} if shifted else {}
+        if reroute is None:
+            x, seen = values, observed
+        else:
+            x = np.maximum(values - reroute.shift_bps, 0.0)
+            seen = observed & ~reroute.down
+        season_ago = self._history.lag(self.season_steps - 1)  # x[t - season], NaN: unknown
+        self._history.push(x, seen)
+        self._hybrid.observe(x, seen)  # scores, hybrid weights, models observe
         residuals = self._hybrid.last_residuals
+        drift_residuals = residuals[self.monitor][:, 0]
+        if shifted:  # score the forecasts as issued against the real loads
+            issued = {k: self._matured_as_issued(m) for k, m in made.items()}
+            residuals = {
+                k: np.where(observed[:, None], values[:, None] - f, np.nan)
+                for k, f in issued.items()
+            }
         for k, ci in self._intervals.items():
             ci.update(values, observed, residuals[k])
-        events, reroute, resolved = self._drift.update(
-            self._t, values, observed, residuals[self.monitor][:, 0], seasonal=season_ago
+        events, rerouted, resolved = self._drift.update(
+            self._t, x, seen, drift_residuals, seasonal=season_ago
         )
-        forecasts = self._hybrid.forecast_all()
-        lower, upper = {}, {}
-        for k, f in forecasts.items():
-            lower[k], upper[k] = self._intervals[k].interval(f)
-        out = StepOutput(self._t, forecasts, lower, upper, residuals, events, reroute, resolved)
+        forecasts, lower, upper = self._issue()
+        self._issued = [reroute, *self._issued[:-1]]
+        out = StepOutput(self._t, forecasts, lower, upper, residuals, events, rerouted, resolved)
         self._t += 1
         return out
 
+    def _matured_as_issued(self, made: np.ndarray) -> np.ndarray:
+        """``made`` ``(n_links, H)`` (column ``h-1`` issued ``h`` steps ago) as issued."""
+        out = made.copy()
+        for h, r in enumerate(self._issued):
+            if r is not None:
+                out[:, h] = r.apply(made[:, h])
+        return out
+
+    def _issue(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        made = self._hybrid.forecast_all()
+        forecasts, lower, upper = {}, {}, {}
+        r = self.reroute
+        for k, f in made.items():
+            lo, hi = self._intervals[k].interval(f)
+            if r is None:
+                forecasts[k], lower[k], upper[k] = f, lo, hi
+            else:
+                forecasts[k], lower[k], upper[k] = r.apply(f), r.apply(lo), r.apply(hi)
+        return forecasts, lower, upper
+
     def forecast(self) -> dict[str, np.ndarray]:
-        """The latest forecasts by model name (no side effects)."""
-        return self._hybrid.forecast_all()
+        """The latest forecasts by model name, as issued (no side effects).
+
+        Each ``(n_links, horizon)`` bit/s; with the re-route's shift while one is set
+        (so after :meth:`set_reroute` this re-issues the latest forecasts with it).
+        """
+        return self._issue()[0]
+
+    def issue(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The latest forecasts and interval bounds by model name, as issued (no side effects).
+
+        Returns ``(forecasts, lower, upper)``, each model name -> ``(n_links, horizon)``
+        bit/s, exactly as the last :meth:`step` returned them unless
+        :meth:`set_reroute` was called since: then with the new shift. This is how a
+        caller re-issues the forecasts at the failure (or repair) instant, before the
+        next measurement.
+        """
+        return self._issue()
+
+    @property
+    def reroute(self) -> _Reroute | None:
+        """The known failure's shift in force, or ``None``."""
+        if self._shift is None or self._down is None:
+            return None
+        return _Reroute(self._shift, self._down)
+
+    def set_reroute(self, shift_bps: np.ndarray | None, down: np.ndarray | None) -> None:
+        """Set (or clear, with both ``None``) the counterfactual shift of a known failure.
+
+        See the module doc. From now on :meth:`step` gives the models
+        ``max(y - shift_bps, 0)`` with the ``down`` links not observed, and every
+        forecast and interval bound comes back as ``max(f + shift_bps, 0)``, 0 on the
+        ``down`` links. The latest forecasts count as re-issued with the new shift:
+        :meth:`issue` returns them, and they are scored so at the next step. Call it
+        again whenever the prediction is updated (each step if need be); clear it when
+        the failure is repaired.
+
+        Parameters
+        ----------
+        shift_bps
+            ``(n_links,)`` bit/s: each link's predicted load with the failure minus its
+            predicted load without it, from routing the estimated demands around the
+            failed links (:func:`network.reroute.reroute`); 0 on unaffected links.
+            ``None`` with ``down`` given: no shift, only the failed links.
+        down
+            ``(n_links,)`` bool, True on the failed links; ``None`` with
+            ``shift_bps`` given: none.
+
+        Raises
+        ------
+        ValueError
+            If a shape is not ``(n_links,)`` or a shift is not finite.
+        """
+        if shift_bps is None and down is None:
+            self._shift = self._down = None
+        else:
+            n = self.n_links
+            shift = np.zeros(n) if shift_bps is None else np.array(shift_bps, dtype=np.float64)
+            failed = np.zeros(n, bool) if down is None else np.array(down, dtype=bool)
+            if shift.shape != (n,):
+                raise ValueError(f"shift_bps must have shape ({n},), got {shift.shape}")
+            if failed.shape != (n,):
+                raise ValueError(f"down must have shape ({n},), got {failed.shape}")
+            if not np.isfinite(shift).all():
+                raise ValueError("shift_bps must be finite (bit/s)")
+            self._shift, self._down = shift, failed
+        if self._t > 0:  # the latest issue now carries the new shift
+            self._issued[0] = self.reroute
 
     def retrain(self, names: tuple[str, ...] | None = None) -> dict[str, bool]:
         """Re-fit the incremental models (all, or ``names``) on their latest window."""
@@ -264,3 +409,23 @@ class ModelSuite(Stateful):
         for ci in self._intervals.values():
             ci.add_links(n)
         self._drift.add_links(n)
+        if self._shift is not None and self._down is not None:
+            self._shift = np.concatenate([self._shift, np.zeros(n)])
+            self._down = np.concatenate([self._down, np.zeros(n, bool)])
+        self._issued = [None if r is None else r.padded(n) for r in self._issued]
+
+
+@dataclass(frozen=True)
+class _Reroute:
+    """A known failure's shift (bit/s) and failed links, both ``(n_links,)``."""
+
+    shift_bps: np.ndarray
+    down: np.ndarray
+
+    def apply(self, f: np.ndarray) -> np.ndarray:
+        """Counterfactual values ``f`` ``(n_links, ...)`` as they will be with the failure."""
+        extra = (slice(None),) + (None,) * (f.ndim - 1)
+        return np.where(self.down[extra], 0.0, np.maximum(f + self.shift_bps[extra], 0.0))
+
+    def padded(self, n: int) -> _Reroute:
+        return _Reroute(np.r_[self.shift_bps, np.zeros(n)], np.r_[self.down, np.zeros(n, bool)])
