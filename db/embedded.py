@@ -18,6 +18,12 @@ which runs ``atexit``; SIGINT and SIGTERM wait while the server starts and while
 stopped; users that no longer run are dropped from the list before it is read; and
 :func:`stop_embedded` stops the server (unless a process still running uses it),
 called by ``linkcast up`` once everything else has stopped and at exit by ``atexit``.
+
+A server that stops while its process runs (stopped by hand, killed, the machine short
+of memory) would leave ``linkcast up`` answering 503 until someone restarted it, and
+the single-command install has no one to do that: :func:`supervise_embedded` watches
+the servers this process started and starts a stopped one again, logging the stop, each
+failed attempt's cause once, and the return.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +101,95 @@ def stop_embedded() -> None:
             else:
                 _stop(pgdata)
         _owned.discard(pgdata)
+
+
+def supervise_embedded(stop: threading.Event, *, every_seconds: float = 1.0) -> threading.Thread:
+    """Start a daemon thread that checks every ``every_seconds`` seconds whether the
+    embedded servers this process started still run, and starts a stopped one again
+    in the same data directory and socket directory (so the URL that
+    :func:`embedded_url` returned stays valid), until ``stop`` is set.
+
+    A start that fails (the data directory unreadable, the previous server's processes
+    still holding its shared memory) is tried again every ``every_seconds``; its cause
+    is logged once, and the return with the time the server was down. A server stopped
+    by :func:`stop_embedded` is no longer watched. Returns the started thread.
+    """
+    thread = threading.Thread(
+        target=_supervise, args=(stop, every_seconds), name="embedded-postgres", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _supervise(stop: threading.Event, every_seconds: float) -> None:
+    down_since: dict[Path, float] = {}  # servers found stopped: when (monotonic s)
+    while not stop.wait(every_seconds):
+        for pgdata in list(_servers):
+            try:
+                if postmaster_pid(pgdata) is None:
+                    _start_again(pgdata, stop, down_since, every_seconds)
+            except Exception:  # noqa: BLE001 - the watch must outlive any one failure
+                log.exception("embedded PostgreSQL in %s: supervision failed", pgdata)
+
+
+def _start_again(
+    pgdata: Path, stop: threading.Event, down_since: dict[Path, float], every_seconds: float
+) -> None:
+    with _pgserver_lock():  # as pgserver itself starts and stops servers
+        server = _servers.get(pgdata)  # gone: stop_embedded stopped it on purpose
+        if server is None or stop.is_set() or postmaster_pid(pgdata) is not None:
+            down_since.pop(pgdata, None)
+            return
+        first = pgdata not in down_since
+        if first:
+            down_since[pgdata] = time.monotonic()
+            log.warning("embedded PostgreSQL in %s is not running: starting it again", pgdata)
+        failed = _PgserverErrors()
+        pg_logger = logging.getLogger("pgserver")
+        pg_logger.addHandler(failed)
+        pg_logger.propagate = False  # pgserver logs the whole server log on a failure
+        try:
+            server.ensure_postgres_running()
+        except Exception as exc:  # noqa: BLE001 - tried again on the next check
+            if first:
+                log.error(
+                    "embedded PostgreSQL in %s did not start (%s): trying again every %.0f s",
+                    pgdata,
+                    failed.why() or exc,
+                    every_seconds,
+                )
+            return
+        finally:
+            pg_logger.removeHandler(failed)
+            pg_logger.propagate = True
+        down = time.monotonic() - down_since.pop(pgdata)
+        log.warning(
+            "embedded PostgreSQL in %s is running again (pid %s), %.1f s after it was found"
+            " stopped",
+            pgdata,
+            postmaster_pid(pgdata),
+            down,
+        )
+
+
+class _PgserverErrors(logging.Handler):
+    """Keeps what pgserver logs at ERROR while it starts a server: the failed command's
+    standard error is the cause (``pg_ctl: could not open PID file ...``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def why(self) -> str:
+        for message in self.messages:
+            _, found, rest = message.partition("stderr:\n")
+            lines = [line for line in rest.split("\n---")[0].splitlines() if line.strip()]
+            if found and lines:
+                return " ".join(lines)[-300:]
+        return ""
 
 
 def postmaster_pid(pgdata: Path) -> int | None:

@@ -233,6 +233,12 @@ def run_up(
     base = f"http://{local}:{port}"
 
     stop = threading.Event()
+    if not settings.database_url:
+        from db.embedded import supervise_embedded
+
+        # The embedded PostgreSQL is linkcast's own: if it stops (by hand, killed, short
+        # of memory), start it again, as no operator of the one command is there to.
+        supervise_embedded(stop)
     engine = threading.Thread(
         target=run_engine,
         args=(url, engine_config(settings), stop),
