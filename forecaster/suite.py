@@ -346,7 +346,9 @@ class ModelSuite(Stateful):
             return None
         return _Reroute(self._shift, self._down)
 
-    def set_reroute(self, shift_bps: np.ndarray | None, down: np.ndarray | None) -> None:
+    def set_reroute(
+        self, shift_bps: np.ndarray | None, down: np.ndarray | None, *, reissue: bool = True
+    ) -> None:
         """Set (or clear, with both ``None``) the counterfactual shift of a known failure.
 
         See the module doc. From now on :meth:`step` gives the models
@@ -367,6 +369,12 @@ class ModelSuite(Stateful):
         down
             ``(n_links,)`` bool, True on the failed links; ``None`` with
             ``shift_bps`` given: none.
+        reissue
+            Whether the latest forecasts count as re-issued with the new shift (the
+            failure or repair instant, or a refreshed prediction published at once).
+            ``False`` when the shift was estimated from the load about to be stepped
+            (the forecast for that step was issued before it and is scored as it was);
+            the models still see that load less the new shift.
 
         Raises
         ------
@@ -386,7 +394,7 @@ class ModelSuite(Stateful):
             if not np.isfinite(shift).all():
                 raise ValueError("shift_bps must be finite (bit/s)")
             self._shift, self._down = shift, failed
-        if self._t > 0:  # the latest issue now carries the new shift
+        if reissue and self._t > 0:  # the latest issue now carries the new shift
             self._issued[0] = self.reroute
 
     def retrain(self, names: tuple[str, ...] | None = None) -> dict[str, bool]:

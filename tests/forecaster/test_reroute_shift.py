@@ -181,3 +181,18 @@ def test_bad_reroute_is_refused(shift, down, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         suite.set_reroute(shift, down)
     assert suite.reroute is None
+
+
+def test_a_shift_set_without_reissue_scores_the_forecast_as_it_was_issued() -> None:
+    y = loads(F + 1)
+    plain = make_suite()
+    run_to_failure(plain, y)
+    aware = copy.deepcopy(plain)
+    aware.set_reroute(SHIFT, DOWN, reissue=False)
+    a, b = aware.step(y[F]), plain.step(y[F])
+    # the forecast for F was issued before the shift was known: scored unshifted
+    np.testing.assert_allclose(a.residuals["persistence"], b.residuals["persistence"])
+    # but the models already saw the load less the shift
+    np.testing.assert_allclose(
+        aware.models["persistence"].forecast()[1, 0], y[F, 1] - LEVELS[0], rtol=1e-9
+    )
