@@ -26,6 +26,7 @@ from api.routes import (
     silences,
     telemetry,
     topology,
+    whatif,
 )
 from api.tokens import TokenCache
 from db.ingest import LinkIds
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models.router,
         silences.router,
         topology.router,
+        whatif.router,  # GET /whatif and /risk (issue 10)
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

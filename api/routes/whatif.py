@@ -1,0 +1,404 @@
+"""What-if and N-1 risk over the forecast horizon (issue 10).
+
+Both read the newest forecast of every link (one model), the topology of the
+registered links (``GET /topology``) and the links down now (a failure event with
+no repair yet), estimate the origin-destination demands of every horizon step by
+tomogravity under the routing in force, and route them with links failed
+(:mod:`network.whatif`). The estimate of one set of forecasts is kept (a few sets
+per process), so the dashboard's what-if and risk calls within a tick share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field, StringConstraints
+from sqlalchemy.orm import Session
+
+from api.deps import ReaderDep, SessionDep
+from api.errors import AUTH, responses
+from api.schemas import ErrorPublic, Text
+from db.topology import link_records
+from db.whatif import latest_issue, links_down
+from network.records import build_topology
+from network.routing import Routing, route
+from network.topology import Topology
+from network.whatif import Demands, estimate_demands, horizon_scan, what_if
+
+router = APIRouter(tags=["what-if"])
+
+#: At most this many links failed in one what-if.
+MAX_FAILED = 16
+#: Demand estimates kept per process (one per set of forecasts, topology and links down).
+CACHE_SIZE = 4
+
+NO_FORECASTS = 409
+NO_FORECASTS_DESCRIPTION = (
+    "No forecast of the model stored yet: the engine issues them once links report"
+)
+INPUT_422 = (
+    "A parameter is invalid (`loc` names it), a link in `fail` is unknown, or it is not"
+    " placed in the topology (no `src`/`dst` and no `A>B` name, or a label that cannot be"
+    " read): the message names it and what to set"
+)
+
+ModelQuery = Annotated[
+    Literal["liquid", "incremental", "persistence", "seasonal", "hybrid"],
+    Query(description="whose forecasts to use"),
+]
+ThresholdQuery = Annotated[
+    float,
+    Query(
+        gt=0,
+        le=100,
+        description="utilisation (load / capacity, 1.0 = full) above which a link counts"
+        " as overloaded",
+    ),
+]
+FailName = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+
+
+class WhatIfLinkPublic(BaseModel):
+    link: str
+    src: str
+    dst: str
+    capacity_bps: float | None = Field(description="line rate, bit/s; null when not set")
+    failed: bool = Field(description="failed in this what-if (asked, or the reverse of one)")
+    down: bool = Field(description="down now: a failure event and no repair yet")
+    forecast: bool = Field(
+        description="baseline_bps is the link's forecast; false: the link has no current"
+        " forecast and its baseline is the load the estimated demands put on it"
+    )
+    baseline_bps: list[float] = Field(description="bit/s per horizon step: the forecast as it is")
+    load_bps: list[float] = Field(
+        description="bit/s per horizon step with the links failed (0 on links down)"
+    )
+    utilisation: list[float | None] = Field(
+        description="load_bps / capacity_bps per step (1.0 = full); null when the capacity"
+        " is unknown or the link is down"
+    )
+    peak_utilisation: float | None = Field(description="the highest of utilisation")
+    overloaded: bool = Field(description="peak_utilisation above the threshold")
+
+
+class UnroutablePairPublic(BaseModel):
+    src: str = Field(description="origin node")
+    dst: str = Field(description="destination node")
+    demand_bps: float = Field(description="estimated demand, bit/s: its peak over the horizon")
+
+
+class WhatIfPublic(BaseModel):
+    failed: list[str] = Field(description="the links asked to fail")
+    failed_links: list[str] = Field(
+        description="every link failed: those asked and, with cable=true, their reverses"
+    )
+    already_down: list[str] = Field(description="links down now (a failure without repair)")
+    metric: Literal["igp", "distance", "hops"] = Field(description="what routing goes by")
+    model: str
+    threshold: float = Field(description="utilisation above which a link is overloaded")
+    issued_at: datetime = Field(description="issue time of the forecasts used (RFC 3339)")
+    step_seconds: int = Field(description="seconds between horizon steps")
+    times: list[datetime] = Field(description="target time of each horizon step (RFC 3339)")
+    links: list[WhatIfLinkPublic]
+    overloaded: list[str] = Field(
+        description="links with peak utilisation above the threshold, worst first"
+    )
+    unroutable_bps: list[float] = Field(
+        description="bit/s per step: demand that has a path now and none with the links failed"
+    )
+    unroutable_pairs: list[UnroutablePairPublic] = Field(description="those demands, largest first")
+    demand_fit_error: float = Field(
+        description="relative error of the estimated demands in reproducing the forecast"
+        " loads, ||R x - y|| / ||y|| over every step (0 = exact)"
+    )
+
+
+class RiskScenarioPublic(BaseModel):
+    failed: list[str] = Field(description="one cable: the link and its reverse where it exists")
+    worst_utilisation: float | None = Field(
+        description="the highest utilisation (1.0 = full) of a surviving link within the"
+        " horizon; null when no surviving link has a capacity"
+    )
+    worst_link: str | None
+    worst_time: datetime | None = Field(description="the horizon step it peaks at (RFC 3339)")
+    overloaded: list[str] = Field(description="links above the threshold, worst first")
+    unroutable_bps: float = Field(
+        description="demand left without a path, bit/s: peak over the horizon"
+    )
+
+
+class RiskPublic(BaseModel):
+    issued_at: datetime = Field(description="issue time of the forecasts used (RFC 3339)")
+    step_seconds: int = Field(description="seconds between horizon steps")
+    metric: Literal["igp", "distance", "hops"] = Field(description="what routing goes by")
+    model: str
+    threshold: float = Field(description="utilisation above which a link is overloaded")
+    already_down: list[str] = Field(description="links down now, left down in every scenario")
+    scanned: int = Field(description="single failures tried: every cable not down now")
+    demand_fit_error: float = Field(
+        description="relative error of the estimated demands in reproducing the forecast loads"
+    )
+    scenarios: list[RiskScenarioPublic] = Field(
+        description="the worst `limit` failures, by worst_utilisation (null last)"
+    )
+
+
+@dataclass(frozen=True)
+class _State:
+    topology: Topology
+    down: list[str]
+    routing: Routing
+    loads: np.ndarray  # (T, L), NaN: no current forecast
+    demands: Demands
+    issued_at: datetime
+    step_seconds: int
+
+    @property
+    def times(self) -> list[datetime]:
+        step = timedelta(seconds=self.step_seconds)
+        return [self.issued_at + k * step for k in range(self.loads.shape[0])]
+
+
+_cache: OrderedDict[tuple, Demands] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _estimate(routing: Routing, loads: np.ndarray) -> Demands:
+    """:func:`estimate_demands`, kept for the same topology, routing and forecasts."""
+    digest = hashlib.sha256(loads.tobytes()).hexdigest()
+    key = (
+        routing.topology.links,
+        routing.topology.nodes,
+        routing.failed,
+        routing.weights.tobytes(),
+        loads.shape,
+        digest,
+    )
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    demands = estimate_demands(routing, loads)
+    with _cache_lock:
+        _cache[key] = demands
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return demands
+
+
+def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
+    """The topology, links down, routing, forecasts and demand estimate; ``names`` (links
+    to fail) are checked first, so a bad name is a 422 whether or not forecasts exist."""
+    records = link_records(session=session)
+    built = build_topology(records)
+    _check(names, {str(r["name"]) for r in records}, built.unplaced, built.problems)
+    issue = latest_issue(session=session, model=model)
+    if issue is None:
+        raise HTTPException(
+            NO_FORECASTS,
+            f"no forecast of model {model!r} stored yet: the engine issues forecasts once"
+            " links report; try again after its first tick",
+        )
+    topo = built.topology
+    down = links_down(session=session, now=datetime.now(UTC))
+    in_topo = set(topo.link_names)
+    routing = route(topo, failed=[n for n in down if n in in_topo])
+    horizon = max((len(v) for v in issue.values_bps.values()), default=0)
+    loads = np.full((max(horizon, 1), len(topo.links)), np.nan)
+    for i, name in enumerate(topo.link_names):
+        values = issue.values_bps.get(name)
+        if values is not None:
+            loads[: len(values), i] = [np.nan if v is None else v for v in values]
+    loads[~np.isfinite(loads)] = np.nan
+    loads = np.maximum(loads, 0.0)  # a load is never negative (NaN stays NaN)
+    return _State(
+        topology=topo,
+        down=down,
+        routing=routing,
+        loads=loads,
+        demands=_estimate(routing, loads),
+        issued_at=issue.issued_at,
+        step_seconds=issue.step_seconds,
+    )
+
+
+def _check(
+    names: Sequence[str],
+    known: set[str],
+    unplaced: tuple[str, ...],
+    problems: tuple[tuple[str | None, str], ...],
+) -> None:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise HTTPException(422, f"unknown links: {', '.join(repr(n) for n in unknown)}")
+    why = {k: v for k, v in problems if k is not None}
+    for n in names:
+        if n in unplaced:
+            raise HTTPException(
+                422,
+                f"link {n!r} is not placed in the topology: its nodes are unknown; set its"
+                " src and dst (POST /api/v1/links) or name it 'A>B'",
+            )
+        if n in why:
+            raise HTTPException(
+                422,
+                f"link {n!r} is left out of the topology: {why[n]}; fix it with POST /api/v1/links",
+            )
+
+
+def _number(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+@router.get(
+    "/whatif",
+    response_model=WhatIfPublic,
+    responses={
+        **responses(*AUTH),
+        NO_FORECASTS: {"model": ErrorPublic, "description": NO_FORECASTS_DESCRIPTION},
+        422: {"model": ErrorPublic, "description": INPUT_422},
+    },
+)
+def get_whatif(
+    session: SessionDep,
+    _: ReaderDep,
+    fail: Annotated[
+        list[FailName],
+        Query(
+            min_length=1,
+            max_length=MAX_FAILED,
+            description=f"a link to fail, by name; repeat for more (1 to {MAX_FAILED})",
+            examples=[["ATLAng>HSTNng"]],
+        ),
+    ],
+    model: ModelQuery = "hybrid",
+    threshold: ThresholdQuery = 1.0,
+    cable: Annotated[
+        bool,
+        Query(description="fail each link's reverse too (a cut cable); false: that direction only"),
+    ] = True,
+) -> WhatIfPublic:
+    """Every link's load over the forecast horizon if the links in `fail` go down now.
+
+    The newest forecasts of `model` give each link's load per horizon step; the
+    origin-destination demands that reproduce them are estimated by tomogravity
+    (Zhang et al., SIGMETRICS 2003) under the routing in force (links down now
+    excluded), then routed with the asked links down as well. A link's predicted
+    load is its forecast plus the change the re-route makes. A failure that leaves
+    some demand without a path is answered 200 with that demand in `unroutable_bps`
+    and `unroutable_pairs`."""
+    names = list(dict.fromkeys(fail))
+    state = _state(session, model, names)
+    topo = state.topology
+    failed = {topo.link_index(n) for n in names}
+    if cable:
+        failed |= {b for b in (topo.reverse(i) for i in failed) if b is not None}
+    out = what_if(state.routing, state.demands.demands_bps, state.loads, sorted(failed))
+    util = out.utilisation()
+    down = state.routing.failed
+    links = []
+    peaks: list[tuple[float, str]] = []
+    for i, lk in enumerate(topo.links):
+        col = util[:, i]
+        peak = _number(np.nanmax(col)) if not np.isnan(col).all() else None
+        over = peak is not None and peak > threshold
+        if over:
+            peaks.append((peak, lk.name))  # type: ignore[arg-type]
+        links.append(
+            WhatIfLinkPublic(
+                link=lk.name,
+                src=lk.src,
+                dst=lk.dst,
+                capacity_bps=lk.capacity_bps,
+                failed=i in failed,
+                down=i in down,
+                forecast=bool(np.isfinite(state.loads[:, i]).all()),
+                baseline_bps=out.baseline_bps[:, i].tolist(),
+                load_bps=out.loads_bps[:, i].tolist(),
+                utilisation=[_number(u) for u in col],
+                peak_utilisation=peak,
+                overloaded=over,
+            )
+        )
+    names_out = topo.link_names
+    return WhatIfPublic(
+        failed=names,
+        failed_links=[names_out[i] for i in sorted(failed)],
+        already_down=state.down,
+        metric=state.routing.metric,  # type: ignore[arg-type]
+        model=model,
+        threshold=threshold,
+        issued_at=state.issued_at,
+        step_seconds=state.step_seconds,
+        times=state.times,
+        links=links,
+        overloaded=[n for _, n in sorted(peaks, key=lambda p: -p[0])],
+        unroutable_bps=out.unroutable_bps.tolist(),
+        unroutable_pairs=[
+            UnroutablePairPublic(src=s, dst=d, demand_bps=v) for s, d, v in out.unroutable_pairs
+        ],
+        demand_fit_error=state.demands.fit_error,
+    )
+
+
+@router.get(
+    "/risk",
+    response_model=RiskPublic,
+    responses={
+        **responses(*AUTH),
+        NO_FORECASTS: {"model": ErrorPublic, "description": NO_FORECASTS_DESCRIPTION},
+        422: {"model": ErrorPublic, "description": "A parameter is invalid: `loc` names it"},
+    },
+)
+def get_risk(
+    session: SessionDep,
+    _: ReaderDep,
+    model: ModelQuery = "hybrid",
+    limit: Annotated[
+        int, Query(ge=1, le=10_000, description="scenarios returned, worst first")
+    ] = 20,
+    threshold: ThresholdQuery = 1.0,
+) -> RiskPublic:
+    """The N-1 scan over the forecast horizon: for every single cable failure (a link
+    and its reverse) not down now, the worst utilisation it would cause within the
+    horizon, on which link and when, ranked worst first. Demands and re-routing as
+    for `GET /whatif`."""
+    state = _state(session, model)
+    topo = state.topology
+    scan = horizon_scan(state.routing, state.demands.demands_bps, state.loads)
+    names = topo.link_names
+    times = state.times
+    scenarios = []
+    for k in scan.ranking()[:limit].tolist():
+        peak = scan.peak_utilisation[k]
+        over = [i for i in np.argsort(-np.nan_to_num(peak, nan=-np.inf)) if peak[i] > threshold]
+        worst = scan.worst_link[k]
+        scenarios.append(
+            RiskScenarioPublic(
+                failed=[names[i] for i in scan.units[k]],
+                worst_utilisation=_number(scan.worst_utilisation[k]),
+                worst_link=None if worst < 0 else names[worst],
+                worst_time=None if worst < 0 else times[int(scan.worst_step[k])],
+                overloaded=[names[i] for i in over],
+                unroutable_bps=float(scan.unroutable_bps[k]),
+            )
+        )
+    return RiskPublic(
+        issued_at=state.issued_at,
+        step_seconds=state.step_seconds,
+        metric=state.routing.metric,  # type: ignore[arg-type]
+        model=model,
+        threshold=threshold,
+        already_down=state.down,
+        scanned=len(scan.units),
+        demand_fit_error=state.demands.fit_error,
+        scenarios=scenarios,
+    )
