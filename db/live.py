@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
+from db import partitions
 from db.models import Alert, AlertState, Event, ModelCheckpoint, ModelVersion
 
 ENGINE_LOCK_KEY = 0x6C696E6B63617374  # "linkcast" as 8 bytes: the leader's advisory lock
@@ -359,10 +360,19 @@ def record_version(
 
 
 def delete_older_than(conn: Connection, *, forecasts: datetime, samples: datetime) -> None:
-    """Retention: old forecasts and errors, old samples, resolved alerts of the same age."""
-    conn.execute(text("DELETE FROM forecast WHERE issued_at < :t"), {"t": forecasts})
-    conn.execute(text("DELETE FROM forecast_error WHERE ts < :t"), {"t": forecasts})
-    conn.execute(text("DELETE FROM sample WHERE ts < :t"), {"t": samples})
+    """Retention: forecasts and errors older than ``forecasts``, samples older than
+    ``samples``, resolved alerts resolved before ``forecasts``.
+
+    The three time-partitioned tables lose whole UTC-day partitions
+    (:func:`db.partitions.drop_older_than`): each cutoff is rounded down to the start
+    of its UTC day, so rows are kept for at least the retention and at most a day more,
+    and no long DELETE runs under load. Each table is done in a short transaction of its
+    own on another connection of ``conn``'s engine (a lock on one is never held while
+    waiting for another); the alerts are deleted in ``conn``'s transaction.
+    Raises :class:`db.partitions.PartitionLockTimeout` when a table stayed busy."""
+    cutoffs = {"sample": samples, "forecast": forecasts, "forecast_error": forecasts}
+    for table, cutoff in cutoffs.items():
+        partitions.drop_older_than(conn.engine, table, cutoff)
     conn.execute(
         text("DELETE FROM alert WHERE state = 'resolved' AND resolved_at < :t"),
         {"t": forecasts},

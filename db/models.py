@@ -53,6 +53,8 @@ class Link(Base):
 
 class Sample(Base):
     __tablename__ = "sample"
+    # One partition a UTC day and two catch-alls (migration 0006, db/partitions.py).
+    __table_args__ = {"postgresql_partition_by": "RANGE (ts)"}
 
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # link.id, no FK (speed)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
@@ -93,6 +95,7 @@ class ModelName:
 
 class Forecast(Base):
     __tablename__ = "forecast"
+    __table_args__ = {"postgresql_partition_by": "RANGE (issued_at)"}  # as sample
 
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -105,6 +108,7 @@ class Forecast(Base):
 
 class ForecastError(Base):
     __tablename__ = "forecast_error"
+    __table_args__ = {"postgresql_partition_by": "RANGE (ts)"}  # as sample
 
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model: Mapped[str] = mapped_column(Text, primary_key=True)

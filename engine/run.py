@@ -1,6 +1,6 @@
 """The engine as a service: lead when possible, tick on the grid (and, while leading,
 every ``poll_seconds`` in between, so a complete bucket closes early), retrain on a
-schedule (APScheduler), apply retention."""
+schedule (APScheduler), keep day partitions ahead and apply retention (db/partitions.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from db import partitions
+from db.session import make_engine
 from engine.config import EngineConfig
 from engine.loop import LiveEngine
 from engine.metrics import record_tick
@@ -79,6 +81,19 @@ def run_engine(
                 forecast_days=retention_forecast_days, sample_days=retention_sample_days
             )
 
+    # Day partitions (db/partitions.py) up to AHEAD_DAYS ahead, at start and hourly, in
+    # every engine process (idempotent; when nothing is due it reads the catalogue
+    # only). Retention extends them back to its cutoff. The catch-all partitions store
+    # a row whatever happens here.
+    maintenance_db = make_engine(database_url, pool_size=1)
+
+    def partition_days() -> None:
+        now = datetime.now(UTC)
+        for table in partitions.TABLES:
+            partitions.ensure(
+                maintenance_db, table, now, now + partitions.AHEAD_DAYS * partitions.DAY
+            )
+
     # One worker: ticks, retrains and checkpoints never run at the same time.
     scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone=UTC)
     step = config.step_seconds
@@ -122,6 +137,15 @@ def run_engine(
     scheduler.add_job(
         retention, "interval", hours=1, id="retention", coalesce=True, misfire_grace_time=3600
     )
+    scheduler.add_job(
+        partition_days,
+        "interval",
+        hours=1,
+        next_run_time=datetime.now(UTC),
+        id="partitions",
+        coalesce=True,
+        misfire_grace_time=3600,
+    )
     scheduler.start()
     if worker is not None:
         worker.start()
@@ -131,5 +155,6 @@ def run_engine(
     finally:
         scheduler.shutdown(wait=True)
         engine.release()
+        maintenance_db.dispose()
         if worker is not None:
             worker.stop()
