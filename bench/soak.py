@@ -21,8 +21,8 @@ Load (this process):
   steps.
 
 After --warmup seconds and the engine's first tick (not measured: the links are
-registered, the models built, the connections opened) it measures for --duration seconds, printing a line every 10 s,
-then prints, with the targets of issue 14 and a verdict each:
+registered, the models built, the connections opened) it measures for --duration
+seconds, printing a line every 10 s, then prints, with the targets of issue 14 and a verdict each:
 - write rate achieved against the target; latency (request sent to answer) p50/p99 of
   writes (target p99 < 1 s) and of reads (target p99 < 500 ms), by route;
 - answers by status (target: none but 2xx), over the whole run;
