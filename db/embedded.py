@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 _servers: dict[Path, Any] = {}
 _owned: set[Path] = set()  # data dirs this process started (or began to start) a server in
 _hooked: list[bool] = []  # whether stop_embedded is registered with atexit
+# Held by stop_embedded and by the supervisor's restart: a server being stopped on
+# purpose is never started again behind it.
+_in_process = threading.Lock()
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -90,7 +93,7 @@ def stop_embedded() -> None:
     for pgdata in sorted(_owned):
         # Signals wait (the process is exiting anyway); the lock keeps another process
         # from starting to use the server between the look at its users and the stop.
-        with _signals_deferred(redeliver=False), _pgserver_lock():
+        with _signals_deferred(redeliver=False), _in_process, _pgserver_lock():
             users = _forget_dead_users(pgdata, leaving=os.getpid())
             server = _servers.pop(pgdata, None)
             if server is not None:
@@ -135,7 +138,7 @@ def _supervise(stop: threading.Event, every_seconds: float) -> None:
 def _start_again(
     pgdata: Path, stop: threading.Event, down_since: dict[Path, float], every_seconds: float
 ) -> None:
-    with _pgserver_lock():  # as pgserver itself starts and stops servers
+    with _in_process:
         server = _servers.get(pgdata)  # gone: stop_embedded stopped it on purpose
         if server is None or stop.is_set() or postmaster_pid(pgdata) is not None:
             down_since.pop(pgdata, None)
@@ -144,7 +147,12 @@ def _start_again(
         if first:
             down_since[pgdata] = time.monotonic()
             log.warning("embedded PostgreSQL in %s is not running: starting it again", pgdata)
-        failed = _PgserverErrors()
+        # pgserver starts its servers under its lock, one file for every server on the
+        # machine: a start elsewhere can hold it for long, so wait a little, then start
+        # anyway (PostgreSQL's own postmaster.pid keeps a second server off the data).
+        lock = _pgserver_lock()
+        locked = lock.acquire(timeout=5)
+        failed = _PgserverErrors(pgdata)
         pg_logger = logging.getLogger("pgserver")
         pg_logger.addHandler(failed)
         pg_logger.propagate = False  # pgserver logs the whole server log on a failure
@@ -155,13 +163,15 @@ def _start_again(
                 log.error(
                     "embedded PostgreSQL in %s did not start (%s): trying again every %.0f s",
                     pgdata,
-                    failed.why() or exc,
+                    failed.why(pgdata) or exc,
                     every_seconds,
                 )
             return
         finally:
             pg_logger.removeHandler(failed)
             pg_logger.propagate = True
+            if locked:
+                lock.release()
         down = time.monotonic() - down_since.pop(pgdata)
         log.warning(
             "embedded PostgreSQL in %s is running again (pid %s), %.1f s after it was found"
@@ -176,20 +186,39 @@ class _PgserverErrors(logging.Handler):
     """Keeps what pgserver logs at ERROR while it starts a server: the failed command's
     standard error is the cause (``pg_ctl: could not open PID file ...``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pgdata: Path) -> None:
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
+        try:  # what the server logs from now on is this start's
+            self.log_offset = (pgdata / "log").stat().st_size
+        except OSError:
+            self.log_offset = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
 
-    def why(self) -> str:
+    def why(self, pgdata: Path) -> str:
+        """pg_ctl's standard error, and what the server logged since this start began: the
+        lines of the process that logged a FATAL error (the cause: a file it could not
+        open, shared memory still in use...)."""
+        said = ""
         for message in self.messages:
             _, found, rest = message.partition("stderr:\n")
-            lines = [line for line in rest.split("\n---")[0].splitlines() if line.strip()]
-            if found and lines:
-                return " ".join(lines)[-300:]
-        return ""
+            lines = [line.strip() for line in rest.split("\n---")[0].splitlines()]
+            if found and any(lines):
+                said = " ".join(line for line in lines if line)[-300:]
+                break
+        try:
+            with (pgdata / "log").open("rb") as f:
+                f.seek(self.log_offset)
+                tail = f.read().decode(errors="replace").splitlines()[-20:]
+        except OSError:
+            tail = []
+        fatal = next((line for line in reversed(tail) if "FATAL" in line), "")
+        if "[" in fatal:  # with the lines its process logged before it (the cause)
+            pid = fatal[fatal.index("[") : fatal.index("]") + 1]
+            fatal = " / ".join(line.split(pid, 1)[1].strip() for line in tail if pid in line)
+        return "; ".join(part for part in (said, fatal[-400:]) if part)
 
 
 def postmaster_pid(pgdata: Path) -> int | None:

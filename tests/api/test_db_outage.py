@@ -9,9 +9,9 @@ counts; bench/outage.py runs longer ones and the TCP cut of tests/db_proxy.py):
   of the test's own (tests/pg_private.py), stopped with ``pg_ctl stop -m fast`` and
   started again 30 s later;
 * the embedded one: `linkcast up` without a database URL, its pgserver PostgreSQL
-  stopped with ``pg_ctl stop -m fast`` and its data directory made unreadable for 30 s
-  (the storage gone), so that the restart that `linkcast up` attempts every second
-  fails until the directory is readable again; `linkcast up` then starts it itself.
+  stopped with ``pg_ctl stop -m fast`` and kept from starting for 30 s (its
+  configuration file unreadable), so that the restart that `linkcast up` attempts
+  every second fails until the file is readable again; `linkcast up` then starts it.
 
 Clients push about 20,000 samples/s in all and retry a 503 after its Retry-After (5 s),
 five attempts at most, so a request first refused early in the outage is given up and
@@ -149,8 +149,10 @@ def test_a_server_stopped_for_30_s_under_load(tmp_path):
 
 
 class EmbeddedStop:
-    """Stops the embedded server of a running `linkcast up` and keeps its data directory
-    unreadable for the outage: `linkcast up`'s own restart brings it back."""
+    """Stops the embedded server of a running `linkcast up` and keeps it from starting for
+    the outage: its configuration file is unreadable (made so before the stop, which the
+    running server does not notice: it reads the file when it starts), so each restart
+    that `linkcast up` attempts fails until the file is readable again."""
 
     name = "embedded PostgreSQL of linkcast up"
 
@@ -158,21 +160,15 @@ class EmbeddedStop:
         from pgserver._commands import POSTGRES_BIN_PATH
 
         self.pgdata = pgdata
+        self.conf = pgdata / "postgresql.conf"
         self.pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
         owner = pgdata.stat().st_uid
         self.user = None if os.geteuid() != 0 or owner == 0 else owner
-        self.mode = pgdata.stat().st_mode & 0o7777
+        self.mode = self.conf.stat().st_mode & 0o7777
         self.restart_s = float("nan")
 
     def cut(self) -> None:
-        import pgserver
-
-        # Under pgserver's lock, as every start and stop of its servers: `linkcast up`
-        # checks again under it, so it cannot start the server between stop and chmod.
-        with pgserver.PostgresServer._lock:
-            self._stop_unreadable()
-
-    def _stop_unreadable(self) -> None:
+        self.conf.chmod(0)
         subprocess.run(
             [self.pg_ctl, "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
             user=self.user,
@@ -180,10 +176,9 @@ class EmbeddedStop:
             stdout=subprocess.DEVNULL,
             timeout=60,
         )
-        self.pgdata.chmod(0)
 
     def readable_again(self) -> None:
-        self.pgdata.chmod(self.mode)
+        self.conf.chmod(self.mode)
 
     def restore(self) -> float:
         self.readable_again()
@@ -225,7 +220,8 @@ def test_the_embedded_database_stopped_for_30_s_under_load(tmp_path):
             " directory was readable again"
         )
         assert "is not running: starting it again" in log, log[-3000:]
-        assert "did not start (" in log, log[-3000:]  # the unreadable directory, logged
+        assert "did not start (" in log, log[-3000:]
+        assert 'postgresql.conf": Permission denied' in log, log[-3000:]  # the cause, logged
         assert "is running again" in log, log[-3000:]
         _check(report)
         pid = postmaster(pgdata)
