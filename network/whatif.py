@@ -133,17 +133,21 @@ def estimate_demands(
     keep = sparse.diags_array(measured.astype(float))
     fitted = replace(routing, matrix=sparse.csr_array(keep @ routing.matrix))
     ref = int(np.argmax(ym.sum(axis=1)))
-    x0 = tomogravity(fitted, ym[ref]).demands_bps
+    if ym[ref].any():
+        x0 = tomogravity(fitted, ym[ref]).demands_bps
+    else:  # no load measured at all (or no link): no demand seen
+        x0 = np.zeros(len(routing.pairs))
     x0 = np.where(routing.routable, x0, 0.0)  # unseen by any link: nothing to say of them
     rows = np.flatnonzero(measured)
     R = sparse.csr_array(routing.matrix[rows])
-    weight = np.maximum(x0, _WEIGHT_FLOOR * max(float(x0.mean()), 1e-300))
+    weight = np.maximum(x0, _WEIGHT_FLOOR * max(float(x0.mean()) if x0.size else 0.0, 1e-300))
     weight[~routing.routable] = 0.0
     RD = R @ sparse.diags_array(weight)
     gap = ym[:, rows] - (R @ x0)[None, :]  # (T, Lm)
     x = np.repeat(x0[None, :], len(y), axis=0)
     if len(rows):
-        z = np.linalg.pinv((RD @ R.T).toarray(), hermitian=True) @ gap.T  # (Lm, T)
+        # (Lm, T); directions the loads barely fix (rcond) are not followed
+        z = np.linalg.pinv((RD @ R.T).toarray(), rcond=1e-10, hermitian=True) @ gap.T
         x = np.maximum(x + (RD.T @ z).T, 0.0)
     x[ref] = x0
     x[:, ~routing.routable] = 0.0
@@ -197,6 +201,11 @@ def _baseline(demands: np.ndarray, routing: Routing, loads: np.ndarray) -> np.nd
     return np.where(np.isfinite(loads).all(axis=0), loads, routed)
 
 
+def _change(before: Routing, after: Routing, demands: np.ndarray) -> np.ndarray:
+    """``(T, L)`` ``(R' - R) x``: exactly 0 on a link no moved demand crosses."""
+    return np.asarray((after.matrix - before.matrix) @ demands.T).T
+
+
 def what_if(
     routing: Routing,
     demands_bps: np.ndarray,
@@ -235,7 +244,7 @@ def what_if(
         )
     after = routing.fail(failed)
     base = _baseline(x, routing, y)
-    loads = np.maximum(base + after.loads(x) - routing.loads(x), 0.0)
+    loads = np.maximum(base + _change(routing, after, x), 0.0)
     loads[:, ~after.alive] = 0.0
     lost = np.flatnonzero(routing.routable & ~after.routable)
     peak = x[:, lost].max(axis=0) if len(lost) else np.zeros(0)
@@ -328,7 +337,6 @@ def horizon_scan(
     if cap.shape != (len(topo.links),):
         raise ValueError(f"capacities_bps has shape {cap.shape}; expected ({len(topo.links)},)")
     base = _baseline(x, routing, y)
-    routed = routing.loads(x)
     n_units, n_links = len(unit_list), len(topo.links)
     peak = np.full((n_units, n_links), np.nan)
     worst = np.full(n_units, np.nan)
@@ -337,7 +345,7 @@ def horizon_scan(
     unroutable = np.zeros(n_units)
     for k, unit in enumerate(unit_list):
         after = routing.fail(unit)
-        loads = np.maximum(base + after.loads(x) - routed, 0.0)
+        loads = np.maximum(base + _change(routing, after, x), 0.0)
         util = _utilisation(loads, cap, after.alive)
         lost = routing.routable & ~after.routable
         unroutable[k] = float(x[:, lost].sum(axis=1).max()) if lost.any() else 0.0

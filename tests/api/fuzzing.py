@@ -47,6 +47,12 @@ DOCUMENTED_422: dict[str, tuple[str, ...]] = {
     "GET /api/v1/links/{link}/forecasts": _RANGE + _YEARS,
     "GET /api/v1/links/{link}/errors": _RANGE + _YEARS,
     "POST /api/v1/links": ("labels nest deeper than",),
+    # a link to fail that is not registered, has no nodes (the seeded "0") or a bad label
+    "GET /api/v1/whatif": (
+        "unknown links: ",
+        "is not placed in the topology",
+        "is left out of the topology",
+    ),
     "POST /api/v1/events": ("end_ts must be after ts", "unknown links: ") + _YEARS,
     "POST /api/v1/silences": (
         "unknown link: ",
@@ -201,6 +207,28 @@ def seed(url: str, token: str) -> None:
         c.post("/api/v1/silences", json={"link": "0", "duration_seconds": 3600}).raise_for_status()
 
 
+def seed_forecasts(database_url: str) -> None:
+    """A forecast of every model for the example link, as the engine stores them (the
+    what-if and risk answer 409 until there is one)."""
+    from sqlalchemy import text
+
+    from db.live import array_literal, insert_forecasts
+    from db.models import ModelName
+    from db.session import make_engine
+
+    issued = datetime.now(UTC).replace(microsecond=0).isoformat()
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            link = conn.scalar(text("SELECT id FROM link WHERE name = 'ATLAng>HSTNng'"))
+            v = array_literal([1e9] * 3)
+            insert_forecasts(
+                conn, [f"{link}\t{m}\t{issued}\t60\t{v}\t{v}\t{v}\n" for m in ModelName.ALL]
+            )
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Run:
     """What one `st run` found."""
@@ -242,6 +270,7 @@ def fuzz(
     with serve(database_url, data_dir) as (url, tally):
         token = admin_token(database_url)
         seed(url, token)
+        seed_forecasts(database_url)
         tally.counts.clear()  # the seeding's requests are not the fuzzer's
         command = [
             str(Path(sys.executable).with_name("st")),
