@@ -49,6 +49,7 @@ import math
 import os
 import queue
 import random
+import re
 import resource
 import shutil
 import socket
@@ -58,7 +59,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -85,6 +86,7 @@ DISK_RATIO = (0.8, 1.25)  # measured growth / rows x bytes per row
 ROW_TABLES = ("sample", "forecast", "forecast_error")
 BTREE_LEAF_FILL = 0.9  # btree fillfactor: leaves split at 90 % when keys arrive in order
 PAGE = 8192  # bytes; a heap page keeps 8168 for tuples, a btree leaf 8152
+IDLE_RECONNECT_S = 4.0  # uvicorn closes a keep-alive connection idle for 5 s
 
 
 @dataclass
@@ -149,8 +151,8 @@ class SoakResult:
     measure_to: float
     generator_cpu_s: dict[str, float]  # writers, readers, process: CPU s in the window
     behind_s: float  # how far the writers ran behind their schedule at most (s)
-    log_tail: str = ""
-    notes: list[str] = field(default_factory=list)
+    workers_killed: int = 0  # "Child process [..] died": uvicorn killed a worker
+    late_samples: int = 0  # samples the engine logged as late (not used)
 
 
 def load_bps(k: np.ndarray, ts: float) -> np.ndarray:
@@ -210,16 +212,22 @@ def _writer_schedule(
 
 
 def _writer(api: str, token: str, bodies: queue.Queue, stats: Stats, stop: threading.Event) -> None:
-    """Post the bodies it is given on one keep-alive connection; reconnect after an error."""
+    """Post the bodies it is given on one keep-alive connection; reconnect after an error,
+    and before the server would close it as idle (uvicorn: after 5 s), so that no request
+    meets a connection closed under it."""
     host, port = api.split("//")[1].split(":")
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     conn: http.client.HTTPConnection | None = None
+    last_used = 0.0
     cpu0 = time.thread_time()
     while not (stop.is_set() and bodies.empty()):
         try:
             body, n = bodies.get(timeout=0.5)
         except queue.Empty:
             continue
+        if conn is not None and time.monotonic() - last_used > IDLE_RECONNECT_S:
+            conn.close()
+            conn = None
         if conn is None:
             conn = http.client.HTTPConnection(host, int(port), timeout=60)
         t = time.monotonic()
@@ -234,6 +242,7 @@ def _writer(api: str, token: str, bodies: queue.Queue, stats: Stats, stop: threa
             status = type(exc).__name__
             conn.close()
             conn = None
+        last_used = time.monotonic()
         cpu1 = time.thread_time()
         stats.add(
             Call("POST /telemetry", t, time.monotonic() - t, status, n), "writers", cpu1 - cpu0
@@ -438,12 +447,23 @@ class Servers:
                 out.append((logged.timestamp(), tick))
         return out
 
+    def log_counts(self) -> tuple[int, int]:
+        """API workers uvicorn killed (a worker that does not answer its supervisor's
+        ping within 5 s is killed and replaced) and samples the engine found late."""
+        text = "\n".join(p.text() for p in self.procs.values())
+        late = sum(int(n) for n in re.findall(r"(\d+) late sample\(s\)", text))
+        return len(re.findall(r"Child process \[\d+\] died", text)), late
+
     def stop(self) -> None:
         for p in self.procs.values():
             stop_process(p.popen, grace=60)
 
 
-def run_soak(cfg: SoakConfig, say: Callable[[str], None] = print) -> SoakResult:
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_soak(cfg: SoakConfig, say: Callable[[str], None] = _say) -> SoakResult:
     """Serve linkcast, load it as ``cfg`` says, measure; see the module's docstring."""
     data_dir = cfg.data_dir or Path(tempfile.mkdtemp(prefix="linkcast-soak-"))
     url = cfg.database_url
@@ -528,6 +548,7 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = print) -> SoakResult:
         servers.check_alive()
     finally:
         servers.stop()
+    killed, late = servers.log_counts()
     calls = stats.calls
     acknowledged = sum(c.samples for c in calls if c.status == "200")
     with db.cursor() as cur:
@@ -559,6 +580,8 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = print) -> SoakResult:
         measure_to=measure_to,
         generator_cpu_s=gen,
         behind_s=stats.behind_s,
+        workers_killed=killed,
+        late_samples=late,
     )
 
 
@@ -632,7 +655,10 @@ def report(res: SoakResult) -> list[str]:
     errors = sum(v for k, v in statuses.items() if k != "200")
     out.append(
         f"samples acknowledged {res.acknowledged:,}, stored {res.stored:,}"
-        f" (stored - acknowledged: {res.stored - res.acknowledged:+,})"
+        f" (stored - acknowledged: {res.stored - res.acknowledged:+,}); api workers killed by"
+        f" uvicorn's supervisor (no answer to its ping within 5 s; startup included):"
+        f" {res.workers_killed};"
+        f" samples the engine logged as late (not used): {res.late_samples:,}"
     )
 
     # engine ticks logged in the window
@@ -675,7 +701,7 @@ def report(res: SoakResult) -> list[str]:
 
     grown = {name: s1.table_bytes[name] - s0.table_bytes[name] for name in ROW_TABLES}
     rows = {name: s1.rows_written[name] - s0.rows_written[name] for name in ROW_TABLES}
-    exp = {name: rows[name] * res.row_bytes[name] for name in ROW_TABLES}
+    exp = {name: rows[name] * res.row_bytes[name] if rows[name] else 0.0 for name in ROW_TABLES}
     mb = 1024 * 1024
     for name in ROW_TABLES:
         ratio = grown[name] / exp[name] if exp[name] else math.nan
