@@ -243,6 +243,10 @@ class FailureShift:
         residual; 0 for consistent loads).
     demands_bps : numpy.ndarray
         ``(P,)`` the estimated demand of each of the routing's pairs, bit/s.
+    totals_bps : tuple of numpy.ndarray
+        ``(out, in)``, ``(N,)`` each: the estimated traffic entering and leaving the
+        network at each node, bit/s (the next step's gravity prior, see
+        :func:`failure_shift`'s ``totals_bps``).
     """
 
     link_names: tuple[str, ...]
@@ -251,6 +255,7 @@ class FailureShift:
     unroutable_bps: float
     fit_error: float
     demands_bps: np.ndarray
+    totals_bps: tuple[np.ndarray, np.ndarray]
 
     def for_links(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``shift_bps`` and ``down`` in the order of ``names``: ``(n,)`` each.
@@ -274,6 +279,7 @@ def failure_shift(
     failed: Iterable[int | str],
     *,
     measured_failed: Iterable[int | str] = (),
+    totals_bps: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FailureShift:
     """Predict how a failure shifts every link's load, from one step of link loads.
 
@@ -302,6 +308,13 @@ def failure_shift(
     measured_failed : iterable of int or str
         The links that were down when ``loads_bps`` was measured (none by default:
         loads from before the failure; ``failed`` for loads measured during it).
+    totals_bps : (numpy.ndarray, numpy.ndarray), optional
+        ``(out, in)``, ``(N,)`` each, bit/s: the node totals of the gravity prior.
+        By default they are fitted to the loads (:func:`network.demand.fit_gravity`,
+        most of the cost); a caller that re-estimates every step may pass the
+        previous estimate's :attr:`FailureShift.totals_bps` instead (a warm start:
+        the loads still decide the demands, the prior only fills what they leave
+        open).
 
     Returns
     -------
@@ -347,17 +360,19 @@ def failure_shift(
         # A row of zeros and a load of 0: the equation 0 = 0 constrains nothing.
         keep = sparse.diags_array((~unused).astype(float))
         before = replace(before, matrix=sparse.csr_array(keep @ before.matrix))
-    estimate = tomogravity(before, np.where(unused, 0.0, y))
+    out_bps, in_bps = (None, None) if totals_bps is None else totals_bps
+    estimate = tomogravity(before, np.where(unused, 0.0, y), out_bps=out_bps, in_bps=in_bps)
     x = estimate.demands_bps
     after = routing.fail(failed)
     down = ~after.alive
     shift = after.loads(x) - routing.loads(x)
     lost = routing.routable & ~after.routable
+    n = len(topo.nodes)
+    moving = routing.origin != routing.dest
+    totals = (
+        np.bincount(routing.origin, weights=x * moving, minlength=n),
+        np.bincount(routing.dest, weights=x * moving, minlength=n),
+    )
     return FailureShift(
-        topo.link_names,
-        shift,
-        down,
-        float(x[lost].sum()),
-        float(estimate.residual),
-        x,
+        topo.link_names, shift, down, float(x[lost].sum()), float(estimate.residual), x, totals
     )

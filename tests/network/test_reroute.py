@@ -238,3 +238,20 @@ def test_failure_shift_errors():
         failure_shift(r, -y, ["a>b"])
     with pytest.raises(ValueError, match="loads_bps must be >= 0 and finite"):
         failure_shift(r, np.r_[np.inf, y[1:]], ["a>b"])
+
+
+def test_failure_shift_warm_start_from_the_previous_estimates_totals(nobel, nobel_traffic):
+    net = nobel.network
+    routing = route(net, nobel_traffic.pairs)
+    down = list(net.duplex_groups()[3])
+    first = failure_shift(routing, routing.loads(nobel_traffic.demands_bps[40]), down)
+    out_bps, in_bps = first.totals_bps
+    moving = routing.origin != routing.dest
+    assert out_bps.sum() == pytest.approx(first.demands_bps[moving].sum(), rel=1e-9)
+    assert in_bps.sum() == pytest.approx(out_bps.sum(), rel=1e-9)
+    during = routing.fail(down).loads(nobel_traffic.demands_bps[41])
+    warm = failure_shift(routing, during, down, measured_failed=down, totals_bps=first.totals_bps)
+    true = during - routing.loads(nobel_traffic.demands_bps[41])
+    assert warm.fit_error < 1e-3
+    moved = np.abs(true) > 0.05 * np.abs(true).max()
+    assert np.median(np.abs(warm.shift_bps - true)[moved] / np.abs(true[moved])) < 0.1
