@@ -1,10 +1,12 @@
-"""The links as records for the network model (``network.records.build_topology``)."""
+"""The links as records for the network model (``network.records.build_topology``), and
+the links known to be down (open failures)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
 from db.models import Link
@@ -16,3 +18,21 @@ def link_records(*, session: Session) -> list[dict[str, Any]]:
         select(Link.name, Link.src, Link.dst, Link.capacity_bps, Link.labels).order_by(Link.name)
     )
     return [dict(row._mapping) for row in rows]
+
+
+def open_failures(conn: Connection, *, before: datetime) -> dict[str, datetime]:
+    """Link name -> time of its failure, for every link whose latest ``failure`` or
+    ``repair`` event with ``ts < before`` is a failure (events at the same instant in the
+    order they were stored). The same rule as the dashboard's (``ui.transforms``); one
+    query, in the caller's transaction. Names are as the events give them: a link since
+    deleted or renamed is the caller's to leave out."""
+    rows = conn.execute(
+        text(
+            "SELECT link, kind, ts FROM (SELECT DISTINCT ON (link) link, kind, ts"
+            " FROM event, unnest(links) AS link WHERE kind IN ('failure', 'repair')"
+            " AND ts < :before ORDER BY link, ts DESC, id DESC) last WHERE kind = 'failure'"
+            " ORDER BY link"
+        ),
+        {"before": before},
+    )
+    return {str(link): ts for link, _, ts in rows}

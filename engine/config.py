@@ -37,6 +37,9 @@ class EngineConfig:
     min_reroute_links: int = 2
     group_steps: int = 10  # a drift starting this close to a failure is part of it
     interval_level: float = 0.9
+    # Between buckets, look for failures and repairs posted since at most this often
+    # (seconds): one query; a change is applied and the forecasts re-issued at once.
+    failure_check_seconds: float = 1.0
     seed: int = 0
     # Where notifications go (engine/notify.py); none by default.
     notify: NotifyConfig = field(default_factory=NotifyConfig)

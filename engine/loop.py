@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -35,6 +35,7 @@ from db.models import ModelName
 from db.session import make_engine, make_sessionmaker
 from engine import outbox
 from engine.config import EngineConfig
+from engine.failures import KnownFailures
 from engine.policy import AlertPolicy
 from engine.quality import ExcursionFilter
 from forecaster.base import IncompatibleState
@@ -53,6 +54,9 @@ class TickReport:
     replayed: int = 0  # buckets processed again after a crash: models only, alerts kept
     late_samples: int = 0  # arrived for buckets already processed (see _count_late)
     excursions: int = 0  # link buckets judged excursions (their samples marked)
+    reroutes: int = 0  # known-failure shifts estimated or cleared (engine/failures.py)
+    rescaled: int = 0  # buckets whose forecasts took the failure's shift scaled to their loads
+    reissued: int = 0  # forecasts stored again with a failure's shift between buckets
     seconds: float = 0.0
     last_bucket: datetime | None = None
     details: list[str] = field(default_factory=list)
@@ -93,6 +97,12 @@ class LiveEngine:
         self._policy = AlertPolicy(self.config)
         # Holds back one-bucket excursions (engine/quality.py); rebuilt from samples on restore.
         self._quality = ExcursionFilter(self.config.excursion_factor)
+        # Operators' failures and repairs: the suite's counterfactual shift (engine/failures.py).
+        self._failures = KnownFailures()
+        self._failures_checked = 0.0  # perf_counter of the last look between buckets
+        # The newest bucket's loads (suite order, NaN: not measured): what a shift set
+        # between buckets is estimated from; re-read from the samples after a restore.
+        self._last_y: tuple[datetime, np.ndarray] | None = None
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -171,6 +181,8 @@ class LiveEngine:
         self._issued = {}
         self._reported = set()
         self._quality = ExcursionFilter(cfg.excursion_factor)
+        self._failures = KnownFailures()
+        self._last_y = None
         if self._last_bucket is not None:
             self._load_issued(self._last_bucket + cfg.step)
             with self._db.connect() as conn:
@@ -178,8 +190,19 @@ class LiveEngine:
                 span = cfg.step * (4 * self._quality.window)
                 end = self._last_bucket + cfg.step
                 history = live.bucket_history(conn, end - span, end, cfg.step_seconds)
-                capacity = {r.id: r.capacity_bps for r in live.all_links(conn)}
+                rows = live.all_links(conn)
+                capacity = {r.id: r.capacity_bps for r in rows}
                 self._quality.rebuild(history, capacity)
+                # the checkpoint holds the shift of the failures open then, last scaled to
+                # the loads of its bucket (the reference of the next bucket's scaling)
+                names = {r.id: r.name for r in rows}
+                reroute = self._suite.reroute
+                self._failures.restore(
+                    [names.get(i, "") for i in self._link_ids],
+                    None if reroute is None else reroute.shift_bps,
+                    None if reroute is None else reroute.down,
+                    self._loads(conn, self._last_bucket),
+                )
 
     def _discard_other_grid(self, session: Session) -> live.GridChange | None:
         """A restart with another LINKCAST_STEP_SECONDS starts cleanly on the new grid.
@@ -297,6 +320,8 @@ class LiveEngine:
             newest = self._closed_early(newest, now)
         start = self._first_bucket(newest)
         if start is None or start > newest:
+            if time.perf_counter() - self._failures_checked >= cfg.failure_check_seconds:
+                self._reissue_on_change(now, report)
             return report
         report.late_samples = self._count_late()
         bucket = start
@@ -310,6 +335,7 @@ class LiveEngine:
                 self._suite = None
                 raise
             bucket += cfg.step
+        self._reissue_on_change(now, report)
         report.seconds = time.perf_counter() - t0
         report.last_bucket = self._last_bucket
         self._ticks_since_checkpoint += 1
@@ -378,7 +404,19 @@ class LiveEngine:
             for link_id, value in means.items():
                 if link_id in self._index:
                     y[self._index[link_id]] = value
+            # the failures in force at the bucket's end, set before the models take it
+            down = self._failures.wanted(conn, issued_at)
+            if frozenset(down) != self._failures.applied:
+                self._set_failures(conn, down, bucket - cfg.step, report)
             out = suite.step(y, np.isfinite(y))
+            shift = self._failures.scaled(y)
+            if shift is not None and all(since <= bucket for since in down.values()):
+                # measured wholly under the failure: the shift follows the traffic
+                suite.set_reroute(shift, self._failures.down)
+                fc, lo, up = suite.issue()
+                out = replace(out, forecasts=fc, lower=lo, upper=up)
+                report.rescaled += 1
+            self._last_y = (bucket, y)
             self._reported.update(means)
             ids = np.asarray(self._link_ids)
             fresh = live.insert_forecasts(conn, self._forecast_rows(out, ids, issued_at))
@@ -403,6 +441,68 @@ class LiveEngine:
                     session.flush()
         self._last_bucket = bucket
         report.buckets += 1
+
+    def _loads(self, conn: Connection, bucket: datetime) -> np.ndarray:
+        """``(n_links,)`` the bucket's mean loads in the suite's order, NaN: none."""
+        if self._last_y is not None and self._last_y[0] == bucket:
+            return self._last_y[1]
+        y = np.full(len(self._link_ids), np.nan)
+        for link_id, value in live.bucket_means(conn, bucket, bucket + self.config.step).items():
+            if link_id in self._index:
+                y[self._index[link_id]] = value
+        return y
+
+    def _set_failures(
+        self, conn: Connection, down: dict[str, datetime], measured: datetime, report: TickReport
+    ) -> None:
+        """Give the suite the shift of the failures ``down`` (name -> since; none: clear
+        it), estimated from the loads of the bucket starting at ``measured``."""
+        suite = self._suite
+        assert suite is not None
+        report.reroutes += 1
+        if not down:
+            log.info("repaired: %s up again, forecasts without a re-route", self._failures.applied)
+            suite.set_reroute(None, None)
+            self._failures.clear()
+            return
+        names = {r.id: r.name for r in live.all_links(conn)}
+        est, shift = self._failures.estimate(
+            self._loads(conn, measured), down, measured, [names.get(i, "") for i in self._link_ids]
+        )
+        suite.set_reroute(shift, self._failures.down)
+        log.info(
+            "failure of %s: forecasts re-routed (%.3g bit/s moved, %.3g bit/s unroutable,"
+            " fit error %.1f %%)",
+            ", ".join(sorted(down)),
+            float(np.clip(est.shift_bps, 0, None).sum()),
+            est.unroutable_bps,
+            100 * est.fit_error,
+        )
+
+    def _reissue_on_change(self, now: datetime, report: TickReport) -> None:
+        """Between buckets: a failure or repair posted since the last bucket is applied at
+        once, and the forecasts issued at that bucket's end are stored again with it."""
+        self._failures_checked = time.perf_counter()
+        suite, last = self._suite, self._last_bucket
+        if suite is None or last is None:
+            return
+        issued_at = last + self.config.step
+        try:
+            with self._db.begin() as conn:
+                down = self._failures.wanted(conn, now)
+                if frozenset(down) == self._failures.applied:
+                    return
+                self._set_failures(conn, down, last, report)
+                fc, lo, up = suite.issue()
+                out = StepOutput(suite.steps - 1, fc, lo, up, {})
+                ids = np.asarray(self._link_ids)
+                report.reissued += replace_forecasts(
+                    conn, issued_at, self._forecast_rows(out, ids, issued_at)
+                )
+                self._remember(out, issued_at)
+        except BaseException:
+            self._suite = None  # the shift was set in memory only: restore and replay
+            raise
 
     def _forecast_rows(self, out: StepOutput, ids: np.ndarray, issued_at: datetime):  # noqa: ANN202
         """COPY lines: one per reporting link and model, the H steps as float4 arrays."""
@@ -476,6 +576,13 @@ class LiveEngine:
                 forecasts=now - timedelta(days=forecast_days),
                 samples=now - timedelta(days=sample_days),
             )
+
+
+def replace_forecasts(conn: Connection, issued_at: datetime, lines) -> int:  # noqa: ANN001
+    """Store the forecasts issued at ``issued_at`` again, in place of those stored: a known
+    failure's shift set after they were issued (``_reissue_on_change``)."""
+    conn.execute(text("DELETE FROM forecast WHERE issued_at = :t"), {"t": issued_at})
+    return live.insert_forecasts(conn, lines)
 
 
 def complete(conn: Connection, bucket: datetime, step: timedelta) -> bool:

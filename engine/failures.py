@@ -1,0 +1,222 @@
+"""Known failures in the live engine: forecasts with the re-route from the first tick.
+
+An operator's ``failure`` event (``POST /api/v1/events``) says which links are down,
+until a ``repair`` event of the same link (:func:`db.topology.open_failures`, the
+dashboard's rule). While links are down, the engine gives the model suite a
+counterfactual shift (:meth:`forecaster.suite.ModelSuite.set_reroute`): the models
+work on the loads the network would carry without the failure, and every forecast
+comes back with the re-route's predicted shift added, 0 on the failed links. The
+shift is :func:`network.reroute.failure_shift`: the demands estimated by tomogravity
+from one grid step of measured loads, routed with and without the failed links over
+the topology linkcast knows (:func:`network.records.build_topology` of the stored
+links; shortest paths by IGP metric, else distance, else hops, single path).
+
+When it is applied
+    Each bucket is processed with the failures in force at its end (events with
+    ``ts`` before it): when the set of down links changes, the shift is computed from
+    the bucket before (the last loads measured; its links count as measured down when
+    their failure began at or before that bucket's start) and set before the models
+    take the bucket. Between buckets, the engine looks at the events at most every
+    ``failure_check_seconds`` (1 s; on each grid tick, and on the early-close polls): a failure
+    or repair posted since is applied at once from the last bucket's loads, and the
+    forecasts issued at the end of that bucket are re-issued with it and stored in
+    place of the ones issued without it (the forecast API shows the re-routed loads
+    within a second of the event, not one grid step later). A restart restores the
+    shift with the checkpoint (it is part of the suite's state) and replays the
+    buckets after it by the same rule.
+
+Estimated once, scaled to the traffic while the failure lasts
+    The shift of a link is the demand that moved onto it, and it follows the
+    traffic (a daily cycle doubles it and halves it again): a shift estimated once
+    goes stale. Re-estimating it every bucket from the loads measured during the
+    failure is no cure: those loads lack the failed links, the very ones that say
+    how much moved. ``bench/reroute_shift.py`` measures, on the simulator's drastic
+    failures, the shift in use at issue time against the true shift at the target
+    time (``h = 1..12`` steps of 5 min; median relative error on the drastically
+    shifted links, first hour / hours 1 to 6): nobel-eu sine traffic, three seeds,
+    once 9-10 % / 42-45 %, re-estimated 3-5 % / 4-5 %, scaled 4-6 % / 5 %; real
+    Abilene traffic, once 9 % / 13 %, re-estimated 16 % / 19 % (the previous
+    estimate's node totals as the prior: 15 % / 22 %), scaled 8 % / 14 %. So the
+    shift is estimated once, when the set of failed links changes (from the last
+    bucket, the links measured as they were), and each bucket measured wholly under
+    the failure scales it by the bucket's total load over the total the estimate
+    predicted (over the links measured in both): within a point of re-estimating on
+    the sine traffic, better on real traffic, and no tomogravity per bucket. After
+    a restart the reference of the scaling is the last bucket's loads (the shift in
+    the checkpoint was scaled to them; when the checkpoint came between the event
+    and the first bucket under the failure, the scale is off by the change of the
+    network's total link load the re-route makes, until the next change).
+
+Cost
+    No failure open: one query on the event table per bucket, and at most one a
+    second between buckets; no network model is built. A change of the failed set:
+    the stored links are read (the topology and routing are rebuilt only when they
+    changed) and one tomogravity runs (bench/reroute_shift.py: about 1 s on the
+    demo's nobel-eu, 82 links, on one core; see the README's figures). Each bucket
+    under a failure: a few numpy sums.
+
+What is not done on a re-issue between buckets
+    The alert policy runs on each bucket's forecasts, not on a re-issue: a capacity
+    alert the re-route would cause waits for the next bucket (one grid step).
+
+Why not the detector's re-route event
+    The detector's ``reroute`` event (:class:`forecaster.drift.RerouteEvent`,
+    raised by :mod:`engine.policy`) names the links whose level shifted together: the
+    links that took traffic up as well as those that lost it, and only once the
+    shift has been seen for several steps. It does not say which links failed, and
+    taking the shifted links for failed ones would zero the forecasts of the links
+    that carry more. It is also the engine's own inference from the same loads the
+    models already learn from, so feeding it back would add nothing the models do not
+    see. Only an operator's event (or a collector that posts one) is used.
+
+Links the topology does not hold (no ``A>B`` name nor ``src``/``dst``, a bad label)
+cannot be routed: a failure on one is left out (logged), and they get no shift.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from db.topology import link_records, open_failures
+from network.records import build_topology
+from network.reroute import FailureShift, failure_shift
+from network.routing import Routing, route
+
+log = logging.getLogger(__name__)
+
+#: Re-estimate the shift from each bucket measured wholly under the failure.
+REFRESH = True
+
+
+class KnownFailures:
+    """The failures the suite's shift is made for, the network model, and the shift.
+
+    The topology and its routing are cached and rebuilt when the stored links change
+    (compared at each estimate, one query). ``applied`` is the set of link names the
+    suite's shift is made for; ``down`` its ``(n_links,)`` mask in the suite's order.
+    """
+
+    def __init__(self) -> None:
+        self.applied: frozenset[str] = frozenset()
+        self.down: np.ndarray | None = None
+        # the shift as estimated and the loads it predicted for that bucket (suite order,
+        # NaN: not measured): each later bucket scales the one by its total over the other
+        self._base: np.ndarray | None = None
+        self._reference: np.ndarray | None = None
+        self._key: str | None = None
+        self._routing: Routing | None = None
+        self._placed: frozenset[str] = frozenset()
+        self._ignored: frozenset[str] = frozenset()
+        self.estimates = 0
+        self.estimate_seconds = 0.0
+
+    def restore(
+        self, names: list[str], shift: np.ndarray | None, down: np.ndarray | None, loads: np.ndarray
+    ) -> None:
+        """After a restore: the checkpointed shift (``(n,)`` bit/s and mask, suite order;
+        None: no failure), the names of the suite's links, and the loads of the bucket it
+        was last scaled to (``(n,)``, NaN: not measured), the reference of the next."""
+        if shift is None or down is None:
+            self.clear()
+            return
+        self.applied = frozenset(n for n, d in zip(names, down.tolist(), strict=True) if d)
+        self.down, self._base, self._reference = down, shift, loads
+
+    def clear(self) -> None:
+        """A repair: nothing is down."""
+        self.applied = frozenset()
+        self.down = self._base = self._reference = None
+
+    def network(self, conn: Connection) -> Routing | None:
+        """The routing over the stored links (cached until they change); None if empty."""
+        with Session(bind=conn) as session:
+            records = link_records(session=session)
+        key = json.dumps(records, sort_keys=True, default=str)
+        if key != self._key:
+            built = build_topology(records, name="linkcast")
+            self._placed = frozenset(built.topology.link_names)
+            self._routing = route(built.topology) if built.topology.links else None
+            self._key = key
+            if built.unplaced or built.problems:
+                log.info(
+                    "network model: %d links placed, %d not (no nodes: %s; %s)",
+                    len(self._placed),
+                    len(built.unplaced) + len(built.problems),
+                    ", ".join(built.unplaced[:5]),
+                    "; ".join(why for _, why in built.problems[:3]),
+                )
+        return self._routing
+
+    def wanted(self, conn: Connection, before: datetime) -> dict[str, datetime]:
+        """Open failures before ``before`` (name -> since) on links the network places."""
+        found = open_failures(conn, before=before)
+        if not found and not self.applied:
+            return {}  # the usual case: one query, no network model
+        if self.network(conn) is None:
+            return {}
+        out = {n: ts for n, ts in found.items() if n in self._placed}
+        ignored = frozenset(found) - frozenset(out)
+        if ignored - self._ignored:
+            log.warning(
+                "failure events on links the network model cannot place are left out: %s",
+                ", ".join(sorted(ignored)[:10]),
+            )
+        self._ignored = ignored
+        return out
+
+    def estimate(
+        self,
+        loads_bps: np.ndarray,
+        down: dict[str, datetime],
+        measured_at: datetime,
+        names: list[str],
+    ) -> tuple[FailureShift, np.ndarray]:
+        """Estimate the shift of the failures ``down`` (name -> since) from one bucket.
+
+        ``loads_bps``: ``(n,)`` mean load of each of the suite's links (named ``names``)
+        over the bucket starting at ``measured_at``, bit/s, NaN where not measured; a
+        link counts as down while measured when its failure began at or before
+        ``measured_at``. Returns the estimate and the shift in the suite's order
+        (``(n,)``, bit/s); ``down`` and ``applied`` are updated.
+        """
+        routing = self._routing
+        assert routing is not None
+        where = {n: i for i, n in enumerate(names)}
+        y = np.array(
+            [loads_bps[where[n]] if n in where else np.nan for n in routing.topology.link_names]
+        )
+        y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
+        measured_down = [n for n, since in down.items() if since <= measured_at]
+        t0 = time.perf_counter()
+        est = failure_shift(routing, y, sorted(down), measured_failed=measured_down)
+        self.estimates += 1
+        self.estimate_seconds += time.perf_counter() - t0
+        shift, mask = est.for_links(names)
+        self.applied, self.down, self._base = frozenset(down), mask, shift
+        self._reference = np.where(mask, 0.0, np.maximum(loads_bps + shift, 0.0))
+        return est, shift
+
+    def scaled(self, loads_bps: np.ndarray) -> np.ndarray | None:
+        """The shift for a bucket measured under the failure: the estimate's, times the
+        bucket's total load over the total the estimate predicted, both over the links
+        measured in both and up (see the module doc). ``loads_bps``: ``(n,)`` bit/s, NaN
+        where not measured. None when no failure is set."""
+        if self._base is None or self._reference is None or self.down is None:
+            return None
+        n = len(loads_bps)
+        if len(self._base) < n:  # links added since: no shift on them
+            extra = n - len(self._base)
+            self._base = np.r_[self._base, np.zeros(extra)]
+            self._reference = np.r_[self._reference, np.full(extra, np.nan)]
+            self.down = np.r_[self.down, np.zeros(extra, dtype=bool)]
+        both = np.isfinite(loads_bps) & np.isfinite(self._reference) & ~self.down
+        then = float(self._reference[both].sum())
+        ratio = float(loads_bps[both].sum()) / then if then > 0 else 1.0
+        return self._base * ratio

@@ -1,0 +1,232 @@
+"""Known failures in the live engine (issue 10): an operator's failure event re-routes the
+forecasts at once, a repair restores them, a restart keeps the state. A real PostgreSQL,
+a square network a-b-c-d of ``A>B`` links, loads made from known demands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from engine import EngineConfig, LiveEngine
+from network.records import build_topology
+from network.routing import route
+from tests.conftest import auth
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+STEP = 60
+PERIOD = 48
+HORIZON = 12
+N = 60  # buckets before the failure
+LINKS = ["a>b", "b>a", "b>c", "c>b", "c>d", "d>c", "d>a", "a>d"]
+FAILED = ["a>b", "b>a"]
+UP = [n for n in LINKS if n not in FAILED]
+WEIGHT = {"a": 1.0, "b": 2.0, "c": 1.5, "d": 3.0}
+MODELS = ["liquid", "incremental", "persistence", "seasonal", "hybrid"]
+
+# The engine's own way to the topology and routing (names sorted, as stored).
+TOPOLOGY = build_topology([{"name": n} for n in sorted(LINKS)]).topology
+BASE = route(TOPOLOGY)
+DOWN = BASE.fail(FAILED)
+
+
+def demands(step: int) -> np.ndarray:
+    """``(P,)`` bit/s: a gravity matrix, 10 % off it per pair, a daily cycle of +-20 %."""
+    w = np.array([WEIGHT[TOPOLOGY.nodes[i]] for i in range(len(TOPOLOGY.nodes))])
+    d = 2e8 * w[BASE.origin] * w[BASE.dest] * (BASE.origin != BASE.dest)
+    d *= 1 + 0.1 * np.cos(np.arange(len(d)))
+    return d * (1 + 0.2 * np.sin(2 * np.pi * step / PERIOD))
+
+
+def truth(step: int, *, failed: bool) -> dict[str, float]:
+    loads = (DOWN if failed else BASE).loads(demands(step))
+    return dict(zip(TOPOLOGY.link_names, loads.tolist(), strict=True))
+
+
+def at(step: int) -> datetime:
+    return T0 + timedelta(seconds=STEP * step)
+
+
+class Clock:
+    def __init__(self, step: int) -> None:
+        self.to(step)
+
+    def to(self, step: int) -> None:
+        self.now = at(step) + timedelta(seconds=20)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def push(client, token: str, steps: range, *, failed: bool) -> None:  # noqa: ANN001
+    batch = [
+        {"link": link, "ts": at(k).isoformat(), "value": v}
+        for k in steps
+        for link, v in truth(k, failed=failed).items()
+    ]
+    r = client.post("/api/v1/telemetry", json={"samples": batch}, headers=auth(token))
+    assert r.status_code == 200, r.text
+
+
+def post_event(client, token: str, kind: str, links: list[str], ts: datetime) -> None:  # noqa: ANN001
+    body = {"kind": kind, "links": links, "ts": ts.isoformat()}
+    r = client.post("/api/v1/events", json=body, headers=auth(token))
+    assert r.status_code == 201, r.text
+
+
+def engine(url: str, clock: Clock) -> LiveEngine:
+    cfg = EngineConfig(
+        step_seconds=STEP,
+        season_steps=PERIOD,
+        horizon=HORIZON,
+        failure_check_seconds=0.0,
+        checkpoint_every=10_000,
+    )
+    eng = LiveEngine(url, cfg, clock=clock)
+    assert eng.try_lead()
+    return eng
+
+
+def stored(db, issued_at: datetime) -> dict[str, dict[str, np.ndarray]]:  # noqa: ANN001
+    """model -> link name -> the H forecast steps stored for ``issued_at``."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT f.model, l.name, f.value_bps FROM forecast f JOIN link l"
+                " ON l.id = f.link_id WHERE f.issued_at = :t"
+            ),
+            {"t": issued_at},
+        ).all()
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for model, name, values in rows:
+        out.setdefault(model, {})[name] = np.asarray(values, dtype=float)
+    return out
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
+def close(forecast: dict[str, np.ndarray], want: dict[str, float], links: list[str]) -> None:
+    """The first forecast step of ``links`` near ``want``: tomogravity cannot pin down 12
+    demands from 8 links (the truth is 10 % off a gravity matrix per pair), so within
+    12 % in the median and 25 % on every link (measured: 7 % and 17 %)."""
+    errors = [rel(forecast[n][0], want[n]) for n in links]
+    assert np.median(errors) <= 0.12 and max(errors) <= 0.25, dict(zip(links, errors, strict=True))
+
+
+def moved_links(step: int) -> list[str]:
+    """Surviving links whose true load grows by more than half with the failure."""
+    up, down = truth(step, failed=False), truth(step, failed=True)
+    return [n for n in LINKS if n not in FAILED and down[n] > 1.5 * up[n]]
+
+
+@pytest.fixture
+def square(client, tokens):
+    h = auth(tokens["admin"])
+    for name in LINKS:
+        r = client.post("/api/v1/links", json={"name": name, "capacity_bps": 1e10}, headers=h)
+        assert r.status_code in (200, 201), r.text
+    push(client, tokens["write"], range(N), failed=False)
+    return client
+
+
+def test_failure_event_reroutes_the_forecasts_at_once_and_a_repair_restores(
+    square, tokens, settings, clean_db
+):
+    moved = moved_links(N)
+    assert len(moved) >= 2  # the failure matters on this network
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    first = eng.tick()
+    assert first.buckets == N and first.reroutes == 0  # nothing open: no estimate
+    before = stored(clean_db, at(N))
+    # without the event the forecasts do not see the re-route coming
+    plain = before["persistence"]
+    assert min(rel(plain[n][0], truth(N, failed=True)[n]) for n in moved) > 0.3
+
+    post_event(square, tokens["write"], "failure", FAILED, at(N) + timedelta(seconds=2))
+    report = eng.tick()  # no bucket has closed: between buckets
+    assert report.buckets == 0 and report.reroutes == 1
+    assert report.reissued == len(LINKS) * len(MODELS)
+    after = stored(clean_db, at(N))
+    want = truth(N, failed=True)
+    for model in MODELS:
+        for n in FAILED:
+            assert (after[model][n] == 0).all(), model
+        # every model gets the same shift on the links that take the traffic
+        for n in moved:
+            np.testing.assert_allclose(
+                after[model][n] - before[model][n],
+                after["persistence"][n] - before["persistence"][n],
+                rtol=1e-3,
+                atol=1e3,
+            )
+    close(after["persistence"], want, UP)
+
+    # the failure goes on: buckets measured under it, the shift follows their loads
+    push(square, tokens["write"], range(N, N + 3), failed=True)
+    clock.to(N + 3)
+    report = eng.tick()
+    # estimated once; the two buckets measured wholly under it scale it to their loads
+    assert report.buckets == 3 and report.reroutes == 0 and report.rescaled == 2
+    during = stored(clean_db, at(N + 3))
+    want = truth(N + 3, failed=True)
+    for model in MODELS:
+        assert all((during[model][n] == 0).all() for n in FAILED), model
+    close(during["persistence"], want, UP)
+
+    # the repair: back to the loads without the failure, at once
+    post_event(square, tokens["write"], "repair", FAILED, at(N + 3) + timedelta(seconds=2))
+    report = eng.tick()
+    assert report.reroutes == 1 and report.reissued == len(LINKS) * len(MODELS)
+    repaired = stored(clean_db, at(N + 3))
+    want = truth(N + 3, failed=False)
+    close(repaired["persistence"], want, LINKS)
+    eng.release()
+
+
+def test_restart_keeps_the_failure(square, tokens, settings, clean_db):
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    post_event(square, tokens["write"], "failure", FAILED, at(N) + timedelta(seconds=2))
+    eng.tick()
+    push(square, tokens["write"], range(N, N + 2), failed=True)
+    clock.to(N + 2)
+    eng.tick()
+    eng.release()  # checkpoints, the shift with it
+
+    second = engine(settings.database_url, clock)
+    report = second.tick()  # restored: the failure is known, nothing to re-issue
+    assert report.reroutes == 0 and report.reissued == 0
+    push(square, tokens["write"], range(N + 2, N + 3), failed=True)
+    clock.to(N + 3)
+    report = second.tick()
+    assert report.buckets == 1
+    after = stored(clean_db, at(N + 3))
+    want = truth(N + 3, failed=True)
+    assert all((after["hybrid"][n] == 0).all() for n in FAILED)
+    close(after["persistence"], want, UP)
+    second.release()
+
+
+def test_failures_on_links_it_cannot_place_are_left_out(square, tokens, settings, clean_db):
+    h = auth(tokens["admin"])
+    assert square.post("/api/v1/links", json={"name": "eth0"}, headers=h).status_code in (
+        200,
+        201,
+    )
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    before = stored(clean_db, at(N))
+    post_event(square, tokens["write"], "failure", ["eth0"], at(N) + timedelta(seconds=2))
+    report = eng.tick()
+    assert report.reroutes == 0 and report.reissued == 0
+    now = stored(clean_db, at(N))
+    assert {m: sorted(v) for m, v in now.items()} == {m: sorted(v) for m, v in before.items()}
+    assert all(np.array_equal(before[m][n], v) for m in now for n, v in now[m].items())
+    eng.release()
