@@ -17,7 +17,7 @@ class DbProxy:
         if isinstance(host, tuple):
             host = host[0]
         port = url.port or 5432
-        self.target: tuple[int, object] = (
+        self.target: tuple[socket.AddressFamily, str | tuple[str, int]] = (
             (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
             if str(host).startswith("/")
             else (socket.AF_INET, (host, port))

@@ -14,28 +14,46 @@ first 2xx says more about their back-off; it is reported too).
 A :class:`Fault` stops the database and brings it back; :func:`run_outage` runs the load
 around it and returns a :class:`Report` of what the clients sent and heard against what
 the database holds: samples acknowledged, stored, refused, lost, doubled, and the
-engine's forecasts on every grid step across the outage.
+engine's forecasts on every grid step across the outage. The stacks:
+
+* :func:`server_stack`: `linkcast api --workers 2` and `linkcast engine` on a PostgreSQL
+  of the run's own (tests/pg_private.py), stopped with ``pg_ctl stop -m fast`` and
+  started again (:class:`ServerStop`); with ``proxy``, reached through a TCP proxy
+  (tests/db_proxy.py) that is cut instead, the server running on (:class:`ProxyCut`);
+* :func:`embedded_stack`: `linkcast up` without a database URL; its pgserver PostgreSQL
+  is stopped and kept from starting for the outage (:class:`EmbeddedStop`), and
+  `linkcast up` starts it again itself.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
+import signal
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 import httpx
+import orjson
 import psycopg
 
 from db.models import ModelName
-from tests.procs import wait_for
+from tests.conftest import free_port
+from tests.db_proxy import DbProxy
+from tests.pg_private import PrivatePostgres
+from tests.procs import Proc, env_for, wait_for
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PROBE_LINK = "probe>x"
+JSON = {"Content-Type": "application/json"}
 MODELS = ModelName.ALL
 
 
@@ -130,6 +148,216 @@ class Report:
         )
 
 
+#: The engine's settings in these runs: a 2-s grid, short horizon and season.
+ENGINE = {
+    "horizon": "4",
+    "season_steps": "8",
+    "checkpoint_every": "3",
+    "retrain_seconds": "3600",
+}
+
+
+def wait_accepting(url: str, timeout: float = 60) -> float:
+    """Poll until a client can connect to ``url``; the monotonic time it first could."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return time.monotonic()
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class ServerStop:
+    """``pg_ctl stop -m fast`` (clients are disconnected, as when an operator stops the
+    server), then ``pg_ctl start``; the return is when a client could connect again."""
+
+    name = "PostgreSQL server"
+
+    def __init__(self, pg: PrivatePostgres) -> None:
+        self.pg = pg
+
+    def cut(self) -> None:
+        self.pg.stop()
+
+    def restore(self) -> float:
+        self.pg.start(wait=False)
+        return wait_accepting(self.pg.url)
+
+
+class ProxyCut:
+    """The TCP path to the server cut (connections reset, new ones refused) and restored."""
+
+    name = "PostgreSQL server behind a cut TCP proxy"
+
+    def __init__(self, proxy: DbProxy) -> None:
+        self.proxy = proxy
+
+    def cut(self) -> None:
+        self.proxy.stop()
+
+    def restore(self) -> float:
+        self.proxy.start()
+        return time.monotonic()
+
+
+def postmaster_ready(pgdata: Path) -> int | None:
+    """The pid in ``pgdata/postmaster.pid`` once the server there accepts connections."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(lines) < 8 or lines[7].strip() != "ready":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+class EmbeddedStop:
+    """Stops the embedded server of a running `linkcast up` and keeps it from starting for
+    the outage: its configuration file is unreadable (made so before the stop, which the
+    running server does not notice: it reads the file when it starts), so each restart
+    that `linkcast up` attempts fails until the file is readable again. The return is
+    when the server says it accepts connections (``postmaster.pid``)."""
+
+    name = "embedded PostgreSQL of linkcast up"
+
+    def __init__(self, pgdata: Path) -> None:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        self.pgdata = pgdata
+        self.conf = pgdata / "postgresql.conf"
+        self.pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+        owner = pgdata.stat().st_uid
+        self.user = None if os.geteuid() != 0 or owner == 0 else owner
+        self.mode = self.conf.stat().st_mode & 0o7777
+        self.restart_s = math.nan  # from the file readable again to the server ready
+
+    def cut(self) -> None:
+        self.conf.chmod(0)
+        subprocess.run(
+            [self.pg_ctl, "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
+            user=self.user,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def readable_again(self) -> None:
+        self.conf.chmod(self.mode)
+
+    def restore(self) -> float:
+        self.readable_again()
+        released = time.monotonic()
+        wait_for(
+            "linkcast up to start its database again",
+            lambda: postmaster_ready(self.pgdata),
+            30,
+            every=0.02,
+        )
+        back = time.monotonic()
+        self.restart_s = back - released
+        return back
+
+
+def _readyz(base_url: str, proc: Proc) -> bool:
+    assert proc.alive(), proc.text()[-3000:]
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def server_stack(
+    workdir: Path, step: int, *, proxy: bool = False
+) -> Iterator[tuple[Stack, ServerStop | ProxyCut]]:
+    """A private PostgreSQL, the schema, a write token, `linkcast api --workers 2` and
+    `linkcast engine` on a ``step``-s grid (through a TCP proxy with ``proxy``); all
+    stopped and removed on exit."""
+    from db.migrate import upgrade
+    from db.queries import create_token
+    from db.session import make_engine, make_sessionmaker, session_scope
+
+    pg = PrivatePostgres()
+    db_proxy = DbProxy(pg.url) if proxy else None
+    procs: list[Proc] = []
+    try:
+        pg.start()
+        upgrade(pg.url)
+        db = make_engine(pg.url, pool_size=1)
+        with session_scope(make_sessionmaker(db)) as session:
+            token = create_token(session=session, scope="write").token
+        db.dispose()
+        url = pg.url
+        if db_proxy is not None:
+            db_proxy.start()
+            url = db_proxy.url
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        api = Proc(
+            ["api", "--workers", "2", f"--port={port}"],
+            env_for(url, workdir / "api"),
+            workdir / "api.log",
+        )
+        procs.append(api)
+        settings = ENGINE | {"step_seconds": str(step)}
+        engine = Proc(["engine"], env_for(url, workdir / "engine", **settings), workdir / "e.log")
+        procs.append(engine)
+        wait_for("the api", lambda: _readyz(base_url, api), 180)
+        stack = Stack(base_url, token, pg.url, step, engine.text, engine.alive)
+        yield stack, (ServerStop(pg) if db_proxy is None else ProxyCut(db_proxy))
+    finally:
+        for p in procs:
+            p.stop()
+        if db_proxy is not None:
+            db_proxy.stop()
+        pg.remove()
+
+
+def embedded_url(pgdata: Path) -> str:
+    """A psycopg URL of the embedded server running in ``pgdata`` (its Unix socket)."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    port, socket_dir = lines[3].strip(), lines[4].strip()
+    return f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
+
+
+@contextmanager
+def embedded_stack(workdir: Path, step: int) -> Iterator[tuple[Stack, EmbeddedStop, Proc]]:
+    """`linkcast up --no-ui` with no database URL (its data in ``workdir/data``) on a
+    ``step``-s grid, its admin token; stopped (SIGTERM) on exit, and its PostgreSQL
+    with it if a failure left one behind."""
+    data = workdir / "data"
+    pgdata = data / "pg"
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = env_for("", data, **(ENGINE | {"step_seconds": str(step)}))
+    del env["LINKCAST_DATABASE_URL"]
+    up = Proc(["up", "--no-ui", f"--port={port}"], env, workdir / "up.log")
+    fault = None
+    try:
+        wait_for("linkcast up", lambda: _readyz(base_url, up), 180)
+        fault = EmbeddedStop(pgdata)
+        token = (data / "admin-token").read_text().strip()
+        yield Stack(base_url, token, embedded_url(pgdata), step, up.text, up.alive), fault, up
+    finally:
+        if fault is not None:
+            fault.readable_again()
+        up.stop()
+        left = postmaster_ready(pgdata)
+        if left is not None:  # a failure above: stop what the run started
+            os.kill(left, signal.SIGQUIT)  # immediate shutdown
+            time.sleep(2)
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -164,10 +392,10 @@ class _Log:
             self.sizes[req] = len(samples)
         return req
 
-    def post(self, http: httpx.Client, req: int, body: dict, probe: bool) -> httpx.Response | None:
+    def post(self, http: httpx.Client, req: int, body: bytes, probe: bool) -> httpx.Response | None:
         t0 = time.monotonic()
         try:
-            r = http.post("/api/v1/telemetry", json=body)
+            r = http.post("/api/v1/telemetry", content=body, headers=JSON)
         except httpx.HTTPError as exc:
             with self.lock:
                 self.attempts.append((req, t0, time.monotonic(), 0, probe))
@@ -178,8 +406,14 @@ class _Log:
         return r
 
 
-def _body(samples: list[tuple[str, int, float]]) -> dict:
-    return {"samples": [{"link": n, "ts": _at(us).isoformat(), "value": v} for n, us, v in samples]}
+def _body(samples: list[tuple[str, int, float]]) -> bytes:
+    """The JSON body (orjson: the clients share the machine with what they measure)."""
+    iso: dict[int, str] = {}
+    for _, us, _ in samples:
+        if us not in iso:
+            iso[us] = _at(us).isoformat()
+    body = {"samples": [{"link": n, "ts": iso[us], "value": v} for n, us, v in samples]}
+    return orjson.dumps(body)
 
 
 def _client(c: int, stack: Stack, load: Load, log: _Log, stop: threading.Event) -> None:

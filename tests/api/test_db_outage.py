@@ -31,34 +31,21 @@ shared with other tests (3 s and 10 s), as a stall of the machine is not linkcas
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-from pathlib import Path
-
-import httpx
-import psycopg
 import pytest
 
-from db.queries import create_token
-from db.session import make_engine, make_sessionmaker, session_scope
-from tests.api.outage import Load, Report, Stack, run_outage
-from tests.cli.test_up_embedded import postmaster, wait_gone
-from tests.conftest import free_port
-from tests.pg_private import PrivatePostgres
-from tests.procs import Proc, env_for, wait_for
+from tests.api.outage import (
+    Load,
+    Report,
+    embedded_stack,
+    postmaster_ready,
+    run_outage,
+    server_stack,
+)
+from tests.cli.test_up_embedded import wait_gone
 
 STEP = 2  # seconds: the engine's grid
 OUTAGE_S = 30.0  # the issue's
 LOAD = Load(rate=20_000, clients=4, max_attempts=5)
-ENGINE = {
-    "step_seconds": str(STEP),
-    "horizon": "4",
-    "season_steps": "8",
-    "checkpoint_every": "3",
-    "retrain_seconds": "3600",
-}
 
 
 def _check(report: Report) -> None:
@@ -78,162 +65,29 @@ def _check(report: Report) -> None:
     assert report.first_2xx_s < 10.0  # the issue: within 5 s of the return (printed)
 
 
-def _wait_accepting(url: str, timeout: float = 60) -> float:
-    """Poll until a client can connect to ``url``; the monotonic time it first could."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return time.monotonic()
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
-class ServerStop:
-    name = "PostgreSQL server"
-
-    def __init__(self, pg: PrivatePostgres) -> None:
-        self.pg = pg
-
-    def cut(self) -> None:
-        self.pg.stop()
-
-    def restore(self) -> float:
-        self.pg.start(wait=False)
-        return _wait_accepting(self.pg.url)
-
-
-def _readyz(base_url: str, proc: Proc) -> bool:
-    assert proc.alive(), proc.text()[-3000:]
-    try:
-        return httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_a_server_stopped_for_30_s_under_load(tmp_path):
-    pg = PrivatePostgres()
-    procs: list[Proc] = []
-    try:
-        pg.start()
-        from db.migrate import upgrade
-
-        upgrade(pg.url)
-        db = make_engine(pg.url, pool_size=1)
-        with session_scope(make_sessionmaker(db)) as session:
-            token = create_token(session=session, scope="write").token
-        db.dispose()
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        api = Proc(
-            ["api", "--workers", "2", f"--port={port}"],
-            env_for(pg.url, tmp_path / "api"),
-            tmp_path / "api.log",
-        )
-        procs.append(api)
-        engine = Proc(
-            ["engine"], env_for(pg.url, tmp_path / "engine", **ENGINE), tmp_path / "e.log"
-        )
-        procs.append(engine)
-        wait_for("the api", lambda: _readyz(base_url, api), 90)
-        stack = Stack(base_url, token, pg.url, STEP, engine.text, engine.alive)
-        report = run_outage(stack, ServerStop(pg), LOAD, OUTAGE_S)
-        _check(report)
-    finally:
-        for p in procs:
-            p.stop()
-        pg.remove()
-
-
-class EmbeddedStop:
-    """Stops the embedded server of a running `linkcast up` and keeps it from starting for
-    the outage: its configuration file is unreadable (made so before the stop, which the
-    running server does not notice: it reads the file when it starts), so each restart
-    that `linkcast up` attempts fails until the file is readable again."""
-
-    name = "embedded PostgreSQL of linkcast up"
-
-    def __init__(self, pgdata: Path) -> None:
-        from pgserver._commands import POSTGRES_BIN_PATH
-
-        self.pgdata = pgdata
-        self.conf = pgdata / "postgresql.conf"
-        self.pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
-        owner = pgdata.stat().st_uid
-        self.user = None if os.geteuid() != 0 or owner == 0 else owner
-        self.mode = self.conf.stat().st_mode & 0o7777
-        self.restart_s = float("nan")
-
-    def cut(self) -> None:
-        self.conf.chmod(0)
-        subprocess.run(
-            [self.pg_ctl, "-D", str(self.pgdata), "-m", "fast", "-w", "stop"],
-            user=self.user,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            timeout=60,
-        )
-
-    def readable_again(self) -> None:
-        self.conf.chmod(self.mode)
-
-    def restore(self) -> float:
-        self.readable_again()
-        released = time.monotonic()
-        wait_for("linkcast up to start its database again", self._ready, 30, every=0.02)
-        back = time.monotonic()
-        self.restart_s = back - released
-        return back
-
-    def _ready(self) -> bool:
-        return postmaster(self.pgdata, ready=True) is not None
-
-
-def _embedded_url(pgdata: Path) -> str:
-    lines = (pgdata / "postmaster.pid").read_text().splitlines()
-    port, socket_dir = lines[3].strip(), lines[4].strip()
-    return f"postgresql://postgres@/postgres?host={socket_dir}&port={port}"
-
-
-@pytest.mark.timeout(240)
-def test_the_embedded_database_stopped_for_30_s_under_load(tmp_path):
-    data = tmp_path / "data"
-    pgdata = data / "pg"
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = env_for("", data, **ENGINE)
-    del env["LINKCAST_DATABASE_URL"]
-    up = Proc(["up", "--no-ui", f"--port={port}"], env, tmp_path / "up.log")
-    fault = None
-    try:
-        wait_for("linkcast up", lambda: _readyz(base_url, up), 120)
-        fault = EmbeddedStop(pgdata)
-        token = (data / "admin-token").read_text().strip()
-        stack = Stack(base_url, token, _embedded_url(pgdata), STEP, up.text, up.alive)
+    with server_stack(tmp_path, STEP) as (stack, fault):
         report = run_outage(stack, fault, LOAD, OUTAGE_S)
-        log = up.text()
+    _check(report)
+
+
+@pytest.mark.timeout(360)
+def test_the_embedded_database_stopped_for_30_s_under_load(tmp_path):
+    with embedded_stack(tmp_path, STEP) as (stack, fault, up):
+        report = run_outage(stack, fault, LOAD, OUTAGE_S)
         print(
-            f"linkcast up started its database again {fault.restart_s:.3f} s after its data"
-            " directory was readable again"
+            f"linkcast up started its database again {fault.restart_s:.3f} s after it could"
+            " (its configuration readable again)"
         )
+        log = up.text()
         assert "is not running: starting it again" in log, log[-3000:]
         assert "did not start (" in log, log[-3000:]
         assert 'postgresql.conf": Permission denied' in log, log[-3000:]  # the cause, logged
         assert "is running again" in log, log[-3000:]
         _check(report)
-        pid = postmaster(pgdata)
+        pid = postmaster_ready(fault.pgdata)
         assert pid is not None
-        up.stop()
+        up.stop()  # SIGTERM: the PostgreSQL it started again stops with it
         assert up.popen.returncode == 0, up.text()[-3000:]
-        assert wait_gone(pid, pgdata), "the restarted PostgreSQL outlived linkcast up"
-    finally:
-        if fault is not None:
-            fault.readable_again()
-        up.stop()
-        left = postmaster(pgdata)
-        if left is not None:  # a failed check above: stop what the test started
-            os.kill(left, signal.SIGQUIT)
-            wait_gone(left, pgdata, 10)
+        assert wait_gone(pid, fault.pgdata), "the restarted PostgreSQL outlived linkcast up"
