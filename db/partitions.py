@@ -13,7 +13,7 @@ in the past or future it is. The catch-alls are ranges, not a DEFAULT partition,
 purpose: with a DEFAULT partition PostgreSQL cannot treat the partitions as ordered
 (``partitions_are_ordered``), so "a link's newest sample" (``ORDER BY ts DESC LIMIT 1``)
 becomes a Merge Append that probes every partition's index instead of an Append that
-stops at the newest partition holding a row; and DETACH ... CONCURRENTLY is refused.
+stops at the newest partition holding a row (measured in bench/partitions.py).
 
 Why a day, at 50,000 samples/s: a day is 4.3e9 rows (about 60 B of heap and 30 B of
 primary key each: ~390 GB), an hour 180 M rows. Days keep ~100 partitions for the
@@ -27,12 +27,25 @@ partition's size. The engine's bucket queries name a time range and touch one or
 partitions. Retention granularity is a day: 1/90 of the sample retention, and the
 forecast tables (2 days by default) keep up to one day more than asked.
 
-Maintenance (:func:`ensure`, :func:`drop_older_than`) reads the catalogue without
-locking, and does nothing when nothing is due. When something is, it takes the
-parent's ACCESS EXCLUSIVE lock (DDL on partitions needs it) with a short
-``lock_timeout`` and retries, so that it never queues for long in front of the
-writers: ingest waits at most one ``LOCK_TIMEOUT_MS`` per attempt. One transaction per
-table, so a lock on one is never held while waiting for another.
+Who creates what: migration 0006 makes the days from the oldest row's (or today) to
+``AHEAD_DAYS`` ahead; every engine process runs :func:`ensure` at start and hourly to
+keep ``AHEAD_DAYS`` ahead (engine/run.py); retention (the leader, hourly) first lowers
+``before`` to its bound, creating the days in between, then drops.
+
+Maintenance reads the catalogue without locking, and does nothing when nothing is
+due. When something is, it takes the parent's ACCESS EXCLUSIVE lock (creating,
+attaching, detaching and dropping partitions need it, and it keeps the layout
+whole: DETACH ... CONCURRENTLY would leave a range without a partition for a moment,
+so that an old row written then would fail) with a short ``lock_timeout`` and
+retries, so that it never queues for long in front of the writers: a writer waits at
+most ``LOCK_TIMEOUT_MS`` per attempt. One transaction per table, so a lock on one is
+never held while waiting for another.
+
+Known cost: rows a catch-all holds in days that become day partitions are moved
+(INSERT .. SELECT, DELETE) under that lock, ``DAYS_PER_LOCK`` days at a time. That
+happens only after the engine was down longer than ``AHEAD_DAYS`` while samples kept
+coming, or after rows were written for days before the first day partition; the
+writers wait for the move meanwhile (they are not refused).
 
 Retention rounds the cutoff down to the start of its UTC day: every row older than
 that day's start is removed (whole day partitions dropped, the ``before`` catch-all
@@ -59,8 +72,8 @@ log = logging.getLogger(__name__)
 DAY = timedelta(days=1)
 AHEAD_DAYS = 2  # day partitions kept ready after today (each costs every TRUNCATE)
 LOCK_TIMEOUT_MS = 200  # the longest a writer waits behind one attempt to take the lock
-LOCK_ATTEMPTS = 10
-LOCK_RETRY_SECONDS = 0.5
+LOCK_ATTEMPTS = 20
+LOCK_RETRY_SECONDS = 0.2
 DAYS_PER_LOCK = 4  # day partitions created under one hold of the lock
 
 # table -> its time column (the partition key)
