@@ -302,11 +302,13 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 def _cpu_s(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of a process tree (its first process's children that
+    have ended included: PostgreSQL's backends, a replaced API worker)."""
     total = 0.0
-    for p in procs:
+    for i, p in enumerate(procs):
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            total += t.user + t.system + (t.children_user + t.children_system if i == 0 else 0)
         except psutil.Error:
             pass
     return total
@@ -394,6 +396,7 @@ class Servers:
     def __init__(self, cfg: SoakConfig, url: str, data_dir: Path) -> None:
         self.port = _free_port()
         self.api = f"http://127.0.0.1:{self.port}"
+        self.postgres_pid: int | None = None
         env = env_for(url, data_dir / "serve", step_seconds=str(cfg.step))
         (data_dir / "serve").mkdir(parents=True, exist_ok=True)
         if cfg.up:
@@ -425,6 +428,8 @@ class Servers:
             for name, procs in groups.items()
         }
         cpu = {name: _cpu_s(procs) for name, procs in groups.items()}
+        if self.postgres_pid is not None:
+            cpu["postgres (embedded)"] = _cpu_s(_tree(self.postgres_pid))
         t = psutil.cpu_times()
         busy = t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
         with db.cursor() as cur:
@@ -470,7 +475,7 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = _say) -> SoakResult:
     if not url:
         from db.embedded import embedded_url
 
-        url = embedded_url(data_dir / "pg")
+        url = embedded_url(data_dir)
     upgrade(url)
     engine = make_engine(url, pool_size=1)
     with session_scope(make_sessionmaker(engine)) as session:
@@ -479,6 +484,8 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = _say) -> SoakResult:
     engine.dispose()
     names = [f"{LINK_PREFIX}{k}>x" for k in range(cfg.links)]
     servers = Servers(cfg, url, data_dir)
+    if not cfg.database_url:  # the embedded server's postmaster: its CPU is reported
+        servers.postgres_pid = int((data_dir / "pg" / "postmaster.pid").read_text().split()[0])
     db = _connect(url)
     stats, stop = Stats(), threading.Event()
     bodies: queue.Queue = queue.Queue(maxsize=2 * cfg.connections)
@@ -726,7 +733,9 @@ def report(res: SoakResult) -> list[str]:
         f" {gen['process'] / span:.2f} (writers {gen['writers'] / span:.2f},"
         f" readers {gen['readers'] / span:.2f}); "
         + ", ".join(f"{k} {v / span:.2f}" for k, v in server_cpu.items())
-        + f"; whole machine {machine / span:.2f} (PostgreSQL and other work:"
+        + f"; whole machine {machine / span:.2f} (all else: other work"
+        + ("" if "postgres (embedded)" in server_cpu else ", PostgreSQL")
+        + ":"
         f" {(machine - gen['process'] - sum(server_cpu.values())) / span:.2f})"
     )
     out.append(
