@@ -43,6 +43,7 @@ from forecaster.metrics import TTC_HOLD_STEPS, TTC_SLACK, TTC_TOLERANCE, TTC_WIN
 from simulator.evaluate import (
     HORIZON,
     LEVEL,
+    REROUTE_REFRESH_SECONDS,
     SCORED_HORIZONS,
     SMOOTH_SECONDS,
     format_seeds,
@@ -66,7 +67,7 @@ __all__ = [
 ]
 
 #: Models drawn in the example-link plot (all of them clutter it).
-EXAMPLE_MODELS = ("liquid", "incremental_b288", "persistence", "hybrid")
+EXAMPLE_MODELS = ("liquid", "incremental_b288", "persistence", "hybrid", "reroute")
 #: The model the skill is measured against.
 REFERENCE = "persistence"
 #: Confidence of the intervals over seeds.
@@ -88,6 +89,8 @@ SUMMARY_METRICS: dict[str, dict[int, str]] = {
             "skill_settled",
         )
     },
+    "rmse_post_1h": {1: "rmse_post_1h"},
+    "skill_post_1h": {1: "skill_post_1h"},
     "ttc_steps": {1: "ttc_steps"},
     "ttc_minutes": {1: "ttc_minutes"},
     "coverage_pre": {1: "coverage_pre"},
@@ -104,6 +107,8 @@ _STYLE = {
     "persistence": ("tab:gray", "-"),
     "seasonal": ("tab:green", "-"),
     "hybrid": ("tab:red", "-"),
+    "reroute": ("tab:purple", "-"),
+    "reroute_persistence": ("tab:purple", ":"),
 }
 
 
@@ -147,7 +152,9 @@ def with_skill(frame: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     and scenario (paired); NaN where the reference has no finite positive RMSE.
     """
     rmse = [
-        c for m in ("rmse_pre", "rmse_post", "rmse_settled") for c in SUMMARY_METRICS[m].values()
+        c
+        for m in ("rmse_pre", "rmse_post", "rmse_settled", "rmse_post_1h")
+        for c in SUMMARY_METRICS[m].values()
     ]
     rmse = [c for c in rmse if c in frame.columns]
     keys = ["seed", "scenario"]
@@ -324,6 +331,19 @@ def _cell(stat: pd.Series | None, scale: float = 1.0) -> str:
     return f"{_num(mean)} [{_num(low)}, {_num(high)}]"
 
 
+def _ratio_cell(skill: pd.Series | None) -> str:
+    """A skill's statistics as the ratio ``1 - skill`` (RMSE / RMSE of the reference)."""
+    if skill is None or skill["n_seeds"] == 0:
+        return "n/a"
+    ratio = skill.copy()
+    ratio["mean"], ratio["ci_low"], ratio["ci_high"] = (
+        1 - skill["mean"],
+        1 - skill["ci_high"],
+        1 - skill["ci_low"],
+    )
+    return _cell(ratio)
+
+
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -392,6 +412,19 @@ def _scenario_tables(
         ["model", "ttc, steps", "ttc, minutes", "converged", "coverage pre, %", "coverage post, %"],
         rows,
     )
+    lines += [
+        "",
+        f"**First hour after the failure** ({over}; 1-step forecasts; RMSE in % of the link "
+        "mean load, and its ratio to persistence's, paired per seed: < 1 is better)",
+        "",
+        *_md_table(
+            ["model", "rmse_post_1h", "ratio to persistence"],
+            (
+                [m, _cell(stat(m, "rmse_post_1h")), _ratio_cell(stat(m, "skill_post_1h"))]
+                for m in present
+            ),
+        ),
+    ]
     w = wins[wins["scenario"] == scenario]
     if not w.empty:
         lines += [
@@ -415,6 +448,17 @@ def _scenario_tables(
             )
         lines += _md_table(["liquid against", "rmse_post", "ttc"], table)
     return lines
+
+
+def _refresh_words(protocol: Protocol) -> str:
+    every = REROUTE_REFRESH_SECONDS
+    if every is None:
+        return "estimated once per failure (not refreshed)"
+    steps = protocol.steps_of(every)
+    return (
+        f"re-estimated from the current loads every {steps} steps "
+        f"({steps * protocol.step_seconds // 60} minutes)"
+    )
 
 
 def _definitions(protocol: Protocol) -> str:
@@ -461,6 +505,16 @@ def _definitions(protocol: Protocol) -> str:
   `incremental_b288` is the suite's main `incremental`), `persistence`, `seasonal`
   (same time yesterday), `hybrid` (weights from recent errors of liquid,
   incremental_b288, persistence and seasonal); any other model is the suite's.
+- **Known failure** (`reroute`, `reroute_persistence`): a copy of the whole suite, taken
+  just before the failure, is told of it at its instant (between the last step before
+  it and the first after, before that step is measured): `network.reroute.failure_shift`
+  estimates the demands from the last loads by tomogravity and routes them with and
+  without the failed links; the difference is the shift. The copy's models forecast the
+  loads the network would carry without the failure and add the shift back
+  (`ModelSuite.set_reroute`), from the forecasts re-issued at the failure instant on;
+  the shift is {_refresh_words(protocol)}. `reroute` is the copy's hybrid,
+  `reroute_persistence` its persistence (the last load, less the shift it was seen
+  with, plus the current shift). Before the failure they equal `hybrid` and `persistence`.
   `n_fits` in results.csv: re-fits of an incremental model by the end of the run.
 """
 
