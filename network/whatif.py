@@ -19,7 +19,9 @@ failure simulation). Here the loads are the forecasts of every link over the nex
    chi-square weights of the paper: large demands move more than small ones).
    One tomogravity and one ``L x L`` pseudo-inverse serve every step, so the
    horizon costs little more than a step; the relative error of the estimate in
-   reproducing the loads is reported (:attr:`Demands.fit_error`).
+   reproducing the loads is reported (:attr:`Demands.fit_error`). Given an
+   earlier estimate as ``prior_bps`` (the last set of forecasts'), no tomogravity
+   runs at all: the demands are tracked from one set of forecasts to the next.
 2. :func:`what_if`: those demands routed with the failed links down. A link's
    predicted load is its forecast plus the change the re-route makes,
    ``y + (R' - R) x``, so a link no moved demand crosses keeps its forecast
@@ -59,6 +61,7 @@ import numpy as np
 from scipy import sparse
 
 from network.demand import tomogravity
+from network.paths import columns
 from network.routing import Routing
 
 __all__ = ["Demands", "HorizonScan", "WhatIf", "estimate_demands", "horizon_scan", "what_if"]
@@ -85,7 +88,8 @@ class Demands:
         ``||R x - y|| / ||y||`` over the measured links and all steps (Frobenius
         norms): how far the demands are from reproducing the loads; 0 when exact.
     reference_step : int
-        The step estimated by tomogravity (the largest total load).
+        The step estimated by tomogravity (the largest total load); -1 when every
+        step started from a given prior.
     """
 
     demands_bps: np.ndarray
@@ -106,7 +110,10 @@ def _loads_2d(routing: Routing, loads_bps: np.ndarray | Sequence[Sequence[float]
 
 
 def estimate_demands(
-    routing: Routing, loads_bps: np.ndarray | Sequence[Sequence[float]]
+    routing: Routing,
+    loads_bps: np.ndarray | Sequence[Sequence[float]],
+    *,
+    prior_bps: np.ndarray | None = None,
 ) -> Demands:
     """The OD demands of every step that reproduce the link loads (see the module).
 
@@ -117,6 +124,13 @@ def estimate_demands(
     loads_bps : array_like
         ``(T, L)`` forecast load of each link at each step, bit/s, >= 0; a link
         with NaN at any step, or down in ``routing``, is not used to fit.
+    prior_bps : numpy.ndarray, optional
+        ``(P,)`` demands to start every step from instead of a tomogravity estimate
+        of the reference step: an earlier estimate of the same network (tracking
+        the demands from one set of forecasts to the next, as a temporal prior
+        does in Soule et al., "Traffic matrix tracking using Kalman filters",
+        SIGMETRICS PER 2005). Check :attr:`Demands.fit_error` and estimate afresh
+        when it grows.
 
     Returns
     -------
@@ -125,7 +139,8 @@ def estimate_demands(
     Raises
     ------
     ValueError
-        If ``loads_bps`` is not ``(T, L)`` or holds a negative or infinite value.
+        If ``loads_bps`` is not ``(T, L)`` or holds a negative or infinite value, or
+        ``prior_bps`` is not ``(P,)`` finite and >= 0.
     """
     y = _loads_2d(routing, loads_bps)
     measured = np.isfinite(y).all(axis=0) & routing.alive
@@ -133,7 +148,12 @@ def estimate_demands(
     keep = sparse.diags_array(measured.astype(float))
     fitted = replace(routing, matrix=sparse.csr_array(keep @ routing.matrix))
     ref = int(np.argmax(ym.sum(axis=1)))
-    if ym[ref].any():
+    if prior_bps is not None:
+        x0 = np.asarray(prior_bps, dtype=float)
+        if x0.shape != (len(routing.pairs),) or not np.isfinite(x0).all() or (x0 < 0).any():
+            raise ValueError(f"prior_bps must be ({len(routing.pairs)},), finite and >= 0")
+        ref = -1
+    elif ym[ref].any():
         x0 = tomogravity(fitted, ym[ref]).demands_bps
     else:  # no load measured at all (or no link): no demand seen
         x0 = np.zeros(len(routing.pairs))
@@ -149,7 +169,8 @@ def estimate_demands(
         # (Lm, T); directions the loads barely fix (rcond) are not followed
         z = np.linalg.pinv((RD @ R.T).toarray(), rcond=1e-10, hermitian=True) @ gap.T
         x = np.maximum(x + (RD.T @ z).T, 0.0)
-    x[ref] = x0
+    if ref >= 0:
+        x[ref] = x0
     x[:, ~routing.routable] = 0.0
     routed = routing.loads(x)
     norm = float(np.linalg.norm(ym[:, rows]))
@@ -316,9 +337,10 @@ def horizon_scan(
 
     Notes
     -----
-    Each failure re-routes only the pairs whose path crossed it
-    (:meth:`network.routing.Routing.fail`); the loads of every step come from one
-    sparse product, so a 100-link network scans in a few tens of milliseconds.
+    Each failure re-routes only the pairs whose path crossed it (as
+    :meth:`network.routing.Routing.fail` and :func:`network.reroute.n1_scan` do:
+    one shortest-path tree per origin of such a pair), and the change of every
+    step's loads is one sparse product over those pairs.
     """
     topo = routing.topology
     y = _loads_2d(routing, loads_bps)
@@ -343,12 +365,21 @@ def horizon_scan(
     worst_link = np.full(n_units, -1, dtype=np.int64)
     worst_step = np.full(n_units, -1, dtype=np.int64)
     unroutable = np.zeros(n_units)
+    by_pair = routing.matrix.tocsc()
     for k, unit in enumerate(unit_list):
-        after = routing.fail(unit)
-        loads = np.maximum(base + _change(routing, after, x), 0.0)
-        util = _utilisation(loads, cap, after.alive)
-        lost = routing.routable & ~after.routable
-        unroutable[k] = float(x[:, lost].sum(axis=1).max()) if lost.any() else 0.0
+        # As Routing.fail, without building the whole matrix: only the pairs that
+        # crossed the unit move, from their old columns to their new paths.
+        alive = routing.alive
+        alive[list(unit)] = False
+        hit = routing.affected(set(unit) - routing.failed)
+        rows, cols, vals, ok = columns(
+            routing.graph, alive, routing.origin[hit], routing.dest[hit], ecmp=routing.ecmp
+        )
+        moved = x[:, hit]
+        new = sparse.csr_array((vals, (rows, cols)), shape=(n_links, len(hit))) @ moved.T
+        loads = np.maximum(base + (new - by_pair[:, hit] @ moved.T).T, 0.0)
+        util = _utilisation(loads, cap, alive)
+        unroutable[k] = float(moved[:, ~ok].sum(axis=1).max()) if (~ok).any() else 0.0
         if np.isnan(util).all():
             continue
         peak[k] = np.nanmax(np.where(np.isnan(util), -np.inf, util), axis=0)

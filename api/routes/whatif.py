@@ -5,7 +5,9 @@ registered links (``GET /topology``) and the links down now (a failure event wit
 no repair yet), estimate the origin-destination demands of every horizon step by
 tomogravity under the routing in force, and route them with links failed
 (:mod:`network.whatif`). The estimate of one set of forecasts is kept (a few sets
-per process), so the dashboard's what-if and risk calls within a tick share it.
+per process), so the dashboard's what-if and risk calls within a tick share it, and
+the next set's estimate starts from it (tracked, see ``_estimate``): tomogravity runs
+for a network this process has not seen, and now and then to re-anchor.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ router = APIRouter(tags=["what-if"])
 MAX_FAILED = 16
 #: Demand estimates kept per process (one per set of forecasts, topology and links down).
 CACHE_SIZE = 4
+#: Tracked estimates (see _estimate) are made afresh after this many issues ...
+REFIT_ISSUES = 60
+#: ... or when their relative fit error passes this plus twice that of a fresh one.
+REFIT_ERROR = 0.01
 
 NO_FORECASTS = 409
 NO_FORECASTS_DESCRIPTION = (
@@ -167,30 +173,64 @@ class _State:
         return [self.issued_at + k * step for k in range(self.loads.shape[0])]
 
 
+@dataclass(frozen=True)
+class _Track:
+    """The newest estimate of one network (topology and routing), to start the next from."""
+
+    demands: Demands
+    issued_at: datetime
+    step_seconds: int
+    anchor_error: float  # fit error of the last fresh (tomogravity) estimate
+    issues: int  # sets of forecasts tracked since it
+
+
 _cache: OrderedDict[tuple, Demands] = OrderedDict()
+_tracks: OrderedDict[tuple, _Track] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _estimate(routing: Routing, loads: np.ndarray) -> Demands:
-    """:func:`estimate_demands`, kept for the same topology, routing and forecasts."""
-    digest = hashlib.sha256(loads.tobytes()).hexdigest()
-    key = (
+def _keep(store: OrderedDict, key: tuple, value: object) -> None:
+    with _cache_lock:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > CACHE_SIZE:
+            store.popitem(last=False)
+
+
+def _estimate(
+    routing: Routing, loads: np.ndarray, issued_at: datetime, step_seconds: int
+) -> Demands:
+    """:func:`estimate_demands`, kept for the same network and forecasts, and tracked from
+    one issue to the next: the previous issue's demands (at the new issue's first step)
+    are the prior, so that tomogravity runs only for a new network, every
+    :data:`REFIT_ISSUES` issues, or when the tracked fit error grows past
+    :data:`REFIT_ERROR` plus twice that of the last fresh estimate."""
+    net = (
         routing.topology.links,
         routing.topology.nodes,
         routing.failed,
         routing.weights.tobytes(),
-        loads.shape,
-        digest,
     )
+    key = (*net, loads.shape, hashlib.sha256(loads.tobytes()).hexdigest())
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    demands = estimate_demands(routing, loads)
-    with _cache_lock:
-        _cache[key] = demands
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+        track = _tracks.get(net)
+    demands = None
+    if track is not None and track.issues < REFIT_ISSUES and issued_at > track.issued_at:
+        shift = int((issued_at - track.issued_at).total_seconds() // max(1, track.step_seconds))
+        last = track.demands.demands_bps
+        tracked = estimate_demands(routing, loads, prior_bps=last[min(shift, len(last) - 1)])
+        if tracked.fit_error <= REFIT_ERROR + 2 * track.anchor_error:
+            demands = tracked
+            new = _Track(demands, issued_at, step_seconds, track.anchor_error, track.issues + 1)
+    if demands is None:
+        demands = estimate_demands(routing, loads)
+        new = _Track(demands, issued_at, step_seconds, demands.fit_error, 0)
+    if track is None or issued_at >= track.issued_at:
+        _keep(_tracks, net, new)
+    _keep(_cache, key, demands)
     return demands
 
 
@@ -224,7 +264,7 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
         down=down,
         routing=routing,
         loads=loads,
-        demands=_estimate(routing, loads),
+        demands=_estimate(routing, loads, issue.issued_at, issue.step_seconds),
         issued_at=issue.issued_at,
         step_seconds=issue.step_seconds,
     )

@@ -316,3 +316,31 @@ def test_no_forecasts_yet_is_a_409_saying_so(client, tokens, clean_db):
 def test_a_token_is_needed(client):
     assert client.get("/api/v1/whatif", params={"fail": "A>B"}).status_code == 401
     assert client.get("/api/v1/risk").status_code == 401
+
+
+def test_the_next_issue_is_answered_from_its_own_forecasts(client, tokens, triangle, clean_db):
+    """A new issue's demands start from the last issue's (tracked, no tomogravity): the
+    answer is still the new forecasts' re-route."""
+    from api.routes import whatif as routes
+
+    routes._cache.clear()
+    routes._tracks.clear()
+    h = auth(tokens["read"])
+    assert client.get("/api/v1/risk", headers=h).status_code == 200  # the first issue
+    later = {pair: [v * (1.5 if pair[0] == "A" else 0.5) for v in values[::-1]]
+             for pair, values in TRI_DEMANDS.items()}  # fmt: skip
+    loads, _, _ = demand_loads(triangle, later)
+    issued = ISSUED + timedelta(seconds=STEP)
+    names_ = triangle.link_names
+    store_forecasts(
+        clean_db, {n: loads[:, i].tolist() for i, n in enumerate(names_)}, issued=issued
+    )
+    r = client.get("/api/v1/whatif", params={"fail": "A>B", "cable": "false"}, headers=h)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["issued_at"] == "2026-01-01T12:01:00Z"
+    expected, _, _ = demand_loads(triangle, later, failed=["A>B"])
+    got = np.array([by_link(body)[n]["load_bps"] for n in names_]).T
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e3)
+    assert body["demand_fit_error"] < 1e-4
+    assert [t.issues for t in routes._tracks.values()] == [1]  # tracked, not made afresh
