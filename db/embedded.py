@@ -140,8 +140,11 @@ def _start_again(
 ) -> None:
     with _in_process:
         server = _servers.get(pgdata)  # gone: stop_embedded stopped it on purpose
-        if server is None or stop.is_set() or postmaster_pid(pgdata) is not None:
+        if server is None or stop.is_set():
             down_since.pop(pgdata, None)
+            return
+        if postmaster_pid(pgdata) is not None:  # back (a start that outlasted pg_ctl's wait)
+            _back(pgdata, down_since)
             return
         first = pgdata not in down_since
         if first:
@@ -172,13 +175,18 @@ def _start_again(
             pg_logger.propagate = True
             if locked:
                 lock.release()
-        down = time.monotonic() - down_since.pop(pgdata)
+        _back(pgdata, down_since)
+
+
+def _back(pgdata: Path, down_since: dict[Path, float]) -> None:
+    since = down_since.pop(pgdata, None)
+    if since is not None:
         log.warning(
             "embedded PostgreSQL in %s is running again (pid %s), %.1f s after it was found"
             " stopped",
             pgdata,
             postmaster_pid(pgdata),
-            down,
+            time.monotonic() - since,
         )
 
 

@@ -105,7 +105,8 @@ class Report:
     given_up_requests: int = 0
     given_up_samples: int = 0
     not_acked: int = 0
-    stored_whole: int = 0
+    stored_whole: int = 0  # requests never acknowledged whose samples were all stored
+    stored_whole_samples: int = 0
     stored_partial: list[int] = field(default_factory=list)
     lost: int = 0
     doubled: int = 0
@@ -136,8 +137,9 @@ class Report:
             f" {self.refused_responses} responses / {self.refused_samples:,} samples,"
             f" retries {self.retried}, given up {self.given_up_requests} requests"
             f" ({self.given_up_samples:,} samples), not acknowledged {self.not_acked}"
-            f" requests ({self.stored_whole} stored whole, {len(self.stored_partial)} in"
-            f" part), lost {self.lost}, doubled {self.doubled}, wrong value {self.wrong},"
+            f" requests ({self.stored_whole} stored whole: {self.stored_whole_samples:,}"
+            f" samples; {len(self.stored_partial)} in part), lost {self.lost}, doubled"
+            f" {self.doubled}, wrong value {self.wrong},"
             f" not sent {self.not_sent}; first 503 {self.first_503_s:.3f} s after the stop,"
             f" first 2xx {self.first_2xx_s:.3f} s after the database's return (steady"
             f" clients' first: {self.steady_2xx_s:.3f} s)\nforecasts: {self.buckets} buckets"
@@ -575,7 +577,9 @@ def _count_samples(
     report.doubled = sum(n - 1 for n in stored.values() if n > 1)
     report.not_acked = len(not_acked)
     report.stored_partial = [r for r in not_acked if per_req.get(r, 0) not in (0, log.sizes[r])]
-    report.stored_whole = sum(1 for r in not_acked if per_req.get(r, 0) == log.sizes[r])
+    whole = [r for r in not_acked if per_req.get(r, 0) == log.sizes[r]]
+    report.stored_whole = len(whole)
+    report.stored_whole_samples = sum(log.sizes[r] for r in whole)
     report.refused_responses = len(refused)
     report.refused_samples = sum(log.sizes[a[0]] for a in refused)
     report.retried = len(log.attempts) - len(log.sizes)
