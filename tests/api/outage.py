@@ -30,8 +30,10 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -334,10 +336,17 @@ def embedded_url(pgdata: Path) -> str:
 
 @contextmanager
 def embedded_stack(workdir: Path, step: int) -> Iterator[tuple[Stack, EmbeddedStop, Proc]]:
-    """`linkcast up --no-ui` with no database URL (its data in ``workdir/data``) on a
-    ``step``-s grid, its admin token; stopped (SIGTERM) on exit, and its PostgreSQL
-    with it if a failure left one behind."""
-    data = workdir / "data"
+    """`linkcast up --no-ui` with no database URL on a ``step``-s grid (its log in
+    ``workdir``), its admin token; stopped (SIGTERM) on exit, and its PostgreSQL with it
+    if a failure left one behind.
+
+    Its data directory is a new one under the system's temporary directory, not under
+    pytest's: run as root, pgserver runs PostgreSQL as another user, who must traverse
+    every directory above the data, and each pytest session that starts sets pytest's
+    own root (/tmp/pytest-of-root) back to mode 0700, which cuts off a server running
+    there (PANIC: could not open global/pg_control) when tests run side by side."""
+    top = Path(tempfile.mkdtemp(prefix="linkcast-up-"))
+    data = top / "data"
     pgdata = data / "pg"
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -358,6 +367,7 @@ def embedded_stack(workdir: Path, step: int) -> Iterator[tuple[Stack, EmbeddedSt
         if left is not None:  # a failure above: stop what the run started
             os.kill(left, signal.SIGQUIT)  # immediate shutdown
             time.sleep(2)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _now_us() -> int:
