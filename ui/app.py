@@ -8,6 +8,7 @@ pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/hub:", default=True),
     st.Page("pages/link.py", title="Link", icon=":material/show_chart:"),
     st.Page("pages/failures.py", title="Failures", icon=":material/crisis_alert:"),
+    st.Page("pages/whatif.py", title="What if", icon=":material/alt_route:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
 ]

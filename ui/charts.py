@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 import altair as alt
@@ -26,6 +27,8 @@ UTIL_SCALE = alt.Scale(
 )
 #: Links that are not reporting a load are drawn dashed, never in a utilisation colour.
 STATUS_COLOURS = {"down": "#111111", "stale": "#8c8c8c", "no data": "#c7c7c7"}
+#: On the What if maps: links failed in the scenario are drawn as a down link is.
+WHATIF_STATUS_COLOURS = {"failed": "#111111", "down": "#111111", "no forecast": "#c7c7c7"}
 ALERT_SHAPES = {"failure": "triangle-down", "drift": "diamond", "capacity": "square"}
 X_SHAPE = "M-1,-1L1,1M-1,1L1,-1"  # an x, for quarantined samples (Vega has only a +)
 
@@ -47,12 +50,26 @@ def time_axis(start: datetime, end: datetime, title: str = "time (UTC)") -> alt.
     )
 
 
+#: The loads a map's tooltip names (column, title): the Overview's.
+NETWORK_TOOLTIP = (("load_now", "load now"), ("peak_forecast", "forecast peak"))
+
+
 def network(
-    segments: pd.DataFrame, nodes: pd.DataFrame, labels: pd.DataFrame, field: str, title: str
+    segments: pd.DataFrame,
+    nodes: pd.DataFrame,
+    labels: pd.DataFrame,
+    field: str,
+    title: str,
+    *,
+    loads: tuple[tuple[str, str], ...] = NETWORK_TOOLTIP,
+    status_title: str = "not reporting",
+    status_colours: Mapping[str, str] = STATUS_COLOURS,
 ) -> alt.LayerChart:
     """Links as half-edges coloured by utilisation ``field``; links that are down, stale or
-    without data drawn dashed in grey tones; nodes with labels that do not overlap
-    (``labels`` from :func:`ui.transforms.label_offsets`)."""
+    without data drawn dashed in ``status_colours`` (their legend titled ``status_title``); nodes
+    with labels that do not overlap (``labels`` from :func:`ui.transforms.label_offsets`).
+    The tooltip names the link, its status, utilisation, the ``loads`` (text columns
+    with units, and their titles) and capacity."""
     geo = alt.Scale(zero=False)
     axis = None
     seg = segments.copy()
@@ -61,8 +78,7 @@ def network(
         alt.Tooltip("link:N"),
         alt.Tooltip("status:N"),
         alt.Tooltip("utilisation:N", title="utilisation"),
-        alt.Tooltip("load_now:N", title="load now"),
-        alt.Tooltip("peak_forecast:N", title="forecast peak"),
+        *(alt.Tooltip(f"{col}:N", title=name) for col, name in loads),
         alt.Tooltip("capacity:N", title="capacity"),
     ]
     position = {
@@ -93,9 +109,9 @@ def network(
                 color=alt.Color(
                     "status:N",
                     scale=alt.Scale(
-                        domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values())
+                        domain=list(status_colours), range=list(status_colours.values())
                     ),
-                    title="not reporting",
+                    title=status_title,
                 ),
                 tooltip=tooltip,
             )
@@ -284,6 +300,49 @@ def link_chart(
         )
     )
     return alt.layer(*layers).resolve_scale(color="independent").properties(height=420)
+
+
+def whatif_utilisation(
+    df: pd.DataFrame, threshold_percent: float, start: datetime, end: datetime
+) -> alt.LayerChart:
+    """Utilisation in % of capacity over the horizon (``df`` from
+    :func:`ui.transforms.utilisation_lines`): solid with the failure, dotted without it,
+    one colour a link, the overload threshold as a red rule; time in 24-hour UTC."""
+    x_scale = alt.Scale(
+        type="utc", domain=[pd.Timestamp(start).isoformat(), pd.Timestamp(end).isoformat()]
+    )
+    lines = (
+        alt.Chart(df)
+        .mark_line(strokeWidth=2, point=alt.OverlayMarkDef(size=20))
+        .encode(
+            x=alt.X("ts:T", axis=time_axis(start, end), scale=x_scale),
+            y=alt.Y("percent:Q", title="utilisation (% of capacity)"),
+            color=alt.Color("link:N", title="link", scale=alt.Scale(scheme="category10")),
+            strokeDash=alt.StrokeDash(
+                "case:N",
+                scale=alt.Scale(domain=["with the failure", "without"], range=[[1, 0], [2, 3]]),
+                title="forecast",
+                legend=alt.Legend(
+                    symbolType="stroke", symbolStrokeColor="#333", symbolStrokeWidth=2
+                ),
+            ),
+            tooltip=[
+                "link:N",
+                "case:N",
+                alt.Tooltip("at:N", title="at (UTC)"),
+                alt.Tooltip("percent:Q", title="utilisation (%)", format=".0f"),
+            ],
+        )
+    )
+    limit = (
+        alt.Chart(pd.DataFrame({"percent": [threshold_percent]}))
+        .mark_rule(color="#d62728", strokeDash=[2, 2])
+        .encode(
+            y="percent:Q",
+            tooltip=[alt.Tooltip("percent:Q", title="overload threshold (%)", format=".0f")],
+        )
+    )
+    return alt.LayerChart(layer=[lines, limit], height=320)
 
 
 def aligned_errors(df: pd.DataFrame, title: str) -> alt.LayerChart:

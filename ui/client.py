@@ -28,11 +28,19 @@ Row = dict[str, Any]
 
 
 class ApiError(RuntimeError):
-    """The API could not answer; ``kind`` is unreachable, auth, not_found or http."""
+    """The API could not answer; ``kind`` is unreachable, auth, not_found or http.
 
-    def __init__(self, kind: str, message: str) -> None:
+    ``status`` is the HTTP status when the API answered (None when it could not be
+    reached) and ``detail`` the API's own words for what was wrong, as its error body's
+    ``detail`` says it (the message otherwise)."""
+
+    def __init__(
+        self, kind: str, message: str, *, status: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        self.status = status
+        self.detail = message if detail is None else detail
 
 
 @dataclass(frozen=True)
@@ -80,22 +88,37 @@ def _get(cfg: Config, path: str, params: dict[str, Any] | None = None) -> Any:
         raise ApiError(
             "unreachable", f"cannot reach the linkcast API at {cfg.api_url} ({exc})"
         ) from None
-    if response.status_code in (401, 403):
-        raise ApiError("auth", f"the API refused the token ({response.status_code})")
-    if response.status_code == 404:
-        raise ApiError("not_found", _detail(response))
-    if response.status_code == 503:
-        raise ApiError("unreachable", "the API cannot reach its database right now (503)")
-    if response.status_code >= 400:
-        raise ApiError("http", f"{path}: {response.status_code} {_detail(response)}")
+    code = response.status_code
+    if code in (401, 403):
+        raise ApiError("auth", f"the API refused the token ({code})", status=code)
+    if code == 404:
+        detail = _detail(response)
+        raise ApiError("not_found", detail, status=code, detail=detail)
+    if code == 503:
+        raise ApiError(
+            "unreachable", "the API cannot reach its database right now (503)", status=code
+        )
+    if code >= 400:
+        detail = _detail(response)
+        raise ApiError("http", f"{path}: {code} {detail}", status=code, detail=detail)
     return response.json()
 
 
 def _detail(response: httpx.Response) -> str:
+    """The error body's ``detail``: FastAPI's own text, or its validation errors (a list
+    of ``{loc, msg}``) as ``where: what`` clauses."""
     try:
-        return str(response.json().get("detail", response.text))[:300]
-    except ValueError:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
         return response.text[:300]
+    if isinstance(detail, list):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg', d)}"
+            if isinstance(d, dict)
+            else str(d)
+            for d in detail
+        )
+    return str(detail)[:300]
 
 
 # --- cached GETs: arguments are the cache key --------------------------------------------
@@ -199,6 +222,45 @@ def event_errors(cfg: Config, event_id: int, *, before: int = 30, after: int = 1
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def models(cfg: Config) -> list[Row]:
     return _get(cfg, "/api/v1/models")["data"]
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def whatif(
+    cfg: Config,
+    fail: tuple[str, ...],
+    *,
+    model: str | None = None,
+    threshold: float | None = None,
+    cable: bool = True,
+) -> Row:
+    """``GET /api/v1/whatif``: every link's forecast load (bit/s) and utilisation (load
+    over capacity, 1.0 = full) over the horizon with the links ``fail`` failed (with
+    ``cable``, their reverses too), the links that would pass ``threshold`` (a fraction
+    of capacity) and the demand left unroutable. An unknown link is :class:`ApiError`
+    with ``status`` 404 or 422; no forecast yet, ``status`` 409; both with the API's
+    ``detail``."""
+    params = {
+        "fail": list(fail),
+        "model": model,
+        "threshold": threshold,
+        "cable": "true" if cable else "false",
+    }
+    return _get(cfg, "/api/v1/whatif", params)
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def risk(
+    cfg: Config,
+    *,
+    model: str | None = None,
+    limit: int | None = None,
+    threshold: float | None = None,
+) -> Row:
+    """``GET /api/v1/risk``: the N-1 scan, every single cable failure (a link and its
+    reverse) with the worst utilisation it would cause within the horizon, worst first
+    (``limit`` of them)."""
+    params = {"model": model, "limit": limit, "threshold": threshold}
+    return _get(cfg, "/api/v1/risk", params)
 
 
 @dataclass(frozen=True)

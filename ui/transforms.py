@@ -762,3 +762,232 @@ def window_label(steps: int, step_seconds: float) -> str:
     ('60 steps (3 min)', '1440 steps (1 d)')
     """
     return f"{steps} steps ({duration_text(steps * step_seconds)})"
+
+
+# --- what if: a failure's predicted effect (``GET /api/v1/whatif``, ``/risk``) -------------
+
+
+def percent_text(fraction: float | None) -> str:
+    """A fraction as a whole percentage, ``–`` when unknown.
+
+    >>> percent_text(1.374), percent_text(0.004), percent_text(None)
+    ('137 %', '0 %', '–')
+    """
+    if fraction is None or not math.isfinite(fraction):
+        return "–"
+    return f"{100 * fraction:.0f} %"
+
+
+def _peak(values: Sequence[float | None] | None) -> tuple[float | None, int | None]:
+    """The largest finite value and its index, (None, None) when there is none."""
+    best: tuple[float | None, int | None] = (None, None)
+    for i, v in enumerate(values or []):
+        if v is not None and math.isfinite(v) and (best[0] is None or v > best[0]):
+            best = (float(v), i)
+    return best
+
+
+def whatif_segments(
+    links: Sequence[Row], positions: Mapping[str, tuple[float, float]], answer: Row
+) -> pd.DataFrame:
+    """The map of a what-if answer: one half-edge per directed link (as
+    :func:`network_segments` draws them) with its forecast peak utilisation without the
+    failure (``utilisation_base``: the peak of ``baseline_bps`` over capacity) and with
+    it (``utilisation_whatif``: the API's ``peak_utilisation``), and the status each map
+    draws: ``status_base`` is ``down`` for links already down (``up`` otherwise),
+    ``status`` is ``failed`` for the links failed in the scenario besides; a link the
+    answer leaves out has ``no forecast``. Loads are also given as text with units for
+    tooltips.
+
+    >>> answer = {"failed": ["A>B"], "already_down": [], "links": [
+    ...     {"link": "A>B", "capacity_bps": 10.0, "failed": True, "baseline_bps": [4.0, 6.0],
+    ...      "load_bps": [0.0, 0.0], "peak_utilisation": None},
+    ...     {"link": "A>C", "capacity_bps": 10.0, "failed": False, "baseline_bps": [2.0, 3.0],
+    ...      "load_bps": [6.0, 9.0], "peak_utilisation": 0.9}]}
+    >>> links = [{"name": "A>B", "src": "A", "dst": "B"}, {"name": "A>C", "src": "A", "dst": "C"}]
+    >>> pos = {"A": (0.0, 0.0), "B": (2.0, 0.0), "C": (0.0, 2.0)}
+    >>> whatif_segments(links, pos, answer)[
+    ...     ["link", "status_base", "status", "utilisation_base", "utilisation_whatif"]
+    ... ].values.tolist()
+    [['A>B', 'up', 'failed', 0.6, nan], ['A>C', 'up', 'up', 0.3, 0.9]]
+    """
+    by_name = {r["link"]: r for r in answer.get("links", [])}
+    already = set(answer.get("already_down", []))
+    failed = set(answer.get("failed", [])) | {n for n, r in by_name.items() if r.get("failed")}
+    rows = []
+    for link in links:
+        src, dst, name = str(link.get("src")), str(link.get("dst")), link["name"]
+        if src not in positions or dst not in positions:
+            continue
+        (x, y), (x2, y2) = positions[src], positions[dst]
+        got = by_name.get(name) or {}
+        cap = got.get("capacity_bps", link.get("capacity_bps"))
+        base, _ = _peak(got.get("baseline_bps"))
+        load, _ = _peak(got.get("load_bps"))
+        if not got:
+            status_base = status = "no forecast"
+        else:
+            status_base = "down" if name in already else "up"
+            status = "down" if name in already else "failed" if name in failed else "up"
+        rows.append(
+            {
+                "link": name,
+                "x": x,
+                "y": y,
+                "x2": (x + x2) / 2,
+                "y2": (y + y2) / 2,
+                "status_base": status_base,
+                "status": status,
+                "capacity_bps": cap,
+                "utilisation_base": utilisation(base, cap) if status_base == "up" else None,
+                "utilisation_whatif": got.get("peak_utilisation") if status == "up" else None,
+                "base_peak": human_bps(base),
+                "whatif_peak": human_bps(load) if status == "up" else "–",
+                "capacity": human_bps(cap),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+WHATIF_COLUMNS = [
+    "link",
+    "peak_percent",
+    "at",
+    "ahead",
+    "peak_bps",
+    "baseline_peak_bps",
+    "capacity_bps",
+]
+
+
+def _at(answer: Row, index: int | None) -> tuple[datetime | None, str]:
+    """The time of horizon step ``index`` and how far ahead of the issue it is, as text."""
+    times = answer.get("times") or []
+    if index is None or index >= len(times):
+        return None, "–"
+    at = _ts(times[index])
+    ahead = (at - _ts(answer["issued_at"])).total_seconds()
+    return at, f"in {duration_text(ahead)}" if ahead > 0 else "now"
+
+
+def overload_table(answer: Row, names: Sequence[str] | None = None) -> pd.DataFrame:
+    """The links ``names`` (default: the answer's ``overloaded``, worst first) with their
+    peak utilisation under the failure in % of capacity (``peak_percent``), when it comes
+    (``at``, UTC, and ``ahead`` of the forecasts' issue, as text), the peak load with and
+    without the failure and the capacity, in bit/s.
+
+    >>> answer = {"issued_at": "2026-01-01T00:00:00Z", "overloaded": ["A>C"],
+    ...     "times": ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"],
+    ...     "links": [{"link": "A>C", "capacity_bps": 10.0, "baseline_bps": [2.0, 3.0],
+    ...                "load_bps": [12.0, 9.0], "utilisation": [1.2, 0.9],
+    ...                "peak_utilisation": 1.2}]}
+    >>> overload_table(answer)[["link", "peak_percent", "ahead", "peak_bps"]].values.tolist()
+    [['A>C', 120.0, 'in 1 min', 12.0]]
+    """
+    by_name = {r["link"]: r for r in answer.get("links", [])}
+    rows = []
+    for name in answer.get("overloaded", []) if names is None else names:
+        r = by_name.get(name)
+        if r is None:
+            continue
+        util, index = _peak(r.get("utilisation"))
+        load, load_index = _peak(r.get("load_bps"))
+        at, ahead = _at(answer, index if index is not None else load_index)
+        peak = r.get("peak_utilisation", util)
+        rows.append(
+            {
+                "link": name,
+                "peak_percent": None if peak is None else 100 * float(peak),
+                "at": at,
+                "ahead": ahead,
+                "peak_bps": load,
+                "baseline_peak_bps": _peak(r.get("baseline_bps"))[0],
+                "capacity_bps": r.get("capacity_bps"),
+            }
+        )
+    return pd.DataFrame(rows, columns=WHATIF_COLUMNS)
+
+
+def busiest_links(answer: Row) -> list[str]:
+    """Links that survive the failure, highest peak utilisation first (unknown last).
+
+    >>> busiest_links({"links": [
+    ...     {"link": "a", "failed": False, "peak_utilisation": 0.2},
+    ...     {"link": "b", "failed": True, "peak_utilisation": None},
+    ...     {"link": "c", "failed": False, "peak_utilisation": None},
+    ...     {"link": "d", "failed": False, "peak_utilisation": 0.7}]})
+    ['d', 'a', 'c']
+    """
+    alive = [r for r in answer.get("links", []) if not r.get("failed")]
+    known = [r for r in alive if r.get("peak_utilisation") is not None]
+    unknown = [r for r in alive if r.get("peak_utilisation") is None]
+    known.sort(key=lambda r: -float(r["peak_utilisation"]))
+    return [r["link"] for r in known + unknown]
+
+
+def utilisation_lines(answer: Row, names: Sequence[str]) -> pd.DataFrame:
+    """Utilisation over the horizon (``percent`` of capacity, at ``ts``, and ``at`` as
+    UTC text for tooltips) of links ``names``, with the failure (``case`` ``with the
+    failure``) and without it (``without``).
+
+    >>> answer = {"times": ["2026-01-01T00:01:00Z"], "links": [{"link": "A>C",
+    ...     "capacity_bps": 10.0, "baseline_bps": [3.0], "utilisation": [1.2]}]}
+    >>> utilisation_lines(answer, ["A>C"])[["link", "case", "percent"]].values.tolist()
+    [['A>C', 'with the failure', 120.0], ['A>C', 'without', 30.0]]
+    """
+    by_name = {r["link"]: r for r in answer.get("links", [])}
+    times = pd.to_datetime(answer.get("times") or [], utc=True, format="ISO8601")
+    rows = []
+    for name in names:
+        r = by_name.get(name)
+        if r is None:
+            continue
+        cap = r.get("capacity_bps")
+        for t, with_, base in zip(
+            times, r.get("utilisation") or [], r.get("baseline_bps") or [], strict=False
+        ):
+            at = t.strftime("%d %b %H:%M:%S")
+            for case, value in (("with the failure", with_), ("without", utilisation(base, cap))):
+                rows.append({"link": name, "ts": t, "at": at, "case": case, "percent": value})
+    df = pd.DataFrame(rows, columns=["link", "ts", "at", "case", "percent"])
+    df["percent"] = df["percent"].astype(float) * 100
+    return df
+
+
+def unroutable_table(answer: Row) -> pd.DataFrame:
+    """The origin-destination demands the failure leaves without a path, largest first
+    (``demand_bps`` in bit/s)."""
+    df = pd.DataFrame(answer.get("unroutable_pairs") or [], columns=["src", "dst", "demand_bps"])
+    return df.sort_values("demand_bps", ascending=False, kind="stable").reset_index(drop=True)
+
+
+RISK_COLUMNS = ["cut", "worst_utilisation", "worst_link", "worst_time", "overloaded",
+                "unroutable_bps"]  # fmt: skip
+
+
+def risk_table(risk: Row) -> pd.DataFrame:
+    """The N-1 scan as the API ranks it (worst first): the links cut, the worst
+    utilisation within the horizon as text in % (``–`` when no capacity is known), on
+    which link and when (UTC), the links it overloads, the demand left unroutable
+    (bit/s, the peak over the horizon).
+
+    >>> risk_table({"scenarios": [{"failed": ["A>B"], "worst_utilisation": 1.31,
+    ...     "worst_link": "A>C", "worst_time": "2026-01-01T00:05:00Z",
+    ...     "overloaded": ["A>C", "C>B"], "unroutable_bps": 0.0}]}
+    ... )[["cut", "worst_utilisation", "worst_link", "overloaded"]].values.tolist()
+    [['A>B', '131 %', 'A>C', 'A>C, C>B']]
+    """
+    rows = [
+        {
+            "cut": ", ".join(s.get("failed", [])),
+            "worst_utilisation": percent_text(s.get("worst_utilisation")),
+            "worst_link": s.get("worst_link") or "–",
+            "worst_time": s.get("worst_time"),
+            "overloaded": ", ".join(s.get("overloaded", [])) or "none",
+            "unroutable_bps": float(s.get("unroutable_bps") or 0.0),
+        }
+        for s in risk.get("scenarios", [])
+    ]
+    df = pd.DataFrame(rows, columns=RISK_COLUMNS)
+    df["worst_time"] = pd.to_datetime(df["worst_time"], utc=True, format="ISO8601")
+    return df
