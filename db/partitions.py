@@ -99,14 +99,16 @@ class Partition:
 @dataclass(frozen=True)
 class Maintained:
     """What one run did to a table: day partitions created and dropped, rows moved out
-    of a catch-all into day partitions, rows removed from ``before`` (TRUNCATE), and the
-    boundary below which retention removed everything (None when it did not run)."""
+    of a catch-all into day partitions, the boundary below which retention removed
+    everything (None when it did not run), and for how long the table's lock was held
+    (seconds, from its grant to the commit: how long writers could have waited)."""
 
     table: str
     created: int = 0
     dropped: int = 0
     moved: int = 0
     bound: datetime | None = None
+    locked_seconds: float = 0.0
 
 
 def floor_day(ts: datetime) -> datetime:
@@ -169,15 +171,18 @@ def _catch_alls(table: str, parts: list[Partition]) -> tuple[Partition, Partitio
     return parts[0], parts[-1]
 
 
-def _under_lock(engine: Engine, table: str, work: Callable[[Connection], T]) -> T:
+def _under_lock(engine: Engine, table: str, work: Callable[[Connection], T]) -> tuple[T, float]:
     """Run ``work`` in a transaction of its own holding ``table``'s ACCESS EXCLUSIVE lock
-    (the parent only: ``LOCK TABLE ONLY``), waiting at most ``LOCK_TIMEOUT_MS`` a try."""
+    (the parent only: ``LOCK TABLE ONLY``), waiting at most ``LOCK_TIMEOUT_MS`` a try.
+    Returns its result and the seconds the lock was held."""
     for attempt in range(1, LOCK_ATTEMPTS + 1):
         try:
             with engine.begin() as conn:
                 conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
                 conn.execute(text(f"LOCK TABLE ONLY {table} IN ACCESS EXCLUSIVE MODE"))
-                return work(conn)
+                granted = time.perf_counter()
+                result = work(conn)
+            return result, time.perf_counter() - granted
         except OperationalError as exc:
             if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
                 raise
@@ -273,8 +278,10 @@ def ensure(engine: Engine, table: str, start: datetime, end: datetime) -> Mainta
         if due(conn) is None:
             return Maintained(table)
     created = moved = 0
+    held = 0.0
     while True:
-        step = _under_lock(engine, table, work)
+        step, seconds = _under_lock(engine, table, work)
+        held += seconds
         if not step.created and not step.moved:
             break
         created, moved = created + step.created, moved + step.moved
@@ -285,7 +292,20 @@ def ensure(engine: Engine, table: str, start: datetime, end: datetime) -> Mainta
             created,
             moved,
         )
-    return Maintained(table, created=created, moved=moved)
+    return Maintained(table, created=created, moved=moved, locked_seconds=held)
+
+
+def _detached(conn: Connection, table: str) -> list[str]:
+    """Day tables of ``table`` that are no longer partitions: detached by a retention
+    run that stopped before dropping them."""
+    rows = conn.execute(
+        text(
+            "SELECT relname FROM pg_class WHERE relname ~ :pattern AND relkind = 'r'"
+            " AND NOT relispartition AND relnamespace = current_schema()::regnamespace"
+        ),
+        {"pattern": f"^{table}_p[0-9]{{8}}$"},
+    )
+    return sorted(r[0] for r in rows)
 
 
 def drop_older_than(engine: Engine, table: str, cutoff: datetime) -> Maintained:
@@ -293,6 +313,11 @@ def drop_older_than(engine: Engine, table: str, cutoff: datetime) -> Maintained:
     the start of its UTC day (``bound``), by dropping the day partitions that end at or
     before it and emptying (TRUNCATE) the ``before`` catch-all, which is then bounded
     there. Every row at or after ``bound`` is kept. Never a DELETE of old rows.
+
+    Under the table's lock the old days are only detached (catalogue changes); they
+    are dropped after the commit, each in a transaction of its own that does not lock
+    the table: removing a day's files (1.3 GB for 14.4 M rows) takes seconds on a busy
+    disk, and writers need not wait for it.
 
     Raises :class:`PartitionLockTimeout` when the lock could not be had (nothing
     changed), ValueError when ``table`` is not partitioned by this scheme."""
@@ -303,27 +328,41 @@ def drop_older_than(engine: Engine, table: str, cutoff: datetime) -> Maintained:
         before, _ = _catch_alls(table, parts)
         due = any(p.upper is not None and p.upper <= bound for p in parts[1:])
         due = due or bool(conn.scalar(text(f"SELECT EXISTS (SELECT 1 FROM {before.name})")))
-    if not due:
-        return Maintained(table, created=ensured.created, moved=ensured.moved, bound=bound)
+        left = _detached(conn, table)
+    held = ensured.locked_seconds
+    old: list[Partition] = []
+    if due:
 
-    def work(conn: Connection) -> Maintained:
-        parts = partitions(conn, table)
-        before, _ = _catch_alls(table, parts)
-        old = [p for p in parts[1:-1] if p.upper is not None and p.upper <= bound]
-        for part in old:
-            conn.execute(text(f"DROP TABLE {part.name}"))
-        conn.execute(text(f"TRUNCATE {before.name}"))  # all its rows are older than bound
-        if before.upper != bound:
-            _rebound(conn, table, before.name, "MINVALUE", _literal(bound))
-        return Maintained(
-            table, created=ensured.created, dropped=len(old), moved=ensured.moved, bound=bound
+        def work(conn: Connection) -> list[Partition]:
+            parts = partitions(conn, table)
+            before, _ = _catch_alls(table, parts)
+            old = [p for p in parts[1:-1] if p.upper is not None and p.upper <= bound]
+            for part in old:
+                conn.execute(text(f"ALTER TABLE {table} DETACH PARTITION {part.name}"))
+            conn.execute(text(f"TRUNCATE {before.name}"))  # all its rows are older than bound
+            if before.upper != bound:
+                _rebound(conn, table, before.name, "MINVALUE", _literal(bound))
+            return old
+
+        old, seconds = _under_lock(engine, table, work)
+        held += seconds
+    for name in sorted({*left, *(p.name for p in old)}):
+        with engine.begin() as conn:  # no longer a partition: the table is not locked
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    if due:
+        log.info(
+            "retention of %s: %d day partition(s) dropped, rows before %s removed,"
+            " table locked %.3f s",
+            table,
+            len(old),
+            bound.isoformat(),
+            held,
         )
-
-    done = _under_lock(engine, table, work)
-    log.info(
-        "retention of %s: %d day partition(s) dropped, rows before %s removed",
+    return Maintained(
         table,
-        done.dropped,
-        bound.isoformat(),
+        created=ensured.created,
+        dropped=len(old),
+        moved=ensured.moved,
+        bound=bound,
+        locked_seconds=held,
     )
-    return done

@@ -323,3 +323,21 @@ def test_writers_are_not_refused_while_retention_runs(layout):
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM sample")) == sum(written)
         assert conn.scalar(text("SELECT count(*) FROM sample WHERE ts < :t"), {"t": today}) == 0
+
+
+def test_a_day_detached_by_a_run_that_stopped_is_dropped_by_the_next(layout):
+    engine = layout
+    today = floor_day(datetime.now(UTC))
+    name = partitions.day_name("sample", today)
+    with engine.begin() as conn:  # as a retention run leaves it if it dies after its commit
+        conn.execute(text(f"ALTER TABLE sample DETACH PARTITION {name}"))
+        lo, hi = f"'{iso(today)}'", f"'{iso(today + DAY)}'"
+        conn.execute(
+            text(f"CREATE TABLE {name}_new PARTITION OF sample FOR VALUES FROM ({lo}) TO ({hi})")
+        )
+    with engine.connect() as conn:
+        assert partitions._detached(conn, "sample") == [name]
+    partitions.drop_older_than(engine, "sample", today - 5 * DAY)
+    with engine.connect() as conn:
+        assert partitions._detached(conn, "sample") == []
+        assert conn.scalar(text("SELECT to_regclass(:n)"), {"n": name}) is None
