@@ -13,8 +13,8 @@ counts; bench/outage.py runs longer ones and the TCP cut of tests/db_proxy.py):
   configuration file unreadable), so that the restart that `linkcast up` attempts
   every second fails until the file is readable again; `linkcast up` then starts it.
 
-Clients push about 20,000 samples/s in all and retry a 503 after its Retry-After (5 s),
-five attempts at most, so a request first refused early in the outage is given up and
+Four clients are paced at 20,000 samples/s in all (what they reach on the machine is
+printed) and retry a 503 after its Retry-After (5 s), five attempts at most, so a request first refused early in the outage is given up and
 one refused later is acknowledged after the return: both kinds occur in every run.
 
 Checked: every acknowledged sample is stored once, with its value (lost = doubled = 0,
@@ -25,7 +25,8 @@ the engine stepped down and led again, and every bucket from before the stop to 
 the return has a forecast for every link and model, once. Times: the issue asks for a
 503 within 1 s of the stop and a 2xx within 5 s of the return. Both are measured from
 the moment the test stopped the database (before ``pg_ctl stop``) and from the moment a
-client could connect to it again, and printed; asserted with room for two loaded cores
+client could connect to it again (the embedded one: from ``postmaster.pid`` saying it is
+ready), and printed; asserted with room for two loaded cores
 shared with other tests (3 s and 10 s), as a stall of the machine is not linkcast's.
 """
 
