@@ -17,7 +17,8 @@ from sqlalchemy import text
 
 from bench.soak import LINK_PREFIX, SoakConfig, report, run_soak
 
-pytestmark = pytest.mark.timeout(300)
+# generous: starting the servers alone took over 2 minutes on the loaded 2-core machine
+pytestmark = pytest.mark.timeout(600)
 
 READ_ROUTES = {
     "GET /links/latest",
