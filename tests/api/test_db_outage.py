@@ -14,8 +14,9 @@ counts; bench/outage.py runs longer ones and the TCP cut of tests/db_proxy.py):
   every second fails until the file is readable again; `linkcast up` then starts it.
 
 Four clients are paced at 20,000 samples/s in all (what they reach on the machine is
-printed) and retry a 503 after its Retry-After (5 s), five attempts at most, so a request first refused early in the outage is given up and
-one refused later is acknowledged after the return: both kinds occur in every run.
+printed) and retry a 503 after its Retry-After (5 s), five attempts at most, so a
+request first refused early in the outage is given up and one refused later is
+acknowledged after the return: both kinds occur in every run.
 
 Checked: every acknowledged sample is stored once, with its value (lost = doubled = 0,
 so stored = acknowledged + the requests whose commit reached the database but whose
