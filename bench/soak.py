@@ -802,17 +802,18 @@ def main() -> None:
         readers=args.readers,
         read_every=args.read_every,
     )
-    if args.database_url is None:  # a fresh embedded database, removed after the run
-        cfg.data_dir = Path(tempfile.mkdtemp(prefix="linkcast-soak-"))
+    # a fresh embedded database unless --database-url: removed after the run, the logs kept
+    cfg.data_dir = Path(tempfile.mkdtemp(prefix="linkcast-soak-"))
     try:
         for line in report(run_soak(cfg)):
             print(line, flush=True)
     finally:
-        if cfg.data_dir is not None:
+        if args.database_url is None:
             from db.embedded import stop_embedded
 
             stop_embedded()
-            shutil.rmtree(cfg.data_dir, ignore_errors=True)
+            shutil.rmtree(cfg.data_dir / "pg", ignore_errors=True)
+        print(f"the servers' logs: {cfg.data_dir}/*.log", flush=True)
 
 
 if __name__ == "__main__":
