@@ -112,9 +112,9 @@ def supervise_embedded(stop: threading.Event, *, every_seconds: float = 1.0) -> 
     in the same data directory and socket directory (so the URL that
     :func:`embedded_url` returned stays valid), until ``stop`` is set.
 
-    A start that fails (the data directory unreadable, the previous server's processes
-    still holding its shared memory) is tried again every ``every_seconds``; its cause
-    is logged once, and the return with the time the server was down. A server stopped
+    A start that fails (its configuration unreadable, the killed server's processes
+    still holding its shared memory) is tried again every ``every_seconds``; each new
+    cause is logged once, and the return with the time the server was down. A server stopped
     by :func:`stop_embedded` is no longer watched. Returns the started thread.
     """
     thread = threading.Thread(
@@ -124,31 +124,40 @@ def supervise_embedded(stop: threading.Event, *, every_seconds: float = 1.0) -> 
     return thread
 
 
+class _Down:
+    """What the supervisor knows of a server it found stopped."""
+
+    def __init__(self) -> None:
+        self.since = time.monotonic()
+        self.said = ""  # the cause last logged
+
+
 def _supervise(stop: threading.Event, every_seconds: float) -> None:
-    down_since: dict[Path, float] = {}  # servers found stopped: when (monotonic s)
+    down: dict[Path, _Down] = {}  # the servers found stopped and not yet back
     while not stop.wait(every_seconds):
         for pgdata in list(_servers):
             try:
                 if postmaster_pid(pgdata) is None:
-                    _start_again(pgdata, stop, down_since, every_seconds)
+                    _start_again(pgdata, stop, down, every_seconds)
+                else:
+                    _back(pgdata, down)  # a start that outlasted pg_ctl's wait, if any
             except Exception:  # noqa: BLE001 - the watch must outlive any one failure
                 log.exception("embedded PostgreSQL in %s: supervision failed", pgdata)
 
 
 def _start_again(
-    pgdata: Path, stop: threading.Event, down_since: dict[Path, float], every_seconds: float
+    pgdata: Path, stop: threading.Event, down: dict[Path, _Down], every_seconds: float
 ) -> None:
     with _in_process:
         server = _servers.get(pgdata)  # gone: stop_embedded stopped it on purpose
         if server is None or stop.is_set():
-            down_since.pop(pgdata, None)
+            down.pop(pgdata, None)
             return
-        if postmaster_pid(pgdata) is not None:  # back (a start that outlasted pg_ctl's wait)
-            _back(pgdata, down_since)
+        if postmaster_pid(pgdata) is not None:
+            _back(pgdata, down)
             return
-        first = pgdata not in down_since
-        if first:
-            down_since[pgdata] = time.monotonic()
+        if pgdata not in down:
+            down[pgdata] = _Down()
             log.warning("embedded PostgreSQL in %s is not running: starting it again", pgdata)
         # pgserver starts its servers under its lock, one file for every server on the
         # machine: a start elsewhere can hold it for long, so wait a little, then start
@@ -159,34 +168,41 @@ def _start_again(
         pg_logger = logging.getLogger("pgserver")
         pg_logger.addHandler(failed)
         pg_logger.propagate = False  # pgserver logs the whole server log on a failure
+        why = ""
         try:
             server.ensure_postgres_running()
         except Exception as exc:  # noqa: BLE001 - tried again on the next check
-            if first:
-                log.error(
-                    "embedded PostgreSQL in %s did not start (%s): trying again every %.0f s",
-                    pgdata,
-                    failed.why(pgdata) or exc,
-                    every_seconds,
-                )
-            return
+            why = failed.why(pgdata) or str(exc)
         finally:
             pg_logger.removeHandler(failed)
             pg_logger.propagate = True
             if locked:
                 lock.release()
-        _back(pgdata, down_since)
+        if not why and postmaster_pid(pgdata) is None:
+            # pgserver took the killed server's process for a running one (a zombie
+            # its parent has not reaped yet): nothing was started
+            why = "the stopped server's process has not exited yet"
+        if not why:
+            _back(pgdata, down)
+        elif why != down[pgdata].said:  # each new cause once, not every second
+            down[pgdata].said = why
+            log.error(
+                "embedded PostgreSQL in %s did not start (%s): trying again every %.0f s",
+                pgdata,
+                why,
+                every_seconds,
+            )
 
 
-def _back(pgdata: Path, down_since: dict[Path, float]) -> None:
-    since = down_since.pop(pgdata, None)
-    if since is not None:
+def _back(pgdata: Path, down: dict[Path, _Down]) -> None:
+    was = down.pop(pgdata, None)
+    if was is not None:
         log.warning(
             "embedded PostgreSQL in %s is running again (pid %s), %.1f s after it was found"
             " stopped",
             pgdata,
             postmaster_pid(pgdata),
-            time.monotonic() - since,
+            time.monotonic() - was.since,
         )
 
 

@@ -33,6 +33,8 @@ shared with other tests (3 s and 10 s), as a stall of the machine is not linkcas
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.api.outage import (
@@ -92,6 +94,6 @@ def test_the_embedded_database_stopped_for_30_s_under_load(tmp_path):
         _check(report)
         pid = postmaster_ready(fault.pgdata)
         assert pid is not None
-        up.stop()  # SIGTERM: the PostgreSQL it started again stops with it
-        assert up.popen.returncode == 0, up.text()[-3000:]
+        up.popen.send_signal(signal.SIGTERM)  # the server it started again stops with it
+        assert up.popen.wait(120) == 0, up.text()[-3000:]
         assert wait_gone(pid, fault.pgdata), "the restarted PostgreSQL outlived linkcast up"
