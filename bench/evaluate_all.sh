@@ -9,6 +9,9 @@
 # report gives means and 95 % intervals over the seeds (summary.csv: all of them).
 # A failed seed is reported and makes the script stop with a non-zero status after the
 # other seeds' results are written.
+# Every run includes the re-route-aware models (reroute, reroute_persistence: the failure
+# known at t = 0, issue 10). `python bench/targets.py` reads issues 9 and 10's targets off
+# the results.
 # bench/results/README.md (the reading of the results) is written by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,4 @@
-"""Issue 9's targets, read off the evaluation results in ``bench/results``.
+"""Issues 9 and 10's targets, read off the evaluation results in ``bench/results``.
 
 Reads ``results.csv`` of ``linkcast evaluate --seeds ...`` runs (default: the two
 folders that ``bench/evaluate_all.sh`` writes) and prints, per scenario, each target
@@ -15,6 +15,13 @@ Targets (means over seeds):
 - hybrid within 2 % of its best member's RMSE, pre and post (mean of the per-seed
   ratio hybrid / best member, the best member chosen per seed);
 - 90 % intervals: coverage 88 % to 92 % before and after the failure (hybrid, liquid).
+
+Issue 10 (the failure known at t = 0; ``reroute`` is the re-route-aware hybrid, see
+``simulator/evaluate.py``), drastic scenarios, 10 seeds:
+- ``rmse_post_1h`` (first hour after the failure) of ``reroute`` at most 0.5x
+  persistence's on nobel-eu, 0.7x on abilene (mean of the per-seed ratios);
+- ``reroute``'s time to convergence at most 3 steps (mean over the seeds, every seed
+  converged within the post window).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from simulator.evaluate import metric_column
 
 MEMBERS = ("liquid", "incremental_b288", "persistence", "seasonal")
 SKILL = {"nobel-eu": (0.15, 0.30), "abilene": (0.05, 0.10)}
+#: Issue 10: rmse_post_1h of the re-route-aware hybrid over persistence's, and ttc in steps.
+REROUTE_RATIO = {"nobel-eu": 0.5, "abilene": 0.7}
+REROUTE_TTC_STEPS = 3
 
 
 def _mark(ok: bool) -> str:
@@ -65,6 +75,8 @@ def check(folder: Path) -> list[str]:
                 f"- hybrid / best member, rmse_{window}: {np.mean(ratio):.3f} "
                 f"(worst seed {max(ratio):.3f}; target <= 1.02) {_mark(np.mean(ratio) <= 1.02)}"
             )
+        if scenario == "drastic" and "reroute" in set(g["model"]):
+            lines += reroute_lines(by, seeds, kind)
         if scenario == "drastic":
             variants = sorted(m for m in g["model"].unique() if m.startswith("incremental_b"))
             for metric in ("rmse_post", "ttc_steps"):
@@ -92,6 +104,35 @@ def check(folder: Path) -> list[str]:
                 lines.append(
                     f"- {model} {col}: {c:.1%} (target 88 % to 92 %) {_mark(0.88 <= c <= 0.92)}"
                 )
+    return lines
+
+
+def reroute_lines(by: pd.DataFrame, seeds: list, kind: str) -> list[str]:
+    """Issue 10's targets of one drastic scenario (``by``: results indexed by seed, model)."""
+    lines = []
+    need = REROUTE_RATIO[kind]
+    for model in ("reroute", "reroute_persistence"):
+        if not all((s, model) in by.index for s in seeds):
+            continue
+        ratio = [
+            by.loc[(s, model), "rmse_post_1h"] / by.loc[(s, "persistence"), "rmse_post_1h"]
+            for s in seeds
+        ]
+        mark = _mark(np.mean(ratio) <= need) if model == "reroute" else "(no target)"
+        lines.append(
+            f"- {model} rmse_post_1h / persistence's: {np.mean(ratio):.3f} "
+            f"(seeds {min(ratio):.3f} to {max(ratio):.3f}; target <= {need}) {mark}"
+        )
+        ttc = pd.to_numeric(pd.Series([by.loc[(s, model), "ttc_steps"] for s in seeds]))
+        done = int(ttc.notna().sum())
+        ok = done == len(seeds) and ttc.mean() <= REROUTE_TTC_STEPS
+        within = int((ttc <= REROUTE_TTC_STEPS).sum())
+        mark = _mark(ok) if model == "reroute" else "(no target)"
+        lines.append(
+            f"- {model} ttc: mean {ttc.mean():.1f} steps over the {done} of {len(seeds)} seeds "
+            f"that converged, {within} seeds within {REROUTE_TTC_STEPS} (target: mean <= "
+            f"{REROUTE_TTC_STEPS}, every seed converged) {mark}"
+        )
     return lines
 
 
