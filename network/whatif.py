@@ -69,6 +69,10 @@ __all__ = ["Demands", "HorizonScan", "WhatIf", "estimate_demands", "horizon_scan
 #: Demands are floored at this fraction of their mean in the weights ``D``, so that a
 #: pair estimated at 0 in the reference step can still take traffic at another step.
 _WEIGHT_FLOOR = 1e-3
+#: A step whose loads are met within this relative error is not solved again ...
+_MISFIT = 1e-3
+#: ... else at most this many more times, the pairs clipped at 0 held there.
+_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,8 @@ def estimate_demands(
         # (Lm, T); directions the loads barely fix (rcond) are not followed
         z = np.linalg.pinv((RD @ R.T).toarray(), rcond=1e-10, hermitian=True) @ gap.T
         x = np.maximum(x + (RD.T @ z).T, 0.0)
+        for t in range(len(x)):
+            x[t] = _reclip(R, weight, x[t], ym[t, rows])
     if ref >= 0:
         x[ref] = x0
     x[:, ~routing.routable] = 0.0
@@ -176,6 +182,23 @@ def estimate_demands(
     norm = float(np.linalg.norm(ym[:, rows]))
     err = float(np.linalg.norm(routed[:, rows] - ym[:, rows]) / norm) if norm > 0 else 0.0
     return Demands(x, routed, measured, err, ref)
+
+
+def _reclip(R: sparse.csr_array, weight: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Where clipping at 0 left the loads unmet, the same step again with the clipped
+    pairs held at 0 (their weight 0), up to :data:`_ROUNDS` times (the paper's
+    iterate-and-clip for non-negativity)."""
+    norm = float(np.linalg.norm(y))
+    w = weight.copy()
+    for _ in range(_ROUNDS):
+        gap = y - R @ x
+        if float(np.linalg.norm(gap)) <= _MISFIT * norm:
+            break
+        w[x <= 0] = 0.0
+        RD = R @ sparse.diags_array(w)
+        z = np.linalg.pinv((RD @ R.T).toarray(), rcond=1e-10, hermitian=True) @ gap
+        x = np.maximum(x + RD.T @ z, 0.0)
+    return x
 
 
 @dataclass(frozen=True)
