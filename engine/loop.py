@@ -444,9 +444,11 @@ class LiveEngine:
 
     def _loads(self, conn: Connection, bucket: datetime) -> np.ndarray:
         """``(n_links,)`` the bucket's mean loads in the suite's order, NaN: none."""
-        if self._last_y is not None and self._last_y[0] == bucket:
-            return self._last_y[1]
         y = np.full(len(self._link_ids), np.nan)
+        if self._last_y is not None and self._last_y[0] == bucket:
+            last = self._last_y[1]  # links added since have no load in it
+            y[: len(last)] = last
+            return y
         for link_id, value in live.bucket_means(conn, bucket, bucket + self.config.step).items():
             if link_id in self._index:
                 y[self._index[link_id]] = value
