@@ -32,7 +32,8 @@ seconds, printing a line every 10 s, then prints, with the targets of issue 14 a
 - database growth: each growing table's rows inserted times its bytes per row (from
   PostgreSQL's storage layout, see :func:`row_bytes`) against what it grew (target:
   within 0.8 to 1.25 of that);
-- acknowledged samples against those stored (target: equal);
+- samples acknowledged, stored, lost (acknowledged, not stored: target 0), and the
+  requests without a 200 stored whole, not at all or in part (target: none in part);
 - the CPU the generator took (writers, readers, the whole process) beside the servers'
   and the load average, since the generator shares the machine with what it measures.
 
@@ -118,6 +119,8 @@ class Call:
     seconds: float
     status: str  # "200", "503", or the exception's name when no answer came
     samples: int = 0  # writes: samples in the body
+    ts: float = 0.0  # writes: the samples' time (epoch s), one for the whole body
+    first: int = 0  # writes: the body's first link (index), then samples links in order
 
 
 @dataclass
@@ -142,6 +145,7 @@ class SoakResult:
     calls: list[Call]
     acknowledged: int
     stored: int
+    unacknowledged: list[tuple[int, int]]  # requests without a 200: (samples sent, stored)
     sent_requests: int
     start: Snapshot
     end: Snapshot
@@ -200,7 +204,7 @@ def _writer_schedule(
             body = encode_json([(names[i], ts, values[i]) for i in range(a, b)])
             while not stop.is_set():
                 try:
-                    bodies.put((body, b - a), timeout=0.5)
+                    bodies.put((body, b - a, ts, a), timeout=0.5)
                     break
                 except queue.Full:
                     continue
@@ -222,7 +226,7 @@ def _writer(api: str, token: str, bodies: queue.Queue, stats: Stats, stop: threa
     cpu0 = time.thread_time()
     while not (stop.is_set() and bodies.empty()):
         try:
-            body, n = bodies.get(timeout=0.5)
+            body, n, ts, first = bodies.get(timeout=0.5)
         except queue.Empty:
             continue
         if conn is not None and time.monotonic() - last_used > IDLE_RECONNECT_S:
@@ -245,7 +249,9 @@ def _writer(api: str, token: str, bodies: queue.Queue, stats: Stats, stop: threa
         last_used = time.monotonic()
         cpu1 = time.thread_time()
         stats.add(
-            Call("POST /telemetry", t, time.monotonic() - t, status, n), "writers", cpu1 - cpu0
+            Call("POST /telemetry", t, time.monotonic() - t, status, n, ts, first),
+            "writers",
+            cpu1 - cpu0,
         )
         cpu0 = cpu1
     if conn is not None:
@@ -565,6 +571,17 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = _say) -> SoakResult:
             (f"{LINK_PREFIX}%", datetime.fromtimestamp(first_ts - 1, UTC)),
         )
         stored = int(_one(cur)[0])
+        # a request without a 200 (refused, cut off, timed out) may still have been
+        # committed: whole, the API says, or not at all
+        unacknowledged = []
+        for c in calls:
+            if c.route.startswith("POST") and c.status != "200":
+                cur.execute(
+                    "SELECT count(*) FROM sample s JOIN link l ON l.id = s.link_id"
+                    " WHERE s.ts = %s AND l.name = ANY(%s)",
+                    (datetime.fromtimestamp(c.ts, UTC), names[c.first : c.first + c.samples]),
+                )
+                unacknowledged.append((c.samples, int(_one(cur)[0])))
         sizes = {}
         for table in ROW_TABLES:
             try:
@@ -578,6 +595,7 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = _say) -> SoakResult:
         calls=calls,
         acknowledged=acknowledged,
         stored=stored,
+        unacknowledged=unacknowledged,
         sent_requests=sum(c.route.startswith("POST") for c in calls),
         start=start,
         end=end,
@@ -660,9 +678,16 @@ def report(res: SoakResult) -> list[str]:
         + ", ".join(f"{k}: {v:,}" for k, v in sorted(statuses.items()))
     )
     errors = sum(v for k, v in statuses.items() if k != "200")
+    un = res.unacknowledged
+    from_un = sum(stored for _, stored in un)
+    lost = res.acknowledged - (res.stored - from_un)
+    partial = sum(0 < stored < sent for sent, stored in un)
     out.append(
-        f"samples acknowledged {res.acknowledged:,}, stored {res.stored:,}"
-        f" (stored - acknowledged: {res.stored - res.acknowledged:+,}); api workers killed by"
+        f"samples acknowledged {res.acknowledged:,}, stored {res.stored:,}, lost {lost:,}"
+        f" (acknowledged, not stored); requests without a 200: {len(un):,}, stored whole"
+        f" {sum(stored == sent for sent, stored in un):,} ({from_un:,} samples), not at all"
+        f" {sum(stored == 0 for _, stored in un):,}, in part {partial:,}; doubled: none can be"
+        f" ((link, ts) is the key and no two samples sent share one); api workers killed by"
         f" uvicorn's supervisor (no answer to its ping within 5 s; startup included):"
         f" {res.workers_killed};"
         f" samples the engine logged as late (not used): {res.late_samples:,}"
@@ -753,8 +778,8 @@ def report(res: SoakResult) -> list[str]:
         f"reads p99 < {READ_P99_S * 1e3:.0f} ms: {_verdict(_pct(rl, 99) < READ_P99_S)}"
         f" ({_pct(rl, 99) * 1e3:.0f} ms)",
         f"no errors: {_verdict(errors == 0)} ({errors:,} answers not 200)",
-        f"acknowledged == stored: {_verdict(res.acknowledged == res.stored)}"
-        f" ({res.acknowledged:,} / {res.stored:,})",
+        f"every acknowledged sample stored, none in part: {_verdict(lost == 0 and not partial)}"
+        f" ({lost:,} lost of {res.acknowledged:,}, {partial:,} requests stored in part)",
         f"no bucket missed: {_verdict(missed == 0)} ({missed} of {len(expected)})",
         f"memory growth < {RSS_GROWTH:.0%}: {_verdict(growth < RSS_GROWTH)} ({growth:+.1%})",
         f"disk growth {lo:g} to {hi:g} x expected: {_verdict(lo <= disk_ratio <= hi)}"
