@@ -157,6 +157,10 @@ def api(
         workers=workers,
         log_level="info",
         access_log=False,
+        # uvicorn's supervisor SIGKILLs a worker that misses its 5-s health ping; on a
+        # starved 2-core machine (the soak, an outage) busy workers were killed mid-request.
+        # A worker that is truly hung is still replaced, after a minute.
+        timeout_worker_healthcheck=60,
     )
 
 
