@@ -306,8 +306,9 @@ def whatif_utilisation(
     df: pd.DataFrame, threshold_percent: float, start: datetime, end: datetime
 ) -> alt.LayerChart:
     """Utilisation in % of capacity over the horizon (``df`` from
-    :func:`ui.transforms.utilisation_lines`): solid with the failure, dotted without it,
-    one colour a link, the overload threshold as a red rule; time in 24-hour UTC."""
+    :func:`ui.transforms.utilisation_lines`): solid with the failure, dotted without it
+    (the page's caption says so), one colour a link, the overload threshold as a red
+    rule; time in 24-hour UTC."""
     x_scale = alt.Scale(
         type="utc", domain=[pd.Timestamp(start).isoformat(), pd.Timestamp(end).isoformat()]
     )
@@ -321,10 +322,7 @@ def whatif_utilisation(
             strokeDash=alt.StrokeDash(
                 "case:N",
                 scale=alt.Scale(domain=["with the failure", "without"], range=[[1, 0], [2, 3]]),
-                title="forecast",
-                legend=alt.Legend(
-                    symbolType="stroke", symbolStrokeColor="#333", symbolStrokeWidth=2
-                ),
+                legend=None,  # its dash symbols drew blank in Streamlit: the caption says it
             ),
             tooltip=[
                 "link:N",

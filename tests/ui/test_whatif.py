@@ -37,7 +37,15 @@ from db.session import make_sessionmaker, session_scope
 from linkcast.settings import Settings
 from tests.conftest import ROOT, LiveServer, _tables, free_port
 from tests.procs import http_ok, stop_process, wait_for
-from tests.ui.browser import CHART, CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, TIMEZONE, UNIT
+from tests.ui.browser import (
+    CHART,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CLOCK,
+    SCREENSHOTS,
+    TIMEZONE,
+    UNIT,
+)
 
 STEP_SECONDS = 60
 HORIZON = 12
@@ -268,6 +276,14 @@ def test_unknown_link_shows_the_apis_message(api_env: Api) -> None:
     assert "A>B" in n1["cut"].iloc[0]
 
 
+def test_unreachable_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINKCAST_API_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LINKCAST_TOKEN", "lc_whatever")
+    at = page(fail="A>B")
+    assert not at.exception
+    assert "The linkcast API is unreachable" in at.error[0].value
+
+
 # --- in Chromium --------------------------------------------------------------------------
 
 
@@ -328,6 +344,13 @@ def test_browser(dashboard: str, api: Api, tmp_path: Path) -> None:
             )
             expect(hot).to_have_count(1)
             assert "utilisation: 130" in str(hot.get_attribute("aria-label"))
+            axis = page.locator(f"{CHART} .role-axis-label text").all_text_contents()
+            times = [t for t in axis if ":" in t]  # the utilisation chart's, 24-hour UTC
+            assert times and all(CLOCK.fullmatch(t) for t in times), axis
+            hours = {t.split(" ")[-1][:2] for t in times}
+            assert hours <= {
+                f"{(api.issued_at + timedelta(minutes=m)).hour:02d}" for m in range(13)
+            }
             legend = page.locator(f"{CHART} .role-legend-title text").all_text_contents()
             assert "utilisation" in legend and "out of service" in legend, legend
             expect(page.get_by_text("Links that would overload")).to_be_visible()
