@@ -245,6 +245,9 @@ def test_n1_table_lists_the_worst_cut_first(api_env: Api) -> None:
         risk["scenarios"][0]["worst_time"]
     )
     assert UNIT.search(grid(at, "cut").proto.columns)  # unroutable demand in bit/s units
+    said = [c.value for c in at.caption if "cables scanned" in c.value]
+    assert said and said[0].startswith(f"{risk['scanned']} cables scanned (every one not down")
+    assert risk["scanned"] == 3 and "shown" not in said[0]  # all three fit under the limit
 
 
 def test_partition_shows_unroutable_demand(api_env: Api) -> None:

@@ -96,6 +96,7 @@ def refused(err: ApiError, what: str) -> None:
 
 def scenario(answer: dict) -> None:
     failed = answer.get("failed_links") or answer.get("failed") or fail
+    named = ", ".join(failed[:4]) + (f" and {len(failed) - 4} more" if len(failed) > 4 else "")
     step = timedelta(seconds=int(answer["step_seconds"]))
     times = answer.get("times") or []
     horizon = transforms.duration_text(len(times) * step.total_seconds())
@@ -132,7 +133,7 @@ def scenario(answer: dict) -> None:
     pairs = transforms.unroutable_table(answer)
     if max(unroutable, default=0.0) > 0 or not pairs.empty:
         st.error(
-            f"**Unroutable demand.** Failing {', '.join(failed)} disconnects the network: "
+            f"**Unroutable demand.** Failing {named} disconnects the network: "
             f"up to {transforms.human_bps(max(unroutable, default=0.0))} of forecast demand "
             f"({len(pairs)} origin-destination pair(s)) would have no path and be dropped.",
             icon=":material/portable_wifi_off:",
@@ -166,7 +167,7 @@ def scenario(answer: dict) -> None:
                 right,
                 "status",
                 "utilisation_whatif",
-                f"forecast peak with {', '.join(failed)} failed",
+                f"forecast peak with {named} failed",
                 (("whatif_peak", "peak with the failure"), ("base_peak", "without")),
             ),
         ):
@@ -281,11 +282,15 @@ def n1() -> None:
         },
     )
     issued = datetime.fromisoformat(risk["issued_at"]).astimezone(UTC)
+    scanned = int(risk.get("scanned", len(table)))
+    shown_text = f", the worst {len(table)} shown" if len(table) < scanned else ""
+    down = risk.get("already_down") or []
     st.caption(
-        f"{risk.get('scanned', len(table))} cables scanned (every one not down now) with the "
-        "forecasts of "
-        f"{risk.get('model', model)} issued {issued:%Y-%m-%d %H:%M:%S} UTC; routing by "
-        f"{risk.get('metric', '?')}. Refreshes every {REFRESH_SECONDS} s."
+        f"{scanned} cables scanned (every one not down now){shown_text}, with the forecasts "
+        f"of {risk.get('model', model)} issued {issued:%Y-%m-%d %H:%M:%S} UTC; routing by "
+        f"{risk.get('metric', '?')}."
+        + (f" Down already, in every scenario: {', '.join(down)}." if down else "")
+        + f" Refreshes every {REFRESH_SECONDS} s."
     )
 
 
