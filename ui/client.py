@@ -106,7 +106,16 @@ def _get(cfg: Config, path: str, params: dict[str, Any] | None = None) -> Any:
 
 def _detail(response: httpx.Response) -> str:
     """The error body's ``detail``: FastAPI's own text, or its validation errors (a list
-    of ``{loc, msg}``) as ``where: what`` clauses."""
+    of ``{loc, msg}``) as ``where: what`` clauses.
+
+    >>> _detail(httpx.Response(422, json={"detail": "unknown links: 'x>y'"}))
+    "unknown links: 'x>y'"
+    >>> _detail(httpx.Response(422, json={"detail": [
+    ...     {"loc": ["query", "threshold"], "msg": "Input should be greater than 0"}]}))
+    'threshold: Input should be greater than 0'
+    >>> _detail(httpx.Response(502, text="bad gateway"))
+    'bad gateway'
+    """
     try:
         detail = response.json().get("detail", response.text)
     except (ValueError, AttributeError):
