@@ -407,7 +407,8 @@ class LiveEngine:
             # the failures in force at the bucket's end, set before the models take it
             down = self._failures.wanted(conn, issued_at)
             if frozenset(down) != self._failures.applied:
-                self._set_failures(conn, down, bucket - cfg.step, report)
+                # the forecasts issued at the bucket's start stay as stored (and scored so)
+                self._set_failures(conn, down, bucket - cfg.step, report, reissue=False)
             out = suite.step(y, np.isfinite(y))
             shift = self._failures.scaled(y)
             if shift is not None and all(since <= bucket for since in down.values()):
@@ -455,23 +456,30 @@ class LiveEngine:
         return y
 
     def _set_failures(
-        self, conn: Connection, down: dict[str, datetime], measured: datetime, report: TickReport
+        self,
+        conn: Connection,
+        down: dict[str, datetime],
+        measured: datetime,
+        report: TickReport,
+        *,
+        reissue: bool,
     ) -> None:
         """Give the suite the shift of the failures ``down`` (name -> since; none: clear
-        it), estimated from the loads of the bucket starting at ``measured``."""
+        it), estimated from the loads of the bucket starting at ``measured``; ``reissue``:
+        whether the latest forecasts are stored again with it (the suite scores them so)."""
         suite = self._suite
         assert suite is not None
         report.reroutes += 1
         if not down:
             log.info("repaired: %s up again, forecasts without a re-route", self._failures.applied)
-            suite.set_reroute(None, None)
+            suite.set_reroute(None, None, reissue=reissue)
             self._failures.clear()
             return
         names = {r.id: r.name for r in live.all_links(conn)}
         est, shift = self._failures.estimate(
             self._loads(conn, measured), down, measured, [names.get(i, "") for i in self._link_ids]
         )
-        suite.set_reroute(shift, self._failures.down)
+        suite.set_reroute(shift, self._failures.down, reissue=reissue)
         log.info(
             "failure of %s: forecasts re-routed (%.3g bit/s moved, %.3g bit/s unroutable,"
             " fit error %.1f %%)",
@@ -494,7 +502,7 @@ class LiveEngine:
                 down = self._failures.wanted(conn, now)
                 if frozenset(down) == self._failures.applied:
                     return
-                self._set_failures(conn, down, last, report)
+                self._set_failures(conn, down, last, report, reissue=True)
                 fc, lo, up = suite.issue()
                 out = StepOutput(suite.steps - 1, fc, lo, up, {})
                 ids = np.asarray(self._link_ids)
