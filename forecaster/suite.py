@@ -410,6 +410,29 @@ class ModelSuite(Stateful):
             self._hybrid._cache = None  # forecasts changed
         return out
 
+    def drop_models(self, names: tuple[str, ...]) -> None:
+        """Stop running models that the hybrid does not combine (scored-only variants).
+
+        For a copy of the suite that reports only some models (the evaluation's
+        re-route-aware copy): the hybrid, its members and the monitored model stay, so
+        their forecasts are unchanged.
+
+        Raises
+        ------
+        ValueError
+            If a name is unknown, the hybrid, one of its members or the monitored model.
+        """
+        keep = {*self._hybrid.combine, "hybrid", self.monitor}
+        for k in names:
+            if k not in self._hybrid.members or k in keep:
+                droppable = [m for m in self._hybrid.members if m not in keep]
+                raise ValueError(f"cannot drop {k!r}; droppable: {droppable}")
+        for k in names:
+            del self._hybrid.members[k]
+            del self._hybrid._pending[k]
+            del self._intervals[k]
+        self._hybrid._cache = None
+
     def add_links(self, n: int) -> None:
         """Append ``n`` cold links (finite forecasts from the start)."""
         self._history.add_links(n)

@@ -780,6 +780,9 @@ def run_models(
         _run_steps(suite, res.loads_bps, f, n_steps, traces, tick)
         scenario_models = models
         if name in known:
+            # what the copy does not report and its hybrid does not combine need not run
+            combined = aware.models["hybrid"].combine  # type: ignore[attr-defined]
+            aware.drop_models(tuple(k for k in aware.models if k not in combined and k != "hybrid"))
             extra = {m: traces[_result_name(k)].copy() for m, k in REROUTE_MODELS.items()}
             _run_steps(aware, res.loads_bps, f, n_steps, extra, tick, REROUTE_MODELS, known[name])
             traces.update(extra)

@@ -105,21 +105,25 @@ def test_a_repair_clears_the_shift() -> None:
     assert abs(out.residuals["persistence"][0, 0]) < 0.05 * LEVELS[0]
 
 
-@pytest.mark.parametrize("model", ["liquid", "incremental", "seasonal", "hybrid"])
-def test_every_model_keeps_its_error_through_a_known_failure(model: str) -> None:
+def test_every_model_keeps_its_error_through_a_known_failure() -> None:
     """Over three seeds: the first post-failure error with the shift is a small part of
     the jump, without it about the whole jump (torch: means with wide margins)."""
-    aware_err, plain_err = [], []
+    models = ("liquid", "incremental", "seasonal", "hybrid")
+    aware_err: dict[str, list[float]] = {m: [] for m in models}
+    plain_err: dict[str, list[float]] = {m: [] for m in models}
     for seed in range(3):
         y = loads(F + 2, seed=seed)
         plain = make_suite(seed)
         run_to_failure(plain, y)
         aware = copy.deepcopy(plain)
         aware.set_reroute(SHIFT, DOWN)
-        plain_err.append(abs(plain.step(y[F]).residuals[model][1, 0]))
-        aware_err.append(abs(aware.step(y[F]).residuals[model][1, 0]))
-    assert np.mean(plain_err) > 0.7 * LEVELS[0]
-    assert np.mean(aware_err) < 0.25 * np.mean(plain_err)
+        a, b = aware.step(y[F]), plain.step(y[F])
+        for m in models:
+            aware_err[m].append(abs(a.residuals[m][1, 0]))
+            plain_err[m].append(abs(b.residuals[m][1, 0]))
+    for m in models:
+        assert np.mean(plain_err[m]) > 0.7 * LEVELS[0], m
+        assert np.mean(aware_err[m]) < 0.25 * np.mean(plain_err[m]), m
 
 
 def test_state_round_trips_with_the_shift() -> None:
@@ -196,3 +200,29 @@ def test_a_shift_set_without_reissue_scores_the_forecast_as_it_was_issued() -> N
     np.testing.assert_allclose(
         aware.models["persistence"].forecast()[1, 0], y[F, 1] - LEVELS[0], rtol=1e-9
     )
+
+
+def test_dropping_scored_only_models_leaves_the_hybrid_unchanged() -> None:
+    y = loads(40)
+    suite = ModelSuite(
+        len(LEVELS),
+        horizon=H,
+        season_steps=SEASON,
+        retrain_every=SEASON,
+        retrain_window=2 * SEASON,
+        incremental_variants={"incremental_b8": 8},
+        liquid_kwargs={"units": 8, "window": 6, "adapt_steps": 1},
+        incremental_kwargs={"n_lags": 6, "hidden": 8, "epochs": 1},
+    )
+    for t in range(30):
+        suite.step(y[t])
+    lean = copy.deepcopy(suite)
+    lean.drop_models(("incremental_b8",))
+    assert "incremental_b8" not in lean.model_names
+    for t in range(30, 40):
+        a, b = suite.step(y[t]), lean.step(y[t])
+        for k in b.forecasts:
+            np.testing.assert_array_equal(a.forecasts[k], b.forecasts[k])
+    for name in ("liquid", "hybrid", "unknown"):
+        with pytest.raises(ValueError, match="cannot drop"):
+            lean.drop_models((name,))
