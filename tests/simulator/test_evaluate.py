@@ -427,10 +427,10 @@ def test_a_short_user_file_runs_the_full_protocol(tmp_path: Path, user_csv: Path
 def test_a_failed_seed_keeps_the_others(tmp_path: Path, user_csv: Path, monkeypatch):
     real = evaluate.run_models
 
-    def flaky(results, protocol, seed, tick=None):
+    def flaky(results, protocol, seed, tick=None, known=None):
         if seed == 1:
             raise RuntimeError("out of luck")
-        return real(results, protocol, seed, tick=tick)
+        return real(results, protocol, seed, tick=tick, known=known)
 
     monkeypatch.setattr(evaluate, "run_models", flaky)
     out = tmp_path / "run"
