@@ -29,7 +29,13 @@ def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int = 5) -> En
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": connect_timeout, "application_name": "linkcast"},
+        connect_args={
+            "connect_timeout": connect_timeout,
+            "application_name": "linkcast",
+            # JIT pays off for long analytic scans; linkcast's reads are short and span many
+            # day partitions, where compiling took over 20 s of a 30-s timeout (the soak).
+            "options": "-c jit=off",
+        },
     )
 
 
