@@ -434,7 +434,7 @@ class LiveEngine:
             else:
                 with Session(bind=conn) as session:
                     policy = self._policy.apply(
-                        session, out, links, bucket, self._link_ids, np.isfinite(y)
+                        session, out, links, bucket, self._link_ids, np.isfinite(y), down
                     )
                     report.alerts_opened += policy.opened
                     # in this transaction: the alert's change and its notifications together

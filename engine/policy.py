@@ -26,6 +26,7 @@ The lifecycle follows Prometheus' alerting rules and Alertmanager's grouping:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -62,12 +63,17 @@ class AlertPolicy:
         bucket: datetime,
         link_ids: list[int],
         observed: np.ndarray,
+        known_failures: Mapping[str, datetime] | None = None,
     ) -> PolicyResult:
         """Raise, update, fire and resolve alerts for one closed ``bucket``.
 
         ``out`` is the suite's output for the bucket (row ``i`` of its arrays is link
         ``link_ids[i]``); ``observed[i]`` says whether link ``i`` had an accepted sample
-        in the bucket. Alerts are changed in ``session`` (the bucket's transaction).
+        in the bucket. ``known_failures`` names the links an operator's failure event
+        holds down at the bucket's end, with when each failed: they raise (or widen) the
+        failure alert themselves, since the models, told of them, no longer see the
+        re-route as drift (engine/failures.py). Alerts are changed in ``session`` (the
+        bucket's transaction).
         """
         result = PolicyResult()
         index = {lid: i for i, lid in enumerate(link_ids)}
@@ -80,8 +86,17 @@ class AlertPolicy:
 
         result.opened += self._drift(session, out, bucket, link_ids, names, seen, drifts)
         seen_names = {names[lid] for lid in seen if lid in names}
+        result.opened += self._known_failure(session, bucket, failures, known_failures or {})
         result.opened += self._failure(
-            session, out, bucket, link_ids, names, failures, drifts, seen_names
+            session,
+            out,
+            bucket,
+            link_ids,
+            names,
+            failures,
+            drifts,
+            seen_names,
+            frozenset(known_failures or ()),
         )
         result.opened += self._capacity(session, out, links, bucket, index, seen, capacity)
         session.flush()  # new alerts get their ids (children point at them)
@@ -145,6 +160,42 @@ class AlertPolicy:
                 alert.clear_steps += 1
         return opened
 
+    def _known_failure(
+        self,
+        session: Session,
+        bucket: datetime,
+        failures: list[Alert],
+        known: Mapping[str, datetime],
+    ) -> int:
+        """Links an operator reported failed raise one failure alert (or widen the open
+        one sharing a link with them), firing at once like any failure; it stays open until
+        they are repaired, then clears as a detected failure does."""
+        if not known:
+            return 0
+        links = sorted(known)
+        same = [a for a in failures if set(a.links) & set(links)]
+        if same:
+            alert = same[0]
+            if not set(links) <= set(alert.links):
+                alert.links = sorted(set(alert.links) | set(links))
+                alert.updated_at = bucket
+                alert.message = _reported_message(alert.links, alert.onset)
+            return 0
+        onset = min(known.values())
+        alert = _new_alert(
+            kind=AlertKind.FAILURE,
+            link_id=None,
+            links=links,
+            onset=onset,
+            magnitude=None,
+            model=None,
+            message=_reported_message(links, onset),
+            now=bucket,
+        )
+        session.add(alert)
+        failures.append(alert)
+        return 1
+
     def _failure(
         self,
         session: Session,
@@ -155,6 +206,7 @@ class AlertPolicy:
         failures: list[Alert],
         drifts: dict[int | None, Alert],
         seen_names: set[str],
+        held_down: frozenset[str] = frozenset(),
     ) -> int:
         """A re-route on enough links raises a failure alert (or widens the open one that
         shares a link with it: one failure, one alert; a re-route elsewhere is another
@@ -205,6 +257,9 @@ class AlertPolicy:
             return opened
         drifting = {a.links[0] for a in drifts.values() if a.clear_steps == 0 and a.links}
         for alert in failures:
+            if set(alert.links) & held_down:
+                alert.clear_steps = 0  # an operator's failure not yet repaired
+                continue
             if not set(alert.links) & seen_names:
                 continue  # none of its links reported: no evidence either way
             old_enough = bucket - alert.onset > cfg.step * 3
@@ -327,6 +382,11 @@ def _capacity_message(link: str, ratio: float, step: int, threshold: float) -> s
         f"{link}: forecast upper bound reaches {ratio:.0%} of capacity in {step} step(s)"
         f" (threshold {threshold:.0%})"
     )
+
+
+def _reported_message(links: list[str], onset: datetime) -> str:
+    shown = ", ".join(links[:6]) + (f" and {len(links) - 6} more" if len(links) > 6 else "")
+    return f"failure reported: {len(links)} links down since {onset:%H:%M}: {shown}"
 
 
 def _failure_message(links: list[str], onset: datetime, biggest: float) -> str:

@@ -177,6 +177,11 @@ def test_failure_event_reroutes_the_forecasts_at_once_and_a_repair_restores(
     for model in MODELS:
         assert all((during[model][n] == 0).all() for n in FAILED), model
     close(during["persistence"], want, UP)
+    # the operator's failure is one failure alert naming its links, firing, though the
+    # models (told of it) see no re-route to detect
+    with clean_db.connect() as conn:
+        alerts = conn.execute(text("SELECT links, state FROM alert WHERE kind = 'failure'")).all()
+    assert [(sorted(a.links), a.state) for a in alerts] == [(sorted(FAILED), "firing")], alerts
 
     # the repair: back to the loads without the failure, at once
     post_event(square, tokens["write"], "repair", FAILED, at(N + 3) + timedelta(seconds=2))
@@ -185,6 +190,13 @@ def test_failure_event_reroutes_the_forecasts_at_once_and_a_repair_restores(
     repaired = stored(clean_db, at(N + 3))
     want = truth(N + 3, failed=False)
     close(repaired["persistence"], want, LINKS)
+    # repaired and measured clear: the alert resolves as a detected failure's does
+    push(square, tokens["write"], range(N + 3, N + 10), failed=False)
+    clock.to(N + 10)
+    eng.tick()
+    with clean_db.connect() as conn:
+        states = conn.execute(text("SELECT state FROM alert WHERE kind = 'failure'")).scalars()
+        assert list(states) == ["resolved"]
     eng.release()
 
 
