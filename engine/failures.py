@@ -200,7 +200,15 @@ class KnownFailures:
         self.estimate_seconds += time.perf_counter() - t0
         shift, mask = est.for_links(names)
         self.applied, self.down, self._base = frozenset(down), mask, shift
-        self._reference = np.where(mask, 0.0, np.maximum(loads_bps + shift, 0.0))
+        # The loads the estimate predicts for this bucket under the failure: what was
+        # measured plus what moves between the routing it was measured under and the one
+        # with every failure down (the whole shift for loads measured before the failure,
+        # nothing for loads measured wholly under it: they carry the re-route already).
+        x = est.demands_bps
+        moved = routing.fail(sorted(down)).loads(x) - routing.fail(measured_down).loads(x)
+        index = {n: i for i, n in enumerate(routing.topology.link_names)}
+        delta = np.array([moved[index[n]] if n in index else 0.0 for n in names])
+        self._reference = np.where(mask, 0.0, np.maximum(loads_bps + delta, 0.0))
         return est, shift
 
     def scaled(self, loads_bps: np.ndarray) -> np.ndarray | None:

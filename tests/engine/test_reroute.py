@@ -275,3 +275,25 @@ def test_failures_on_links_it_cannot_place_are_left_out(square, tokens, settings
     assert {m: sorted(v) for m, v in now.items()} == {m: sorted(v) for m, v in before.items()}
     assert all(np.array_equal(before[m][n], v) for m in now for n, v in now[m].items())
     eng.release()
+
+
+@pytest.mark.parametrize("measured_under", [False, True])
+def test_the_shift_scales_to_one_on_the_bucket_it_was_estimated_from(measured_under):
+    """A bucket that looks like the one the shift was estimated from keeps the shift as
+    estimated (ratio 1), whether its loads were measured before the failure or under it
+    (a failure posted late): the reference it is scaled against must not count the
+    re-route twice."""
+    from engine.failures import KnownFailures
+
+    known = KnownFailures()
+    known._routing = BASE  # as network() builds it from the stored links
+    names = list(TOPOLOGY.link_names)
+    y = np.array([truth(N, failed=measured_under)[n] for n in names])
+    since = at(N) - timedelta(seconds=1) if measured_under else at(N) + timedelta(seconds=2)
+    _, shift = known.estimate(y, dict.fromkeys(FAILED, since), at(N), names)
+    # the next bucket, under the failure, as the estimate predicts it
+    y_next = y if measured_under else np.maximum(y + shift, 0.0)
+    y_next = np.where(np.isin(names, FAILED), np.nan, y_next)
+    scaled = known.scaled(y_next)
+    assert scaled is not None
+    np.testing.assert_allclose(scaled, shift, rtol=1e-6, atol=1.0)
