@@ -206,6 +206,23 @@ def network_lag(latest: Sequence[Row], now: datetime) -> float | None:
     return (now - max(stamps)).total_seconds() if stamps else None
 
 
+def half_segment(link: Row, positions: Mapping[str, tuple[float, float]]) -> dict | None:
+    """A directed link drawn as the half from its source to the midpoint (so ``A>B`` and
+    ``B>A`` sit side by side): ``link``, ``x``, ``y``, ``x2``, ``y2``; None when a node
+    has no position.
+
+    >>> half_segment({"name": "A>B", "src": "A", "dst": "B"}, {"A": (0.0, 0.0), "B": (2.0, 4.0)})
+    {'link': 'A>B', 'x': 0.0, 'y': 0.0, 'x2': 1.0, 'y2': 2.0}
+    >>> half_segment({"name": "A>C", "src": "A", "dst": "C"}, {"A": (0.0, 0.0)}) is None
+    True
+    """
+    src, dst = str(link.get("src")), str(link.get("dst"))
+    if src not in positions or dst not in positions:
+        return None
+    (x, y), (x2, y2) = positions[src], positions[dst]
+    return {"link": link["name"], "x": x, "y": y, "x2": (x + x2) / 2, "y2": (y + y2) / 2}
+
+
 def network_segments(
     links: Sequence[Row],
     positions: Mapping[str, tuple[float, float]],
@@ -233,21 +250,17 @@ def network_segments(
     status = status or {}
     rows = []
     for link in links:
-        src, dst, name = link.get("src"), link.get("dst"), link["name"]
-        if src not in positions or dst not in positions:
+        segment = half_segment(link, positions)
+        if segment is None:
             continue
-        (x, y), (x2, y2) = positions[src], positions[dst]
+        name = link["name"]
         cap = link.get("capacity_bps")
         now, peak = now_bps.get(name), peak_bps.get(name)
         state = status.get(name, "up" if now is not None else "no data")
         up = state == "up"
         rows.append(
             {
-                "link": name,
-                "x": x,
-                "y": y,
-                "x2": (x + x2) / 2,
-                "y2": (y + y2) / 2,
+                **segment,
                 "status": state,
                 "capacity_bps": cap,
                 "load_now_bps": now,
@@ -816,10 +829,10 @@ def whatif_segments(
     failed = set(answer.get("failed", [])) | {n for n, r in by_name.items() if r.get("failed")}
     rows = []
     for link in links:
-        src, dst, name = str(link.get("src")), str(link.get("dst")), link["name"]
-        if src not in positions or dst not in positions:
+        segment = half_segment(link, positions)
+        if segment is None:
             continue
-        (x, y), (x2, y2) = positions[src], positions[dst]
+        name = link["name"]
         got = by_name.get(name) or {}
         cap = got.get("capacity_bps", link.get("capacity_bps"))
         base, _ = _peak(got.get("baseline_bps"))
@@ -831,11 +844,7 @@ def whatif_segments(
             status = "down" if name in already else "failed" if name in failed else "up"
         rows.append(
             {
-                "link": name,
-                "x": x,
-                "y": y,
-                "x2": (x + x2) / 2,
-                "y2": (y + y2) / 2,
+                **segment,
                 "status_base": status_base,
                 "status": status,
                 "capacity_bps": cap,
