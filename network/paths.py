@@ -18,7 +18,8 @@ and equal-cost ties compare exactly. A link ``e = (u, v)`` is *tight* for source
   paths, so link ``(u, v)`` carries ``sigma(s, u) * sigma(v, t) / sigma(s, t)`` of
   it, ``sigma`` counting shortest paths (Brandes, J. Math. Sociol. 25, 2001, for
   the counting). Routers that split per hop give other fractions when paths
-  share a prefix.
+  share a prefix. :func:`ecmp_loads` gives the same split's link loads
+  alone, by dependency accumulation from the origins, for the N-1 scan.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 
-__all__ = ["Graph", "columns"]
+__all__ = ["Graph", "columns", "ecmp_loads"]
 
 _CHUNK = 1 << 21  # pair x link cells per ECMP batch (16 MiB of float64)
 
@@ -197,3 +198,81 @@ def _ecmp(g, alive, dist, roots, row, dest, moving, total):
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def ecmp_loads(
+    g: Graph, alive: np.ndarray, origin: np.ndarray, dest: np.ndarray, demands: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Link loads of the demands ``origin[j] -> dest[j]`` split over all shortest paths.
+
+    The loads :func:`columns` with ``ecmp=True`` gives (``bincount(rows,
+    vals * demands[cols])``) without the routing-matrix entries or the trees
+    towards each destination: per origin ``s``, Brandes' dependency accumulation
+    (J. Math. Sociol. 25, 2001) on the shortest-path DAG of ``s``. With ``sigma(v)``
+    the number of shortest paths from ``s`` to ``v`` and
+    ``G(v) = d(s, v) / sigma(v) + sum over tight (v, w) of G(w)``, the tight link
+    ``(u, v)`` carries ``sigma(u) * G(v)`` of the demands from ``s``: the same
+    path-based split (equal up to round-off). All origins at once, as one
+    block-diagonal sparse system iterated to its fixed point (as many rounds as
+    the deepest shortest path has hops).
+
+    Parameters
+    ----------
+    g : Graph
+    alive : numpy.ndarray
+        ``(E,)`` bool, False for failed links.
+    origin, dest : numpy.ndarray
+        ``(P,)`` node indices of each pair; a local pair (``origin == dest``)
+        enters no link.
+    demands : numpy.ndarray
+        ``(P,)`` demand of each pair (any unit; the loads are in the same).
+
+    Returns
+    -------
+    loads : numpy.ndarray
+        ``(E,)`` load of each link (0 on failed links).
+    routable : numpy.ndarray
+        ``(P,)`` bool, False where the destination cannot be reached (that
+        demand is in no load).
+    """
+    origin, dest = np.asarray(origin, dtype=np.int64), np.asarray(dest, dtype=np.int64)
+    demands = np.asarray(demands, dtype=float)
+    n, n_links = g.n_nodes, len(g.src)
+    roots, row = np.unique(origin, return_inverse=True)
+    dist = _distances(g, alive, roots, reverse=False)
+    routable = np.isfinite(dist[row, dest]) if len(origin) else np.zeros(0, dtype=bool)
+    moving = routable & (origin != dest) & (demands != 0)
+    if not moving.any():
+        return np.zeros(n_links), routable
+    k = len(roots)
+    ri, le = np.nonzero(_tight(g, alive, dist, reverse=False))
+    tail, head = ri * n + g.src[le], ri * n + g.dst[le]
+    # into[v, u]: the tight links of each root's DAG, nodes numbered root * n + node.
+    into = sparse.csr_array((np.ones(len(le)), (head, tail)), shape=(k * n, k * n))
+    sink = np.zeros(k * n)
+    np.add.at(sink, row[moving] * n + dest[moving], demands[moving])
+    # Only the ancestors of the destinations carry any of it: solve on those alone.
+    hops = dijkstra(into, indices=np.flatnonzero(sink), min_only=True, unweighted=True)
+    keep = np.flatnonzero(np.isfinite(hops))
+    at = np.full(k * n, -1, dtype=np.int64)
+    at[keep] = np.arange(len(keep))
+    sub = sparse.csr_array(into[keep][:, keep])
+    base = np.zeros(len(keep))
+    start = at[np.arange(k) * n + roots]
+    base[start[start >= 0]] = 1.0  # an origin with demand is an ancestor of its destinations
+    sigma = _fixed_point(sub, base)  # shortest paths from the root, > 0 on ancestors
+    acc = _fixed_point(sparse.csr_array(sub.T), sink[keep] / sigma)
+    on = at[head] >= 0  # a link into an ancestor comes from one
+    weights = sigma[at[tail[on]]] * acc[at[head[on]]]
+    return np.bincount(le[on], weights=weights, minlength=n_links), routable
+
+
+def _fixed_point(step: sparse.csr_array, base: np.ndarray) -> np.ndarray:
+    """``x = base + step @ x`` for a nilpotent ``step`` (a DAG): iterated until it holds."""
+    x = base
+    for _ in range(step.shape[0] + 1):  # at most the longest path's hop count, plus one
+        new = base + step @ x
+        if np.array_equal(new, x):
+            break
+        x = new
+    return x

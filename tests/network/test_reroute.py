@@ -255,3 +255,75 @@ def test_failure_shift_warm_start_from_the_previous_estimates_totals(nobel, nobe
     assert warm.fit_error < 1e-3
     moved = np.abs(true) > 0.05 * np.abs(true).max()
     assert np.median(np.abs(warm.shift_bps - true)[moved] / np.abs(true[moved])) < 0.1
+
+
+def _random_net(seed: int, n_nodes: int, n_cables: int, metric_range: int) -> Topology:
+    """A connected random network: a random spanning tree plus random cables (some
+    parallel), integer metrics drawn from ``1..metric_range`` (1: hops, many ECMP ties),
+    random capacities."""
+    rng = np.random.default_rng(seed)
+    nodes = tuple(f"n{i}" for i in range(n_nodes))
+    ends = [(int(rng.integers(i)), i) for i in range(1, n_nodes)]
+    while len(ends) < n_cables:
+        ends.append(tuple(int(x) for x in rng.choice(n_nodes, 2, replace=False)))
+    links = []
+    for j, (a, b) in enumerate(ends):
+        metric = int(rng.integers(1, metric_range + 1))
+        cap = float(rng.choice([1e9, 1e10, 4e10]))
+        for s, d in ((a, b), (b, a)):
+            name = f"{nodes[s]}>{nodes[d]}#{j}"
+            links.append(Link(nodes[s], nodes[d], name, capacity_bps=cap, metric=metric))
+    return Topology(nodes, tuple(links), name=f"random-{seed}")
+
+
+@pytest.mark.parametrize("ecmp", [False, True])
+@pytest.mark.parametrize(
+    ("seed", "n_nodes", "n_cables", "metric_range"),
+    [(0, 12, 20, 1), (1, 25, 45, 1), (2, 25, 45, 3), (3, 40, 70, 20), (4, 30, 40, 2)],
+)
+def test_n1_scan_on_random_networks_equals_full_reroutes(
+    seed, n_nodes, n_cables, metric_range, ecmp
+):
+    """The scan's shortcuts (only the pairs that crossed the cable move; under ECMP
+    their loads by dependency accumulation, network.paths.ecmp_loads) give what a
+    full routing with the cable down gives: loads, worst utilisation and its link
+    (a different link only on an exact tie), and the stranded demand. Hop-count
+    metrics make many equal-cost paths; tree cables strand demand."""
+    net = _random_net(seed, n_nodes, n_cables, metric_range)
+    rng = np.random.default_rng(100 + seed)
+    routing = route(net, ecmp=ecmp, metric="igp")
+    d = rng.lognormal(20.0, 1.5, len(routing.pairs)) * (rng.random(len(routing.pairs)) > 0.1)
+    scan = n1_scan(routing, d)
+    assert len(scan.units) == n_cables
+    for k, unit in enumerate(scan.units):
+        full = route(net, routing.pairs, failed=unit, ecmp=ecmp, metric="igp")
+        expected = full.loads(d)
+        np.testing.assert_allclose(scan.loads_bps[k], expected, rtol=1e-9, atol=1e-6)
+        assert scan.unroutable_bps[k] == pytest.approx(full.unroutable_bps(d), rel=1e-9, abs=1e-6)
+        util = expected / net.capacities_bps
+        util[list(unit)] = -1
+        assert scan.worst_utilization[k] == pytest.approx(util.max(), rel=1e-9)
+        assert util[scan.worst_link[k]] == pytest.approx(util.max(), rel=1e-9)
+    assert (scan.unroutable_bps > 0).any()  # some tree cable cut strands demand
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ecmp_loads_equal_the_routing_matrix_entries(seed):
+    """network.paths.ecmp_loads against columns(ecmp=True) weighted by the demands,
+    with local, zero-demand, repeated and unreachable pairs and links down."""
+    from network.paths import columns, ecmp_loads
+
+    net = _random_net(seed, 30, 50, 1 + seed)
+    routing = route(net, ecmp=True, metric="igp")
+    rng = np.random.default_rng(seed)
+    alive = rng.random(len(net.links)) > 0.15
+    alive[[i for i, lk in enumerate(net.links) if "n0" in (lk.src, lk.dst)]] = False  # cut off
+    origin = rng.integers(0, len(net.nodes), 600)
+    dest = rng.integers(0, len(net.nodes), 600)
+    d = rng.lognormal(0.0, 2.0, 600) * (rng.random(600) > 0.1)
+    rows, cols, vals, ok = columns(routing.graph, alive, origin, dest, ecmp=True)
+    loads, routable = ecmp_loads(routing.graph, alive, origin, dest, d)
+    assert (routable == ok).all() and not ok.all()
+    expected = np.bincount(rows, weights=vals * d[cols], minlength=len(net.links))
+    np.testing.assert_allclose(loads, expected, rtol=1e-12, atol=1e-12 * expected.max())
+    assert (loads[~alive] == 0).all()
