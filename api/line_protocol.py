@@ -24,6 +24,11 @@ and boolean fields are not loads: they are counted and left out, never an error.
 A point without a timestamp gets the request's time, truncated to the precision, as
 InfluxDB does.
 
+A series' tags are one dict for every point of it, across requests: the parser's tags
+are swapped for the equal dict kept from an earlier line with the same series bytes
+(measurement and tags, up to the first space), so that :meth:`api.series.SeriesMap.map`
+matches a series to its rule and link once.
+
 Errors: :class:`LineError` names the line (1-based, counting every line of the body);
 :class:`TooManyPoints` when the numeric fields pass the request's bound.
 """
@@ -105,33 +110,61 @@ def parse(body: bytes, *, unit: Fraction, now: float, max_points: int) -> Parsed
     out = Parsed()
     num, den = unit.numerator, unit.denominator  # int / int: exact, then rounded once
     default_ts = int(Fraction(now) / unit) * num / den  # now, truncated to the precision
+    append, lines = out.points.append, out.lines.append
+    new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
+    known = _TAGS
     for number, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise LineError(number, f"not UTF-8 at byte {exc.start}") from None
-        try:
-            point = parse_line(text)
-        except LineFormatError as exc:
-            reason = str(exc).rstrip(".")
-            raise LineError(number, f"{reason[:1].lower()}{reason[1:]}: {_echo(text)}") from None
+            point = parse_line(raw.decode("utf-8"))
+        except (UnicodeDecodeError, LineFormatError):
+            point = _parse_line(raw, number)  # raises, naming the line and the problem
         if point is None:  # a comment
             continue
         stamp = point["time"]
         ts = default_ts if stamp is None else stamp * num / den
         prefix = point["measurement"] + "_"
         tags = point["tags"]
+        series = raw.partition(b" ")[0]
+        kept = known.get(series)
+        if kept is not None and kept == tags:
+            tags = kept
+        else:
+            if len(known) >= _TAGS_KEPT:
+                known.clear()
+            known[series] = tags
         for key, value in point["fields"].items():
             if isinstance(value, bool | str):
                 out.non_numeric += 1
                 continue
-            out.points.append(Point(prefix + key, tags, ts, value))
-            out.lines.append(number)
+            append(new(Point, (prefix + key, tags, ts, value)))
+            lines(number)
         if len(out.points) > max_points:
             raise TooManyPoints(
                 f"more than {max_points} numeric fields in one request (line {number}); "
                 "send smaller batches"
             )
     return out
+
+
+def _parse_line(raw: bytes, number: int) -> dict | None:
+    """One line by ``line-protocol-parser``; :class:`LineError` naming it if it is not
+    line protocol (or not UTF-8)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineError(number, f"not UTF-8 at byte {exc.start}") from None
+    try:
+        point: dict | None = parse_line(text)
+    except LineFormatError as exc:
+        reason = str(exc).rstrip(".")
+        raise LineError(number, f"{reason[:1].lower()}{reason[1:]}: {_echo(text)}") from None
+    return point
+
+
+# A line's series bytes (up to its first space) -> the tags parsed from it last, kept so
+# that every point of a series has the same tags object. Shared by the threads of a
+# process; bounded: past _TAGS_KEPT series it is cleared.
+_TAGS: dict[bytes, dict[str, str]] = {}
+_TAGS_KEPT = 200_000

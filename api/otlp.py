@@ -42,18 +42,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, status_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AGGREGATION_TEMPORALITY_CUMULATIVE,
     DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK,
 )
+from opentelemetry.proto.resource.v1 import resource_pb2
 
 from api.series import Point, SeriesMap
 
@@ -125,6 +129,38 @@ def _path(r: int, s: int, m: int, name: str) -> str:
     return f"resource_metrics[{r}].scope_metrics[{s}].metrics[{m}] ({name})"
 
 
+def _wire_view() -> Any:
+    """``ExportMetricsServiceRequest`` as :func:`points` reads it: opentelemetry-proto's
+    own descriptors, copied into a private pool with the attributes of a resource and
+    of a NumberDataPoint read as the bytes of their ``KeyValue`` messages (a
+    length-delimited field parses as bytes or as a message alike). Those bytes are a
+    series' identity: turned into labels once (:func:`_labels_of`) and found by them
+    in later requests, instead of a message object, a key and a value per attribute
+    of every data point. A body is first parsed with the real messages (:func:`parse`),
+    which checks all of it, so this view only ever reads what that parse accepted."""
+    pool = descriptor_pool.DescriptorPool()
+    as_bytes = {
+        "opentelemetry.proto.resource.v1.Resource": "attributes",
+        "opentelemetry.proto.metrics.v1.NumberDataPoint": "attributes",
+    }
+    for module in (common_pb2, resource_pb2, metrics_pb2, metrics_service_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        for message in proto.message_type:
+            name = f"{proto.package}.{message.name}"
+            for f in message.field:
+                if as_bytes.get(name) == f.name:
+                    f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    f.ClearField("type_name")
+        pool.Add(proto)
+    service = metrics_service_pb2.DESCRIPTOR.name
+    classes = message_factory.GetMessageClassesForFiles([service], pool)
+    return classes["opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest"]
+
+
+_RequestView = _wire_view()
+
+
 def wire_of(content_type: str | None) -> Wire:
     """The encoding a ``Content-Type`` names; :class:`Refused` (415) for any other.
 
@@ -165,7 +201,9 @@ def decode(
         body = gunzip(body, limit)
     elif coding != "identity":
         raise Refused(415, f"Content-Encoding {coding!r}: send gzip or no Content-Encoding")
-    return points(parse(body, wire), max_points=max_points)
+    message = parse(body, wire)  # checks every field of the request
+    raw = body if wire == "protobuf" else message.SerializeToString()
+    return points(_RequestView.FromString(raw), max_points=max_points)
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -213,15 +251,22 @@ def parse(body: bytes, wire: Wire) -> ExportMetricsServiceRequest:
     return message
 
 
-def points(message: ExportMetricsServiceRequest, *, max_points: int) -> Decoded:
+def points(message: Any, *, max_points: int) -> Decoded:
     """The Gauge and cumulative Sum data points of ``message`` as series points.
 
+    ``message``: a request parsed as :func:`_wire_view`'s view (its attributes as
+    bytes), or as the real ``ExportMetricsServiceRequest`` (re-read as that view).
     Raises :class:`Refused`: 400 for a data point with no value or no
     ``time_unix_nano``, 413 past ``max_points``.
     """
+    if isinstance(message, ExportMetricsServiceRequest):
+        message = _RequestView.FromString(message.SerializeToString())
     out = Decoded()
+    append, where = out.points.append, out.where.append
+    new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
+    known = _LABELS
     for r, resource_metrics in enumerate(message.resource_metrics):
-        resource = labels(resource_metrics.resource.attributes)
+        resource = tuple(resource_metrics.resource.attributes)
         for s, scope_metrics in enumerate(resource_metrics.scope_metrics):
             for m, metric in enumerate(scope_metrics.metrics):
                 kind = metric.WhichOneof("data")
@@ -235,28 +280,48 @@ def points(message: ExportMetricsServiceRequest, *, max_points: int) -> Decoded:
                     continue
                 if kind not in ("gauge", "sum"):
                     continue  # a metric with no data
+                name = metric.name
                 for d, dp in enumerate(getattr(metric, kind).data_points):
                     if dp.flags & DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
                         out.skipped += 1
                         continue
                     which = dp.WhichOneof("value")
-                    if which is None or dp.time_unix_nano == 0:
+                    stamp = dp.time_unix_nano
+                    if which is None or stamp == 0:
                         what = "as_double or as_int" if which is None else "time_unix_nano"
-                        where = f"{_path(r, s, m, metric.name)} data_points[{d}]"
-                        raise Refused(400, f"{where}: {what} is missing")
+                        where_ = f"{_path(r, s, m, name)} data_points[{d}]"
+                        raise Refused(400, f"{where_}: {what} is missing")
                     if len(out.points) == max_points:
                         raise Refused(413, f"more than {max_points} data points in one request")
-                    attrs = labels(dp.attributes)
-                    out.points.append(
-                        Point(
-                            metric.name,
-                            {**resource, **attrs} if resource else attrs,
-                            dp.time_unix_nano / 1_000_000_000,  # int / int: correctly rounded
-                            dp.as_int if which == "as_int" else dp.as_double,
-                        )
-                    )
-                    out.where.append((r, s, m, d))
+                    key = (resource, tuple(dp.attributes))
+                    attrs = known.get(key)
+                    if attrs is None:
+                        attrs = _labels_of(key)
+                    value = dp.as_double if which == "as_double" else dp.as_int
+                    # int / int: correctly rounded
+                    append(new(Point, (name, attrs, stamp / 1_000_000_000, value)))
+                    where((r, s, m, d))
     return out
+
+
+# (resource attributes, data point attributes), each as KeyValue bytes -> the labels,
+# the data point's winning. Shared by the threads of a process; the same dict for
+# every point of a series lets api.series.SeriesMap.map match it once. Bounded: past
+# _LABELS_KEPT series it is cleared.
+_LABELS: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], dict[str, str]] = {}
+_LABELS_KEPT = 200_000
+
+
+def _labels_of(key: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> dict[str, str]:
+    resource, attrs = key
+    merged = {
+        **labels(map(KeyValue.FromString, resource)),
+        **labels(map(KeyValue.FromString, attrs)),
+    }
+    if len(_LABELS) >= _LABELS_KEPT:
+        _LABELS.clear()
+    _LABELS[key] = merged
+    return merged
 
 
 def labels(attributes: Iterable[KeyValue]) -> dict[str, str]:

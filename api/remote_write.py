@@ -74,6 +74,16 @@ _MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
         ("help", 4, _F.TYPE_STRING, False),
         ("unit", 5, _F.TYPE_STRING, False),
     ),
+    # What the receiver parses: the same wire, each series' labels left as the bytes of
+    # their Label messages (a length-delimited field reads as bytes or as a message
+    # alike). A series' label bytes are its identity: decoded into names and values
+    # once (:func:`_series_labels`) and looked up by those bytes in later requests,
+    # instead of a message object, a name and a value made per label of every series.
+    "WriteRequestWire": (
+        ("timeseries", 1, "TimeSeriesWire", True),
+        ("metadata", 3, "MetricMetadata", True),
+    ),
+    "TimeSeriesWire": (("labels", 1, _F.TYPE_BYTES, True), ("samples", 2, "Sample", True)),
 }
 
 
@@ -106,6 +116,7 @@ TimeSeries: Any = _CLASSES["TimeSeries"]
 Label: Any = _CLASSES["Label"]
 Sample: Any = _CLASSES["Sample"]
 MetricMetadata: Any = _CLASSES["MetricMetadata"]
+_WriteRequestWire: Any = _CLASSES["WriteRequestWire"]
 
 
 class Refused(Exception):
@@ -221,14 +232,15 @@ def decompress(body: bytes, *, limit: int) -> bytes:
 
 
 def parse(raw: bytes) -> Any:
-    """The ``WriteRequest`` in ``raw``; :class:`Refused` 400 if it is not one.
+    """The ``WriteRequest`` in ``raw``, its labels as bytes (``WriteRequestWire``: each
+    Label is decoded by :func:`points`); :class:`Refused` 400 if it is not one.
 
     A message whose top level has fields a 1.0 ``WriteRequest`` has not (for example a
     remote write 2.0 request, whose series are field 5) is refused rather than read as
     an empty request, which would lose its samples without a word.
     """
     try:
-        request = WriteRequest.FromString(raw)
+        request = _WriteRequestWire.FromString(raw)
     except DecodeError as exc:
         why = str(exc).rsplit(": ", 1)[-1]  # upb: "Error parsing message with type '..': why"
         raise Refused(400, f"undecodable protobuf: not a prometheus.WriteRequest ({why})") from None
@@ -261,10 +273,12 @@ def _quoted(value: str) -> str:
 
 
 def points(request: Any, *, max_samples: int) -> Decoded:
-    """The samples of ``request`` as points, staleness markers skipped and counted.
+    """The samples of ``request`` (a parsed ``WriteRequestWire``) as points, staleness
+    markers skipped and counted.
 
     Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
-    series for a series with no ``__name__`` or with a label name twice.
+    series for a series with no ``__name__``, with a label name twice, or with a Label
+    that is not one (not protobuf, a name or value not UTF-8).
     """
     series = request.timeseries
     total = sum(len(s.samples) for s in series)
@@ -273,29 +287,58 @@ def points(request: Any, *, max_samples: int) -> Decoded:
         raise Refused(413, message, samples=total)
     out = Decoded(series=len(series), metadata=len(request.metadata))
     append = out.points.append
+    new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
+    known = _SERIES
     for s in series:
-        labels = {label.name: label.value for label in s.labels}
-        name = labels.pop("__name__", None)
-        if len(labels) + (name is not None) != len(s.labels):
-            pairs = [(label.name, label.value) for label in s.labels]
-            twice = sorted({k for k, _ in pairs if sum(1 for n, _ in pairs if n == k) > 1})
-            raise Refused(
-                400,
-                f"series {selector(name, labels)}: label(s) {', '.join(twice)} given more"
-                " than once",
-                reason="invalid",
-                samples=total,
-            )
-        if not name:
-            message = f"series {selector(None, labels)} has no __name__ label"
-            raise Refused(400, message, reason="invalid", samples=total)
+        key = tuple(s.labels)
+        name_labels = known.get(key)
+        if name_labels is None:
+            name_labels = _series_labels(key, total)
+        name, labels = name_labels
         for sample in s.samples:
             value = sample.value
             if value != value and _bits(value) == STALE_NAN_BITS:  # NaN: is it a marker?
                 out.stale += 1
                 continue
-            append(Point(name, labels, sample.timestamp / 1000, value))
+            append(new(Point, (name, labels, sample.timestamp / 1000, value)))
     return out
+
+
+# A series' Label bytes -> its name and labels, shared by the threads of a process. The
+# same labels object for every request of a series lets api.series.SeriesMap.map match
+# it once. Bounded: past _SERIES_KEPT series it is cleared and learnt again.
+_SERIES: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
+_SERIES_KEPT = 200_000
+
+
+def _series_labels(key: tuple[bytes, ...], total: int) -> tuple[str, dict[str, str]]:
+    """The name and other labels of a series whose Label messages are ``key``; checked
+    (a Label that decodes, a ``__name__``, no label twice) and remembered."""
+    try:
+        pairs = [(label.name, label.value) for label in map(Label.FromString, key)]
+    except DecodeError as exc:
+        why = str(exc).rsplit(": ", 1)[-1]
+        raise Refused(
+            400,
+            f"undecodable protobuf: not a prometheus.WriteRequest (a series' Label: {why})",
+        ) from None
+    labels = dict(pairs)
+    name = labels.pop("__name__", None)
+    if len(labels) + (name is not None) != len(pairs):
+        twice = sorted({k for k, _ in pairs if sum(1 for n, _ in pairs if n == k) > 1})
+        raise Refused(
+            400,
+            f"series {selector(name, labels)}: label(s) {', '.join(twice)} given more than once",
+            reason="invalid",
+            samples=total,
+        )
+    if not name:
+        message = f"series {selector(None, labels)} has no __name__ label"
+        raise Refused(400, message, reason="invalid", samples=total)
+    if len(_SERIES) >= _SERIES_KEPT:
+        _SERIES.clear()
+    _SERIES[key] = (name, labels)
+    return name, labels
 
 
 def _bits(value: float) -> int:

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from api.ingest import MAX_LINK_NAME, MAX_VALUE_BPS
 
@@ -81,12 +81,15 @@ class BadPoint(ValueError):
         return self.msg
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
     """One value of one series, as a decoder hands it over.
 
     ``ts`` is in seconds since the epoch (UTC); ``value`` an int where the wire had
-    one (a 64-bit counter keeps every digit), else a float.
+    one (a 64-bit counter keeps every digit), else a float. ``labels`` must not change
+    once handed over: :meth:`SeriesMap.map` remembers what it made of each labels
+    object (a decoder hands the same object for every point of a series, across
+    requests, so that a series is matched to its rule and link once). A tuple, not a
+    dataclass: a request makes one per sample, and a tuple is the cheapest to build.
     """
 
     name: str
@@ -222,7 +225,9 @@ class SeriesMap:
             raise SeriesFileError("the series file has no [[series]] table")
         self.rules = tuple(rules)
         self._by_name: dict[str, list[Rule]] = {}
-        self._usable: dict[str, bool] = {}  # link names already checked
+        # (name, id(labels)) -> (labels, what the series is): the labels object is kept,
+        # so its id cannot be reused while the entry lives, and a hit is checked with `is`
+        self._memo: dict[tuple[str, int], tuple[Mapping[str, str], _Series | str]] = {}
         for rule in self.rules:
             self._by_name.setdefault(rule.metric, []).append(rule)
 
@@ -266,27 +271,23 @@ class SeriesMap:
         Raises :class:`BadPoint` for the first point of a matching series whose value
         is not finite or negative, or whose ts lies before 1970 or after ``latest``;
         a capacity that is not above 0 (a speed the device does not know) is dropped.
+
+        A series (name and labels object) is matched to its rule and link once and
+        remembered (at most :data:`MEMO_SERIES` of them); each point then costs a
+        lookup and its value's checks.
         """
         out = Mapped()
         gauges, counters, capacities = out.gauges, out.counters, out.capacities
-        by_name, usable = self._by_name, self._usable
+        memo = self._memo
         inf = math.inf
         for i, p in enumerate(points):
-            rules = by_name.get(p.name)
-            if rules is None:
-                out.drop("no_rule")
+            name, labels, ts, value = p
+            hit = memo.get((name, id(labels)))
+            what = hit[1] if hit is not None and hit[0] is labels else self._learn(p)
+            if isinstance(what, str):  # the reason the series is not stored
+                out.drop(what)
                 continue
-            labels = p.labels
-            rule = rules[0] if len(rules) == 1 and not rules[0].match else None
-            if rule is None and (rule := self.rule(p.name, labels)) is None:
-                out.drop("no_rule")
-                continue
-            link = rule.format(labels)
-            if link is None or not (usable.get(link) or self._usable_name(link)):
-                out.drop("missing_label")
-                continue
-            value, ts = p.value, p.ts
-            if rule.role == "capacity" and not 0 < value < inf:
+            if what.capacity and not 0 < value < inf:
                 # a speed the device does not know: the kernel's -1 Mbit/s of a virtual
                 # interface (node_exporter's node_network_speed_bytes -125000), IF-MIB's
                 # ifHighSpeed 0. Refusing it would refuse the loads sent with it.
@@ -294,25 +295,60 @@ class SeriesMap:
                 continue
             if not (0 <= value < inf and earliest <= ts <= latest):
                 _check(i, p, latest, earliest)  # raises, naming the problem
-            if rule.kind == "counter":
-                counters.append((_series(p), link, ts, value, rule.scale, rule.counter_bits))
+            if what.series is not None:  # a counter
+                counters.append((what.series, what.link, ts, value, what.scale, what.bits))
                 continue
-            bps = float(value) * rule.scale
+            bps = float(value) * what.scale
             if not bps <= MAX_VALUE_BPS:  # in range once in bit/s (1e300 Gbit/s is inf)
                 limit = f"{MAX_VALUE_BPS:.0e} bit/s"
-                raise BadPoint(i, f"{p.name}: {value!r} {rule.unit} exceeds {limit}")
-            if rule.role == "capacity":
-                capacities[link] = bps
+                raise BadPoint(i, f"{name}: {value!r} {what.rule.unit} exceeds {limit}")
+            if what.capacity:
+                capacities[what.link] = bps
             else:
-                gauges.append((link, ts, bps))
+                gauges.append((what.link, ts, bps))
         return out
 
-    def _usable_name(self, name: str) -> bool:
-        ok = bool(name.strip()) and len(name) <= MAX_LINK_NAME and name.isprintable()
-        if len(self._usable) > 200_000:  # a bound, not a cache policy: names repeat
-            self._usable.clear()
-        self._usable[name] = ok
-        return ok
+    def _learn(self, p: Point) -> _Series | str:
+        """What the series of ``p`` is (rule, link, counter identity), or why it is
+        dropped (``no_rule``, ``missing_label``); remembered for its labels object."""
+        what: _Series | str
+        rule = self.rule(p.name, p.labels)
+        if rule is None:
+            what = "no_rule"
+        elif (link := rule.link_name(p.labels)) is None:
+            what = "missing_label"
+        else:
+            counter = rule.kind == "counter"
+            what = _Series(
+                rule=rule,
+                link=link,
+                scale=rule.scale,
+                bits=rule.counter_bits,
+                capacity=rule.role == "capacity",
+                series=_series(p) if counter else None,
+            )
+        if len(self._memo) >= MEMO_SERIES:  # a bound, not a cache policy: series repeat
+            self._memo.clear()
+        self._memo[(p.name, id(p.labels))] = (p.labels, what)
+        return what
+
+
+# Series a SeriesMap remembers (each entry keeps its labels object alive); past it,
+# it forgets them all and learns again.
+MEMO_SERIES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """What :meth:`SeriesMap.map` made of one series: its rule, link, bits per unit,
+    counter width, whether a capacity, and for a counter its identity (:func:`_series`)."""
+
+    rule: Rule
+    link: str
+    scale: float
+    bits: int
+    capacity: bool
+    series: str | None
 
 
 def _series(p: Point) -> str:

@@ -4,7 +4,10 @@ Starts `linkcast api` (embedded PostgreSQL unless --database-url or LINKCAST_DAT
 pushes N samples in batches from concurrent clients in the chosen format(s), then COPYs
 the same number of rows straight into the `sample` table, and prints samples/s for each
 and their ratio to COPY (the reference, measured in the same run: these machines are
-shared and noisy, so only ratios compare across runs).
+shared and noisy, so only ratios compare across runs). Also the CPU time the api's
+processes spent per sample of each format (user + system, all workers): what a format
+costs the server, which other work on the machine slows down but does not inflate as
+it does the rates.
 
 Formats (each a gauge in bit/s, so every request stores what it carries):
   json          POST /api/v1/telemetry     {"samples": [{"link", "ts", "value"}]}
@@ -31,6 +34,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import cramjam
+import psutil
 import psycopg
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -166,6 +170,23 @@ def copy_all(url: str, n: int, n_links: int, t0: datetime) -> float:
         return time.perf_counter() - t
 
 
+def api_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the api's process and its workers so far."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return total
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
@@ -207,7 +228,7 @@ def main() -> None:
     proc = subprocess.Popen(
         cmd + ["--workers", str(args.workers)], env=env, stderr=subprocess.DEVNULL
     )
-    results: list[tuple[str, int, float]] = []
+    results: list[tuple[str, int, float, float]] = []
     try:
         wait_ready(api, proc)
         for k, fmt in enumerate(formats):
@@ -217,17 +238,23 @@ def main() -> None:
             payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
             push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
             pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
-            results.append((fmt, pushed, push_all(api, token, fmt, payloads[2:], args.clients)))
-        n_copy = max(n for _, n, _ in results)
+            cpu = api_cpu_s(proc.pid)
+            secs = push_all(api, token, fmt, payloads[2:], args.clients)
+            results.append((fmt, pushed, secs, api_cpu_s(proc.pid) - cpu))
+        n_copy = max(n for _, n, _, _ in results)
         copy_s = copy_all(url, n_copy, args.links, datetime(2010, 1, 1, tzinfo=UTC))
     finally:
         proc.terminate()
         proc.wait(10)
     copy_rate = n_copy / copy_s
-    print(f"{'path':<36}{'samples':>10}{'seconds':>10}{'samples/s':>12}{'/ COPY':>8}")
-    for fmt, n, secs in results:
+    head = f"{'path':<36}{'samples':>10}{'seconds':>10}{'samples/s':>12}{'/ COPY':>8}"
+    print(f"{head}{'api CPU us/sample':>19}")
+    for fmt, n, secs, cpu in results:
         name = f"HTTP {fmt} ({FORMATS[fmt][0].split('?')[0]})"
-        print(f"{name:<36}{n:>10,}{secs:>10.2f}{n / secs:>12,.0f}{n / secs / copy_rate:>8.2f}")
+        print(
+            f"{name:<36}{n:>10,}{secs:>10.2f}{n / secs:>12,.0f}{n / secs / copy_rate:>8.2f}"
+            f"{cpu / n * 1e6:>19.2f}"
+        )
     ref = "raw COPY into sample (reference)"
     print(f"{ref:<36}{n_copy:>10,}{copy_s:>10.2f}{copy_rate:>12,.0f}{1:>8.2f}")
     print(

@@ -139,16 +139,13 @@ def copy_payload(
 
 def _store(
     cur: psycopg.Cursor,
-    rows: Collection[tuple[str, str, float]],
-    ids: dict[str, int],
+    rows: Sequence[tuple[int, str, float]],
     capacity: dict[int, float],
     line_rate_margin: float,
 ) -> Written:
-    """COPY ``rows`` (link name, ts as RFC 3339, bit/s), falling back to an upsert."""
+    """COPY ``rows`` (link id, ts as RFC 3339, bit/s), falling back to an upsert."""
     line_rate = {i: c * (1 + line_rate_margin) for i, c in capacity.items()}
-    payload, quarantined = copy_payload(
-        [(ids[name], ts, value) for name, ts, value in rows], line_rate
-    )
+    payload, quarantined = copy_payload(rows, line_rate)
     cur.execute("SAVEPOINT fresh")
     try:
         with cur.copy(f"COPY sample ({_COLUMNS}) FROM STDIN") as copy:
@@ -186,7 +183,8 @@ def write_samples(
         assert conn is not None
         with conn.cursor() as cur:
             ids, capacity = link_ids.resolve(cur, {name for name, _, _ in rows})
-            written = _store(cur, rows, ids, capacity, line_rate_margin)
+            by_id = [(ids[name], ts, value) for name, ts, value in rows]
+            written = _store(cur, by_id, capacity, line_rate_margin)
         conn.commit()
         return written
     except BaseException:
@@ -260,8 +258,8 @@ def write_series(
                 rows[(link, iso)] = bps  # the last of a repeated (link, ts) wins
             written = Written(0, 0)
             if rows:
-                flat = [(link, ts, v) for (link, ts), v in rows.items()]
-                written = _store(cur, flat, ids, capacity, line_rate_margin)
+                by_id = [(ids[link], ts, v) for (link, ts), v in rows.items()]
+                written = _store(cur, by_id, capacity, line_rate_margin)
         conn.commit()
         return SeriesWritten(written.rows, written.quarantined, changed, rates.events)
     except BaseException:
