@@ -169,6 +169,13 @@ class PendingForecasts(_HalfStore):
         """Forecasts for the current step, issued ``h`` steps ago: ``(n_links, H)``."""
         return (self._data[self._starts].astype(np.float64) * self._scale).T
 
+    def latest(self) -> np.ndarray:
+        """The newest forecast stored (the last :meth:`roll`'s ``new``): ``(n_links, H)``.
+
+        Column ``h-1`` is for ``h`` steps after the step it was issued at (NaN before any).
+        """
+        return (self._data[: self.horizon].astype(np.float64) * self._scale).T
+
     def roll(self, new: np.ndarray) -> np.ndarray:
         """Return :meth:`matured`, drop those entries and store ``new`` ``(n_links, H)``."""
         out = self.matured()
