@@ -176,6 +176,7 @@ class HybridForecaster(Forecaster):
         # a checkpoint from before the shock re-weighting: no shock within reach
         if "_since" not in state:
             state["_since"] = np.full(state["_err"].shape[1], state["horizon"], dtype=np.int32)
+        state.setdefault("change", 25.0)  # the constructor's default
         self.__dict__.update(state)
 
     def __getstate__(self) -> dict:

@@ -124,14 +124,16 @@ def test_latest_is_the_forecast_last_stored() -> None:
 
 
 def test_state_from_before_the_shock_reweighting_loads() -> None:
-    """A pickled hybrid without the per-link shock clock starts with no shock in reach."""
+    """A pickled hybrid from before the re-weighting (no per-link shock clock, no
+    ``change`` threshold) loads with no shock in reach and the default threshold."""
     hybrid = HybridForecaster({"persistence": PersistenceForecaster(2, H)})
     for t in range(5):
         hybrid.observe(np.array([1.0, 2.0]) + t)
     state = hybrid.__getstate__()
-    del state["_since"]
+    del state["_since"], state["change"]  # what the class had not before f969068
     old = HybridForecaster.__new__(HybridForecaster)
     old.__setstate__(state)
     np.testing.assert_array_equal(old._since, [H, H])
+    assert old.change == HybridForecaster({"p": PersistenceForecaster(2, H)}).change
     old.observe(np.array([6.0, 7.0]))
     np.testing.assert_allclose(old.forecast(), hybrid.forecast() + 1.0)
