@@ -25,9 +25,11 @@ A point without a timestamp gets the request's time, truncated to the precision,
 InfluxDB does.
 
 A series' tags are one dict for every point of it, across requests: the parser's tags
-are swapped for the equal dict kept from an earlier line with the same series bytes
-(measurement and tags, up to the first space), so that :meth:`api.series.SeriesMap.map`
-matches a series to its rule and link once.
+are swapped for the dict kept from an earlier line with the same series bytes (up to
+the first space: the measurement and tags, or less of them when an escaped space cuts
+them short) if it is equal to them, so that :meth:`api.series.SeriesMap.map` matches a
+series to its rule and link once. Only series with a field some rule names are kept,
+at most :data:`api.series_cache.CAP_BYTES` of them.
 
 Errors: :class:`LineError` names the line (1-based, counting every line of the body);
 :class:`TooManyPoints` when the numeric fields pass the request's bound.
@@ -35,12 +37,14 @@ Errors: :class:`LineError` names the line (1-based, counting every line of the b
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from line_protocol_parser import LineFormatError, parse_line
 
 from api.series import Point
+from api.series_cache import SeriesCache
 
 # precision -> seconds per unit (the API's `precision` query parameter)
 PRECISIONS_V2: dict[str, Fraction] = {
@@ -89,12 +93,22 @@ def _echo(text: str) -> str:
     return repr(text if len(text) <= _ECHO else text[:_ECHO] + "...")
 
 
-def parse(body: bytes, *, unit: Fraction, now: float, max_points: int) -> Parsed:
+def parse(
+    body: bytes,
+    *,
+    unit: Fraction,
+    now: float,
+    max_points: int,
+    metrics: Container[str] = frozenset(),
+) -> Parsed:
     r"""The points of a line protocol ``body``.
 
     ``unit``: seconds per timestamp unit (a value of :data:`PRECISIONS_V2`); ``now``:
     the request's time in seconds, for points without one; ``max_points``: the most
-    numeric fields accepted. Raises :class:`LineError` or :class:`TooManyPoints`.
+    numeric fields accepted; ``metrics``: the point names (``<measurement>_<field>``,
+    those of the app's series rules, :attr:`api.series.SeriesMap.metrics`) whose
+    series' tags are kept for later lines and requests; a series with none of them is
+    not kept. Raises :class:`LineError` or :class:`TooManyPoints`.
 
     >>> p = parse(b'# Telegraf\n\nnet,host=h,interface=eth0 bytes_sent=42u,up=true 1500\n',
     ...           unit=PRECISIONS_V2["ms"], now=0.0, max_points=10)
@@ -126,15 +140,16 @@ def parse(body: bytes, *, unit: Fraction, now: float, max_points: int) -> Parsed
         ts = default_ts if stamp is None else stamp * num / den
         prefix = point["measurement"] + "_"
         tags = point["tags"]
+        fields = point["fields"]
+        # the bytes before the first space: the measurement and tags, unless an escaped
+        # space (`\ `) cuts them short; so a kept dict is used only if equal to the tags
         series = raw.partition(b" ")[0]
         kept = known.get(series)
         if kept is not None and kept == tags:
             tags = kept
-        else:
-            if len(known) >= _TAGS_KEPT:
-                known.clear()
-            known[series] = tags
-        for key, value in point["fields"].items():
+        elif any(prefix + key in metrics for key in fields):
+            known.put(series, tags, len(series))
+        for key, value in fields.items():
             if isinstance(value, bool | str):
                 out.non_numeric += 1
                 continue
@@ -165,6 +180,6 @@ def _parse_line(raw: bytes, number: int) -> dict | None:
 
 # A line's series bytes (up to its first space) -> the tags parsed from it last, kept so
 # that every point of a series has the same tags object. Shared by the threads of a
-# process; bounded: past _TAGS_KEPT series it is cleared.
-_TAGS: dict[bytes, dict[str, str]] = {}
-_TAGS_KEPT = 200_000
+# process; only series with a field some rule names; bounded by their bytes (oldest
+# out first).
+_TAGS: SeriesCache = SeriesCache()

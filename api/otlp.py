@@ -38,7 +38,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from api.series import Point, SeriesMap
+from api.series_cache import SeriesCache
 
 Wire = Literal["protobuf", "json"]
 MEDIA_TYPES: dict[Wire, str] = {"protobuf": "application/x-protobuf", "json": "application/json"}
@@ -190,11 +191,13 @@ def decode(
     content_encoding: str | None,
     limit: int,
     max_points: int,
+    metrics: Container[str] = frozenset(),
 ) -> Decoded:
     """The data points of an OTLP/HTTP metrics body (CPU-bound: run it in a thread).
 
     ``limit``: the most bytes after decompression; ``max_points``: the most Gauge and
-    Sum data points. Raises :class:`Refused` (400, 413 or 415).
+    Sum data points; ``metrics``: the metric names whose series' labels are kept from
+    request to request (:func:`points`). Raises :class:`Refused` (400, 413 or 415).
     """
     coding = (content_encoding or "identity").strip().lower()
     if coding == "gzip":
@@ -203,7 +206,7 @@ def decode(
         raise Refused(415, f"Content-Encoding {coding!r}: send gzip or no Content-Encoding")
     message = parse(body, wire)  # checks every field of the request
     raw = body if wire == "protobuf" else message.SerializeToString()
-    return points(_RequestView.FromString(raw), max_points=max_points)
+    return points(_RequestView.FromString(raw), max_points=max_points, metrics=metrics)
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -251,11 +254,14 @@ def parse(body: bytes, wire: Wire) -> ExportMetricsServiceRequest:
     return message
 
 
-def points(message: Any, *, max_points: int) -> Decoded:
+def points(message: Any, *, max_points: int, metrics: Container[str] = frozenset()) -> Decoded:
     """The Gauge and cumulative Sum data points of ``message`` as series points.
 
     ``message``: a request parsed as :func:`_wire_view`'s view (its attributes as
     bytes), or as the real ``ExportMetricsServiceRequest`` (re-read as that view).
+    ``metrics``: the metric names (those of the app's series rules,
+    :attr:`api.series.SeriesMap.metrics`) whose series' labels are kept, so that a
+    later request finds them; any other metric's are decoded each time.
     Raises :class:`Refused`: 400 for a data point with no value or no
     ``time_unix_nano``, 413 past ``max_points``.
     """
@@ -281,6 +287,7 @@ def points(message: Any, *, max_points: int) -> Decoded:
                 if kind not in ("gauge", "sum"):
                     continue  # a metric with no data
                 name = metric.name
+                keep = name in metrics
                 for d, dp in enumerate(getattr(metric, kind).data_points):
                     if dp.flags & DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
                         out.skipped += 1
@@ -296,7 +303,7 @@ def points(message: Any, *, max_points: int) -> Decoded:
                     key = (resource, tuple(dp.attributes))
                     attrs = known.get(key)
                     if attrs is None:
-                        attrs = _labels_of(key)
+                        attrs = _labels_of(key, keep)
                     value = dp.as_double if which == "as_double" else dp.as_int
                     # int / int: correctly rounded
                     append(new(Point, (name, attrs, stamp / 1_000_000_000, value)))
@@ -306,21 +313,20 @@ def points(message: Any, *, max_points: int) -> Decoded:
 
 # (resource attributes, data point attributes), each as KeyValue bytes -> the labels,
 # the data point's winning. Shared by the threads of a process; the same dict for
-# every point of a series lets api.series.SeriesMap.map match it once. Bounded: past
-# _LABELS_KEPT series it is cleared.
-_LABELS: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], dict[str, str]] = {}
-_LABELS_KEPT = 200_000
+# every point of a series lets api.series.SeriesMap.map match it once. Only series of
+# metrics some rule names; bounded by their attribute bytes (oldest out first).
+_LABELS: SeriesCache = SeriesCache()
 
 
-def _labels_of(key: tuple[tuple[bytes, ...], tuple[bytes, ...]]) -> dict[str, str]:
+def _labels_of(key: tuple[tuple[bytes, ...], tuple[bytes, ...]], keep: bool) -> dict[str, str]:
+    """The merged labels of ``key``; kept in :data:`_LABELS` if ``keep``."""
     resource, attrs = key
     merged = {
         **labels(map(KeyValue.FromString, resource)),
         **labels(map(KeyValue.FromString, attrs)),
     }
-    if len(_LABELS) >= _LABELS_KEPT:
-        _LABELS.clear()
-    _LABELS[key] = merged
+    if keep:
+        _LABELS.put(key, merged, sum(map(len, resource)) + sum(map(len, attrs)))
     return merged
 
 

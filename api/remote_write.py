@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from api.series import Point
+from api.series_cache import SeriesCache
 
 CONTENT_TYPE = "application/x-protobuf"
 CONTENT_ENCODING = "snappy"
@@ -272,9 +274,13 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def points(request: Any, *, max_samples: int) -> Decoded:
+def points(request: Any, *, max_samples: int, metrics: Container[str] = frozenset()) -> Decoded:
     """The samples of ``request`` (a parsed ``WriteRequestWire``) as points, staleness
     markers skipped and counted.
+
+    ``metrics``: the names whose series are kept from request to request (those of the
+    app's series rules, :attr:`api.series.SeriesMap.metrics`); any other series is
+    decoded again each time, never kept.
 
     Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
     series for a series with no ``__name__``, with a label name twice, or with a Label
@@ -293,7 +299,7 @@ def points(request: Any, *, max_samples: int) -> Decoded:
         key = tuple(s.labels)
         name_labels = known.get(key)
         if name_labels is None:
-            name_labels = _series_labels(key, total)
+            name_labels = _series_labels(key, total, metrics)
         name, labels = name_labels
         for sample in s.samples:
             value = sample.value
@@ -306,14 +312,16 @@ def points(request: Any, *, max_samples: int) -> Decoded:
 
 # A series' Label bytes -> its name and labels, shared by the threads of a process. The
 # same labels object for every request of a series lets api.series.SeriesMap.map match
-# it once. Bounded: past _SERIES_KEPT series it is cleared and learnt again.
-_SERIES: dict[tuple[bytes, ...], tuple[str, dict[str, str]]] = {}
-_SERIES_KEPT = 200_000
+# it once. Only series some rule names; bounded by their label bytes (oldest out first).
+_SERIES: SeriesCache = SeriesCache()
 
 
-def _series_labels(key: tuple[bytes, ...], total: int) -> tuple[str, dict[str, str]]:
+def _series_labels(
+    key: tuple[bytes, ...], total: int, metrics: Container[str]
+) -> tuple[str, dict[str, str]]:
     """The name and other labels of a series whose Label messages are ``key``; checked
-    (a Label that decodes, a ``__name__``, no label twice) and remembered."""
+    (a Label that decodes, a ``__name__``, no label twice) and, if ``metrics`` holds its
+    name, remembered."""
     try:
         pairs = [(label.name, label.value) for label in map(Label.FromString, key)]
     except DecodeError as exc:
@@ -335,9 +343,8 @@ def _series_labels(key: tuple[bytes, ...], total: int) -> tuple[str, dict[str, s
     if not name:
         message = f"series {selector(None, labels)} has no __name__ label"
         raise Refused(400, message, reason="invalid", samples=total)
-    if len(_SERIES) >= _SERIES_KEPT:
-        _SERIES.clear()
-    _SERIES[key] = (name, labels)
+    if name in metrics:
+        _SERIES.put(key, (name, labels), sum(map(len, key)))
     return name, labels
 
 
@@ -346,11 +353,14 @@ def _bits(value: float) -> int:
     return bits
 
 
-def decode(body: bytes, *, limit: int, max_samples: int) -> Decoded:
+def decode(
+    body: bytes, *, limit: int, max_samples: int, metrics: Container[str] = frozenset()
+) -> Decoded:
     """A remote write 1.0 body (snappy block of a ``WriteRequest``) as points.
 
     ``limit`` bounds the body after decompression (in bytes), ``max_samples`` the
-    samples. Raises :class:`Refused` (400, 413) naming what was wrong.
+    samples; ``metrics``: the series names worth keeping (:func:`points`). Raises
+    :class:`Refused` (400, 413) naming what was wrong.
 
     >>> ts = TimeSeries(labels=[Label(name="__name__", value="link_load_bps"),
     ...                         Label(name="link", value="A>B")],
@@ -361,7 +371,8 @@ def decode(body: bytes, *, limit: int, max_samples: int) -> Decoded:
     >>> d.points, d.stale
     ([Point(name='link_load_bps', labels={'link': 'A>B'}, ts=1767225600.0, value=1500000000.0)], 1)
     """
-    return points(parse(decompress(body, limit=limit)), max_samples=max_samples)
+    request = parse(decompress(body, limit=limit))
+    return points(request, max_samples=max_samples, metrics=metrics)
 
 
 def stale_nan() -> float:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from api.ingest import MAX_LINK_NAME, MAX_VALUE_BPS
+from api.series_cache import CAP_BYTES, SeriesCache
 
 Kind = Literal["gauge", "counter"]
 
@@ -226,10 +227,13 @@ class SeriesMap:
         self.rules = tuple(rules)
         self._by_name: dict[str, list[Rule]] = {}
         # (name, id(labels)) -> (labels, what the series is): the labels object is kept,
-        # so its id cannot be reused while the entry lives, and a hit is checked with `is`
-        self._memo: dict[tuple[str, int], tuple[Mapping[str, str], _Series | str]] = {}
+        # so its id cannot be reused while the entry lives, and a hit is checked with `is`.
+        # Only series whose name has a rule; bounded by bytes (api/series_cache.py).
+        self._memo = SeriesCache(MEMO_BYTES)
         for rule in self.rules:
             self._by_name.setdefault(rule.metric, []).append(rule)
+        self.metrics: frozenset[str] = frozenset(self._by_name)
+        """The metric names some rule takes: the decoders keep only these series."""
 
     @classmethod
     def load(cls, path: Path | None) -> SeriesMap:
@@ -272,16 +276,21 @@ class SeriesMap:
         is not finite or negative, or whose ts lies before 1970 or after ``latest``;
         a capacity that is not above 0 (a speed the device does not know) is dropped.
 
-        A series (name and labels object) is matched to its rule and link once and
-        remembered (at most :data:`MEMO_SERIES` of them); each point then costs a
-        lookup and its value's checks.
+        A point whose name no rule has is dropped (``no_rule``) at once, never
+        remembered (Prometheus remote-writes every series it scrapes). Any other series
+        (name and labels object) is matched to its rule and link once and remembered
+        (at most :data:`MEMO_BYTES` of label bytes, the oldest forgotten first); each
+        point then costs a lookup and its value's checks.
         """
         out = Mapped()
         gauges, counters, capacities = out.gauges, out.counters, out.capacities
-        memo = self._memo
+        memo, metrics = self._memo, self.metrics
         inf = math.inf
         for i, p in enumerate(points):
             name, labels, ts, value = p
+            if name not in metrics:
+                out.drop("no_rule")
+                continue
             hit = memo.get((name, id(labels)))
             what = hit[1] if hit is not None and hit[0] is labels else self._learn(p)
             if isinstance(what, str):  # the reason the series is not stored
@@ -327,15 +336,14 @@ class SeriesMap:
                 capacity=rule.role == "capacity",
                 series=_series(p) if counter else None,
             )
-        if len(self._memo) >= MEMO_SERIES:  # a bound, not a cache policy: series repeat
-            self._memo.clear()
-        self._memo[(p.name, id(p.labels))] = (p.labels, what)
+        size = len(p.name) + sum(len(k) + len(v) for k, v in p.labels.items())
+        self._memo.put((p.name, id(p.labels)), (p.labels, what), size)
         return what
 
 
-# Series a SeriesMap remembers (each entry keeps its labels object alive); past it,
-# it forgets them all and learns again.
-MEMO_SERIES = 200_000
+# Bytes of series (name and labels, summed) a SeriesMap remembers, each entry keeping
+# its labels object alive; past it, the oldest half is forgotten.
+MEMO_BYTES = CAP_BYTES
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,7 +164,12 @@ async def _write(
             raise InfluxError(400, "writing requires points")
         try:
             parsed = await run_in_threadpool(  # CPU: off the event loop
-                partial(parse, unit=units[precision], max_points=settings.max_batch_samples),
+                partial(
+                    parse,
+                    unit=units[precision],
+                    max_points=settings.max_batch_samples,
+                    metrics=request.app.state.series_map.metrics,  # the series worth keeping
+                ),
                 body,
                 now=time.time(),
             )

@@ -116,6 +116,7 @@ async def export_metrics(request: Request, _: WriterDep, settings: SettingsDep) 
             content_encoding=request.headers.get("content-encoding"),
             limit=settings.max_body_bytes,
             max_points=settings.max_batch_samples,
+            metrics=request.app.state.series_map.metrics,  # the series worth keeping
         ),
         body,
     )

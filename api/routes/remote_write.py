@@ -127,7 +127,10 @@ async def remote_write(request: Request, _: WriterDep, settings: SettingsDep) ->
             raise rw.Refused(413, str(exc)) from None
         decoded = await run_in_threadpool(
             partial(
-                rw.decode, limit=settings.max_body_bytes, max_samples=settings.max_batch_samples
+                rw.decode,
+                limit=settings.max_body_bytes,
+                max_samples=settings.max_batch_samples,
+                metrics=request.app.state.series_map.metrics,  # the series worth keeping
             ),
             body,
         )

@@ -7,6 +7,11 @@ line-protocol-parser alone gives, the second time as the first. Remote write and
 a series' labels are decoded once and found again by their bytes; the same series in
 a later request gives the same labels object, another series (another resource, one
 attribute changed) its own.
+
+Bounds: only series whose name a rule has are kept, by the decoders and by
+SeriesMap.map (a flood of other series leaves every cache empty); a flood of ruled
+series keeps each cache under its byte cap, the oldest series out first, and what is
+decoded and mapped after an eviction is what an unbounded cache gives.
 """
 
 from __future__ import annotations
@@ -25,13 +30,37 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from api import line_protocol as lp
 from api import otlp
 from api import remote_write as rw
+from api.series import DEFAULT_RULES, Point, SeriesMap
+from api.series_cache import SeriesCache
+
+
+class _Every:
+    """Every name: every series is kept."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+EVERY_NAME = _Every()
+RULED = SeriesMap(DEFAULT_RULES).metrics  # link_load_bps, ifHCOutOctets, ...
+
+
+def rw_decode(body: bytes, metrics=RULED) -> rw.Decoded:
+    return rw.decode(body, limit=1 << 20, max_samples=10_000, metrics=metrics)
+
+
+def otlp_decode(body: bytes, wire: str = "protobuf", metrics=RULED) -> otlp.Decoded:
+    return otlp.decode(
+        body, wire=wire, content_encoding=None, limit=1 << 20, max_points=10_000, metrics=metrics
+    )
+
 
 SERIES = [
     b"link_load,link=A>B",
     b"interface,agent_host=10.0.0.1,ifName=xe-0/0/1",
     b"m",
     b"m,z=1,a=2",  # tags out of order: the parser sorts them
-    b"m,a=b\\ c",  # an escape: never remembered
+    b"m,a=b\\ c",  # an escaped space: the series bytes stop there, the tags check holds
     b"m,a=",  # not line protocol
     b" m",  # leading space
     b"#m",  # a comment
@@ -94,7 +123,7 @@ def reference(body: bytes, unit: Fraction, now: float) -> list[tuple] | tuple:
 
 def decoded(body: bytes, unit: Fraction, now: float) -> list[tuple] | tuple:
     try:
-        parsed = lp.parse(body, unit=unit, now=now, max_points=10_000)
+        parsed = lp.parse(body, unit=unit, now=now, max_points=10_000, metrics=EVERY_NAME)
     except lp.LineError as exc:
         return ("error", exc.line)
     return [
@@ -130,12 +159,13 @@ def test_line_protocol_reads_as_the_parser_reads(lines: list[bytes]) -> None:
 
 def test_a_known_series_keeps_one_tags_object_across_requests() -> None:
     unit = lp.PRECISIONS_V2["s"]
-    a = lp.parse(b"link_load,link=A>B bps=1 60\n", unit=unit, now=0.0, max_points=10)
+    a = lp.parse(b"link_load,link=A>B bps=1 60\n", unit=unit, now=0.0, max_points=10, metrics=RULED)
     b = lp.parse(
         b"link_load,link=A>B bps=2 120\nlink_load,link=B>C bps=3 120",
         unit=unit,
         now=0.0,
         max_points=10,
+        metrics=RULED,
     )
     assert a.points[0].labels is b.points[0].labels
     assert [(p.labels["link"], p.ts, p.value) for p in b.points] == [
@@ -158,12 +188,8 @@ def remote_write_body(*series: tuple[list[tuple[str, str]], list[tuple[float, in
 def test_remote_write_series_are_learnt_once_and_told_apart() -> None:
     ab = [("__name__", "link_load_bps"), ("link", "A>B")]
     bc = [("__name__", "link_load_bps"), ("link", "B>C")]
-    first = rw.decode(remote_write_body((ab, [(1.0, 1000)])), limit=1 << 20, max_samples=10)
-    second = rw.decode(
-        remote_write_body((bc, [(2.0, 2000)]), (ab, [(3.0, 3000), (4.0, 4000)])),
-        limit=1 << 20,
-        max_samples=10,
-    )
+    first = rw_decode(remote_write_body((ab, [(1.0, 1000)])))
+    second = rw_decode(remote_write_body((bc, [(2.0, 2000)]), (ab, [(3.0, 3000), (4.0, 4000)])))
     assert [(p.name, dict(p.labels), p.ts, p.value) for p in second.points] == [
         ("link_load_bps", {"link": "B>C"}, 2.0, 2.0),
         ("link_load_bps", {"link": "A>B"}, 3.0, 3.0),
@@ -201,12 +227,16 @@ def test_remote_write_label_that_is_not_utf8_is_400() -> None:
     assert err.value.status == 400
 
 
-def otlp_body(resource: dict[str, str], points: list[tuple[dict[str, str], float]]) -> bytes:
+def otlp_body(
+    resource: dict[str, str],
+    points: list[tuple[dict[str, str], float]],
+    name: str = "link_load_bps",
+) -> bytes:
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
     for k, v in resource.items():
         rm.resource.attributes.add(key=k).value.string_value = v
-    metric = rm.scope_metrics.add().metrics.add(name="link_load_bps")
+    metric = rm.scope_metrics.add().metrics.add(name=name)
     for attrs, value in points:
         dp = metric.gauge.data_points.add(time_unix_nano=60 * 10**9, as_double=value)
         for k, v in attrs.items():
@@ -216,9 +246,7 @@ def otlp_body(resource: dict[str, str], points: list[tuple[dict[str, str], float
 
 def test_otlp_labels_are_learnt_once_per_resource_and_attributes() -> None:
     def decode(body: bytes) -> otlp.Decoded:
-        return otlp.decode(
-            body, wire="protobuf", content_encoding=None, limit=1 << 20, max_points=10
-        )
+        return otlp_decode(body)
 
     first = decode(otlp_body({"host": "h1"}, [({"link": "A>B"}, 1.0)]))
     second = decode(
@@ -236,6 +264,120 @@ def test_otlp_labels_are_learnt_once_per_resource_and_attributes() -> None:
     from google.protobuf import json_format
 
     body = json_format.MessageToJson(as_json).encode()
-    again = otlp.decode(body, wire="json", content_encoding=None, limit=1 << 20, max_points=10)
+    again = otlp_decode(body, wire="json")
     assert again.points[0].labels is first.points[0].labels
     assert again.points[0].value == 5.0
+
+
+FLOOD = 3_000  # distinct series
+
+
+def test_series_cache_counts_bytes_and_drops_the_oldest_first() -> None:
+    c = SeriesCache(cap=100)
+    for k in range(10):
+        c.put(k, k, 10)
+    c.put(3, "again", 10)  # replaced: counted once, now the newest
+    assert (len(c), c.nbytes) == (10, 100)
+    c.put(10, 10, 30)  # past the cap: the oldest go until 50 bytes are left
+    assert list(c) == [6, 7, 8, 9, 3, 10] and c.nbytes == 80 and c[3] == "again"
+    c.clear()
+    assert (len(c), c.nbytes) == (0, 0)
+
+
+def test_a_flood_of_series_no_rule_names_leaves_every_cache_empty() -> None:
+    for cache in (rw._SERIES, otlp._LABELS, lp._TAGS):
+        cache.clear()
+    hosts = [f"h{k}" for k in range(FLOOD)]
+    d_rw = rw_decode(
+        remote_write_body(*[([("__name__", "up"), ("instance", h)], [(1.0, 1000)]) for h in hosts])
+    )
+    d_otlp = otlp_decode(otlp_body({"job": "node"}, [({"host": h}, 1.0) for h in hosts], "up"))
+    body = "\n".join(f"cpu,host={h} usage=1,link=2 60" for h in hosts).encode()
+    d_lp = lp.parse(body, unit=lp.PRECISIONS_V2["s"], now=0.0, max_points=10_000, metrics=RULED)
+    assert [len(d.points) for d in (d_rw, d_otlp, d_lp)] == [FLOOD, FLOOD, 2 * FLOOD]
+    assert [dict(p.labels) for p in d_rw.points[:2]] == [{"instance": "h0"}, {"instance": "h1"}]
+    assert {p.name for p in d_lp.points} == {"cpu_usage", "cpu_link"}
+    for cache in (rw._SERIES, otlp._LABELS, lp._TAGS):
+        assert (len(cache), cache.nbytes) == (0, 0)
+    m = SeriesMap(DEFAULT_RULES)
+    out = m.map([*d_rw.points, *d_otlp.points, *d_lp.points], latest=1e12)
+    assert out.dropped == {"no_rule": 4 * FLOOD}
+    assert not out.gauges and not out.counters and not out.capacities
+    assert (len(m._memo), m._memo.nbytes) == (0, 0)
+
+
+CAP = 4_096  # bytes: a few dozen series of the flood below
+
+
+def test_a_flood_of_ruled_series_stays_under_the_byte_cap(monkeypatch) -> None:
+    caches = {name: SeriesCache(cap=CAP) for name in ("rw", "otlp", "lp")}
+    monkeypatch.setattr(rw, "_SERIES", caches["rw"])
+    monkeypatch.setattr(otlp, "_LABELS", caches["otlp"])
+    monkeypatch.setattr(lp, "_TAGS", caches["lp"])
+    links = [f"r{k}>r{k + 1}" for k in range(FLOOD)]
+    first: dict[str, object] = {}
+    for start in range(0, FLOOD, 500):
+        batch = links[start : start + 500]
+        d_rw = rw_decode(
+            remote_write_body(
+                *[([("__name__", "link_load_bps"), ("link", x)], [(1.0, 1000)]) for x in batch]
+            )
+        )
+        d_otlp = otlp_decode(otlp_body({"job": "snmp"}, [({"link": x}, 1.0) for x in batch]))
+        body = "\n".join(f"link,link={x} load_bps=1 60" for x in batch).encode()
+        d_lp = lp.parse(body, unit=lp.PRECISIONS_V2["s"], now=0.0, max_points=1_000, metrics=RULED)
+        for name, d in (("rw", d_rw), ("otlp", d_otlp), ("lp", d_lp)):
+            assert [p.labels["link"] for p in d.points] == batch
+            first.setdefault(name, d.points[0].labels)
+        for cache in caches.values():
+            assert 0 < cache.nbytes <= CAP
+    sizes = {
+        "rw": lambda key: sum(map(len, key)),
+        "otlp": lambda key: sum(map(len, key[0])) + sum(map(len, key[1])),
+        "lp": len,
+    }
+    for name, cache in caches.items():
+        assert len(cache) < FLOOD  # it has evicted
+        assert cache.nbytes == sum(map(sizes[name], cache))  # the bytes of what it holds
+    # after the eviction: the first series is decoded again (equal labels, a new
+    # object), the last is still kept (the same object)
+    again = rw_decode(
+        remote_write_body(
+            *[([("__name__", "link_load_bps"), ("link", x)], [(2.0, 2000)]) for x in links]
+        )
+    )
+    assert [dict(p.labels) for p in again.points] == [{"link": x} for x in links]
+    assert again.points[0].labels is not first["rw"]
+    assert again.points[0].labels == first["rw"]
+    last = rw_decode(
+        remote_write_body(([("__name__", "link_load_bps"), ("link", links[-1])], [(3.0, 3000)]))
+    )
+    assert last.points[0].labels is again.points[-1].labels
+
+
+def test_series_map_after_eviction_maps_as_an_unbounded_one() -> None:
+    bounded, reference = SeriesMap(DEFAULT_RULES), SeriesMap(DEFAULT_RULES)
+    bounded._memo = SeriesCache(cap=CAP)
+    series = []
+    for k in range(600):  # a counter, a gauge, a capacity and a series missing a label
+        host = {"instance": f"r{k}", "ifName": f"xe-0/0/{k}"}
+        series += [
+            ("ifHCOutOctets", host),
+            ("link_load_bps", {"link": f"a{k}>b{k}"}),
+            ("ifHighSpeed", host),
+            ("ifHCOutOctets", {"instance": f"r{k}"}),
+        ]
+    for round_ in range(3):  # the same series, same labels objects, in repeating order
+        points = [Point(n, labels, 60.0 * (round_ + 1), 10 * round_ + 1) for n, labels in series]
+        for start in range(0, len(points), 400):
+            chunk = points[start : start + 400]
+            got = bounded.map(chunk, latest=1e12)
+            want = reference.map(chunk, latest=1e12)
+            assert (got.gauges, got.counters, got.capacities, got.dropped) == (
+                want.gauges,
+                want.counters,
+                want.capacities,
+                want.dropped,
+            )
+            assert 0 < bounded._memo.nbytes <= CAP
+    assert len(bounded._memo) < len(series) <= len(reference._memo)
