@@ -41,6 +41,13 @@ class EngineConfig:
     # (seconds): one query; a change is applied and the forecasts re-issued at once.
     failure_check_seconds: float = 1.0
     seed: int = 0
+    # Threads torch may use in the engine's process (torch.set_num_threads, set when a
+    # LiveEngine is made). One: the engine shares its machine with the API workers and
+    # PostgreSQL, and torch's default (one thread per core) spins against them. Measured
+    # with 4 links, 250 steps at load 5.5 on 2 cores: 1.8 s CPU and 4.5 s wall on one
+    # thread, 46 s CPU and 88 s wall on two; the per-tick budget (issue 9: 100,000 links
+    # under 1 s) is set on one thread.
+    torch_threads: int = 1
     # Where notifications go (engine/notify.py); none by default.
     notify: NotifyConfig = field(default_factory=NotifyConfig)
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
+import torch
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,6 +75,7 @@ class LiveEngine:
     ) -> None:
         self.database_url = database_url
         self.config = config or EngineConfig()
+        torch.set_num_threads(self.config.torch_threads)  # process-wide; see EngineConfig
         self.clock = clock or (lambda: datetime.now(UTC))
         self._db: Engine = make_engine(database_url, pool_size=2)
         self._sessions: sessionmaker[Session] = make_sessionmaker(self._db)

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     min_reroute_links: int = Field(
         default=2, ge=1, description="Links shifting together that make a failure alert."
     )
+    torch_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Threads torch may use in the engine (one: it shares the machine).",
+    )
     alert_group_steps: int = Field(
         default=10, ge=0, description="A drift this close to a failure is grouped under it."
     )

@@ -63,6 +63,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         capacity_clear_margin=settings.capacity_clear_margin,
         line_rate_margin=settings.line_rate_margin,
         excursion_factor=settings.excursion_factor,
+        torch_threads=settings.torch_threads,
         notify=NotifyConfig(
             alertmanager_url=settings.alertmanager_url,
             webhook_urls=tuple(settings.webhook_urls),

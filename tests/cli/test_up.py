@@ -136,6 +136,7 @@ def test_every_alert_threshold_setting_reaches_the_engine(monkeypatch):
         "LINKCAST_MIN_REROUTE_LINKS": ("min_reroute_links", "3"),
         "LINKCAST_ALERT_GROUP_STEPS": ("group_steps", "4"),
         "LINKCAST_CAPACITY_RATIO": ("capacity_ratio", "0.8"),
+        "LINKCAST_TORCH_THREADS": ("torch_threads", "3"),
     }
     for env, (_, value) in given.items():
         monkeypatch.setenv(env, value)
