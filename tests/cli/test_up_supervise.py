@@ -59,6 +59,9 @@ def test_linkcast_up_starts_its_killed_database_again(tmp_path):
         wait_for("a 2xx after linkcast up restarted its database", push_acked, 60, every=0.2)
         back = postmaster_ready(fault.pgdata)
         assert back is not None and back != killed
+        # the API answers as soon as the server accepts connections, which may be before
+        # the supervisor's start call has returned and logged it: wait for the line
+        wait_for("the supervisor's log of the restart", lambda: "is running again" in up.text(), 30)
         log = up.text()
         assert "is not running: starting it again" in log, log[-3000:]
         assert "is running again (pid " in log and "(pid None)" not in log, log[-3000:]
