@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,10 +58,14 @@ from network.routing import Routing
 
 __all__ = ["DemandEstimate", "fit_gravity", "gravity", "tomogravity"]
 
+log = logging.getLogger(__name__)
+
 #: Weight of the link-load equations against the prior (on loads scaled to ~1).
 CONSTRAINT_WEIGHT = 1e3
 #: Prior demands are floored at this fraction of their mean in the weights.
 _PRIOR_FLOOR = 1e-3
+#: Up to this many links the refinement solves dense ``(L, L)`` systems (32 MB at 2,000).
+_DENSE_LINKS = 2_000
 #: Up to this many pairs the refinement's fallback is a dense NNLS, beyond a sparse lsq_linear.
 _DENSE_PAIRS = 1000
 #: At most this many rounds of proportional fitting in :func:`gravity`.
@@ -179,14 +184,22 @@ def fit_gravity(
     link_loads_bps : numpy.ndarray
         ``(L,)`` load of each link, bit/s.
     iterations : int
-        At most this many evaluations of the residual in the trust-region solve.
+        At most this many evaluations of the residual in the trust-region solve
+        (at least 1); a solve stopped by it is logged, and its point returned.
 
     Returns
     -------
     out_bps, in_bps : numpy.ndarray
         ``(N,)`` each, for :func:`gravity`: the fitted model's traffic entering
         and leaving at each node, bit/s.
+
+    Raises
+    ------
+    ValueError
+        ``iterations`` below 1.
     """
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
     y = np.asarray(link_loads_bps, dtype=float)
     scale = float(np.abs(y).max()) if y.size else 0.0
     n = len(routing.topology.nodes)
@@ -224,6 +237,8 @@ def fit_gravity(
             gtol=_FIT_TOL,
             max_nfev=iterations,
         )
+        if fit.status == 0:  # max_nfev reached: the fit is usable, not converged
+            log.warning("gravity fit stopped after %d evaluations, not converged", fit.nfev)
         a, b = fit.x[:n], fit.x[n:]
     pairs = a[s] * b[t] * moving
     out = np.bincount(s, weights=pairs, minlength=n) * scale
@@ -245,13 +260,22 @@ def _refine_by_links(
     rise from 0) leave it, until the Karush-Kuhn-Tucker conditions hold: then it is
     the problem's unique minimum (the objective is strictly convex), the one NNLS
     finds. In most steps no pair, or a few, end at 0 and this takes one to a few
-    rounds; after :data:`_KKT_ROUNDS` the caller falls back to NNLS.
+    rounds; after :data:`_KKT_ROUNDS`, on a free set seen before (the exchange would
+    cycle), or on a network of more than :data:`_DENSE_LINKS` links (the ``(L, L)``
+    system is dense), the caller falls back to NNLS.
     """
+    if R.shape[0] > _DENSE_LINKS:
+        return None
     c2 = CONSTRAINT_WEIGHT**2
     d = 1.0 / w**2
     free = np.ones(len(g), dtype=bool)
+    seen: set[bytes] = set()
     eye = np.eye(R.shape[0]) / c2
     for _ in range(_KKT_ROUNDS):
+        key = np.packbits(free).tobytes()
+        if key in seen:
+            return None
+        seen.add(key)
         Rf = R[:, np.flatnonzero(free)]
         m = (Rf @ sparse.diags_array(d[free]) @ Rf.T).toarray() + eye
         try:

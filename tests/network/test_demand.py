@@ -183,3 +183,27 @@ def test_refinement_equals_nnls_on_the_stacked_system(nobel, nobel_traffic, seed
     np.testing.assert_allclose(fast * scale, expected, rtol=0, atol=1e-9 * scale)
     np.testing.assert_allclose(est.demands_bps[cols], expected, rtol=0, atol=1e-9 * scale)
     assert (est.demands_bps >= 0).all()
+
+
+def test_refinement_beyond_the_dense_size_falls_back_to_the_same_answer(
+    nobel, nobel_traffic, monkeypatch
+):
+    """Past ``_DENSE_LINKS`` links the (L, L) systems are not built (they would be dense):
+    the estimate comes from the NNLS fallback, and it is the same minimum."""
+    import network.demand as demand
+
+    routing = route(nobel.network, nobel_traffic.pairs)
+    y = routing.loads(nobel_traffic.demands_bps[7])
+    fast = tomogravity(routing, y)
+    monkeypatch.setattr(demand, "_DENSE_LINKS", len(routing.topology.links) - 1)
+    g = np.ones(len(nobel_traffic.pairs))
+    assert demand._refine_by_links(routing.matrix, y / np.abs(y).max(), g, g) is None
+    slow = tomogravity(routing, y)
+    scale = np.abs(y).max()
+    np.testing.assert_allclose(slow.demands_bps, fast.demands_bps, rtol=0, atol=1e-6 * scale)
+
+
+def test_fit_gravity_refuses_no_iterations(nobel, nobel_traffic):
+    routing = route(nobel.network, nobel_traffic.pairs)
+    with pytest.raises(ValueError, match="iterations"):
+        fit_gravity(routing, routing.loads(nobel_traffic.demands_bps[0]), iterations=0)
