@@ -33,7 +33,6 @@ shared with other tests (3 s and 10 s), as a stall of the machine is not linkcas
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -73,11 +72,6 @@ def _check(report: Report) -> None:
 
 
 @pytest.mark.timeout(360)
-@pytest.mark.skipif(
-    os.environ.get("LINKCAST_TEST_LONG") != "1",
-    reason="about 2.5 minutes: run with LINKCAST_TEST_LONG=1, or `python bench/outage.py"
-    " --fault server` (CI runs the embedded case, the same load and checks)",
-)
 def test_a_server_stopped_for_30_s_under_load(tmp_path):
     with server_stack(tmp_path, STEP) as (stack, fault):
         report = run_outage(stack, fault, LOAD, OUTAGE_S)
