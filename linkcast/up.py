@@ -209,9 +209,9 @@ def run_up(
     speed: float = DEMO_SPEED,
     ui: bool = True,
 ) -> None:
-    from api.main import create_app
     from db.migrate import upgrade
     from engine import run_engine
+    from linkcast.cli import served_app  # create_app, and gc.freeze once it has started
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -284,7 +284,7 @@ def run_up(
         "linkcast: Ctrl-C stops everything"
     )
     server = api_server(
-        create_app(settings), host=host, port=port, stop=stop, on_started=api_started
+        served_app(settings), host=host, port=port, stop=stop, on_started=api_started
     )
     try:
         try:

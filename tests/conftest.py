@@ -26,6 +26,19 @@ from linkcast.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _torch_on_one_thread() -> Iterator[None]:
+    """Every test runs torch on one thread, the engine's default
+    (``EngineConfig.torch_threads``): results do not depend on which test made a
+    ``LiveEngine`` first, nor on the machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = os.environ.get("LINKCAST_TEST_DATABASE_URL")

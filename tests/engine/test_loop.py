@@ -401,9 +401,10 @@ def test_the_engine_runs_torch_on_the_threads_it_is_given(settings):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        LiveEngine(settings.database_url, EngineConfig(step_seconds=STEP))
+        LiveEngine(settings.database_url, EngineConfig(step_seconds=STEP)).release()
         assert torch.get_num_threads() == 1  # the default
-        LiveEngine(settings.database_url, EngineConfig(step_seconds=STEP, torch_threads=2))
+        cfg = EngineConfig(step_seconds=STEP, torch_threads=2)
+        LiveEngine(settings.database_url, cfg).release()
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
