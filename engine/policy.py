@@ -182,18 +182,8 @@ class AlertPolicy:
                 alert.message = _reported_message(alert.links, alert.onset)
             return 0
         onset = min(known.values())
-        alert = _new_alert(
-            kind=AlertKind.FAILURE,
-            link_id=None,
-            links=links,
-            onset=onset,
-            magnitude=None,
-            model=None,
-            message=_reported_message(links, onset),
-            now=bucket,
-        )
-        session.add(alert)
-        failures.append(alert)
+        message = _reported_message(links, onset)
+        _open_failure(session, failures, links, onset, None, message, bucket)
         return 1
 
     def _failure(
@@ -241,18 +231,8 @@ class AlertPolicy:
                 alert.magnitude = max(alert.magnitude or 0.0, biggest, key=abs)
                 alert.message = _failure_message(alert.links, alert.onset, alert.magnitude)
             else:
-                alert = _new_alert(
-                    kind=AlertKind.FAILURE,
-                    link_id=None,
-                    links=shifted,
-                    onset=onset,
-                    magnitude=biggest,
-                    model=None,
-                    message=_failure_message(shifted, onset, biggest),
-                    now=bucket,
-                )
-                session.add(alert)
-                failures.append(alert)
+                message = _failure_message(shifted, onset, biggest)
+                _open_failure(session, failures, shifted, onset, biggest, message, bucket)
                 opened += 1
             return opened
         drifting = {a.links[0] for a in drifts.values() if a.clear_steps == 0 and a.links}
@@ -395,6 +375,31 @@ def _failure_message(links: list[str], onset: datetime, biggest: float) -> str:
         f"re-route suspected: {len(links)} links shifted at {onset:%H:%M}"
         f" (largest {biggest:+.0%}): {shown}"
     )
+
+
+def _open_failure(
+    session: Session,
+    failures: list[Alert],
+    links: list[str],
+    onset: datetime,
+    magnitude: float | None,
+    message: str,
+    bucket: datetime,
+) -> None:
+    """A new failure alert on ``links`` (an operator's or a detected re-route), stored and
+    added to the open ``failures`` so that later links in the same tick widen it."""
+    alert = _new_alert(
+        kind=AlertKind.FAILURE,
+        link_id=None,
+        links=links,
+        onset=onset,
+        magnitude=magnitude,
+        model=None,
+        message=message,
+        now=bucket,
+    )
+    session.add(alert)
+    failures.append(alert)
 
 
 def _new_alert(
