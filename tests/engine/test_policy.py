@@ -88,14 +88,15 @@ def registered(client, tokens):
     return client
 
 
-def over_seeds(client, tokens, db, run: Callable[[int], object]) -> list:
-    """``run(seed)`` for each of :data:`SEEDS` on an emptied database (tokens kept)."""
+def over_seeds(client, tokens, db, run: Callable[[int], object], setup=None) -> list:  # noqa: ANN001
+    """``run(seed)`` for each of :data:`SEEDS` on an emptied database (tokens kept), after
+    ``setup(client, tokens)`` (default: this module's links registered)."""
     results = []
     for seed in SEEDS:
         with db.begin() as conn:
             tables = [t for t in _tables(db) if t != "api_token"]
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        register(client, tokens)
+        (setup or register)(client, tokens)
         results.append(run(seed))
     return results
 
