@@ -204,10 +204,13 @@ class KnownFailures:
         # measured plus what moves between the routing it was measured under and the one
         # with every failure down (the whole shift for loads measured before the failure,
         # nothing for loads measured wholly under it: they carry the re-route already).
-        x = est.demands_bps
-        moved = routing.fail(sorted(down)).loads(x) - routing.fail(measured_down).loads(x)
-        index = {n: i for i, n in enumerate(routing.topology.link_names)}
-        delta = np.array([moved[index[n]] if n in index else 0.0 for n in names])
+        # est.shift_bps is already failed-routing minus every-link-up routing of the same
+        # demands: only the part the measured routing had moved is taken back.
+        moved = est.shift_bps
+        if measured_down:
+            x = est.demands_bps
+            moved = moved + routing.loads(x) - routing.fail(measured_down).loads(x)
+        delta = est.on_links(moved, names)
         self._reference = np.where(mask, 0.0, np.maximum(loads_bps + delta, 0.0))
         return est, shift
 

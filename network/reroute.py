@@ -268,14 +268,17 @@ class FailureShift:
         A name the topology does not hold (a link that could not be placed) gets a
         shift of 0 and is not down: nothing is known of the traffic it carries.
         """
+        return self.on_links(self.shift_bps, names), self.on_links(self.down, names)
+
+    def on_links(self, values: np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """``values``, ``(L,)`` in the topology's link order, in the order of ``names``:
+        ``(n,)``, 0 (False) for a name the topology does not hold."""
         index = {n: i for i, n in enumerate(self.link_names)}
         at = np.array([index.get(n, -1) for n in names], dtype=np.int64)
         known = at >= 0
-        shift = np.zeros(len(at))
-        down = np.zeros(len(at), dtype=bool)
-        shift[known] = self.shift_bps[at[known]]
-        down[known] = self.down[at[known]]
-        return shift, down
+        out = np.zeros(len(at), dtype=np.asarray(values).dtype)
+        out[known] = values[at[known]]
+        return out
 
 
 def failure_shift(
