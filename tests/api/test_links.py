@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api.schemas import LinkLatestPublic
 from tests.conftest import auth
 from tests.factories import sample
 
@@ -67,6 +68,11 @@ def test_links_latest_gives_each_links_newest_sample(client, tokens):
     assert client.post("/api/v1/telemetry", json={"samples": batch}, headers=h).status_code == 200
     r = client.get("/api/v1/links/latest", headers=h)
     assert r.status_code == 200
+    # serialised without the response model: it must still be the documented shape
+    assert set(r.json()) == {"data", "count"} and r.json()["count"] == len(r.json()["data"])
+    for d in r.json()["data"]:
+        assert set(d) == set(LinkLatestPublic.model_fields)
+        LinkLatestPublic.model_validate(d)
     rows = {d["name"]: d for d in r.json()["data"]}
     assert (rows["a>b"]["ts"], rows["a>b"]["value_bps"]) == ("2026-01-01T00:02:00Z", 2.0)
     assert rows["c>d"]["value_bps"] == 7.0
