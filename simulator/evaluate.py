@@ -11,9 +11,13 @@ intervals over the seeds, see :mod:`simulator.report`) and PNG plots; and
 failure's re-routed loads (:mod:`simulator.estimation`; medians in the report).
 
 Seeds
-    A seed drives everything random in a repetition: the synthetic traffic's noise
-    (a traffic file is the same for every seed), which links fail, and the models'
-    initialisation. Seeds run in parallel worker processes (``workers``; the
+    A seed drives everything random in a repetition: the synthetic traffic's noise,
+    which links fail, and the models' initialisation. Measured traffic (a file, the
+    shipped Abilene weeks) has no noise to draw; where it is longer than the protocol,
+    each seed takes its own window of it instead, whole days apart
+    (:meth:`Protocol.window_start`: on Abilene's 14 days the 8 of the protocol start 0
+    to 6 days in, seed mod 7), so that the seeds do not all meet the same hours of
+    traffic after the failure. Seeds run in parallel worker processes (``workers``; the
     ``forkserver`` start method where there is one, else ``spawn``: torch and
     ``fork`` do not mix), each with torch on one thread. A seed that fails is reported
     and the others' results are kept; a scenario that a seed cannot produce (no
@@ -454,6 +458,21 @@ class Protocol:
 
     def steps_of(self, seconds: float) -> int:
         return max(1, round(seconds / self.step_seconds))
+
+    def window_start(self, seed: int) -> int:
+        """The first step of measured traffic that ``seed`` uses: ``seed mod (k + 1)``
+        whole seasons in, where ``k`` seasons are left over once the protocol's
+        ``n_steps`` are taken (0 when the traffic has no season to spare, or was
+        generated to fit). Whole seasons keep the time of day of the failure.
+
+        >>> p = Protocol.fit(300, 4032)  # 14 days, the protocol takes 8: 7 windows
+        >>> [p.window_start(s) // p.season_steps for s in (0, 1, 6, 7, 9)]
+        [0, 1, 6, 0, 2]
+        >>> Protocol.fit(300, 2400).window_start(3)  # under a season to spare
+        0
+        """
+        spare = ((self.available_steps or self.n_steps) - self.n_steps) // self.season_steps
+        return (seed % (spare + 1)) * self.season_steps
 
     def describe(self) -> str:
         """The windows in words (steps and durations), with why they were sized so."""
@@ -959,8 +978,8 @@ def digest(run: ScenarioRun, protocol: Protocol, seed: int) -> ScenarioDigest:
 class SeedTask:
     """One repetition: the seed and everything it needs (a worker's whole input).
 
-    ``traffic`` is a traffic file's (already cut to the protocol); ``None`` draws
-    sine traffic from the seed.
+    ``traffic`` is a traffic file's, whole (each seed takes its window of it); ``None``
+    draws sine traffic from the seed.
     """
 
     seed: int
@@ -971,10 +990,12 @@ class SeedTask:
     reroute: bool = True
 
     def traffic_for_seed(self) -> Traffic:
-        """The file's traffic, or sine traffic drawn from the seed."""
-        if self.traffic is not None:
-            return self.traffic
+        """The file's traffic, the protocol's ``n_steps`` of it from
+        :meth:`Protocol.window_start`; or sine traffic drawn from the seed."""
         p = self.protocol
+        if self.traffic is not None:
+            start = p.window_start(self.seed)
+            return self.traffic.slice(start, start + p.n_steps)
         return sine_traffic(
             self.topology, n_steps=p.n_steps, step_seconds=p.step_seconds, seed=self.seed
         )
@@ -1345,7 +1366,6 @@ def run_evaluation(
     else:
         tr.check_nodes(topo)
         protocol = Protocol.fit(tr.step_seconds, tr.n_steps, quick)
-        tr = tr.slice(0, protocol.n_steps)
     log.info("evaluate %s with %s traffic: %s", topo.name, traffic_label, protocol.describe())
 
     workers = max(1, workers or _cpu_count())

@@ -238,6 +238,24 @@ def win_counts(
 # -- plots ------------------------------------------------------------------------------
 
 
+def _traffic_span(outcomes: Sequence[SeedOutcome]) -> str:
+    """The traffic's first to last step, over every seed's window."""
+    first = min(o.first_ts for o in outcomes)
+    last = max(o.last_ts for o in outcomes)
+    return f"{_utc(first)} to {_utc(last)}"
+
+
+def _same_or_own_window(outcomes: Sequence[SeedOutcome]) -> str:
+    """How the seeds share measured traffic: one window for all, or one each."""
+    starts = sorted({o.first_ts for o in outcomes})
+    if len(starts) == 1:
+        return "; the traffic is the same for every seed"
+    return (
+        f"; each seed's window of the traffic starts on its own day"
+        f" ({len(starts)} different starts, {_utc(starts[0])} to {_utc(starts[-1])})"
+    )
+
+
 def _utc(epoch: int) -> str:
     return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -464,8 +482,10 @@ def _refresh_words(protocol: Protocol) -> str:
 def _definitions(protocol: Protocol) -> str:
     return f"""\
 - **Seeds**: each seed is an independent repetition; it draws the synthetic traffic's
-  noise (a traffic file is the same for every seed), which links fail, and the models'
-  initial weights. A value's interval is the 95 % Student t interval of the mean over
+  noise, which links fail, and the models' initial weights. Measured traffic (a file,
+  Abilene) has no noise: where it is longer than the protocol, seed `s` takes the
+  window starting `s mod (k + 1)` whole days in (`k` days to spare), else all seeds
+  share it. A value's interval is the 95 % Student t interval of the mean over
   the seeds that have it (`scipy.stats.t`); `summary.csv` holds every one.
 - **Prequential**: at every step each model has already forecast the next {HORIZON} steps;
   then it sees the actual load of every link, is scored, learns, and forecasts again.
@@ -555,12 +575,12 @@ def write_report(
         "",
         f"- topology: `{topology.name}`, {len(topology.nodes)} nodes, {len(topology.links)} "
         f"links ({len(topology.link_names)} directed)",
-        f"- traffic: {traffic_label}, {first.n_pairs} pairs, {_utc(first.first_ts)} to "
-        f"{_utc(first.last_ts)}, {protocol.step_seconds} s steps ({protocol.n_steps} steps used)",
+        f"- traffic: {traffic_label}, {first.n_pairs} pairs, {_traffic_span(outcomes)}, "
+        f"{protocol.step_seconds} s steps ({protocol.n_steps} steps per seed)",
         f"- seeds: {format_seeds(ran)} ({len(ran)} with results; each draws "
         + ("the traffic noise, " if seeded_traffic else "")
         + "the failures and the models' initialisation"
-        + ("" if seeded_traffic else "; the traffic is the same for every seed")
+        + ("" if seeded_traffic else _same_or_own_window(outcomes))
         + ")",
         *(
             [f"- **failed seeds: {format_seeds(list(failed))}** (see the end of this report)"]

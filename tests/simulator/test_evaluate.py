@@ -200,10 +200,27 @@ def test_two_seeds_draw_different_traffic_and_failures():
         for t in tasks
     ]
     assert failed[0] != failed[1]
-    # a traffic file is the same for every seed
+    # a traffic file just the protocol's length is the same for every seed
     file_tr = sine_traffic(topo, n_steps=p.n_steps, seed=5)
     same = [SeedTask(s, topo, file_tr, ("drastic",), p).traffic_for_seed() for s in (0, 1)]
-    assert same[0] is same[1]
+    assert np.array_equal(same[0].demands_bps, file_tr.demands_bps)
+    assert np.array_equal(same[1].demands_bps, file_tr.demands_bps)
+
+
+def test_seeds_take_their_own_whole_day_windows_of_longer_measured_traffic():
+    topo = load_topology("abilene")
+    quick = Protocol.for_run(300, quick=True)
+    day = quick.season_steps
+    long_tr = sine_traffic(topo, n_steps=quick.n_steps + 2 * day + day // 2, seed=5)
+    p = Protocol.fit(300, long_tr.n_steps, quick=True)  # 2.5 days to spare: 3 windows
+    starts = []
+    for seed in range(5):
+        tr = SeedTask(seed, topo, long_tr, ("drastic",), p).traffic_for_seed()
+        assert tr.n_steps == p.n_steps
+        start = int(np.searchsorted(long_tr.timestamps, tr.timestamps[0]))
+        assert np.array_equal(tr.demands_bps, long_tr.demands_bps[start : start + p.n_steps])
+        starts.append(start // day)
+    assert starts == [0, 1, 2, 0, 1]
 
 
 # -- statistics -------------------------------------------------------------------------
