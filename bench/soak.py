@@ -536,7 +536,13 @@ def run_soak(cfg: SoakConfig, say: Callable[[str], None] = _say) -> SoakResult:
         for t in threads:
             t.start()
         time.sleep(cfg.warmup)
-        # and until the engine's first tick is done: it builds every link's models
+        # and until every link exists (the dashboards wait for it) and the engine's first
+        # tick is done: it builds every link's models
+        while not stats.all_pushed.is_set():
+            servers.check_alive()
+            if stats.all_pushed.wait(1):
+                break
+            say("waiting for the first round of writes to be acknowledged")
         while not servers.ticks():
             servers.check_alive()
             time.sleep(1)

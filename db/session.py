@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -24,7 +25,8 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int = 5) -> Engine:
-    return create_engine(
+    """An engine whose connections work in UTC (see :func:`_utc`) with JIT off."""
+    engine = create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -37,6 +39,21 @@ def make_engine(url: str, *, pool_size: int = 8, connect_timeout: int = 5) -> En
             "options": "-c jit=off",
         },
     )
+    event.listen(engine, "connect", _utc)
+    return engine
+
+
+def _utc(dbapi_connection: Any, _record: Any) -> None:
+    """Set the session's time zone to UTC on every new connection.
+
+    PostgreSQL hands ``timestamptz`` values over in the session's zone: on a server whose
+    ``timezone`` is not UTC (Debian's initdb takes the host's), or with ``PGTZ`` set in
+    the environment (libpq applies it after the startup options), every time in the API
+    would read ``+01:00`` instead of ``Z``. Committed, so that the pool's rollback on
+    return does not undo it.
+    """
+    dbapi_connection.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.commit()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

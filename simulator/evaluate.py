@@ -995,6 +995,11 @@ class SeedTask:
         p = self.protocol
         if self.traffic is not None:
             start = p.window_start(self.seed)
+            if start + p.n_steps > self.traffic.n_steps:
+                raise ValueError(
+                    f"the protocol takes {p.n_steps} steps from step {start}; the traffic "
+                    f"has {self.traffic.n_steps} (a protocol made for other traffic?)"
+                )
             return self.traffic.slice(start, start + p.n_steps)
         return sine_traffic(
             self.topology, n_steps=p.n_steps, step_seconds=p.step_seconds, seed=self.seed

@@ -248,11 +248,15 @@ def _traffic_span(outcomes: Sequence[SeedOutcome]) -> str:
 def _same_or_own_window(outcomes: Sequence[SeedOutcome]) -> str:
     """How the seeds share measured traffic: one window for all, or one each."""
     starts = sorted({o.first_ts for o in outcomes})
+    if len(outcomes) == 1:
+        return f"; its window of the traffic starts {_utc(starts[0])}"
     if len(starts) == 1:
         return "; the traffic is the same for every seed"
     return (
-        f"; each seed's window of the traffic starts on its own day"
-        f" ({len(starts)} different starts, {_utc(starts[0])} to {_utc(starts[-1])})"
+        f"; each seed takes a window of the traffic, whole days apart: {len(starts)} different"
+        f" starts over {len(outcomes)} seeds, {_utc(starts[0])} to {_utc(starts[-1])};"
+        " windows overlap and seeds beyond the number of starts repeat a window, so the"
+        " seeds are not fully independent repetitions of the traffic"
     )
 
 

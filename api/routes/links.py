@@ -43,7 +43,7 @@ def links_latest(
     session: SessionDep,
     _: ReaderDep,
     model: Literal["liquid", "incremental", "persistence", "seasonal", "hybrid"] = "hybrid",
-) -> LinksLatestPublic:
+) -> Response:
     """Every link's newest sample and the peak of the model's newest forecast, in one call
     (what a network overview needs)."""
     rows = queries.links_latest(session=session, model=model)

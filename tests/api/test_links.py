@@ -66,6 +66,9 @@ def test_links_latest_gives_each_links_newest_sample(client, tokens):
     batch = [sample(link="a>b", ts=f"2026-01-01T00:0{m}:00Z", value=m) for m in range(3)]
     batch.append(sample(link="c>d", ts="2026-01-01T00:00:00Z", value=7))
     assert client.post("/api/v1/telemetry", json={"samples": batch}, headers=h).status_code == 200
+    quiet = {"name": "e>f", "src": "e", "dst": "f", "capacity_bps": 1e9}
+    admin = auth(tokens["admin"])
+    assert client.post("/api/v1/links", json=quiet, headers=admin).status_code == 201
     r = client.get("/api/v1/links/latest", headers=h)
     assert r.status_code == 200
     # serialised without the response model: it must still be the documented shape
@@ -73,9 +76,15 @@ def test_links_latest_gives_each_links_newest_sample(client, tokens):
     for d in r.json()["data"]:
         assert set(d) == set(LinkLatestPublic.model_fields)
         LinkLatestPublic.model_validate(d)
+        assert all(d[k] is None or d[k].endswith("Z") for k in ("ts", "issued_at"))
     rows = {d["name"]: d for d in r.json()["data"]}
     assert (rows["a>b"]["ts"], rows["a>b"]["value_bps"]) == ("2026-01-01T00:02:00Z", 2.0)
     assert rows["c>d"]["value_bps"] == 7.0
+    assert (rows["e>f"]["ts"], rows["e>f"]["value_bps"], rows["e>f"]["capacity_bps"]) == (
+        None,
+        None,
+        1e9,
+    )
     assert rows["a>b"]["peak_bps"] is None  # no engine ran: no forecast yet
     assert (
         client.get("/api/v1/links/latest", params={"model": "nope"}, headers=h).status_code == 422

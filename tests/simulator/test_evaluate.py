@@ -110,7 +110,7 @@ def test_protocol_windows_are_fixed_durations():
     assert full.failure_step == 2016 and full.n_steps == 2304
     assert (quick.failure_step, quick.n_steps) == (288, 360)
     assert Protocol.for_run(60, quick=False).pre_steps == 1440
-    # a long file gets the standard protocol, cut to 8 days
+    # a long file gets the standard protocol: 8 days of it per seed
     assert Protocol.fit(300, 4032) == Protocol(300, 1728, 288, 288, False, 4032)
     assert not Protocol.fit(300, 4032).shortened
 
@@ -137,6 +137,9 @@ def test_protocol_is_sized_to_a_short_file(step_seconds, available, expected):
     assert p.retrain_window <= p.warmup_steps
     if p.shortened:
         assert f"{available} steps" in p.describe() and "sized to the traffic" in p.describe()
+    # a file with less than a day to spare is one window, the same for every seed
+    if available - p.n_steps < p.season_steps:
+        assert {p.window_start(s) for s in range(10)} == {0}
 
 
 def test_retrain_schedules_scale_only_when_the_warmup_is_short():
@@ -590,3 +593,19 @@ def test_a_known_failure_removes_most_of_the_jump(known_runs):
         assert rows["reroute"]["rmse_post_1h"] < rows["persistence"]["rmse_post_1h"]
     assert np.mean(ratio["reroute_persistence"]) < 0.35
     assert np.mean(ratio["reroute"]) < 0.5
+
+
+def test_the_report_says_how_the_seeds_share_measured_traffic():
+    from types import SimpleNamespace
+
+    from simulator.report import _same_or_own_window
+
+    day = 86_400
+    t0 = 1_078_099_200  # 2004-03-01
+    seeds = [SimpleNamespace(first_ts=t0 + day * (s % 7)) for s in range(10)]
+    text = _same_or_own_window(seeds)
+    assert "7 different starts over 10 seeds" in text
+    assert "2004-03-01" in text and "2004-03-07" in text and "not fully independent" in text
+    same = [SimpleNamespace(first_ts=t0) for _ in range(3)]
+    assert _same_or_own_window(same) == "; the traffic is the same for every seed"
+    assert "starts 2004-03-04" in _same_or_own_window([SimpleNamespace(first_ts=t0 + 3 * day)])
