@@ -94,22 +94,26 @@ def _settled_ratio(run: dict[str, np.ndarray], span: slice) -> float:
     return float(np.nanmean(run["liquid"][span]) / np.nanmean(run["frozen"][span]))
 
 
-def test_adaptation_does_no_harm_after_a_shift(liquid_runs: list[dict[str, np.ndarray]]) -> None:
-    """Adapting through a shift that changes every link's level and daily shape.
+def test_adaptation_beats_the_same_network_frozen_after_a_shift(
+    liquid_runs: list[dict[str, np.ndarray]],
+) -> None:
+    """Adapting through a shift that changes every link's level and daily shape settles
+    lower than the same network frozen at the shift, on average and on every seed.
 
-    The first version unlearned during the seasons when the season-ago context was
-    wrong and settled 2 to 4 times above the frozen copy for several seasons; the
-    gate on windows whose season did not hold, and the reservoir of past windows,
-    stop that. Measured over seeds 0-4: settled ratio adapting/frozen 0.89 to 1.09,
-    mean 0.99; in the 2nd to 4th season after the shift 0.8 to 1.1. The issue's target
-    (at least 10 % lower on average) is not met: the frozen copy already re-anchors
-    through the seasonal context (see bench/results/README.md).
+    The issue's target: at least 10 % lower on average, no seed worse. Measured with
+    the constant learning rate (forecaster/liquid.py), seeds 0-4: 0.75 to 0.95, mean
+    0.86 (seeds 5-9, not used to choose it: 0.72 to 0.96). The bounds below leave a
+    margin for another machine's floating point: mean at most 0.92, no seed more than
+    2 % above frozen. Before (a rate decaying to a quarter): 0.89 to 1.09, mean 0.99,
+    which fails both. The first version, without the gate on windows whose season did
+    not hold, settled 2 to 4 times above frozen for several seasons: the transition
+    (2nd to 4th season after the shift) must not be worse on average.
     """
     settled = [_settled_ratio(r, slice(T + SETTLED, None)) for r in liquid_runs]
-    assert np.mean(settled) <= 1.05, settled
-    assert max(settled) <= 1.25, settled
+    assert np.mean(settled) <= 0.92, settled
+    assert max(settled) <= 1.02, settled
     transition = [_settled_ratio(r, slice(T + 2 * P, T + 4 * P)) for r in liquid_runs]
-    assert np.mean(transition) <= 1.25, transition
+    assert np.mean(transition) <= 1.0, transition
 
 
 @pytest.fixture(scope="module")
