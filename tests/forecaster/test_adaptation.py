@@ -43,7 +43,7 @@ def ape_per_step(model, ys: np.ndarray, start: int = 0) -> np.ndarray:
 
 
 #: Seeds of the repetitions (series, weights and sampling all change with the seed).
-SEEDS = range(5)
+SEEDS = range(10)
 #: Steps after the shift from which the error counts as settled.
 SETTLED = 100
 
@@ -74,7 +74,7 @@ def liquid_runs() -> list[dict[str, np.ndarray]]:
 
 
 def test_liquid_recovers_after_the_shift(liquid_runs: list[dict[str, np.ndarray]]) -> None:
-    """Measured 44 to 46 steps on every seed (stated bound 120)."""
+    """Measured 45 to 46 steps on seeds 0-4 (stated bound 120)."""
     for seed, run in zip(SEEDS, liquid_runs, strict=True):
         ttc = time_to_convergence(run["liquid"], T, tolerance=1.5, window=20, baseline_steps=100)
         assert ttc is not None and ttc <= RECOVERY_STEPS, (seed, ttc)
@@ -100,18 +100,19 @@ def test_adaptation_beats_the_same_network_frozen_after_a_shift(
     """Adapting through a shift that changes every link's level and daily shape settles
     lower than the same network frozen at the shift, on average and on every seed.
 
-    The issue's target: at least 10 % lower on average, no seed worse. Measured with
-    the constant learning rate (forecaster/liquid.py), seeds 0-4: 0.75 to 0.95, mean
-    0.86 (seeds 5-9, not used to choose it: 0.72 to 0.96). The bounds below leave a
-    margin for another machine's floating point: mean at most 0.92, no seed more than
-    2 % above frozen. Before (a rate decaying to a quarter): 0.89 to 1.09, mean 0.99,
-    which fails both. The first version, without the gate on windows whose season did
-    not hold, settled 2 to 4 times above frozen for several seasons: the transition
-    (2nd to 4th season after the shift) must not be worse on average.
+    Issue 9's target, asserted as it is stated, over seeds 0-9: at least 10 % lower on
+    average, no seed worse. Measured with the constant learning rate
+    (forecaster/liquid.py): 0.72 to 0.96, mean 0.87 (the rate was chosen on seeds 0-2;
+    3-9 were run after). The margin for another machine's floating point is what the
+    measurement leaves: 0.03 on the mean, 0.04 on the worst seed. Before (a rate
+    decaying to a quarter): 0.88 to 1.09, mean 0.98, four seeds worse: it fails. The
+    first version, without the gate on windows whose season did not hold, settled 2 to
+    4 times above frozen for several seasons: the transition (2nd to 4th season after
+    the shift, measured 0.80 to 1.00, mean 0.93) must not be worse on average.
     """
     settled = [_settled_ratio(r, slice(T + SETTLED, None)) for r in liquid_runs]
-    assert np.mean(settled) <= 0.92, settled
-    assert max(settled) <= 1.02, settled
+    assert np.mean(settled) <= 0.90, settled
+    assert max(settled) <= 1.0, settled
     transition = [_settled_ratio(r, slice(T + 2 * P, T + 4 * P)) for r in liquid_runs]
     assert np.mean(transition) <= 1.0, transition
 

@@ -51,3 +51,24 @@ def test_replayed_window_has_the_features_seen_live(monkeypatch: pytest.MonkeyPa
         want = (ys[step + 1 : step + 1 + H] - ys[step]).T / now[:, None]
         assert bool(tmask.all())
         np.testing.assert_allclose(target.numpy(), want, rtol=0.01, atol=0.03)
+
+
+def test_a_checkpoint_from_before_the_constant_rate_takes_it() -> None:
+    """A model pickled when the rate decayed by default (and one from before the floor
+    existed) loads, forecasts the same, and learns at the full rate from then on."""
+    rng = np.random.default_rng(0)
+    m = LiquidForecaster(n_links=2, horizon=4, units=8, window=8, season_steps=12, seed=0)
+    m.lr_decay_seasons = 1.0  # what every checkpoint of that time held
+    for _ in range(60):
+        m.observe(1e9 + 1e7 * rng.standard_normal(2))
+    assert m._opt.param_groups[0]["lr"] < m.lr  # decayed
+    before = m.forecast()
+    del m._constant_rate_era, m.lr_floor  # attributes such a checkpoint lacks
+    old = LiquidForecaster.from_bytes(m.to_bytes())
+    np.testing.assert_array_equal(old.forecast(), before)
+    assert old.lr_decay_seasons is None and old.lr_floor == 0.25
+    old.observe(1e9 + 1e7 * rng.standard_normal(2))
+    assert old._opt.param_groups[0]["lr"] == old.lr
+    # a model made now keeps what it was given through a save and load
+    kept = LiquidForecaster(n_links=2, horizon=4, season_steps=12, lr_decay_seasons=2.0)
+    assert LiquidForecaster.from_bytes(kept.to_bytes()).lr_decay_seasons == 2.0
