@@ -223,7 +223,7 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
             wait_for("the follower to start", lambda: waiting(engines[-1]), 60)
             time.sleep(STEP)
 
-            kills: list[tuple[datetime, datetime, float, str]] = []
+            kills: list[tuple[datetime, datetime, float, float, str]] = []
             for i in range(KILLS):
                 leader = _leader(engines)
                 holder = _lock_holder_port(conn)
@@ -237,6 +237,15 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
                 if i == KILLS - 1:  # and cleared around the last one
                     conn.execute("UPDATE link SET capacity_bps = 1e12 WHERE name = %s", (HOT,))
                 t_kill, query = _kill_mid_tick(conn, leader, db_port)
+                # takeover: another engine holds the leader's lock (it tries on every
+                # grid tick; PostgreSQL frees the lock when the dead client's socket closes)
+                wait_for(
+                    "another engine to take the lead",
+                    lambda old=holder: _lock_holder_port(conn) not in (None, old),
+                    30,
+                    every=0.02,
+                )
+                took = (time.time() - t_kill) / STEP
                 spare = start_engine()  # the next kill's follower, starting meanwhile
                 kill_bucket = _at(_floor(t_kill))
                 target = kill_bucket + timedelta(seconds=2 * STEP)
@@ -247,7 +256,7 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
                     60,
                 )
                 reached = time.time()
-                kills.append((kill_bucket, target, (reached - t_kill) / STEP, query))
+                kills.append((kill_bucket, target, took, (reached - t_kill) / STEP, query))
                 wait_for("a new follower to start", lambda: waiting(spare), 60)  # noqa: B023
                 time.sleep(STEP)
 
@@ -325,11 +334,15 @@ def _check(conn: psycopg.Connection, kills, ids: dict[str, int], last: datetime)
         f" unexpected {len(f_extra)}; errors stored {sum(e_got.values())},"
         f" missing {len(e_missing)}, doubled {e_doubled}"
     )
-    for kill_bucket, target, steps, query in kills:
+    for kill_bucket, target, took, steps, query in kills:
         print(
-            f"  killed in bucket {kill_bucket:%H:%M:%S} during {query!r}:"
-            f" issued at {target:%H:%M:%S} {steps:.1f} steps after the kill"
+            f"  killed in bucket {kill_bucket:%H:%M:%S} during {query!r}: the follower led"
+            f" {took:.2f} steps after the kill; issued at {target:%H:%M:%S} (2 steps on)"
+            f" {steps:.1f} steps after the kill"
         )
+    # the issue: takes over within two steps (measured on a quiet machine: README);
+    # one step more here for a machine shared with other work
+    assert all(took <= 3 for _, _, took, _, _ in kills), kills
     assert not f_missing, f_missing[:10]
     assert f_doubled == 0 and not f_extra
     assert not e_missing, e_missing[:10]
