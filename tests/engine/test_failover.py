@@ -85,6 +85,44 @@ class Feeder(threading.Thread):
             self.error = exc
 
 
+class Load(threading.Thread):
+    """Ingest load on the same database while the engines tick and are killed: about
+    ``rate`` samples/s of the same links (their bucket's value, so the buckets' means
+    do not move), by COPY in batches every 0.1 s, as the API would store them."""
+
+    def __init__(self, url: str, ids: dict[str, int], rate: int = 10_000) -> None:
+        super().__init__(daemon=True)
+        self.url, self.ids, self.per_batch = url, ids, max(1, rate // 10 // N_LINKS)
+        self.stop = threading.Event()
+        self.written = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self.stop.is_set():
+                    now = time.time()
+                    bucket = _floor(now)
+                    step = int(bucket // STEP)
+                    feeder_ts = bucket + STEP / 4  # the feeder's sample: not this one's
+                    stamps = [
+                        t
+                        for t in (round(now - j * 1e-4, 6) for j in range(self.per_batch))
+                        if t >= bucket and t != feeder_ts
+                    ]
+                    with conn.cursor().copy(
+                        "COPY sample (link_id, ts, value_bps) FROM STDIN"
+                    ) as copy:
+                        for k in range(N_LINKS):
+                            value = _load(k, step)
+                            for t in stamps:
+                                copy.write_row((self.ids[f"f{k}>g{k}"], _at(t), value))
+                    self.written += N_LINKS * len(stamps)
+                    self.stop.wait(0.1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
 class Receiver:
     """A webhook receiver: every delivery (its id and status) it was sent."""
 
@@ -183,6 +221,7 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
     )
     engines: list[Proc] = []
     feeder: Feeder | None = None
+    load: Load | None = None
 
     def start_engine() -> Proc:
         n = len(engines)
@@ -215,6 +254,8 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
             for j in range(20, 0, -1):  # some history: the first leader learns from it
                 feeder.write(conn, now - j * STEP)
             feeder.start()
+            load = Load(url, ids)
+            load.start()
 
             first = start_engine()
             wait_for("a leader", lambda: "this engine leads" in first.text(), 60)
@@ -261,9 +302,13 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
                 time.sleep(STEP)
 
             time.sleep(2 * STEP)
+            load.stop.set()
+            load.join(timeout=10)
+            assert load.error is None, load.error
             feeder.stop.set()
             feeder.join(timeout=10)
             assert feeder.error is None, feeder.error
+            print(f"\nload: {load.written:,} samples written beside the engines")
             last = _at(feeder.last_bucket)
             wait_for(
                 "the last bucket's forecasts",
@@ -286,6 +331,8 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
             _check(conn, kills, ids, last)
             _check_alerts(conn, receiver, ids)
     finally:
+        if load is not None:
+            load.stop.set()
         if feeder is not None:
             feeder.stop.set()
         for p in engines:
