@@ -206,11 +206,11 @@ class KnownFailures:
         # nothing for loads measured wholly under it: they carry the re-route already).
         # est.shift_bps is already failed-routing minus every-link-up routing of the same
         # demands: only the part the measured routing had moved is taken back.
-        moved = est.shift_bps
+        delta = shift
         if measured_down:
             x = est.demands_bps
-            moved = moved + routing.loads(x) - routing.fail(measured_down).loads(x)
-        delta = est.on_links(moved, names)
+            taken_back = routing.loads(x) - routing.fail(measured_down).loads(x)
+            delta = shift + est.on_links(taken_back, names)
         self._reference = np.where(mask, 0.0, np.maximum(loads_bps + delta, 0.0))
         return est, shift
 

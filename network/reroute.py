@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -270,10 +271,15 @@ class FailureShift:
         """
         return self.on_links(self.shift_bps, names), self.on_links(self.down, names)
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        """Link name -> its position in ``link_names`` (built once per estimate)."""
+        return {n: i for i, n in enumerate(self.link_names)}
+
     def on_links(self, values: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """``values``, ``(L,)`` in the topology's link order, in the order of ``names``:
         ``(n,)``, 0 (False) for a name the topology does not hold."""
-        index = {n: i for i, n in enumerate(self.link_names)}
+        index = self._index
         at = np.array([index.get(n, -1) for n in names], dtype=np.int64)
         known = at >= 0
         out = np.zeros(len(at), dtype=np.asarray(values).dtype)
