@@ -86,13 +86,10 @@ from sqlalchemy.orm import Session
 
 from db.topology import link_records, open_failures
 from network.records import build_topology
-from network.reroute import FailureShift, failure_shift
+from network.reroute import FailureShift, failure_shift, scale_shift
 from network.routing import Routing, route
 
 log = logging.getLogger(__name__)
-
-#: Re-estimate the shift from each bucket measured wholly under the failure.
-REFRESH = True
 
 
 class KnownFailures:
@@ -204,14 +201,8 @@ class KnownFailures:
         # measured plus what moves between the routing it was measured under and the one
         # with every failure down (the whole shift for loads measured before the failure,
         # nothing for loads measured wholly under it: they carry the re-route already).
-        # est.shift_bps is already failed-routing minus every-link-up routing of the same
-        # demands: only the part the measured routing had moved is taken back.
-        delta = shift
-        if measured_down:
-            x = est.demands_bps
-            taken_back = routing.loads(x) - routing.fail(measured_down).loads(x)
-            delta = shift + est.on_links(taken_back, names)
-        self._reference = np.where(mask, 0.0, np.maximum(loads_bps + delta, 0.0))
+        moved = est.on_links(est.measured_shift_bps, names)
+        self._reference = np.where(mask, 0.0, np.maximum(loads_bps + moved, 0.0))
         return est, shift
 
     def scaled(self, loads_bps: np.ndarray) -> np.ndarray | None:
@@ -227,7 +218,4 @@ class KnownFailures:
             self._base = np.r_[self._base, np.zeros(extra)]
             self._reference = np.r_[self._reference, np.full(extra, np.nan)]
             self.down = np.r_[self.down, np.zeros(extra, dtype=bool)]
-        both = np.isfinite(loads_bps) & np.isfinite(self._reference) & ~self.down
-        then = float(self._reference[both].sum())
-        ratio = float(loads_bps[both].sum()) / then if then > 0 else 1.0
-        return self._base * ratio
+        return scale_shift(self._base, self._reference, self.down, loads_bps)

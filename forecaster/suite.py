@@ -51,7 +51,7 @@ Known failures: a counterfactual shift (issue 10)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,11 @@ from forecaster.hybrid import HybridForecaster
 from forecaster.incremental import IncrementalForecaster
 from forecaster.intervals import AdaptiveConformal
 from forecaster.liquid import LiquidForecaster
+
+#: Bounds of the ratio by which a known failure's shift follows a model's forecast of
+#: the traffic over the horizon (:meth:`_Reroute.ratio`): a forecast that strays far
+#: from its own next step does not take the shift with it.
+SHIFT_AHEAD_RANGE = (0.5, 2.0)
 
 
 @dataclass
@@ -284,7 +289,7 @@ class ModelSuite(Stateful):
         residuals = self._hybrid.last_residuals
         drift_residuals = residuals[self.monitor][:, 0]
         if shifted:  # score the forecasts as issued against the real loads
-            issued = {k: self._matured_as_issued(m) for k, m in made.items()}
+            issued = {k: self._matured_as_issued(k, m) for k, m in made.items()}
             residuals = {
                 k: np.where(observed[:, None], values[:, None] - f, np.nan)
                 for k, f in issued.items()
@@ -294,31 +299,42 @@ class ModelSuite(Stateful):
         events, rerouted, resolved = self._drift.update(
             self._t, x, seen, drift_residuals, seasonal=season_ago
         )
-        forecasts, lower, upper = self._issue()
-        self._issued = [reroute, *self._issued[:-1]]
+        forecasts, lower, upper, ratios = self._issue()
+        issued = None if reroute is None else replace(reroute, ratios=ratios)
+        self._issued = [issued, *self._issued[:-1]]
         out = StepOutput(self._t, forecasts, lower, upper, residuals, events, rerouted, resolved)
         self._t += 1
         return out
 
-    def _matured_as_issued(self, made: np.ndarray) -> np.ndarray:
-        """``made`` ``(n_links, H)`` (column ``h-1`` issued ``h`` steps ago) as issued."""
+    def _matured_as_issued(self, model: str, made: np.ndarray) -> np.ndarray:
+        """``made`` ``(n_links, H)``, ``model``'s forecasts maturing now (column ``h-1``
+        issued ``h`` steps ago), as issued."""
         out = made.copy()
         for h, r in enumerate(self._issued):
             if r is not None:
-                out[:, h] = r.apply(made[:, h])
+                ratio = 1.0 if r.ratios is None or model not in r.ratios else r.ratios[model][h]
+                out[:, h] = r.apply(made[:, h], ratio)
         return out
 
-    def _issue(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _issue(
+        self,
+    ) -> tuple[
+        dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]
+    ]:
+        """Forecasts, lower and upper bounds, and the ratio the shift took at each horizon,
+        by model (no ratios when no failure is known)."""
         made = self._hybrid.forecast_all()
-        forecasts, lower, upper = {}, {}, {}
+        forecasts, lower, upper, ratios = {}, {}, {}, {}
         r = self.reroute
         for k, f in made.items():
             lo, hi = self._intervals[k].interval(f)
             if r is None:
                 forecasts[k], lower[k], upper[k] = f, lo, hi
             else:
-                forecasts[k], lower[k], upper[k] = r.apply(f), r.apply(lo), r.apply(hi)
-        return forecasts, lower, upper
+                ratios[k] = ratio = r.ratio(f)  # the shift follows this model's traffic
+                forecasts[k] = r.apply(f, ratio)
+                lower[k], upper[k] = r.apply(lo, ratio), r.apply(hi, ratio)
+        return forecasts, lower, upper, ratios
 
     def forecast(self) -> dict[str, np.ndarray]:
         """The latest forecasts by model name, as issued (no side effects).
@@ -337,7 +353,7 @@ class ModelSuite(Stateful):
         caller re-issues the forecasts at the failure (or repair) instant, before the
         next measurement.
         """
-        return self._issue()
+        return self._issue()[:3]
 
     @property
     def reroute(self) -> _Reroute | None:
@@ -395,7 +411,8 @@ class ModelSuite(Stateful):
                 raise ValueError("shift_bps must be finite (bit/s)")
             self._shift, self._down = shift, failed
         if reissue and self._t > 0:  # the latest issue now carries the new shift
-            self._issued[0] = self.reroute
+            r = self.reroute
+            self._issued[0] = None if r is None else replace(r, ratios=self._issue()[3])
 
     def retrain(self, names: tuple[str, ...] | None = None) -> dict[str, bool]:
         """Re-fit the incremental models (all, or ``names``) on their latest window."""
@@ -448,15 +465,32 @@ class ModelSuite(Stateful):
 
 @dataclass(frozen=True)
 class _Reroute:
-    """A known failure's shift (bit/s) and failed links, both ``(n_links,)``."""
+    """A known failure's shift (bit/s) and failed links, both ``(n_links,)``; once
+    issued, the ratio each model's shift was scaled by at each horizon (``ratios``,
+    model name -> ``(H,)``; ``None``: 1, as a checkpoint from before it holds)."""
 
     shift_bps: np.ndarray
     down: np.ndarray
+    ratios: dict[str, np.ndarray] | None = None
 
-    def apply(self, f: np.ndarray) -> np.ndarray:
-        """Counterfactual values ``f`` ``(n_links, ...)`` as they will be with the failure."""
+    def ratio(self, f: np.ndarray) -> np.ndarray:
+        """How the traffic moves over the horizon in a model's forecast: ``f`` is its
+        counterfactual point forecast ``(n_links, H)``; returns ``(H,)``, the total of
+        each column over the links up divided by the first column's (1 at ``h = 1``),
+        clipped to :data:`SHIFT_AHEAD_RANGE`."""
+        total = np.nansum(f[~self.down], axis=0)
+        if not total[0] > 0:
+            return np.ones(f.shape[1])
+        return np.clip(total / total[0], *SHIFT_AHEAD_RANGE)
+
+    def apply(self, f: np.ndarray, ratio: np.ndarray | float = 1.0) -> np.ndarray:
+        """Counterfactual values ``f`` ``(n_links, ...)`` as they will be with the failure:
+        the shift times ``ratio`` (one per column of ``f``) added, failed links 0."""
         extra = (slice(None),) + (None,) * (f.ndim - 1)
-        return np.where(self.down[extra], 0.0, np.maximum(f + self.shift_bps[extra], 0.0))
+        shift = self.shift_bps[extra] * ratio
+        return np.where(self.down[extra], 0.0, np.maximum(f + shift, 0.0))
 
     def padded(self, n: int) -> _Reroute:
-        return _Reroute(np.r_[self.shift_bps, np.zeros(n)], np.r_[self.down, np.zeros(n, bool)])
+        return _Reroute(
+            np.r_[self.shift_bps, np.zeros(n)], np.r_[self.down, np.zeros(n, bool)], self.ratios
+        )

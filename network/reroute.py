@@ -42,7 +42,15 @@ from network.demand import tomogravity
 from network.paths import columns, ecmp_loads
 from network.routing import Routing
 
-__all__ = ["FailureShift", "N1Scan", "Reroute", "failure_shift", "n1_scan", "reroute"]
+__all__ = [
+    "FailureShift",
+    "N1Scan",
+    "Reroute",
+    "failure_shift",
+    "n1_scan",
+    "reroute",
+    "scale_shift",
+]
 
 
 @dataclass(frozen=True)
@@ -253,6 +261,13 @@ class FailureShift:
         ``(out, in)``, ``(N,)`` each: the estimated traffic entering and leaving the
         network at each node, bit/s (the next step's gravity prior, see
         :func:`failure_shift`'s ``totals_bps``).
+    measured_shift_bps : numpy.ndarray
+        ``(L,)`` bit/s: the same demands' load with the failed links down minus their
+        load under the routing the loads were measured with (``measured_failed``
+        down). Equal to ``shift_bps`` for loads measured before the failure; 0 where
+        the measured routing had already moved the traffic. The measured loads plus
+        this are what the estimate predicts the same step would have carried with
+        every failed link down: the reference of :func:`scale_shift`.
     """
 
     link_names: tuple[str, ...]
@@ -262,6 +277,7 @@ class FailureShift:
     fit_error: float
     demands_bps: np.ndarray
     totals_bps: tuple[np.ndarray, np.ndarray]
+    measured_shift_bps: np.ndarray
 
     def for_links(self, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``shift_bps`` and ``down`` in the order of ``names``: ``(n,)`` each.
@@ -368,7 +384,7 @@ def failure_shift(
         raise ValueError(f"loads_bps has shape {y.shape}; expected ({n_links},), one per link")
     if np.isinf(y).any() or (y < 0).any():
         raise ValueError("loads_bps must be >= 0 and finite (NaN: not measured)")
-    before = routing.fail(measured_failed)
+    measured = before = routing.fail(measured_failed)
     unused = np.isnan(y) | ~before.alive
     if unused.any():
         # A row of zeros and a load of 0: the equation 0 = 0 constrains nothing.
@@ -379,7 +395,9 @@ def failure_shift(
     x = estimate.demands_bps
     after = routing.fail(failed)
     down = ~after.alive
-    shift = after.loads(x) - routing.loads(x)
+    with_failure = after.loads(x)
+    shift = with_failure - routing.loads(x)
+    measured_shift = shift if measured is routing else with_failure - measured.loads(x)
     lost = routing.routable & ~after.routable
     n = len(topo.nodes)
     moving = routing.origin != routing.dest
@@ -388,5 +406,58 @@ def failure_shift(
         np.bincount(routing.dest, weights=x * moving, minlength=n),
     )
     return FailureShift(
-        topo.link_names, shift, down, float(x[lost].sum()), float(estimate.residual), x, totals
+        topo.link_names,
+        shift,
+        down,
+        float(x[lost].sum()),
+        float(estimate.residual),
+        x,
+        totals,
+        measured_shift,
     )
+
+
+def scale_shift(
+    shift_bps: np.ndarray,
+    reference_bps: np.ndarray,
+    down: np.ndarray,
+    loads_bps: np.ndarray,
+) -> np.ndarray:
+    """A failure's shift, estimated once, scaled to a later step's traffic.
+
+    The shift of a link is the demand that moved onto it, and it follows the
+    traffic through the day; re-estimating it from loads measured under the failure
+    is worse, since those lack the failed links, the very ones that said how much
+    moved (``bench/reroute_shift.py`` measures both). So the shift as estimated is
+    scaled by the step's total load over the total the estimate predicted for the
+    step it was made from, both over the links measured in both and up.
+
+    Parameters
+    ----------
+    shift_bps : numpy.ndarray
+        ``(n,)`` bit/s, the shift as estimated (:attr:`FailureShift.shift_bps`).
+    reference_bps : numpy.ndarray
+        ``(n,)`` bit/s, the loads the estimate predicts, with the failure, for the
+        step it was estimated from: that step's loads plus
+        :attr:`FailureShift.measured_shift_bps`, 0 on the failed links; NaN where
+        not measured.
+    down : numpy.ndarray
+        ``(n,)`` bool, the failed links (left out of both totals).
+    loads_bps : numpy.ndarray
+        ``(n,)`` bit/s, the step measured under the failure; NaN where not measured.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` bit/s; ``shift_bps`` unchanged when the reference total is 0.
+
+    Examples
+    --------
+    >>> scale_shift(np.array([10.0, -10.0]), np.array([100.0, 50.0]),
+    ...             np.array([False, False]), np.array([75.0, 0.0])).tolist()
+    [5.0, -5.0]
+    """
+    both = np.isfinite(loads_bps) & np.isfinite(reference_bps) & ~down
+    then = float(reference_bps[both].sum())
+    ratio = float(loads_bps[both].sum()) / then if then > 0 else 1.0
+    return shift_bps * ratio

@@ -99,14 +99,17 @@ Known failure (issue 10)
     (:meth:`forecaster.suite.ModelSuite.set_reroute`) and its forecasts of ``f - 1``
     are re-issued with it, so its 1-step forecast of ``f`` already knows the failure.
     Its other h-step forecasts that mature after ``f`` were issued before and are
-    scored as issued. While the links are down the shift is re-estimated from the
-    current loads every :data:`REROUTE_REFRESH_SECONDS` (one hour): the shift is the
-    moved demands' load, which follows the daily cycle, so one estimated before the
-    failure drifts through the day. Each estimate is one tomogravity (about 0.5 s on
-    nobel-eu's 756 pairs), so re-estimating every step would cost 288 of them per
-    scenario and seed, more than the models' own post window; the first hour after the
-    failure (``rmse_post_1h``, issue 10's target) is not affected by the choice, it is
-    all forecast with the estimate made at the failure.
+    scored as issued. While the links are down the copy follows the live engine's rule
+    (:mod:`engine.failures`): the shift is estimated once per change of the failed
+    links, scaled to each step measured under the failure by its total load
+    (:func:`network.reroute.scale_shift`), and the forecasts issued after that step
+    are re-issued with it; at each horizon the suite scales it again by the model's
+    own forecast of the traffic (:meth:`forecaster.suite.ModelSuite.set_reroute`).
+    The shift is the moved demands' load, which follows the daily cycle, so one
+    estimated before the failure and held drifts through the day; re-estimating it
+    hourly from the loads measured under the failure (the rule before, commit
+    cccc765) lacks the failed links, the very ones that say how much moved, and each
+    re-estimate was a step change in what the copy's models see.
 
 Speed
     The loads before the failure step are the same in every scenario of a seed (same
@@ -161,7 +164,7 @@ from forecaster import metrics
 from forecaster.base import Forecaster
 from forecaster.incremental import IncrementalForecaster
 from forecaster.suite import ModelSuite
-from network.reroute import failure_shift
+from network.reroute import failure_shift, scale_shift
 from network.routing import Routing, route
 from simulator.estimation import ESTIMATION_COLUMNS, estimation_rows, report_section
 from simulator.failures import ScenarioKind, SimulationResult, experiment
@@ -215,9 +218,6 @@ RETRAIN_WINDOW = 576
 #: The re-route-aware copy's models that are reported: result name -> the copy's model
 #: (see "Known failure" in the module doc).
 REROUTE_MODELS: dict[str, str] = {"reroute": "hybrid", "reroute_persistence": "persistence"}
-#: Re-estimate the re-route's shift from the current loads every this many steps of a
-#: failure (``None``: only once, from the last loads before it); see the module doc.
-REROUTE_REFRESH_SECONDS: int | None = 3600
 
 
 #: Reference models from other libraries, scored beside linkcast's (not combined by the
@@ -665,14 +665,16 @@ def _run_steps(
 class KnownFailure:
     """Tells a suite of a scenario's failures as they happen (the failure known at t = 0).
 
-    Before grid step ``t`` is measured the failed links of step ``t`` are known. When
-    they differ from step ``t - 1``'s (a failure, or a repair), the shift is estimated
-    by :func:`network.reroute.failure_shift` from the loads of ``t - 1`` (measured with
+    The live engine's rule (:mod:`engine.failures`), step by step. Before grid step
+    ``t`` is measured the failed links of step ``t`` are known. When they differ from
+    step ``t - 1``'s (a failure, or a repair), the shift is estimated by
+    :func:`network.reroute.failure_shift` from the loads of ``t - 1`` (measured with
     ``t - 1``'s links down) and set on the suite, which re-issues its latest forecasts
-    with it; nothing down clears it. While links are down, every ``refresh_steps``
-    steps the shift is re-estimated from the load of ``t`` itself and set without
-    re-issuing (the forecast for ``t`` was issued before it): the models see that load
-    less a shift that follows the demands as they move through the day.
+    with it; nothing down clears it. While the same links stay down, the shift is
+    scaled to the total load of each step measured under the failure
+    (:func:`network.reroute.scale_shift`) and the forecasts issued after it are
+    re-issued with the scaled shift, as the engine stores them: the shift follows the
+    demands through the day with one tomogravity per change of the failed links.
 
     Parameters
     ----------
@@ -680,47 +682,31 @@ class KnownFailure:
         The simulation's routing with every link up.
     down_at
         ``(T, L)`` bool: the links down at each step (the scenario's states).
-    refresh_steps
-        ``None``: the shift is estimated once per change of the failed links.
     """
 
     routing: Routing
     down_at: np.ndarray
-    refresh_steps: int | None
     estimates: int = 0
-    _since: int = 0
+    rescaled: int = 0
+    # the shift as estimated, the loads it predicts for the step it was made from, down
+    _scale: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def of(
-        cls, result: SimulationResult, topology: Topology, pairs: Any, protocol: Protocol
-    ) -> KnownFailure:
+    def of(cls, result: SimulationResult, topology: Topology, pairs: Any) -> KnownFailure:
         n_steps = result.loads_bps.shape[0]
         down = np.zeros((n_steps, len(result.link_names)), dtype=bool)
         for start, stop, failed in result.scenario.states(topology, n_steps):
             down[start:stop, sorted(topology.directed(failed))] = True
-        every = REROUTE_REFRESH_SECONDS
-        return cls(
-            route(topology.network, pairs),
-            down,
-            None if every is None else protocol.steps_of(every),
-        )
-
-    def _shift(self, loads: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-        self.estimates += 1
-        fs = failure_shift(
-            self.routing,
-            loads[t],
-            np.flatnonzero(self.down_at[t]).tolist(),
-            measured_failed=np.flatnonzero(self.down_at[t]).tolist(),
-        )
-        return fs.shift_bps, fs.down
+        return cls(route(topology.network, pairs), down)
 
     def update(self, suite: ModelSuite, loads: np.ndarray, t: int) -> bool:
         """Before step ``t``: tell ``suite`` what is known; whether it re-issued its forecasts."""
+        if t == 0:
+            return False
         now = self.down_at[t]
-        if t > 0 and not np.array_equal(now, self.down_at[t - 1]):
-            self._since = 0
+        if not np.array_equal(now, self.down_at[t - 1]):
             if not now.any():
+                self._scale = None
                 suite.set_reroute(None, None)
                 return True
             fs = failure_shift(
@@ -730,13 +716,16 @@ class KnownFailure:
                 measured_failed=np.flatnonzero(self.down_at[t - 1]).tolist(),
             )
             self.estimates += 1
+            measured = np.where(fs.down, 0.0, np.maximum(loads[t - 1] + fs.measured_shift_bps, 0))
+            self._scale = (fs.shift_bps, measured, fs.down)
             suite.set_reroute(fs.shift_bps, fs.down)
             return True
-        if now.any() and self.refresh_steps is not None:
-            self._since += 1
-            if self._since % self.refresh_steps == 0:
-                suite.set_reroute(*self._shift(loads, t), reissue=False)
-        return False
+        if self._scale is None or not now.any():
+            return False
+        shift, reference, down = self._scale
+        self.rescaled += 1
+        suite.set_reroute(scale_shift(shift, reference, down, loads[t - 1]), down)
+        return True
 
 
 def _fits(suite: ModelSuite, models: Sequence[str]) -> tuple[dict[str, int | None], dict[str, int]]:
@@ -1060,7 +1049,7 @@ def run_seed(task: SeedTask, tick: Tick | None = None) -> SeedOutcome:
     samples = ESTIMATION_SAMPLES_QUICK if p.quick else ESTIMATION_SAMPLES
     estimation = estimation_rows(task.topology, tr, results, seed=task.seed, samples=samples)
     known = (
-        {k: KnownFailure.of(r, task.topology, tr.pairs, p) for k, r in results.items()}
+        {k: KnownFailure.of(r, task.topology, tr.pairs) for k, r in results.items()}
         if task.reroute
         else None
     )

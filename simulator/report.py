@@ -43,7 +43,6 @@ from forecaster.metrics import TTC_HOLD_STEPS, TTC_SLACK, TTC_TOLERANCE, TTC_WIN
 from simulator.evaluate import (
     HORIZON,
     LEVEL,
-    REROUTE_REFRESH_SECONDS,
     SCORED_HORIZONS,
     SMOOTH_SECONDS,
     format_seeds,
@@ -472,17 +471,6 @@ def _scenario_tables(
     return lines
 
 
-def _refresh_words(protocol: Protocol) -> str:
-    every = REROUTE_REFRESH_SECONDS
-    if every is None:
-        return "estimated once per failure (not refreshed)"
-    steps = protocol.steps_of(every)
-    return (
-        f"re-estimated from the current loads every {steps} steps "
-        f"({steps * protocol.step_seconds // 60} minutes)"
-    )
-
-
 def _definitions(protocol: Protocol) -> str:
     return f"""\
 - **Seeds**: each seed is an independent repetition; it draws the synthetic traffic's
@@ -535,8 +523,11 @@ def _definitions(protocol: Protocol) -> str:
   estimates the demands from the last loads by tomogravity and routes them with and
   without the failed links; the difference is the shift. The copy's models forecast the
   loads the network would carry without the failure and add the shift back
-  (`ModelSuite.set_reroute`), from the forecasts re-issued at the failure instant on;
-  the shift is {_refresh_words(protocol)}. `reroute` is the copy's hybrid,
+  (`ModelSuite.set_reroute`), from the forecasts re-issued at the failure instant on.
+  As in the live engine, the shift is estimated once per change of the failed links and
+  scaled to each step measured under the failure by its total load
+  (`network.reroute.scale_shift`), and at each horizon by the model's own forecast of
+  the traffic (its total there over its total one step ahead). `reroute` is the copy's hybrid,
   `reroute_persistence` its persistence (the last load, less the shift it was seen
   with, plus the current shift). Before the failure they equal `hybrid` and `persistence`.
   `n_fits` in results.csv: re-fits of an incremental model by the end of the run.

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from forecaster.base import dumps
-from forecaster.suite import ModelSuite
+from forecaster.suite import SHIFT_AHEAD_RANGE, ModelSuite
 
 H = 4
 SEASON = 24
@@ -226,3 +226,46 @@ def test_dropping_scored_only_models_leaves_the_hybrid_unchanged() -> None:
     for name in ("liquid", "hybrid", "unknown"):
         with pytest.raises(ValueError, match="cannot drop"):
             lean.drop_models((name,))
+
+
+def daily(steps: int, swing: float) -> np.ndarray:
+    """``(steps, 4)`` bit/s: the four levels times one daily cycle ``1 - swing * cos``,
+    at its trough at the failure step ``F`` (a whole number of seasons)."""
+    t = np.arange(steps)
+    return LEVELS * (1 - swing * np.cos(2 * np.pi * t / SEASON))[:, None]
+
+
+@pytest.mark.parametrize("swing", [0.3, 0.9])
+def test_the_shift_follows_each_models_traffic_over_the_horizon(swing: float) -> None:
+    """The moved demand follows the traffic: at horizon ``h`` a model's shift is scaled
+    by its own forecast total at ``h`` over its total at ``h = 1`` (1 for persistence,
+    the daily cycle for the seasonal model), within SHIFT_AHEAD_RANGE; and a forecast
+    maturing later is scored as it was issued."""
+    y = daily(F + H, swing)
+    plain = make_suite()
+    run_to_failure(plain, y)
+    made = plain.forecast()  # counterfactual: no shift set yet
+    aware = copy.deepcopy(plain)
+    aware.set_reroute(SHIFT, DOWN)
+    fc, lo, hi = aware.issue()
+    up = ~DOWN
+    for model in ("persistence", "seasonal", "hybrid"):
+        f = made[model]
+        total = f[up].sum(axis=0)
+        ratio = np.clip(total / total[0], *SHIFT_AHEAD_RANGE)
+        np.testing.assert_allclose(fc[model][1], f[1] + SHIFT[1] * ratio, rtol=1e-9)
+        np.testing.assert_allclose(fc[model][2:], f[2:], rtol=1e-9)  # no shift: no change
+        assert (fc[model][0] == 0).all()
+        assert (lo[model] <= fc[model]).all() and (fc[model] <= hi[model]).all()
+    assert (fc["persistence"][1] == fc["persistence"][1, 0]).all()  # flat: ratio 1
+    seasonal = made["seasonal"][up].sum(axis=0)
+    assert not np.allclose(seasonal / seasonal[0], 1.0)  # the cycle is in the horizon
+    if swing > 0.5:  # a cycle this deep leaves the range: the ratio is clipped
+        raw = seasonal / seasonal[0]
+        assert raw.min() < SHIFT_AHEAD_RANGE[0] or raw.max() > SHIFT_AHEAD_RANGE[1]
+    # each forecast is scored, when it matures, against what was issued
+    for h in range(H):
+        out = aware.step(y[F + h])
+        np.testing.assert_allclose(
+            out.residuals["seasonal"][1, h], y[F + h, 1] - fc["seasonal"][1, h], rtol=1e-9
+        )

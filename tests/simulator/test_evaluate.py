@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import simulator.evaluate as evaluate
 from linkcast.cli import app
-from network.reroute import failure_shift
+from network.reroute import failure_shift, scale_shift
 from simulator.estimation import ESTIMATION_COLUMNS
 from simulator.evaluate import (
     MODELS,
@@ -549,7 +549,7 @@ def known_runs() -> list[tuple[evaluate.ScenarioRun, evaluate.KnownFailure]]:
     for seed in range(3):
         tr = SeedTask(seed, topo, None, ("drastic",), p).traffic_for_seed()
         results, _ = build_scenarios(topo, tr, ("drastic",), seed, p)
-        known = {k: evaluate.KnownFailure.of(r, topo, tr.pairs, p) for k, r in results.items()}
+        known = {k: evaluate.KnownFailure.of(r, topo, tr.pairs) for k, r in results.items()}
         runs = evaluate.run_models(results, p, seed, known=known)
         out.append((runs["drastic"], known["drastic"]))
     return out
@@ -572,9 +572,17 @@ def test_the_copy_is_told_of_the_failure_at_its_instant(known_runs):
         expect = np.where(fs.down, 0.0, np.maximum(res.loads_bps[f - 1] + fs.shift_bps, 0.0))
         np.testing.assert_allclose(aware.forecast1[f], expect, rtol=2e-3, atol=1.0)
         np.testing.assert_allclose(plain.forecast1[f], res.loads_bps[f - 1], rtol=2e-3)
-        # the shift is re-estimated once an hour while the links are down
+        # as in the engine, the shift is estimated once and scaled to each step measured
+        # under the failure: the forecast of f + 1 is the load of f, less the shift it
+        # was seen with, plus the shift scaled by the total load of f
         post = len(range(f, p.n_steps))
-        assert known.estimates == 1 + (post - 1) // p.steps_of(evaluate.REROUTE_REFRESH_SECONDS)
+        assert known.estimates == 1 and known.rescaled == post - 1
+        ref = np.where(fs.down, 0.0, np.maximum(res.loads_bps[f - 1] + fs.measured_shift_bps, 0))
+        scaled = scale_shift(fs.shift_bps, ref, fs.down, res.loads_bps[f])
+        assert not np.allclose(scaled, fs.shift_bps)  # the traffic moved between the two
+        seen = np.maximum(res.loads_bps[f] - fs.shift_bps, 0.0)
+        expect = np.where(fs.down, 0.0, np.maximum(seen + scaled, 0.0))
+        np.testing.assert_allclose(aware.forecast1[f + 1], expect, rtol=2e-3, atol=1.0)
 
 
 def test_a_known_failure_removes_most_of_the_jump(known_runs):
