@@ -41,6 +41,16 @@ Known failures: a counterfactual shift (issue 10)
     and the models correct it as they would any level error. A repair clears the shift
     and the models need nothing: they already forecast the intact network.
 
+    The shift is the load of the demands that moved, so it follows the traffic: the
+    caller scales it to each step's total load (:func:`network.reroute.scale_shift`),
+    and over the horizon each model's shift is scaled by that model's own forecast of
+    the traffic, its total over the links up at ``h`` over its total at ``h = 1``
+    (:data:`SHIFT_AHEAD_RANGE` bounds it). Held flat, a shift set at the morning's
+    level is too small for the evening peak an hour ahead, by the whole rise of the
+    moved demands; on nobel-eu's drastic failures (held-out seed 100) the 12-step
+    forecasts of the hybrid told of the failure were 15 % better than persistence
+    with the shift held, 68 % with it scaled ahead (the same hybrid not told: 72 %).
+
     Scoring: the hybrid's weights, the drift detectors and the history ring see the
     counterfactual loads (a drift detected meanwhile is what the known failure does
     *not* explain); the residuals in :class:`StepOutput` and the intervals' calibration
