@@ -5,7 +5,8 @@ until a ``repair`` event of the same link (:func:`db.topology.open_failures`, th
 dashboard's rule). While links are down, the engine gives the model suite a
 counterfactual shift (:meth:`forecaster.suite.ModelSuite.set_reroute`): the models
 work on the loads the network would carry without the failure, and every forecast
-comes back with the re-route's predicted shift added, 0 on the failed links. The
+comes back with the re-route's predicted shift added (at each horizon scaled by the
+model's own forecast of the traffic), 0 on the failed links. The
 shift is :func:`network.reroute.failure_shift`: the demands estimated by tomogravity
 from one grid step of measured loads, routed with and without the failed links over
 the topology linkcast knows (:func:`network.records.build_topology` of the stored
@@ -103,6 +104,9 @@ class KnownFailures:
     def __init__(self) -> None:
         self.applied: frozenset[str] = frozenset()
         self.down: np.ndarray | None = None
+        # when each applied failure began (name -> since): after a partial repair the
+        # repaired links were still down in the bucket the next estimate is made from
+        self._since: dict[str, datetime] = {}
         # the shift as estimated and the loads it predicted for that bucket (suite order,
         # NaN: not measured): each later bucket scales the one by its total over the other
         self._base: np.ndarray | None = None
@@ -130,6 +134,7 @@ class KnownFailures:
         """A repair: nothing is down."""
         self.applied = frozenset()
         self.down = self._base = self._reference = None
+        self._since = {}
 
     def network(self, conn: Connection) -> Routing | None:
         """The routing over the stored links (cached until they change); None if empty."""
@@ -180,8 +185,11 @@ class KnownFailures:
         ``loads_bps``: ``(n,)`` mean load of each of the suite's links (named ``names``)
         over the bucket starting at ``measured_at``, bit/s, NaN where not measured; a
         link counts as down while measured when its failure began at or before
-        ``measured_at``. Returns the estimate and the shift in the suite's order
-        (``(n,)``, bit/s); ``down`` and ``applied`` are updated.
+        ``measured_at``, and so does a link of the failures applied before that is
+        repaired now (a partial repair: its repair is taken to come after the bucket
+        the loads are from; after a restart these are not known and count as up).
+        Returns the estimate and the shift in the suite's order (``(n,)``, bit/s);
+        ``down`` and ``applied`` are updated.
         """
         routing = self._routing
         assert routing is not None
@@ -190,13 +198,15 @@ class KnownFailures:
             [loads_bps[where[n]] if n in where else np.nan for n in routing.topology.link_names]
         )
         y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
-        measured_down = [n for n, since in down.items() if since <= measured_at]
+        repaired = {n: since for n, since in self._since.items() if n not in down}
+        measured_down = [n for n, since in {**repaired, **down}.items() if since <= measured_at]
         t0 = time.perf_counter()
         est = failure_shift(routing, y, sorted(down), measured_failed=measured_down)
         self.estimates += 1
         self.estimate_seconds += time.perf_counter() - t0
         shift, mask = est.for_links(names)
         self.applied, self.down, self._base = frozenset(down), mask, shift
+        self._since = dict(down)
         # The loads the estimate predicts for this bucket under the failure: what was
         # measured plus what moves between the routing it was measured under and the one
         # with every failure down (the whole shift for loads measured before the failure,

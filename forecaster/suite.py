@@ -23,8 +23,9 @@ Known failures: a counterfactual shift (issue 10)
     failure minus predicted load without it, bit/s) and the failed links ``d``
     (:meth:`ModelSuite.set_reroute`). Until it is cleared, every model works on the
     loads the network *would* carry without the failure, ``x = max(y - s, 0)`` with the
-    failed links not observed, and every forecast and interval bound comes back as
-    ``max(f + s, 0)`` (0 on a failed link).
+    failed links not observed, and every forecast and interval bound at horizon ``h``
+    comes back as ``max(f_h + r_h * s, 0)`` (0 on a failed link), ``r_h`` the ratio by
+    which the shift follows the model's traffic (below; 1 at ``h = 1``).
 
     Why a shift of the inputs rather than a ``reroute`` model or a prior the others
     take up: the failure changes the routing, not the demands. What each model learned
@@ -310,8 +311,8 @@ class ModelSuite(Stateful):
             self._t, x, seen, drift_residuals, seasonal=season_ago
         )
         forecasts, lower, upper, ratios = self._issue()
-        issued = None if reroute is None else replace(reroute, ratios=ratios)
-        self._issued = [issued, *self._issued[:-1]]
+        latest = None if reroute is None else replace(reroute, ratios=ratios)
+        self._issued = [latest, *self._issued[:-1]]
         out = StepOutput(self._t, forecasts, lower, upper, residuals, events, rerouted, resolved)
         self._t += 1
         return out
@@ -379,9 +380,12 @@ class ModelSuite(Stateful):
 
         See the module doc. From now on :meth:`step` gives the models
         ``max(y - shift_bps, 0)`` with the ``down`` links not observed, and every
-        forecast and interval bound comes back as ``max(f + shift_bps, 0)``, 0 on the
-        ``down`` links. The latest forecasts count as re-issued with the new shift:
-        :meth:`issue` returns them, and they are scored so at the next step. Call it
+        forecast and interval bound at horizon ``h`` comes back as
+        ``max(f_h + r_h * shift_bps, 0)``, 0 on the ``down`` links, ``r_h`` the model's
+        own forecast total over the links up at ``h`` over its total at ``h = 1``
+        (clipped to :data:`SHIFT_AHEAD_RANGE`). The latest forecasts count as
+        re-issued with the new shift and their ratios: :meth:`issue` returns them, and
+        they are scored so as they mature. Call it
         again whenever the prediction is updated (each step if need be); clear it when
         the failure is repaired.
 
@@ -422,7 +426,10 @@ class ModelSuite(Stateful):
             self._shift, self._down = shift, failed
         if reissue and self._t > 0:  # the latest issue now carries the new shift
             r = self.reroute
-            self._issued[0] = None if r is None else replace(r, ratios=self._issue()[3])
+            if r is not None:  # the ratios the re-issued forecasts take
+                made = self._hybrid.forecast_all()
+                r = replace(r, ratios={k: r.ratio(f) for k, f in made.items()})
+            self._issued[0] = r
 
     def retrain(self, names: tuple[str, ...] | None = None) -> dict[str, bool]:
         """Re-fit the incremental models (all, or ``names``) on their latest window."""

@@ -384,7 +384,8 @@ def failure_shift(
         raise ValueError(f"loads_bps has shape {y.shape}; expected ({n_links},), one per link")
     if np.isinf(y).any() or (y < 0).any():
         raise ValueError("loads_bps must be >= 0 and finite (NaN: not measured)")
-    measured = before = routing.fail(measured_failed)
+    measured_down = list(measured_failed)
+    measured = before = routing.fail(measured_down)
     unused = np.isnan(y) | ~before.alive
     if unused.any():
         # A row of zeros and a load of 0: the equation 0 = 0 constrains nothing.
@@ -397,7 +398,7 @@ def failure_shift(
     down = ~after.alive
     with_failure = after.loads(x)
     shift = with_failure - routing.loads(x)
-    measured_shift = shift if measured is routing else with_failure - measured.loads(x)
+    measured_shift = shift if not measured_down else with_failure - measured.loads(x)
     lost = routing.routable & ~after.routable
     n = len(topo.nodes)
     moving = routing.origin != routing.dest
