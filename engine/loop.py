@@ -412,8 +412,9 @@ class LiveEngine:
                 # the forecasts issued at the bucket's start stay as stored (and scored so)
                 self._set_failures(conn, down, bucket - cfg.step, report, reissue=False)
             out = suite.step(y, np.isfinite(y))
-            shift = self._failures.scaled(y)
-            if shift is not None and all(since <= bucket for since in down.values()):
+            under = all(since <= bucket for since in down.values())
+            shift = self._failures.scaled(y, cfg.step) if under else None
+            if shift is not None:
                 # measured wholly under the failure: the shift follows the traffic
                 suite.set_reroute(shift, self._failures.down)
                 fc, lo, up = suite.issue()

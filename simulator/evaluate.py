@@ -671,8 +671,9 @@ class KnownFailure:
     :func:`network.reroute.failure_shift` from the loads of ``t - 1`` (measured with
     ``t - 1``'s links down) and set on the suite, which re-issues its latest forecasts
     with it; nothing down clears it. While the same links stay down, the shift is
-    scaled to the total load of each step measured under the failure
-    (:func:`network.reroute.scale_shift`) and the forecasts issued after it are
+    scaled to the total load of each step measured under the failure, that ratio
+    smoothed over the steps (:func:`network.reroute.scale_shift`), and the forecasts
+    issued after it are
     re-issued with the scaled shift, as the engine stores them: the shift follows the
     demands through the day with one tomogravity per change of the failed links.
 
@@ -686,8 +687,10 @@ class KnownFailure:
 
     routing: Routing
     down_at: np.ndarray
+    step_seconds: float
     estimates: int = 0
     rescaled: int = 0
+    ratio: float = 1.0  # the smoothed ratio of the traffic to the estimate's
     # the shift as estimated, the loads it predicts for the step it was made from, down
     _scale: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -697,7 +700,7 @@ class KnownFailure:
         down = np.zeros((n_steps, len(result.link_names)), dtype=bool)
         for start, stop, failed in result.scenario.states(topology, n_steps):
             down[start:stop, sorted(topology.directed(failed))] = True
-        return cls(route(topology.network, pairs), down)
+        return cls(route(topology.network, pairs), down, result.step_seconds)
 
     def update(self, suite: ModelSuite, loads: np.ndarray, t: int) -> bool:
         """Before step ``t``: tell ``suite`` what is known; whether it re-issued its forecasts."""
@@ -716,6 +719,7 @@ class KnownFailure:
                 measured_failed=np.flatnonzero(self.down_at[t - 1]).tolist(),
             )
             self.estimates += 1
+            self.ratio = 1.0
             measured = np.where(fs.down, 0.0, np.maximum(loads[t - 1] + fs.measured_shift_bps, 0))
             self._scale = (fs.shift_bps, measured, fs.down)
             suite.set_reroute(fs.shift_bps, fs.down)
@@ -724,7 +728,10 @@ class KnownFailure:
             return False
         shift, reference, down = self._scale
         self.rescaled += 1
-        suite.set_reroute(scale_shift(shift, reference, down, loads[t - 1]), down)
+        scaled, self.ratio = scale_shift(
+            shift, reference, down, loads[t - 1], ratio=self.ratio, step_seconds=self.step_seconds
+        )
+        suite.set_reroute(scaled, down)
         return True
 
 

@@ -338,7 +338,7 @@ def test_the_shift_scales_to_one_on_the_bucket_it_was_estimated_from(measured_un
     # the next bucket, under the failure, as the estimate predicts it
     y_next = y if measured_under else np.maximum(y + shift, 0.0)
     y_next = np.where(np.isin(names, FAILED), np.nan, y_next)
-    scaled = known.scaled(y_next)
+    scaled = known.scaled(y_next, STEP)
     assert scaled is not None
     np.testing.assert_allclose(scaled, shift, rtol=1e-6, atol=1.0)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from network.reroute import failure_shift, n1_scan, reroute
+from network.reroute import failure_shift, n1_scan, reroute, scale_shift
 from network.routing import route
 from network.topology import Link, Topology
 from simulator.failures import LinkEvent, Scenario, experiment, simulate
@@ -327,3 +327,27 @@ def test_ecmp_loads_equal_the_routing_matrix_entries(seed):
     expected = np.bincount(rows, weights=vals * d[cols], minlength=len(net.links))
     np.testing.assert_allclose(loads, expected, rtol=1e-12, atol=1e-12 * expected.max())
     assert (loads[~alive] == 0).all()
+
+
+def test_the_shift_follows_the_traffic_not_one_steps_noise():
+    """scale_shift: the shift follows the ratio of the total load to the estimate's,
+    smoothed with an hour's time constant: one 5-minute burst moves it by a twelfth of
+    the burst, a lasting change is followed within a few hours, exactly at one step a
+    grid of an hour or more."""
+    shift = np.array([1e8, -1e8, 0.0])
+    reference = np.array([1e9, 1e9, 0.0])
+    down = np.array([False, False, True])
+    burst = np.array([2e9, 2e9, 0.0])  # total doubled for one step
+    one, ratio = scale_shift(shift, reference, down, burst, step_seconds=300)
+    assert ratio == pytest.approx(1 + 1 / 12)
+    np.testing.assert_allclose(one, shift * (1 + 1 / 12))
+    ratio, lasting = 1.0, np.array([1.5e9, 1.5e9, 123.0])  # a failed link's load is ignored
+    for _ in range(12):
+        _, ratio = scale_shift(shift, reference, down, lasting, ratio=ratio, step_seconds=300)
+    assert ratio == pytest.approx(1.5 - 0.5 * (11 / 12) ** 12)  # one time constant
+    for _ in range(12 * 5):
+        _, ratio = scale_shift(shift, reference, down, lasting, ratio=ratio, step_seconds=300)
+    assert ratio == pytest.approx(1.5, rel=1e-2)
+    assert scale_shift(shift, reference, down, burst, step_seconds=3600)[1] == 2.0
+    unknown = np.array([np.nan, np.nan, 0.0])  # nothing measured in both: unchanged
+    assert scale_shift(shift, reference, down, unknown, ratio=1.3, step_seconds=300)[1] == 1.3

@@ -578,7 +578,9 @@ def test_the_copy_is_told_of_the_failure_at_its_instant(known_runs):
         post = len(range(f, p.n_steps))
         assert known.estimates == 1 and known.rescaled == post - 1
         ref = np.where(fs.down, 0.0, np.maximum(res.loads_bps[f - 1] + fs.measured_shift_bps, 0))
-        scaled = scale_shift(fs.shift_bps, ref, fs.down, res.loads_bps[f])
+        scaled, _ = scale_shift(
+            fs.shift_bps, ref, fs.down, res.loads_bps[f], step_seconds=p.step_seconds
+        )
         assert not np.allclose(scaled, fs.shift_bps)  # the traffic moved between the two
         seen = np.maximum(res.loads_bps[f] - fs.shift_bps, 0.0)
         expect = np.where(fs.down, 0.0, np.maximum(seen + scaled, 0.0))
