@@ -101,13 +101,14 @@ Known failure (issue 10)
     Its other h-step forecasts that mature after ``f`` were issued before and are
     scored as issued. While the links are down the copy follows the live engine's rule
     (:mod:`engine.failures`): the shift is estimated once per change of the failed
-    links, scaled to each step measured under the failure by its total load
-    (:func:`network.reroute.scale_shift`), and the forecasts issued after that step
-    are re-issued with it; at each horizon the suite scales it again by the model's
-    own forecast of the traffic (:meth:`forecaster.suite.ModelSuite.set_reroute`).
+    links, scaled to the total load of each step measured under the failure, that
+    ratio smoothed over an hour (:func:`network.reroute.scale_shift`), and the forecasts
+    issued after that step are re-issued with it; at each horizon the suite scales it
+    again by the model's own forecast of the traffic
+    (:meth:`forecaster.suite.ModelSuite.set_reroute`).
     The shift is the moved demands' load, which follows the daily cycle, so one
     estimated before the failure and held drifts through the day; re-estimating it
-    hourly from the loads measured under the failure (the rule before, commit
+    hourly from the loads measured under the failure (the rule until commit
     cccc765) lacks the failed links, the very ones that say how much moved, and each
     re-estimate was a step change in what the copy's models see.
 
@@ -673,9 +674,9 @@ class KnownFailure:
     with it; nothing down clears it. While the same links stay down, the shift is
     scaled to the total load of each step measured under the failure, that ratio
     smoothed over the steps (:func:`network.reroute.scale_shift`), and the forecasts
-    issued after it are
-    re-issued with the scaled shift, as the engine stores them: the shift follows the
-    demands through the day with one tomogravity per change of the failed links.
+    issued after it are re-issued with the scaled shift, as the engine stores them: the
+    shift follows the demands through the day with one tomogravity per change of the
+    failed links.
 
     Parameters
     ----------
