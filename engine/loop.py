@@ -413,7 +413,7 @@ class LiveEngine:
                 self._set_failures(conn, down, bucket - cfg.step, report, reissue=False)
             out = suite.step(y, np.isfinite(y))
             under = all(since <= bucket for since in down.values())
-            shift = self._failures.scaled(y, cfg.step) if under else None
+            shift = self._failures.scaled(y, cfg.step.total_seconds()) if under else None
             if shift is not None:
                 # measured wholly under the failure: the shift follows the traffic
                 suite.set_reroute(shift, self._failures.down)

@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import auth, free_port
 from tests.procs import Proc, database_port, db_client_ports, env_for, wait_for
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(300)  # a hang guard: each wait inside has its own bound
 
 N_LINKS = 10
 N_TS = 100  # per batch: N_LINKS x N_TS samples
