@@ -444,9 +444,9 @@ def scale_shift(
     follows the daily cycle, not each step's measurement noise: it is smoothed
     exponentially with a time constant of :data:`SHIFT_SMOOTHING_SECONDS`. Taken
     raw, a 5-minute burst on one link moved the shift of every other shifted link
-    with it, and on the real Abilene traffic the forecasts told of the failure did
-    worse than persistence once the failure had settled (``linkcast evaluate``,
-    10 seeds; the measurement is in the README).
+    with it: on the real Abilene traffic the forecasts told of the failure had 0.720x
+    persistence's RMSE over the first hour, against 0.625x smoothed (``linkcast
+    evaluate``, 10 seeds, drastic failures).
 
     Parameters
     ----------
