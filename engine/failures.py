@@ -92,7 +92,7 @@ from sqlalchemy.orm import Session
 
 from db.topology import link_records, open_failures
 from network.records import build_topology
-from network.reroute import FailureShift, failure_shift, scale_shift
+from network.reroute import FailureShift, failure_shift, reference_loads, scale_shift
 from network.routing import Routing, route
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class KnownFailures:
         # with every failure down (the whole shift for loads measured before the failure,
         # nothing for loads measured wholly under it: they carry the re-route already).
         moved = est.on_links(est.measured_shift_bps, names)
-        self._reference = np.where(mask, 0.0, np.maximum(loads_bps + moved, 0.0))
+        self._reference = reference_loads(loads_bps, moved, mask)
         return est, shift
 
     def scaled(self, loads_bps: np.ndarray, step_seconds: float) -> np.ndarray | None:

@@ -49,6 +49,7 @@ __all__ = [
     "SHIFT_SMOOTHING_SECONDS",
     "failure_shift",
     "n1_scan",
+    "reference_loads",
     "reroute",
     "scale_shift",
 ]
@@ -422,6 +423,16 @@ def failure_shift(
         totals,
         measured_shift,
     )
+
+
+def reference_loads(
+    loads_bps: np.ndarray, measured_shift_bps: np.ndarray, down: np.ndarray
+) -> np.ndarray:
+    """The loads an estimate predicts, with the failure, for the step it was made from:
+    ``(n,)`` bit/s, that step's ``loads_bps`` plus :attr:`FailureShift.measured_shift_bps`,
+    at least 0, 0 on the ``down`` links, NaN where not measured. The reference of
+    :func:`scale_shift`; all three in one link order."""
+    return np.where(down, 0.0, np.maximum(loads_bps + measured_shift_bps, 0.0))
 
 
 def scale_shift(

@@ -165,7 +165,7 @@ from forecaster import metrics
 from forecaster.base import Forecaster
 from forecaster.incremental import IncrementalForecaster
 from forecaster.suite import ModelSuite
-from network.reroute import failure_shift, scale_shift
+from network.reroute import failure_shift, reference_loads, scale_shift
 from network.routing import Routing, route
 from simulator.estimation import ESTIMATION_COLUMNS, estimation_rows, report_section
 from simulator.failures import ScenarioKind, SimulationResult, experiment
@@ -721,8 +721,8 @@ class KnownFailure:
             )
             self.estimates += 1
             self.ratio = 1.0
-            measured = np.where(fs.down, 0.0, np.maximum(loads[t - 1] + fs.measured_shift_bps, 0))
-            self._scale = (fs.shift_bps, measured, fs.down)
+            reference = reference_loads(loads[t - 1], fs.measured_shift_bps, fs.down)
+            self._scale = (fs.shift_bps, reference, fs.down)
             suite.set_reroute(fs.shift_bps, fs.down)
             return True
         if self._scale is None or not now.any():
