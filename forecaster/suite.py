@@ -39,8 +39,11 @@ Known failures: a counterfactual shift (issue 10)
     forecaster (persistence of the re-routed loads, say) and would lose what the others
     know; a prior that each model "takes up" would need every model to change. What the
     shift gets wrong (an estimation error of the demands) shows as ordinary residuals,
-    and the models correct it as they would any level error. A repair clears the shift
-    and the models need nothing: they already forecast the intact network.
+    and the models correct it as they would any level error, except where the shift is
+    larger than the link's load: there the counterfactual would be clipped at 0, which
+    no model can learn away, so that link's shift gives way to its loads (see
+    :meth:`ModelSuite._give_way`). A repair clears the shift and the models need
+    nothing: they already forecast the intact network.
 
     The shift is the load of the demands that moved, so it follows the traffic: the
     caller scales it to each step's total load (:func:`network.reroute.scale_shift`),
@@ -254,6 +257,8 @@ class ModelSuite(Stateful):
         self._t = 0
         self._shift: np.ndarray | None = None
         self._down: np.ndarray | None = None
+        # the share of each link's shift that its measured loads allow (see _give_way)
+        self._allowed: np.ndarray | None = None
         # the re-route each of the last H issues was made with, newest first
         self._issued: list[_Reroute | None] = [None] * horizon
 
@@ -261,6 +266,7 @@ class ModelSuite(Stateful):
         # a checkpoint from before set_reroute existed: no known failure
         state.setdefault("_shift", None)
         state.setdefault("_down", None)
+        state.setdefault("_allowed", None)
         state.setdefault("_issued", [None] * state["horizon"])
         self.__dict__.update(state)
 
@@ -293,6 +299,7 @@ class ModelSuite(Stateful):
         if reroute is None:
             x, seen = values, observed
         else:
+            reroute = self._give_way(values, observed)
             x = np.maximum(values - reroute.shift_bps, 0.0)
             seen = observed & ~reroute.down
         season_ago = self._history.lag(self.season_steps - 1)  # x[t - season], NaN: unknown
@@ -317,6 +324,33 @@ class ModelSuite(Stateful):
         out = StepOutput(self._t, forecasts, lower, upper, residuals, events, rerouted, resolved)
         self._t += 1
         return out
+
+    def _give_way(self, values: np.ndarray, observed: np.ndarray) -> _Reroute:
+        """Lower the share of a link's shift that its own loads rule out; returns the
+        re-route in force after it.
+
+        A link that carries less than the shift predicted onto it (``y < s``, the
+        estimated demands put more on it than it has) would give the models a
+        counterfactual load clipped at 0 for as long as the failure lasts: they could
+        not learn the error away, and every forecast would stay above the load by the
+        excess (on the real Abilene traffic, one link of one failure over every step of
+        the day after it). So each step a link's share of its shift (1 at the estimate)
+        falls by ``(s - y) / s`` times ``1 / horizon``: an exponential approach with a
+        time constant of the horizon, so that one step's dip moves it a little and an
+        excess that lasts is gone within a few horizons. It only falls, and only on
+        links with a positive shift: a shift that is too small leaves the models a
+        positive level error, which they correct as any other. It is kept while the
+        same links stay down and starts again at 1 when they change.
+        """
+        assert self._shift is not None and self._down is not None
+        if self._allowed is None:
+            self._allowed = np.ones(self.n_links)
+        shift = self._shift * self._allowed
+        over = observed & ~self._down & (self._shift > 0) & (values < shift)
+        if over.any():
+            excess = (shift[over] - values[over]) / self._shift[over]
+            self._allowed[over] = np.maximum(self._allowed[over] - excess / self.horizon, 0.0)
+        return _Reroute(self._shift * self._allowed, self._down)
 
     def _matured_as_issued(self, model: str, made: np.ndarray) -> np.ndarray:
         """``made`` ``(n_links, H)``, ``model``'s forecasts maturing now (column ``h-1``
@@ -372,7 +406,8 @@ class ModelSuite(Stateful):
         """The known failure's shift in force, or ``None``."""
         if self._shift is None or self._down is None:
             return None
-        return _Reroute(self._shift, self._down)
+        allowed = 1.0 if self._allowed is None else self._allowed
+        return _Reroute(self._shift * allowed, self._down)
 
     def set_reroute(
         self, shift_bps: np.ndarray | None, down: np.ndarray | None, *, reissue: bool = True
@@ -380,7 +415,9 @@ class ModelSuite(Stateful):
         """Set (or clear, with both ``None``) the counterfactual shift of a known failure.
 
         See the module doc. From now on :meth:`step` gives the models
-        ``max(y - shift_bps, 0)`` with the ``down`` links not observed, and every
+        ``max(y - shift_bps, 0)`` with the ``down`` links not observed (a link's
+        positive shift scaled down where its loads rule it out, kept while the same
+        links are down: :meth:`_give_way`), and every
         forecast and interval bound at horizon ``h`` comes back as
         ``max(f_h + r_h * shift_bps, 0)``, 0 on the ``down`` links, ``r_h`` the model's
         own forecast total over the links up at ``h`` over its total at ``h = 1``
@@ -413,7 +450,7 @@ class ModelSuite(Stateful):
             If a shape is not ``(n_links,)`` or a shift is not finite.
         """
         if shift_bps is None and down is None:
-            self._shift = self._down = None
+            self._shift = self._down = self._allowed = None
         else:
             n = self.n_links
             shift = np.zeros(n) if shift_bps is None else np.array(shift_bps, dtype=np.float64)
@@ -424,6 +461,8 @@ class ModelSuite(Stateful):
                 raise ValueError(f"down must have shape ({n},), got {failed.shape}")
             if not np.isfinite(shift).all():
                 raise ValueError("shift_bps must be finite (bit/s)")
+            if self._down is None or not np.array_equal(failed, self._down):
+                self._allowed = None  # another failure: all of its shift allowed again
             self._shift, self._down = shift, failed
         if reissue and self._t > 0:  # the latest issue now carries the new shift
             r = self.reroute
@@ -478,6 +517,8 @@ class ModelSuite(Stateful):
         if self._shift is not None and self._down is not None:
             self._shift = np.concatenate([self._shift, np.zeros(n)])
             self._down = np.concatenate([self._down, np.zeros(n, bool)])
+        if self._allowed is not None:
+            self._allowed = np.concatenate([self._allowed, np.ones(n)])
         self._issued = [None if r is None else r.padded(n) for r in self._issued]
 
 
