@@ -1,0 +1,127 @@
+"""Link cuts read off the link loads: which links went down, and when they came back.
+
+A cut cable takes both of its directions to 0 bit/s from one measurement to the next
+(an interface that is down counts nothing). Traffic does not do that by itself: a
+backbone link's load follows the daily cycle, it does not lose 99 % of itself within
+a grid step, and the other direction of the same cable with it. So a link is read as
+cut when, in one step,
+
+- it carried at least :data:`MIN_CARRIED_RATIO` of the mean link load the step
+  before (an idle link says nothing when it reads 0),
+- it now reads at most :data:`CUT_RATIO` of what it carried then,
+- and so does its reverse, where the topology has one and it was measured (a cable
+  fails both ways; one direction at 0 is more often a counter or a collector),
+
+unless more than half of the links that carried traffic read as cut at once: that is
+the collector or the network's edge, not a set of cables, and nothing is inferred.
+A link read as cut is read as repaired once it carries more than :data:`CUT_RATIO` of
+what it carried before the cut. A link not measured in a step (NaN) keeps its state.
+
+Reading cuts off the loads is what an operator's eye does on a load chart; routers
+say it first (an IGP adjacency going down, an SNMP ``linkDown`` trap, ``ifOperStatus``),
+and an operator's ``failure`` event stays the way to tell linkcast of a failure that
+does not show as a cut (a link left up but drained, a partial failure).
+
+Examples
+--------
+>>> from network.topology import Link, Topology
+>>> tri = Topology(("a", "b", "c"), tuple(
+...     Link(s, d) for s, d in ["ab", "ba", "bc", "cb", "ca", "ac"]))
+>>> cuts = CutDetector(tri)
+>>> cuts.update(np.array([5.0, 4.0, 6.0, 6.0, 5.0, 5.0]))
+(frozenset(), frozenset())
+>>> cuts.update(np.array([0.0, 0.0, 11.0, 10.0, 5.0, 5.0]))  # a-b cut both ways
+(frozenset({'a>b', 'b>a'}), frozenset())
+>>> cuts.update(np.array([0.0, 0.0, 12.0, 10.0, 5.0, 5.0]))  # still down
+(frozenset(), frozenset())
+>>> cuts.update(np.array([5.0, 4.0, 6.0, 6.0, 5.0, 5.0]))  # back
+(frozenset(), frozenset({'a>b', 'b>a'}))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from network.topology import Topology
+
+__all__ = ["CUT_RATIO", "MIN_CARRIED_RATIO", "CutDetector"]
+
+#: A link reads as cut at or below this fraction of the load it carried the step before.
+CUT_RATIO = 0.01
+#: ... provided that load was at least this fraction of the mean link load then.
+MIN_CARRIED_RATIO = 0.01
+
+
+class CutDetector:
+    """Cuts and repairs of a topology's links, one step of link loads at a time.
+
+    Parameters
+    ----------
+    topology : Topology
+        The links, in the order of the loads, and which link is which one's reverse.
+
+    Attributes
+    ----------
+    down : numpy.ndarray
+        ``(L,)`` bool, the links read as cut now.
+    """
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        n = len(topology.links)
+        self._reverse = np.array(
+            [-1 if r is None else r for r in (topology.reverse(i) for i in range(n))],
+            dtype=np.int64,
+        )
+        self.down = np.zeros(n, dtype=bool)
+        # the last load each link carried while up (NaN: none yet), bit/s
+        self._carried = np.full(n, np.nan)
+
+    def update(self, loads_bps: np.ndarray) -> tuple[frozenset[str], frozenset[str]]:
+        """Take one step of loads; return the links read as cut in it and as repaired.
+
+        Parameters
+        ----------
+        loads_bps : numpy.ndarray
+            ``(L,)`` mean load of each link over the step, bit/s, in the topology's
+            order; NaN where not measured.
+
+        Returns
+        -------
+        cut, repaired : frozenset of str
+            Link names newly read as cut, and newly read as carrying traffic again.
+
+        Raises
+        ------
+        ValueError
+            If ``loads_bps`` is not ``(L,)`` or holds a negative or infinite load.
+        """
+        y = np.asarray(loads_bps, dtype=float)
+        n = len(self.down)
+        if y.shape != (n,):
+            raise ValueError(f"loads_bps has shape {y.shape}; expected ({n},), one per link")
+        if np.isinf(y).any() or (y < 0).any():
+            raise ValueError("loads_bps must be >= 0 and finite (NaN: not measured)")
+        measured = np.isfinite(y)
+        carried = self._carried
+        up_before = np.isfinite(carried) & ~self.down
+        mean = float(carried[up_before].mean()) if up_before.any() else 0.0
+        busy = up_before & (carried >= MIN_CARRIED_RATIO * mean) & (carried > 0)
+        low = measured & busy & (y <= CUT_RATIO * np.where(busy, carried, 0.0))
+        back = self._reverse
+        has_back = back >= 0
+        back_i = np.where(has_back, back, 0)
+        # the reverse dropped too, is already down, or says nothing (none, not measured)
+        back_ok = ~has_back | low[back_i] | self.down[back_i] | ~measured[back_i]
+        cut = low & back_ok
+        if cut.sum() * 2 > busy.sum():
+            cut[:] = False  # most of the network at once: the collector, not cables
+        repaired = self.down & measured & (y > CUT_RATIO * np.nan_to_num(carried))
+        self.down = (self.down | cut) & ~repaired
+        keep = measured & ~self.down
+        self._carried = np.where(keep, y, carried)
+        names = self.topology.link_names
+        return (
+            frozenset(names[i] for i in np.flatnonzero(cut)),
+            frozenset(names[i] for i in np.flatnonzero(repaired)),
+        )
