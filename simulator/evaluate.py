@@ -112,6 +112,16 @@ Known failure (issue 10)
     cccc765) lacks the failed links, the very ones that say how much moved, and each
     re-estimate was a step change in what the copy's models see.
 
+Cut read off the loads
+    ``detected`` is the hybrid of a third copy, told of nothing: it reads the failure
+    off the loads as the live engine does (:class:`network.cuts.CutDetector`: both
+    directions of a link that carried traffic fall to 0 in one step), so it knows the
+    failure only once step ``f`` is measured. The shift is then estimated from ``f -
+    1`` and set before the models take ``f`` (their forecasts of ``f`` stand as
+    issued, blind), and followed as for ``reroute``. It is what an operator who posts
+    nothing gets. The live engine holds a first 0 back for a bucket (a missed read,
+    :mod:`engine.quality`), so there the cut shows one grid step later than here.
+
 Speed
     The loads before the failure step are the same in every scenario of a seed (same
     traffic, same routing), so the models run over that prefix once per seed; their
@@ -165,6 +175,7 @@ from forecaster import metrics
 from forecaster.base import Forecaster
 from forecaster.incremental import IncrementalForecaster
 from forecaster.suite import ModelSuite
+from network.cuts import CutDetector
 from network.reroute import failure_shift, reference_loads, scale_shift
 from network.routing import Routing, route
 from simulator.estimation import ESTIMATION_COLUMNS, estimation_rows, report_section
@@ -219,6 +230,9 @@ RETRAIN_WINDOW = 576
 #: The re-route-aware copy's models that are reported: result name -> the copy's model
 #: (see "Known failure" in the module doc).
 REROUTE_MODELS: dict[str, str] = {"reroute": "hybrid", "reroute_persistence": "persistence"}
+#: The copy that reads the failure off the loads, as the live engine does (see "Cut read
+#: off the loads" in the module doc): result name -> the copy's model.
+DETECTED_MODELS: dict[str, str] = {"detected": "hybrid"}
 
 
 #: Reference models from other libraries, scored beside linkcast's (not combined by the
@@ -248,6 +262,7 @@ MODELS: tuple[str, ...] = (
     "seasonal",
     "hybrid",
     *REROUTE_MODELS,
+    *DETECTED_MODELS,
 )
 #: Time to convergence: trailing mean, tolerance and hold (see the module doc).
 #: Full protocol: warm-up, then pre and post windows, in days.
@@ -684,11 +699,18 @@ class KnownFailure:
         The simulation's routing with every link up.
     down_at
         ``(T, L)`` bool: the links down at each step (the scenario's states).
+    step_seconds
+        The grid step.
+    reissue
+        Whether the links down at ``t`` are known before ``t`` is measured (an
+        operator's event: the forecasts of ``t - 1`` are re-issued with the shift) or
+        only from ``t``'s loads (:meth:`detected`: those forecasts stand as issued).
     """
 
     routing: Routing
     down_at: np.ndarray
     step_seconds: float
+    reissue: bool = True
     estimates: int = 0
     rescaled: int = 0
     ratio: float = 1.0  # the smoothed ratio of the traffic to the estimate's
@@ -703,6 +725,17 @@ class KnownFailure:
             down[start:stop, sorted(topology.directed(failed))] = True
         return cls(route(topology.network, pairs), down, result.step_seconds)
 
+    @classmethod
+    def detected(cls, result: SimulationResult, topology: Topology, pairs: Any) -> KnownFailure:
+        """The failures as :class:`network.cuts.CutDetector` reads them off the loads,
+        each step's from that step's loads (so known only once it is measured)."""
+        cuts = CutDetector(topology.network)
+        down = np.zeros(result.loads_bps.shape, dtype=bool)
+        for t, y in enumerate(result.loads_bps):
+            cuts.update(y)
+            down[t] = cuts.down
+        return cls(route(topology.network, pairs), down, result.step_seconds, reissue=False)
+
     def update(self, suite: ModelSuite, loads: np.ndarray, t: int) -> bool:
         """Before step ``t``: tell ``suite`` what is known; whether it re-issued its forecasts."""
         if t == 0:
@@ -711,8 +744,8 @@ class KnownFailure:
         if not np.array_equal(now, self.down_at[t - 1]):
             if not now.any():
                 self._scale = None
-                suite.set_reroute(None, None)
-                return True
+                suite.set_reroute(None, None, reissue=self.reissue)
+                return self.reissue
             fs = failure_shift(
                 self.routing,
                 loads[t - 1],
@@ -723,8 +756,8 @@ class KnownFailure:
             self.ratio = 1.0
             reference = reference_loads(loads[t - 1], fs.measured_shift_bps, fs.down)
             self._scale = (fs.shift_bps, reference, fs.down)
-            suite.set_reroute(fs.shift_bps, fs.down)
-            return True
+            suite.set_reroute(fs.shift_bps, fs.down, reissue=self.reissue)
+            return self.reissue
         if self._scale is None or not now.any():
             return False
         shift, reference, down = self._scale
@@ -752,16 +785,19 @@ def run_models(
     seed: int,
     tick: Tick | None = None,
     known: dict[str, KnownFailure] | None = None,
+    detected: dict[str, KnownFailure] | None = None,
 ) -> dict[str, ScenarioRun]:
     """Run every model over every scenario's loads (the shared prefix once when possible).
 
     ``tick(n)`` is called as steps are done (progress). With ``known`` (scenario ->
     :class:`KnownFailure`), a copy of the suite taken just before the failure is told
     of it and run to the end beside the main suite; its :data:`REROUTE_MODELS` are
-    reported.
+    reported. Likewise ``detected`` (:meth:`KnownFailure.detected`), another copy, its
+    :data:`DETECTED_MODELS`.
     """
     tick = tick or (lambda n: None)
     known = known or {}
+    detected = detected or {}
     names = list(results)
     first = results[names[0]]
     n_steps, n_links = first.loads_bps.shape
@@ -791,18 +827,20 @@ def run_models(
             models = result_models(suite.model_names)
             traces = {m: ModelTrace.empty(n_steps, n_links) for m in models}
             _run_steps(suite, res.loads_bps, 0, f, traces, tick)
-        # everything up to the failure is the same for the copy: only the rest costs
-        aware = ModelSuite.from_bytes(state if shared else suite.to_bytes())
+        # everything up to the failure is the same for the copies: only the rest costs
+        at_failure = state if shared else suite.to_bytes()
         _run_steps(suite, res.loads_bps, f, n_steps, traces, tick)
         scenario_models = models
-        if name in known:
+        copies = ((REROUTE_MODELS, known), (DETECTED_MODELS, detected))
+        for reported, told in ((m, k[name]) for m, k in copies if name in k):
+            aware = ModelSuite.from_bytes(at_failure)
             # what the copy does not report and its hybrid does not combine need not run
             combined = aware.models["hybrid"].combine  # type: ignore[attr-defined]
             aware.drop_models(tuple(k for k in aware.models if k not in combined and k != "hybrid"))
-            extra = {m: traces[_result_name(k)].copy() for m, k in REROUTE_MODELS.items()}
-            _run_steps(aware, res.loads_bps, f, n_steps, extra, tick, REROUTE_MODELS, known[name])
+            extra = {m: traces[_result_name(k)].copy() for m, k in reported.items()}
+            _run_steps(aware, res.loads_bps, f, n_steps, extra, tick, reported, told)
             traces.update(extra)
-            scenario_models = (*models, *REROUTE_MODELS)
+            scenario_models = (*scenario_models, *reported)
         seconds = time.perf_counter() - t0 + (prefix_seconds / len(names) if shared else 0)
         every, n_fits = _fits(suite, models)
         runs[name] = ScenarioRun(name, res, traces, scenario_models, every, n_fits, seconds=seconds)
@@ -1006,7 +1044,7 @@ class SeedTask:
     def expected_steps(self) -> int:
         """Model steps this seed takes when every scenario runs (progress)."""
         p = self.protocol
-        copies = 2 if self.reroute else 1  # the re-route-aware copy runs the post window too
+        copies = 3 if self.reroute else 1  # the re-route-aware copies run the post window too
         return p.failure_step + copies * len(self.scenarios) * p.post_steps
 
 
@@ -1056,16 +1094,16 @@ def run_seed(task: SeedTask, tick: Tick | None = None) -> SeedOutcome:
         return SeedOutcome(task.seed, [], skipped, {}, (), *span, time.perf_counter() - started)
     samples = ESTIMATION_SAMPLES_QUICK if p.quick else ESTIMATION_SAMPLES
     estimation = estimation_rows(task.topology, tr, results, seed=task.seed, samples=samples)
-    known = (
-        {k: KnownFailure.of(r, task.topology, tr.pairs) for k, r in results.items()}
-        if task.reroute
-        else None
-    )
+    known = detected = None
+    if task.reroute:
+        topo, pairs = task.topology, tr.pairs
+        known = {k: KnownFailure.of(r, topo, pairs) for k, r in results.items()}
+        detected = {k: KnownFailure.detected(r, topo, pairs) for k, r in results.items()}
     threads = torch.get_num_threads()
     try:
         # Small batched models: one thread is faster and leaves the other cores free.
         torch.set_num_threads(1)
-        runs = run_models(results, p, task.seed, tick=tick, known=known)
+        runs = run_models(results, p, task.seed, tick=tick, known=known, detected=detected)
     finally:
         torch.set_num_threads(threads)
     rows = [row for run in runs.values() for row in score(run, p, task.seed)]

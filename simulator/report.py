@@ -108,6 +108,7 @@ _STYLE = {
     "hybrid": ("tab:red", "-"),
     "reroute": ("tab:purple", "-"),
     "reroute_persistence": ("tab:purple", ":"),
+    "detected": ("tab:brown", "-"),
 }
 
 
@@ -530,6 +531,11 @@ def _definitions(protocol: Protocol) -> str:
   the traffic (its total there over its total one step ahead). `reroute` is the copy's hybrid,
   `reroute_persistence` its persistence (the last load, less the shift it was seen
   with, plus the current shift). Before the failure they equal `hybrid` and `persistence`.
+- **Cut read off the loads** (`detected`): the hybrid of another such copy, told of
+  nothing: it reads the failure off the loads as the live engine does
+  (`network.cuts.CutDetector`: both directions of a busy link fall to 0 in one step),
+  once the first step after the failure is measured, and from then on runs as
+  `reroute` does; its forecasts of that first step stand as issued, blind.
   `n_fits` in results.csv: re-fits of an incremental model by the end of the run.
 """
 

@@ -24,6 +24,7 @@ from linkcast.cli import app
 from network.reroute import failure_shift, scale_shift
 from simulator.estimation import ESTIMATION_COLUMNS
 from simulator.evaluate import (
+    DETECTED_MODELS,
     MODELS,
     REROUTE_MODELS,
     RESULT_COLUMNS,
@@ -166,8 +167,10 @@ def test_too_short_traffic_is_a_clear_error():
 
 def test_models_are_the_suites_in_its_order():
     suite = evaluate._make_suite(3, Protocol.fit(900, 322), seed=0)
-    assert (*evaluate.result_models(suite.model_names), *REROUTE_MODELS) == MODELS
-    assert MODELS[0] == "liquid" and MODELS[-3:] == ("hybrid", "reroute", "reroute_persistence")
+    names = evaluate.result_models(suite.model_names)
+    assert (*names, *REROUTE_MODELS, *DETECTED_MODELS) == MODELS
+    assert MODELS[0] == "liquid"
+    assert MODELS[-4:] == ("hybrid", "reroute", "reroute_persistence", "detected")
     assert [m for m in MODELS if m.startswith("incremental_b")] == [
         "incremental_b72",
         "incremental_b288",
@@ -447,10 +450,10 @@ def test_a_short_user_file_runs_the_full_protocol(tmp_path: Path, user_csv: Path
 def test_a_failed_seed_keeps_the_others(tmp_path: Path, user_csv: Path, monkeypatch):
     real = evaluate.run_models
 
-    def flaky(results, protocol, seed, tick=None, known=None):
+    def flaky(results, protocol, seed, **kw):
         if seed == 1:
             raise RuntimeError("out of luck")
-        return real(results, protocol, seed, tick=tick, known=known)
+        return real(results, protocol, seed, **kw)
 
     monkeypatch.setattr(evaluate, "run_models", flaky)
     out = tmp_path / "run"
@@ -550,16 +553,17 @@ def known_runs() -> list[tuple[evaluate.ScenarioRun, evaluate.KnownFailure]]:
         tr = SeedTask(seed, topo, None, ("drastic",), p).traffic_for_seed()
         results, _ = build_scenarios(topo, tr, ("drastic",), seed, p)
         known = {k: evaluate.KnownFailure.of(r, topo, tr.pairs) for k, r in results.items()}
-        runs = evaluate.run_models(results, p, seed, known=known)
-        out.append((runs["drastic"], known["drastic"]))
+        found = {k: evaluate.KnownFailure.detected(r, topo, tr.pairs) for k, r in results.items()}
+        runs = evaluate.run_models(results, p, seed, known=known, detected=found)
+        out.append((runs["drastic"], known["drastic"], found["drastic"]))
     return out
 
 
 def test_the_copy_is_told_of_the_failure_at_its_instant(known_runs):
     p = Protocol.for_run(300, quick=True)
     f = p.failure_step
-    for run, known in known_runs:
-        assert run.models[-2:] == tuple(REROUTE_MODELS)
+    for run, known, _ in known_runs:
+        assert run.models[-3:] == (*REROUTE_MODELS, *DETECTED_MODELS)
         res = run.result
         aware, plain = run.traces["reroute_persistence"], run.traces["persistence"]
         # before the failure the copy is the main suite
@@ -594,7 +598,7 @@ def test_a_known_failure_removes_most_of_the_jump(known_runs):
     p = Protocol.for_run(300, quick=True)
     f = p.failure_step
     ratio: dict[str, list[float]] = {"reroute_persistence": [], "reroute": []}
-    for run, _ in known_runs:
+    for run, _, _ in known_runs:
         links = list(run.result.target_links)
         jump = np.abs(run.traces["persistence"].residual[f, links, 0]).mean()
         for m in ratio:
@@ -603,6 +607,31 @@ def test_a_known_failure_removes_most_of_the_jump(known_runs):
         assert rows["reroute"]["rmse_post_1h"] < rows["persistence"]["rmse_post_1h"]
     assert np.mean(ratio["reroute_persistence"]) < 0.35
     assert np.mean(ratio["reroute"]) < 0.5
+
+
+def test_the_cut_read_off_the_loads_shifts_the_forecasts_one_step_later(known_runs):
+    """``detected`` is told of nothing: it reads the cut at the failure step itself, so
+    its forecast of that step stands as the blind hybrid issued it, and from the next
+    step on it is the copy told at t = 0 (same state: the shift was set before either
+    took the failure step)."""
+    p = Protocol.for_run(300, quick=True)
+    f = p.failure_step
+    ahead: dict[str, list[float]] = {"detected": [], "hybrid": []}
+    for run, known, found in known_runs:
+        np.testing.assert_array_equal(found.down_at, known.down_at)  # exact on a cut
+        assert found.estimates == 1 and not found.reissue
+        det, told, blind = (run.traces[m] for m in ("detected", "reroute", "hybrid"))
+        np.testing.assert_array_equal(det.forecast1[: f + 1], blind.forecast1[: f + 1])
+        np.testing.assert_array_equal(det.residual[f, :, 0], blind.residual[f, :, 0])
+        np.testing.assert_allclose(det.forecast1[f + 1 :], told.forecast1[f + 1 :], rtol=1e-9)
+        # 12-step forecasts issued in the hour after the cut was read (column 2: h = 12)
+        links, hour = list(run.result.target_links), p.steps_of(3600)
+        for m in ahead:
+            r = run.traces[m].residual[f + 12 : f + 12 + hour, links, 2]
+            ahead[m].append(float(np.sqrt(np.mean(r**2))))
+    # the blind hybrid learns the new level from the loads that follow, the one that read
+    # the cut forecasts it from the next step (means over the seeds: torch)
+    assert np.mean(ahead["detected"]) < 0.8 * np.mean(ahead["hybrid"]), ahead  # 0.61 here
 
 
 def test_the_report_says_how_the_seeds_share_measured_traffic():
