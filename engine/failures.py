@@ -65,6 +65,21 @@ What is not done on a re-issue between buckets
     The alert policy runs on each bucket's forecasts, not on a re-issue: a capacity
     alert the re-route would cause waits for the next bucket (one grid step).
 
+Cuts read off the loads
+    An operator who posts nothing still gets re-routed forecasts after a cable cut:
+    each bucket, :class:`CutReader` looks for links of the network model whose both
+    directions fell to 0 from a busy load (:class:`network.cuts.CutDetector`) and
+    stores a ``failure`` event for them (source ``engine``), and a ``repair`` event
+    once they carry traffic again; from there they are failures like an operator's
+    (the same query finds them, the dashboard shows them, a failure alert fires). The
+    first 0 of a link is held back one bucket as a possible missed read
+    (:mod:`engine.quality`), so the cut is read one bucket after it began, and the
+    event is dated from that first bucket (its loads then count as measured down). A
+    link an operator already reported gets no second event; a repair read off the
+    loads closes an operator's failure as well, since the link evidently carries
+    traffic. The reader starts with no history after a restart (a cut in the first
+    bucket replayed is not read: its event, if that bucket was committed, is stored).
+
 Why not the detector's re-route event
     The detector's ``reroute`` event (:class:`forecaster.drift.RerouteEvent`,
     raised by :mod:`engine.policy`) names the links whose level shifted together: the
@@ -84,13 +99,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from db import live
+from db.models import EventKind
 from db.topology import link_records, open_failures
+from network.cuts import CutDetector
 from network.records import build_topology
 from network.reroute import FailureShift, failure_shift, reference_loads, scale_shift
 from network.routing import Routing, route
@@ -247,3 +265,93 @@ class KnownFailures:
             step_seconds=step_seconds,
         )
         return shift
+
+
+class CutReader:
+    """Cable cuts and repairs read off each bucket's loads, stored as events.
+
+    See "Cuts read off the loads" in the module doc. The detector follows the network
+    model of :class:`KnownFailures` (rebuilt, keeping what it knew of each link by
+    name, when the suite's links change).
+    """
+
+    def __init__(self) -> None:
+        self._detector: CutDetector | None = None
+        self._names: tuple[str, ...] = ()
+        self._at = np.zeros(0, dtype=np.int64)  # topology link -> suite index (-1: none)
+        self.cuts = 0
+        self.repairs = 0
+
+    def _follow(self, failures: KnownFailures, conn: Connection, names: list[str]) -> None:
+        if tuple(names) == self._names:
+            return
+        self._names = tuple(names)
+        routing = failures.network(conn)
+        if routing is None:
+            self._detector = None
+            return
+        topo = routing.topology
+        old = self._detector
+        new = CutDetector(topo)
+        if old is not None:  # keep what was known of each link still there
+            new.carry_over(old)
+        where = {n: i for i, n in enumerate(names)}
+        self._detector = new
+        self._at = np.array([where.get(n, -1) for n in topo.link_names], dtype=np.int64)
+
+    def read(
+        self,
+        conn: Connection,
+        failures: KnownFailures,
+        names: list[str],
+        loads_bps: np.ndarray,
+        previous: np.ndarray | None,
+        bucket: datetime,
+        step: timedelta,
+    ) -> None:
+        """Read the bucket starting at ``bucket`` (``loads_bps``: ``(n,)`` bit/s in the
+        suite's order, named ``names``, NaN where not measured; ``previous``: the bucket
+        before, or None) and store the events it calls for, in ``conn``'s transaction."""
+        self._follow(failures, conn, names)
+        det = self._detector
+        if det is None:
+            return
+        if previous is not None and len(previous) < len(loads_bps):  # links added since
+            previous = np.r_[previous, np.full(len(loads_bps) - len(previous), np.nan)]
+        y = np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
+        y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
+        cut, repaired = det.update(y)
+        if not cut and not repaired:
+            return
+        reported = open_failures(conn, before=bucket + step)
+        with Session(bind=conn) as session:
+            new = sorted(cut - reported.keys())
+            if new:
+                # held back the bucket before (engine.quality): the cut began there
+                held = previous is not None and all(
+                    np.isnan(previous[self._at[det.topology.link_index(n)]]) for n in new
+                )
+                since = bucket - step if held else bucket
+                live.add_event(
+                    session,
+                    kind=EventKind.FAILURE,
+                    links=new,
+                    ts=since,
+                    source="engine",
+                    note="both directions fell to 0 bit/s from a busy load: read as a cut",
+                )
+                self.cuts += 1
+                log.warning("cut read off the loads: %s down since %s", ", ".join(new), since)
+            back = sorted(repaired & reported.keys())
+            if back:
+                live.add_event(
+                    session,
+                    kind=EventKind.REPAIR,
+                    links=back,
+                    ts=bucket,
+                    source="engine",
+                    note="carries traffic again: read as repaired",
+                )
+                self.repairs += 1
+                log.warning("repair read off the loads: %s up since %s", ", ".join(back), bucket)
+            session.flush()

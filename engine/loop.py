@@ -36,7 +36,7 @@ from db.models import ModelName
 from db.session import make_engine, make_sessionmaker
 from engine import outbox
 from engine.config import EngineConfig
-from engine.failures import KnownFailures
+from engine.failures import CutReader, KnownFailures
 from engine.policy import AlertPolicy
 from engine.quality import ExcursionFilter
 from forecaster.base import IncompatibleState
@@ -101,6 +101,8 @@ class LiveEngine:
         self._quality = ExcursionFilter(self.config.excursion_factor)
         # Operators' failures and repairs: the suite's counterfactual shift (engine/failures.py).
         self._failures = KnownFailures()
+        # Cable cuts read off the loads, stored as failure events (engine/failures.py).
+        self._cuts = CutReader()
         self._failures_checked = 0.0  # perf_counter of the last look between buckets
         # The newest bucket's loads (suite order, NaN: not measured): what a shift set
         # between buckets is estimated from; re-read from the samples after a restore.
@@ -184,6 +186,7 @@ class LiveEngine:
         self._reported = set()
         self._quality = ExcursionFilter(cfg.excursion_factor)
         self._failures = KnownFailures()
+        self._cuts = CutReader()
         self._last_y = None
         if self._last_bucket is not None:
             self._load_issued(self._last_bucket + cfg.step)
@@ -198,11 +201,11 @@ class LiveEngine:
                 # the checkpoint holds the shift of the failures open then, last scaled to
                 # the loads of its bucket (the reference of the next bucket's scaling)
                 names = {r.id: r.name for r in rows}
-                reroute = self._suite.reroute
+                shift, down = self._suite.reroute_as_set or (None, None)
                 self._failures.restore(
                     [names.get(i, "") for i in self._link_ids],
-                    None if reroute is None else reroute.shift_bps,
-                    None if reroute is None else reroute.down,
+                    shift,
+                    down,
                     self._loads(conn, self._last_bucket),
                 )
 
@@ -406,6 +409,17 @@ class LiveEngine:
             for link_id, value in means.items():
                 if link_id in self._index:
                     y[self._index[link_id]] = value
+            # a cable cut read off this bucket's loads is stored as a failure event
+            named = {r.id: r.name for r in links}
+            self._cuts.read(
+                conn,
+                self._failures,
+                [named.get(i, "") for i in self._link_ids],
+                y,
+                self._last_y[1] if self._last_y is not None else None,
+                bucket,
+                cfg.step,
+            )
             # the failures in force at the bucket's end, set before the models take it
             down = self._failures.wanted(conn, issued_at)
             if frozenset(down) != self._failures.applied:

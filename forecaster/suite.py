@@ -409,6 +409,15 @@ class ModelSuite(Stateful):
         allowed = 1.0 if self._allowed is None else self._allowed
         return _Reroute(self._shift * allowed, self._down)
 
+    @property
+    def reroute_as_set(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The shift and failed links as last given to :meth:`set_reroute` (before any
+        link's share gave way, which :attr:`reroute` includes), or ``None``: what a
+        caller that keeps scaling the shift restores from a checkpoint."""
+        if self._shift is None or self._down is None:
+            return None
+        return self._shift, self._down
+
     def set_reroute(
         self, shift_bps: np.ndarray | None, down: np.ndarray | None, *, reissue: bool = True
     ) -> None:

@@ -77,6 +77,16 @@ class CutDetector:
         # the last load each link carried while up (NaN: none yet), bit/s
         self._carried = np.full(n, np.nan)
 
+    def carry_over(self, other: CutDetector) -> None:
+        """Take what ``other`` (another topology's detector) knew of the links both have,
+        by name: the load each carried and whether it is down. For a network model
+        rebuilt as links come and go."""
+        index = {n: i for i, n in enumerate(other.topology.link_names)}
+        for i, name in enumerate(self.topology.link_names):
+            j = index.get(name)
+            if j is not None:
+                self._carried[i], self.down[i] = other._carried[j], other.down[j]
+
     def update(self, loads_bps: np.ndarray) -> tuple[frozenset[str], frozenset[str]]:
         """Take one step of loads; return the links read as cut in it and as repaired.
 

@@ -302,6 +302,49 @@ def test_failure_known_before_its_buckets_and_a_replay_across_it(
     second.release()
 
 
+def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, settings, clean_db):
+    """No operator event: a>b and b>a fall to 0 at bucket N. The first 0 is held back as
+    a possible missed read (engine/quality.py); the second reads as a cut, stored as a
+    failure event dated N (source engine), and from there it is a known failure: the
+    forecasts re-routed, a failure alert firing. Traffic back: a repair event, the shift
+    cleared."""
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    push(square, tokens["write"], range(N, N + 4), failed=True)
+    clock.to(N + 4)
+    report = eng.tick()
+    assert report.buckets == 4 and report.reroutes == 1
+    sql = text("SELECT kind, links, ts, source FROM event ORDER BY id")
+    with clean_db.connect() as conn:
+        events = [tuple(e) for e in conn.execute(sql)]
+        alerts = conn.execute(text("SELECT links, state FROM alert WHERE kind = 'failure'")).all()
+    assert [(k, sorted(ls), ts, src) for k, ls, ts, src in events] == [
+        ("failure", sorted(FAILED), at(N), "engine")
+    ]
+    # one failure alert, firing, naming the cut links (and those whose shift the blind
+    # bucket N showed the drift detector, widened into it)
+    assert len(alerts) == 1 and alerts[0].state == "firing", alerts
+    assert set(FAILED) <= set(alerts[0].links), alerts
+    during = stored(clean_db, at(N + 4))
+    assert all((during[m][n] == 0).all() for m in MODELS for n in FAILED)
+    close(during["persistence"], truth(N + 4, failed=True), UP)
+
+    push(square, tokens["write"], range(N + 4, N + 6), failed=False)
+    clock.to(N + 6)
+    report = eng.tick()
+    assert report.reroutes == 1  # the repair
+    with clean_db.connect() as conn:
+        events = [tuple(e) for e in conn.execute(sql)]
+    assert [(k, sorted(ls), src) for k, ls, _, src in events[1:]] == [
+        ("repair", sorted(FAILED), "engine")
+    ]
+    assert eng._suite is not None and eng._suite.reroute is None
+    after = stored(clean_db, at(N + 6))
+    assert all((after["persistence"][n] > 0).all() for n in FAILED)
+    eng.release()
+
+
 def test_failures_on_links_it_cannot_place_are_left_out(square, tokens, settings, clean_db):
     h = auth(tokens["admin"])
     assert square.post("/api/v1/links", json={"name": "eth0"}, headers=h).status_code in (
