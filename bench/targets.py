@@ -22,6 +22,8 @@ Issue 10 (the failure known at t = 0; ``reroute`` is the re-route-aware hybrid, 
   persistence's on nobel-eu, 0.7x on abilene (mean of the per-seed ratios);
 - ``reroute``'s time to convergence at most 3 steps (mean over the seeds, every seed
   converged within the post window).
+``reroute_persistence`` and ``detected`` (the hybrid that reads the cut off the loads,
+as the live engine does) are printed beside them, with no target.
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ def check(folder: Path) -> list[str]:
                     f"(range {min(skill):+.1%} to {max(skill):+.1%}; target >= {need:.0%}) "
                     + (_mark(np.mean(skill) >= need) if window != "settled" else "(no target)")
                 )
+        if "detected" in set(g["model"]):  # the engine's hybrid, the cut read off the loads
+            for window in ("post", "settled"):
+                for h in (1, 12):
+                    col = metric_column(f"rmse_{window}", h)
+                    skill = [
+                        1 - by.loc[(s, "detected"), col] / by.loc[(s, "persistence"), col]
+                        for s in seeds
+                    ]
+                    lines.append(
+                        f"- detected skill {window} h={h}: {np.mean(skill):+.1%} (range "
+                        f"{min(skill):+.1%} to {max(skill):+.1%}) (no target: the hybrid "
+                        "that reads the cut off the loads, as the engine does)"
+                    )
         for window in ("pre", "post"):
             ratio = [
                 by.loc[(s, "hybrid"), metric_column(f"rmse_{window}", 1)]
@@ -111,7 +126,7 @@ def reroute_lines(by: pd.DataFrame, seeds: list, kind: str) -> list[str]:
     """Issue 10's targets of one drastic scenario (``by``: results indexed by seed, model)."""
     lines = []
     need = REROUTE_RATIO[kind]
-    for model in ("reroute", "reroute_persistence"):
+    for model in ("reroute", "reroute_persistence", "detected"):
         if not all((s, model) in by.index for s in seeds):
             continue
         ratio = [
