@@ -40,6 +40,9 @@ class EngineConfig:
     # Between buckets, look for failures and repairs posted since at most this often
     # (seconds): one query; a change is applied and the forecasts re-issued at once.
     failure_check_seconds: float = 1.0
+    # Read cable cuts off each bucket's loads and store them as failure events
+    # (engine/failures.py, CutReader); off: only the failures an operator posts.
+    read_cuts: bool = True
     seed: int = 0
     # Threads torch may use in the engine's process (torch.set_num_threads, set when a
     # LiveEngine is made). One: the engine shares its machine with the API workers and

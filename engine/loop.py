@@ -409,17 +409,17 @@ class LiveEngine:
             for link_id, value in means.items():
                 if link_id in self._index:
                     y[self._index[link_id]] = value
-            # a cable cut read off this bucket's loads is stored as a failure event
-            named = {r.id: r.name for r in links}
-            self._cuts.read(
-                conn,
-                self._failures,
-                [named.get(i, "") for i in self._link_ids],
-                y,
-                self._last_y[1] if self._last_y is not None else None,
-                bucket,
-                cfg.step,
-            )
+            if cfg.read_cuts:  # a cable cut read off the loads is stored as a failure event
+                named = {r.id: r.name for r in links}
+                self._cuts.read(
+                    conn,
+                    self._failures,
+                    [named.get(i, "") for i in self._link_ids],
+                    y,
+                    self._last_y[1] if self._last_y is not None else None,
+                    bucket,
+                    cfg.step,
+                )
             # the failures in force at the bucket's end, set before the models take it
             down = self._failures.wanted(conn, issued_at)
             if frozenset(down) != self._failures.applied:

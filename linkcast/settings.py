@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         gt=1,
         description="Excursion: robust spreads off the median.",
     )
+    read_cuts: bool = Field(
+        default=True,
+        description="Read cable cuts off the loads and store them as failure events.",
+    )
     # Notifications out (issue 11).
     alertmanager_url: str | None = Field(
         default=None, description="Alertmanager base URL (its v2 API); unset: none sent."

@@ -63,6 +63,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         capacity_clear_margin=settings.capacity_clear_margin,
         line_rate_margin=settings.line_rate_margin,
         excursion_factor=settings.excursion_factor,
+        read_cuts=settings.read_cuts,
         torch_threads=settings.torch_threads,
         notify=NotifyConfig(
             alertmanager_url=settings.alertmanager_url,

@@ -140,6 +140,9 @@ def test_every_alert_threshold_setting_reaches_the_engine(monkeypatch):
     }
     for env, (_, value) in given.items():
         monkeypatch.setenv(env, value)
+    assert engine_config(Settings()).read_cuts is True  # on by default
+    monkeypatch.setenv("LINKCAST_READ_CUTS", "false")
     cfg = engine_config(Settings())
     for env, (field, value) in given.items():
         assert getattr(cfg, field) == type(getattr(cfg, field))(value), env
+    assert cfg.read_cuts is False

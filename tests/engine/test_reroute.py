@@ -77,7 +77,7 @@ def post_event(client, token: str, kind: str, links: list[str], ts: datetime) ->
     assert r.status_code == 201, r.text
 
 
-def engine(url: str, clock: Clock, seed: int = 0) -> LiveEngine:
+def engine(url: str, clock: Clock, seed: int = 0, **kw) -> LiveEngine:  # noqa: ANN003
     cfg = EngineConfig(
         step_seconds=STEP,
         season_steps=PERIOD,
@@ -85,6 +85,7 @@ def engine(url: str, clock: Clock, seed: int = 0) -> LiveEngine:
         failure_check_seconds=0.0,
         checkpoint_every=10_000,
         seed=seed,
+        **kw,
     )
     eng = LiveEngine(url, cfg, clock=clock)
     assert eng.try_lead()
@@ -342,6 +343,19 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     assert eng._suite is not None and eng._suite.reroute is None
     after = stored(clean_db, at(N + 6))
     assert all((after["persistence"][n] > 0).all() for n in FAILED)
+    eng.release()
+
+
+def test_no_cut_is_read_when_told_not_to(square, tokens, settings, clean_db):
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock, read_cuts=False)
+    eng.tick()
+    push(square, tokens["write"], range(N, N + 4), failed=True)
+    clock.to(N + 4)
+    report = eng.tick()
+    assert report.buckets == 4 and report.reroutes == 0
+    with clean_db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM event")).scalar() == 0
     eng.release()
 
 
