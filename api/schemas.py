@@ -364,7 +364,10 @@ class EventPublic(BaseModel):
     ts: datetime
     end_ts: datetime | None
     note: str
-    source: str = Field(description="operator or detector")
+    source: str = Field(
+        description="operator; detector (a re-route it saw); engine (a cut or repair it"
+        " read off the loads)"
+    )
     created_at: datetime
 
 
