@@ -67,7 +67,8 @@ def check(folder: Path) -> list[str]:
                     f"(range {min(skill):+.1%} to {max(skill):+.1%}; target >= {need:.0%}) "
                     + (_mark(np.mean(skill) >= need) if window != "settled" else "(no target)")
                 )
-        if "detected" in set(g["model"]):  # the engine's hybrid, the cut read off the loads
+        # the hybrid that reads the cut off the loads, as the engine does (a step earlier)
+        if all((s, "detected") in by.index for s in seeds):
             for window in ("post", "settled"):
                 for h in (1, 12):
                     col = metric_column(f"rmse_{window}", h)
@@ -78,7 +79,7 @@ def check(folder: Path) -> list[str]:
                     lines.append(
                         f"- detected skill {window} h={h}: {np.mean(skill):+.1%} (range "
                         f"{min(skill):+.1%} to {max(skill):+.1%}) (no target: the hybrid "
-                        "that reads the cut off the loads, as the engine does)"
+                        "that reads the cut off the loads)"
                     )
         for window in ("pre", "post"):
             ratio = [

@@ -36,3 +36,17 @@ def open_failures(conn: Connection, *, before: datetime) -> dict[str, datetime]:
         {"before": before},
     )
     return {str(link): ts for link, _, ts in rows}
+
+
+def open_failure_sources(conn: Connection, *, before: datetime) -> dict[str, str]:
+    """Link name -> the ``source`` of the event that failed it (``operator``, ``engine``,
+    ...), for the links :func:`open_failures` finds open before ``before``."""
+    rows = conn.execute(
+        text(
+            "SELECT link, kind, source FROM (SELECT DISTINCT ON (link) link, kind, source"
+            " FROM event, unnest(links) AS link WHERE kind IN ('failure', 'repair')"
+            " AND ts < :before ORDER BY link, ts DESC, id DESC) last WHERE kind = 'failure'"
+        ),
+        {"before": before},
+    )
+    return {str(link): str(source) for link, _, source in rows}

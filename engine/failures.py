@@ -77,8 +77,8 @@ Cuts read off the loads
     event is dated from that first bucket (its loads then count as measured down). A
     link an operator already reported gets no second event; a repair read off the
     loads closes an operator's failure as well, since the link evidently carries
-    traffic. The reader starts with no history after a restart (a cut in the first
-    bucket replayed is not read: its event, if that bucket was committed, is stored).
+    traffic. After a restart the reader starts from the last bucket's loads, with the
+    cuts it had stored events for (still open) down, so that their repair is read.
 
 Why not the detector's re-route event
     The detector's ``reroute`` event (:class:`forecaster.drift.RerouteEvent`,
@@ -107,7 +107,7 @@ from sqlalchemy.orm import Session
 
 from db import live
 from db.models import EventKind
-from db.topology import link_records, open_failures
+from db.topology import link_records, open_failure_sources, open_failures
 from network.cuts import CutDetector
 from network.records import build_topology
 from network.reroute import FailureShift, failure_shift, reference_loads, scale_shift
@@ -272,7 +272,8 @@ class CutReader:
 
     See "Cuts read off the loads" in the module doc. The detector follows the network
     model of :class:`KnownFailures` (rebuilt, keeping what it knew of each link by
-    name, when the suite's links change).
+    name, when the suite's links change). ``cuts`` and ``repairs`` count the events
+    it stored.
     """
 
     def __init__(self) -> None:
@@ -283,7 +284,9 @@ class CutReader:
         self.repairs = 0
 
     def _follow(self, failures: KnownFailures, conn: Connection, names: list[str]) -> None:
-        if tuple(names) == self._names:
+        """Follow the network model when the suite's links change (or while there is
+        none yet: links placed later, once their nodes are known)."""
+        if tuple(names) == self._names and self._detector is not None:
             return
         self._names = tuple(names)
         routing = failures.network(conn)
@@ -298,6 +301,27 @@ class CutReader:
         where = {n: i for i, n in enumerate(names)}
         self._detector = new
         self._at = np.array([where.get(n, -1) for n in topo.link_names], dtype=np.int64)
+
+    def restore(
+        self,
+        conn: Connection,
+        failures: KnownFailures,
+        names: list[str],
+        loads_bps: np.ndarray,
+        before: datetime,
+    ) -> None:
+        """After a restart: start from the last bucket's loads (``(n,)`` bit/s, suite
+        order, NaN: not measured) with the cuts it read before (failures open before
+        ``before`` whose event it stored) down, so that their repair is read."""
+        self._names = ()
+        self._follow(failures, conn, names)
+        det = self._detector
+        if det is None:
+            return
+        opened = open_failure_sources(conn, before=before)
+        mine = sorted(n for n, source in opened.items() if source == "engine")
+        y = np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
+        det.prime(y, np.isin(np.asarray(det.topology.link_names), mine))
 
     def read(
         self,

@@ -202,12 +202,11 @@ class LiveEngine:
                 # the loads of its bucket (the reference of the next bucket's scaling)
                 names = {r.id: r.name for r in rows}
                 shift, down = self._suite.reroute_as_set or (None, None)
-                self._failures.restore(
-                    [names.get(i, "") for i in self._link_ids],
-                    shift,
-                    down,
-                    self._loads(conn, self._last_bucket),
-                )
+                in_suite = [names.get(i, "") for i in self._link_ids]
+                last = self._loads(conn, self._last_bucket)
+                self._failures.restore(in_suite, shift, down, last)
+                if cfg.read_cuts:
+                    self._cuts.restore(conn, self._failures, in_suite, last, end)
 
     def _discard_other_grid(self, session: Session) -> live.GridChange | None:
         """A restart with another LINKCAST_STEP_SECONDS starts cleanly on the new grid.

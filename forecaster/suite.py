@@ -411,9 +411,10 @@ class ModelSuite(Stateful):
 
     @property
     def reroute_as_set(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The shift and failed links as last given to :meth:`set_reroute` (before any
-        link's share gave way, which :attr:`reroute` includes), or ``None``: what a
-        caller that keeps scaling the shift restores from a checkpoint."""
+        """The shift (``(n_links,)`` bit/s) and failed links (``(n_links,)`` bool) as last
+        given to :meth:`set_reroute` (before any link's share gave way, which
+        :attr:`reroute` includes), or ``None``: what a caller that keeps scaling the
+        shift restores from a checkpoint."""
         if self._shift is None or self._down is None:
             return None
         return self._shift, self._down

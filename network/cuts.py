@@ -9,18 +9,28 @@ cut when, in one step,
 - it carried at least :data:`MIN_CARRIED_RATIO` of the mean link load the step
   before (an idle link says nothing when it reads 0),
 - it now reads at most :data:`CUT_RATIO` of what it carried then,
-- and so does its reverse, where the topology has one and it was measured (a cable
-  fails both ways; one direction at 0 is more often a counter or a collector),
+- and so does its reverse, where the topology has one (a cable fails both ways; one
+  direction at 0 is more often a counter or a collector). A reverse that was busy and
+  is not measured in that step defers the reading to the next step (the live engine
+  holds a first 0 back for a step, and the two directions need not be held alike); a
+  reverse never measured, or idle, says nothing,
 
-unless more than half of the links that carried traffic read as cut at once: that is
-the collector or the network's edge, not a set of cables, and nothing is inferred.
-A link read as cut is read as repaired once it carries more than :data:`CUT_RATIO` of
-what it carried before the cut. A link not measured in a step (NaN) keeps its state.
+unless more than half of the links that carried traffic read as cut at once (that is
+the collector or the network's edge, not a set of cables), or a link is read as
+repaired in the same step (traffic moving back onto a repaired link empties the
+links that carried it meanwhile: a backup path going quiet is not a cut). A link
+read as cut is read as repaired once it carries more than :data:`CUT_RATIO` of what
+it carried before the cut. A link not measured in a step (NaN) keeps its state.
 
 Reading cuts off the loads is what an operator's eye does on a load chart; routers
-say it first (an IGP adjacency going down, an SNMP ``linkDown`` trap, ``ifOperStatus``),
-and an operator's ``failure`` event stays the way to tell linkcast of a failure that
-does not show as a cut (a link left up but drained, a partial failure).
+say it first (an IGP adjacency going down, an SNMP ``linkDown`` trap, ``ifOperStatus``).
+What it reads is a link that stopped carrying traffic both ways, whatever the cause:
+a link drained for maintenance (its IGP metric raised) reads as cut too, which for
+the forecasts it is (the traffic left it). A failure that does not empty a link (a
+partial failure, a lost member of a bundle) shows only as the operator's ``failure``
+event. A collector that writes 0 for a whole router's links when it loses it (rather
+than nothing) reads as cuts of those links; one that writes nothing does not. A link
+that flaps reads as a cut and a repair each time (no hold-down).
 
 Examples
 --------
@@ -62,6 +72,8 @@ class CutDetector:
 
     Attributes
     ----------
+    topology : Topology
+        As given.
     down : numpy.ndarray
         ``(L,)`` bool, the links read as cut now.
     """
@@ -76,6 +88,15 @@ class CutDetector:
         self.down = np.zeros(n, dtype=bool)
         # the last load each link carried while up (NaN: none yet), bit/s
         self._carried = np.full(n, np.nan)
+
+    def prime(self, loads_bps: np.ndarray, down: np.ndarray) -> None:
+        """Start from a known state (a restart): ``loads_bps`` ``(L,)`` bit/s, the last
+        step's loads (NaN: not measured), and ``down`` ``(L,)`` bool, the links read as
+        cut before. A link primed down is read as repaired at its first load above 0
+        (what it carried before its cut is not known)."""
+        y = np.asarray(loads_bps, dtype=float)
+        self.down = np.asarray(down, dtype=bool).copy()
+        self._carried = np.where(np.isfinite(y) & ~self.down, y, np.nan)
 
     def carry_over(self, other: CutDetector) -> None:
         """Take what ``other`` (another topology's detector) knew of the links both have,
@@ -121,14 +142,19 @@ class CutDetector:
         back = self._reverse
         has_back = back >= 0
         back_i = np.where(has_back, back, 0)
-        # the reverse dropped too, is already down, or says nothing (none, not measured)
-        back_ok = ~has_back | low[back_i] | self.down[back_i] | ~measured[back_i]
+        # the reverse dropped too, is already down, or says nothing (none, never
+        # measured, idle); a busy reverse not measured now defers to the next step
+        silent = ~measured[back_i] & ~busy[back_i]
+        back_ok = ~has_back | low[back_i] | self.down[back_i] | silent
         cut = low & back_ok
-        if cut.sum() * 2 > busy.sum():
-            cut[:] = False  # most of the network at once: the collector, not cables
         repaired = self.down & measured & (y > CUT_RATIO * np.nan_to_num(carried))
+        if cut.sum() * 2 > busy.sum() or repaired.any():
+            # most of the network at once: the collector, not cables; or traffic moving
+            # back onto a repaired link, emptying the path it took meanwhile
+            cut[:] = False
         self.down = (self.down | cut) & ~repaired
-        keep = measured & ~self.down
+        # a link at 0 not read as cut (deferred, one way) keeps the load it carried
+        keep = measured & ~self.down & ~low
         self._carried = np.where(keep, y, carried)
         names = self.topology.link_names
         return (

@@ -346,6 +346,31 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     eng.release()
 
 
+def test_a_cut_read_before_a_restart_is_repaired_after_it(square, tokens, settings, clean_db):
+    """The engine stops while a cut it read is open; the next one reads its repair."""
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    push(square, tokens["write"], range(N, N + 4), failed=True)
+    clock.to(N + 4)
+    assert eng.tick().reroutes == 1
+    eng.release()  # checkpoints
+    second = engine(settings.database_url, clock)
+    push(square, tokens["write"], range(N + 4, N + 6), failed=False)
+    clock.to(N + 6)
+    report = second.tick()
+    assert report.reroutes == 1
+    sql = text("SELECT kind, links, source FROM event ORDER BY id")
+    with clean_db.connect() as conn:
+        events = [(k, sorted(ls), src) for k, ls, src in conn.execute(sql)]
+    assert events == [
+        ("failure", sorted(FAILED), "engine"),
+        ("repair", sorted(FAILED), "engine"),
+    ]
+    assert second._suite is not None and second._suite.reroute is None
+    second.release()
+
+
 def test_no_cut_is_read_when_told_not_to(square, tokens, settings, clean_db):
     clock = Clock(N)
     eng = engine(settings.database_url, clock, read_cuts=False)

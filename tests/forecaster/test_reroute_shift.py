@@ -149,7 +149,7 @@ def test_a_shift_the_loads_rule_out_gives_way() -> None:
         assert abs(out.residuals["persistence"][1, 0]) < 0.05 * LEVELS[0]
         hybrid_err.append(abs(out.residuals["hybrid"][1, 0]))
         shift = suite.reroute.shift_bps
-        assert shift[1] < 6.2e9  # gave way to (about) what the link carries
+        assert 5.7e9 < shift[1] < 6.2e9  # gave way to (about) what the link carries
         np.testing.assert_array_equal(shift[[0, 2, 3]], too_much[[0, 2, 3]])
         suite.set_reroute(too_much, np.array([True, False, False, True]))  # another failure
         assert suite.reroute.shift_bps[1] == too_much[1]  # starts again whole

@@ -82,6 +82,44 @@ def test_a_step_not_measured_keeps_what_is_known():
     assert det.down[[0, 1]].all() and det.down.sum() == 2
 
 
+def test_a_reverse_held_back_defers_the_cut_a_step():
+    """One direction reads 0, the other (busy) is not measured: read a step later, when
+    both are, against the load they carried before (not the 0 of the first)."""
+    first = LEVEL.copy()
+    first[0], first[1] = 0.0, np.nan
+    both = LEVEL.copy()
+    both[[0, 1]] = 0.0
+    got = _steps(CutDetector(SQUARE), [LEVEL, first, both])
+    assert got == [([], []), ([], []), (["a>b", "b>a"], [])]
+
+
+def test_a_backup_path_going_quiet_at_a_repair_is_not_a_cut():
+    """While a-b is cut its traffic takes a detour over a-d; at the repair it moves back
+    and the detour empties in the same step: one repair, no new cut (without the rule,
+    a>d and d>a read as cut: two busy links of seven, not "most of the network")."""
+    cut = LEVEL.copy()
+    cut[[0, 1]] = 0.0
+    repaired_detour_empty = LEVEL.copy()
+    repaired_detour_empty[[7, 6]] = 0.0  # a>d, d>a: they carried only the detour's traffic
+    det = CutDetector(SQUARE)
+    got = _steps(det, [LEVEL, cut, repaired_detour_empty])
+    assert got == [([], []), (["a>b", "b>a"], []), ([], ["a>b", "b>a"])]
+    assert not det.down.any()
+
+
+def test_a_restart_primes_what_was_down():
+    """Primed with the last loads and the links read as cut before a restart, the
+    detector reads their repair (and new cuts) as if it had never stopped."""
+    cut = LEVEL.copy()
+    cut[[0, 1]] = 0.0
+    det = CutDetector(SQUARE)
+    det.prime(cut, np.isin(np.arange(9), [0, 1]))
+    assert _steps(det, [cut, LEVEL]) == [([], []), ([], ["a>b", "b>a"])]
+    other = LEVEL.copy()
+    other[[2, 3]] = 0.0
+    assert _steps(det, [other]) == [(["b>c", "c>b"], [])]
+
+
 @pytest.mark.parametrize(
     ("loads", "match"),
     [(np.ones(3), r"shape \(3,\); expected \(9,\)"), (-LEVEL, ">= 0"), (LEVEL * np.inf, "finite")],
