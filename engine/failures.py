@@ -362,7 +362,7 @@ class CutReader:
                     links=new,
                     ts=since,
                     source="engine",
-                    note="both directions fell to 0 bit/s from a busy load: read as a cut",
+                    note="fell to 0 bit/s from a busy load (both directions): read as a cut",
                 )
                 self.cuts += 1
                 log.warning("cut read off the loads: %s down since %s", ", ".join(new), since)
