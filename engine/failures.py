@@ -309,10 +309,12 @@ class CutReader:
         names: list[str],
         loads_bps: np.ndarray,
         before: datetime,
+        step: timedelta,
     ) -> None:
         """After a restart: start from the last bucket's loads (``(n,)`` bit/s, suite
-        order, NaN: not measured) with the cuts it read before (failures open before
-        ``before`` whose event it stored) down, so that their repair is read."""
+        order, NaN: not measured; the bucket ending at ``before``, ``step`` long) with
+        the cuts it read before (failures open before ``before`` whose event it stored)
+        down, so that their repair is read."""
         self._names = ()
         self._follow(failures, conn, names)
         det = self._detector
@@ -321,7 +323,7 @@ class CutReader:
         opened = open_failure_sources(conn, before=before)
         mine = sorted(n for n, source in opened.items() if source == "engine")
         y = np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
-        det.prime(y, np.isin(np.asarray(det.topology.link_names), mine))
+        det.prime(y, np.isin(np.asarray(det.topology.link_names), mine), at=before - step)
 
     def read(
         self,
@@ -329,33 +331,31 @@ class CutReader:
         failures: KnownFailures,
         names: list[str],
         loads_bps: np.ndarray,
-        previous: np.ndarray | None,
         bucket: datetime,
         step: timedelta,
     ) -> None:
         """Read the bucket starting at ``bucket`` (``loads_bps``: ``(n,)`` bit/s in the
-        suite's order, named ``names``, NaN where not measured; ``previous``: the bucket
-        before, or None) and store the events it calls for, in ``conn``'s transaction."""
+        suite's order, named ``names``, NaN where not measured; ``step``: the grid step)
+        and store the events it calls for, in ``conn``'s transaction. A cut is dated
+        from the bucket after the last one its links carried traffic in."""
         self._follow(failures, conn, names)
         det = self._detector
         if det is None:
             return
-        if previous is not None and len(previous) < len(loads_bps):  # links added since
-            previous = np.r_[previous, np.full(len(loads_bps) - len(previous), np.nan)]
         y = np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
         y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
-        cut, repaired = det.update(y)
+        cut, repaired = det.update(y, at=bucket)
         if not cut and not repaired:
             return
         reported = open_failures(conn, before=bucket + step)
         with Session(bind=conn) as session:
             new = sorted(cut - reported.keys())
             if new:
-                # held back the bucket before (engine.quality): the cut began there
-                held = previous is not None and all(
-                    np.isnan(previous[self._at[det.topology.link_index(n)]]) for n in new
-                )
-                since = bucket - step if held else bucket
+                # the cut began in the bucket after the last one its links carried in
+                # (its first 0 held back there by engine.quality, or not reported)
+                last = [det.carried_at(n) for n in new]
+                known = [t for t in last if isinstance(t, datetime)]
+                since = min(max(known) + step, bucket) if known else bucket
                 live.add_event(
                     session,
                     kind=EventKind.FAILURE,

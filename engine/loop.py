@@ -206,7 +206,7 @@ class LiveEngine:
                 last = self._loads(conn, self._last_bucket)
                 self._failures.restore(in_suite, shift, down, last)
                 if cfg.read_cuts:
-                    self._cuts.restore(conn, self._failures, in_suite, last, end)
+                    self._cuts.restore(conn, self._failures, in_suite, last, end, cfg.step)
 
     def _discard_other_grid(self, session: Session) -> live.GridChange | None:
         """A restart with another LINKCAST_STEP_SECONDS starts cleanly on the new grid.
@@ -415,15 +415,24 @@ class LiveEngine:
                     self._failures,
                     [named.get(i, "") for i in self._link_ids],
                     y,
-                    self._last_y[1] if self._last_y is not None else None,
                     bucket,
                     cfg.step,
                 )
             # the failures in force at the bucket's end, set before the models take it
             down = self._failures.wanted(conn, issued_at)
             if frozenset(down) != self._failures.applied:
-                # the forecasts issued at the bucket's start stay as stored (and scored so)
-                self._set_failures(conn, down, bucket - cfg.step, report, reissue=False)
+                # the forecasts issued at the bucket's start stay as stored (and scored so);
+                # estimated from the bucket before, or, when a new failure began after
+                # that bucket's start (a cut read off the loads is dated from the bucket
+                # after the last its links carried in: its first 0 held back, or a gap),
+                # from the last bucket before it: the later ones carry the re-route
+                # already and lack the cut links' loads, which say what moved
+                measured = bucket - cfg.step
+                began = [down[n] for n in frozenset(down) - self._failures.applied]
+                if began:  # the last bucket wholly before the earliest, within 3 buckets
+                    before = live.grid_floor(min(began), cfg.step_seconds) - cfg.step
+                    measured = max(min(measured, before), bucket - 3 * cfg.step)
+                self._set_failures(conn, down, measured, report, reissue=False)
             out = suite.step(y, np.isfinite(y))
             under = all(since <= bucket for since in down.values())
             shift = self._failures.scaled(y, cfg.step.total_seconds()) if under else None
@@ -487,7 +496,10 @@ class LiveEngine:
         assert suite is not None
         report.reroutes += 1
         if not down:
-            log.info("repaired: %s up again, forecasts without a re-route", self._failures.applied)
+            log.info(
+                "repaired: %s up again, forecasts without a re-route",
+                ", ".join(sorted(self._failures.applied)),
+            )
             suite.set_reroute(None, None, reissue=reissue)
             self._failures.clear()
             return

@@ -100,7 +100,7 @@ class AlertPolicy:
         )
         result.opened += self._capacity(session, out, links, bucket, index, seen, capacity)
         session.flush()  # new alerts get their ids (children point at them)
-        self._group(failures, drifts)
+        self._group(failures, drifts, frozenset(known_failures or ()))
         self._lifecycle(bucket, [*failures, *drifts.values(), *capacity.values()], result)
         return result
 
@@ -229,7 +229,7 @@ class AlertPolicy:
                 alert.links = sorted(set(alert.links) | set(shifted))
                 alert.clear_steps, alert.updated_at = 0, bucket
                 alert.magnitude = max(alert.magnitude or 0.0, biggest, key=abs)
-                alert.message = _failure_message(alert.links, alert.onset, alert.magnitude)
+                alert.message = _message(alert, held_down)
             else:
                 message = _failure_message(shifted, onset, biggest)
                 _open_failure(session, failures, shifted, onset, biggest, message, bucket)
@@ -299,7 +299,12 @@ class AlertPolicy:
 
     # --- grouping and lifecycle -------------------------------------------------------------
 
-    def _group(self, failures: list[Alert], drifts: dict[int | None, Alert]) -> None:
+    def _group(
+        self,
+        failures: list[Alert],
+        drifts: dict[int | None, Alert],
+        known: frozenset[str] = frozenset(),
+    ) -> None:
         """Pending drift alerts on a failure's links, or with an onset within
         ``group_steps`` of the failure's (a link the re-route reached a little later),
         become its children; the failure then names their links too. An alert already
@@ -319,7 +324,7 @@ class AlertPolicy:
             alert.parent_id = owner.id
             if link not in owner.links:
                 owner.links = [*owner.links, link]
-                owner.message = _failure_message(owner.links, owner.onset, owner.magnitude or 0.0)
+                owner.message = _message(owner, known)
 
     def _lifecycle(self, bucket: datetime, alerts: list[Alert], result: PolicyResult) -> None:
         """Pending alerts whose condition held ``sustain_steps`` fire; alerts clear for
@@ -367,6 +372,15 @@ def _capacity_message(link: str, ratio: float, step: int, threshold: float) -> s
 def _reported_message(links: list[str], onset: datetime) -> str:
     shown = ", ".join(links[:6]) + (f" and {len(links) - 6} more" if len(links) > 6 else "")
     return f"failure reported: {len(links)} links down since {onset:%H:%M}: {shown}"
+
+
+def _message(alert: Alert, known: frozenset[str]) -> str:
+    """A failure alert's message after it widened: still a reported failure's (with the
+    links that shifted with it) when it names a known failure's link, else a detected
+    re-route's."""
+    if set(alert.links) & known:
+        return _reported_message(alert.links, alert.onset)
+    return _failure_message(alert.links, alert.onset, alert.magnitude or 0.0)
 
 
 def _failure_message(links: list[str], onset: datetime, biggest: float) -> str:

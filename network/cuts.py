@@ -38,14 +38,16 @@ Examples
 >>> tri = Topology(("a", "b", "c"), tuple(
 ...     Link(s, d) for s, d in ["ab", "ba", "bc", "cb", "ca", "ac"]))
 >>> cuts = CutDetector(tri)
->>> cuts.update(np.array([5.0, 4.0, 6.0, 6.0, 5.0, 5.0]))
-(frozenset(), frozenset())
->>> cuts.update(np.array([0.0, 0.0, 11.0, 10.0, 5.0, 5.0]))  # a-b cut both ways
-(frozenset({'a>b', 'b>a'}), frozenset())
->>> cuts.update(np.array([0.0, 0.0, 12.0, 10.0, 5.0, 5.0]))  # still down
-(frozenset(), frozenset())
->>> cuts.update(np.array([5.0, 4.0, 6.0, 6.0, 5.0, 5.0]))  # back
-(frozenset(), frozenset({'a>b', 'b>a'}))
+>>> def read(loads):  # (cut, repaired), sorted
+...     return tuple(sorted(x) for x in cuts.update(np.array(loads)))
+>>> read([5.0, 4.0, 6.0, 6.0, 5.0, 5.0])
+([], [])
+>>> read([0.0, 0.0, 11.0, 10.0, 5.0, 5.0])  # a-b cut both ways
+(['a>b', 'b>a'], [])
+>>> read([0.0, 0.0, 12.0, 10.0, 5.0, 5.0])  # still down
+([], [])
+>>> read([5.0, 4.0, 6.0, 6.0, 5.0, 5.0])  # back
+([], ['a>b', 'b>a'])
 """
 
 from __future__ import annotations
@@ -86,17 +88,20 @@ class CutDetector:
             dtype=np.int64,
         )
         self.down = np.zeros(n, dtype=bool)
-        # the last load each link carried while up (NaN: none yet), bit/s
+        # the last load each link carried while up (NaN: none yet), bit/s, and the
+        # ``at`` of the step it was carried in (None: not given)
         self._carried = np.full(n, np.nan)
+        self._carried_at: list[object] = [None] * n
 
-    def prime(self, loads_bps: np.ndarray, down: np.ndarray) -> None:
+    def prime(self, loads_bps: np.ndarray, down: np.ndarray, at: object = None) -> None:
         """Start from a known state (a restart): ``loads_bps`` ``(L,)`` bit/s, the last
         step's loads (NaN: not measured), and ``down`` ``(L,)`` bool, the links read as
         cut before. A link primed down is read as repaired at its first load above 0
-        (what it carried before its cut is not known)."""
+        (what it carried before its cut is not known). ``at``: that step's time."""
         y = np.asarray(loads_bps, dtype=float)
         self.down = np.asarray(down, dtype=bool).copy()
         self._carried = np.where(np.isfinite(y) & ~self.down, y, np.nan)
+        self._carried_at = [at if c else None for c in np.isfinite(self._carried)]
 
     def carry_over(self, other: CutDetector) -> None:
         """Take what ``other`` (another topology's detector) knew of the links both have,
@@ -107,8 +112,16 @@ class CutDetector:
             j = index.get(name)
             if j is not None:
                 self._carried[i], self.down[i] = other._carried[j], other.down[j]
+                self._carried_at[i] = other._carried_at[j]
 
-    def update(self, loads_bps: np.ndarray) -> tuple[frozenset[str], frozenset[str]]:
+    def carried_at(self, link: str) -> object:
+        """The ``at`` of the last step ``link`` carried traffic in while up (see
+        :meth:`update`), or None."""
+        return self._carried_at[self.topology.link_index(link)]
+
+    def update(
+        self, loads_bps: np.ndarray, at: object = None
+    ) -> tuple[frozenset[str], frozenset[str]]:
         """Take one step of loads; return the links read as cut in it and as repaired.
 
         Parameters
@@ -116,6 +129,9 @@ class CutDetector:
         loads_bps : numpy.ndarray
             ``(L,)`` mean load of each link over the step, bit/s, in the topology's
             order; NaN where not measured.
+        at : object, optional
+            The step's time (any value; :meth:`carried_at` gives it back), so that a
+            cut read after a step not measured can be dated from where it began.
 
         Returns
         -------
@@ -156,6 +172,8 @@ class CutDetector:
         # a link at 0 not read as cut (deferred, one way) keeps the load it carried
         keep = measured & ~self.down & ~low
         self._carried = np.where(keep, y, carried)
+        for i in np.flatnonzero(keep):
+            self._carried_at[i] = at
         names = self.topology.link_names
         return (
             frozenset(names[i] for i in np.flatnonzero(cut)),

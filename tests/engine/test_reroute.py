@@ -330,6 +330,15 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     during = stored(clean_db, at(N + 4))
     assert all((during[m][n] == 0).all() for m in MODELS for n in FAILED)
     close(during["persistence"], truth(N + 4, failed=True), UP)
+    # the shift was estimated from the last bucket before the cut (N - 1), not from the
+    # held one (N: the cut links missing, the others carrying the re-route already)
+    assert eng._suite is not None and eng._suite.reroute_as_set is not None
+    with clean_db.connect() as conn:
+        names = dict(conn.execute(text("SELECT id, name FROM link")).all())
+    shift = dict(zip([names[i] for i in eng._link_ids], eng._suite.reroute_as_set[0], strict=True))
+    cut, up = truth(N + 3, failed=True), truth(N + 3, failed=False)
+    for n in moved_links(N + 3):
+        assert rel(shift[n], cut[n] - up[n]) < 0.3, (n, shift[n], cut[n] - up[n])
 
     push(square, tokens["write"], range(N + 4, N + 6), failed=False)
     clock.to(N + 6)
@@ -343,6 +352,32 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     assert eng._suite is not None and eng._suite.reroute is None
     after = stored(clean_db, at(N + 6))
     assert all((after["persistence"][n] > 0).all() for n in FAILED)
+    eng.release()
+
+
+def test_a_cut_after_a_gap_in_reporting_is_estimated_from_before_it(
+    square, tokens, settings, clean_db
+):
+    """No samples at all in bucket N, then the cut: the buckets after the last one the
+    links carried in hold nothing of what moved (N empty, N + 1's first 0 held back).
+    The cut is dated N and its shift estimated from N - 1 (an estimate from the empty
+    bucket moved nothing)."""
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    push(square, tokens["write"], range(N + 1, N + 5), failed=True)
+    clock.to(N + 5)
+    report = eng.tick()
+    assert report.reroutes == 1
+    with clean_db.connect() as conn:
+        events = conn.execute(text("SELECT kind, ts, source FROM event")).all()
+        names = dict(conn.execute(text("SELECT id, name FROM link")).all())
+    assert [tuple(e) for e in events] == [("failure", at(N), "engine")]
+    assert eng._suite is not None and eng._suite.reroute_as_set is not None
+    shift = dict(zip([names[i] for i in eng._link_ids], eng._suite.reroute_as_set[0], strict=True))
+    cut, up = truth(N + 4, failed=True), truth(N + 4, failed=False)
+    for n in moved_links(N + 4):
+        assert rel(shift[n], cut[n] - up[n]) < 0.3, (n, shift[n], cut[n] - up[n])
     eng.release()
 
 
