@@ -50,3 +50,16 @@ def open_failure_sources(conn: Connection, *, before: datetime) -> dict[str, str
         {"before": before},
     )
     return {str(link): str(source) for link, _, source in rows}
+
+
+def in_maintenance(conn: Connection, *, at: datetime) -> set[str]:
+    """Links named by a ``maintenance`` event whose window holds ``at`` (``ts <= at`` and
+    ``end_ts`` after it, or no ``end_ts``)."""
+    rows = conn.execute(
+        text(
+            "SELECT DISTINCT link FROM event, unnest(links) AS link WHERE kind = 'maintenance'"
+            " AND ts <= :at AND (end_ts IS NULL OR end_ts > :at)"
+        ),
+        {"at": at},
+    )
+    return {str(link) for (link,) in rows}

@@ -73,12 +73,15 @@ Cuts read off the loads
     once they carry traffic again; from there they are failures like an operator's
     (the same query finds them, the dashboard shows them, a failure alert fires). The
     first 0 of a link is held back one bucket as a possible missed read
-    (:mod:`engine.quality`), so the cut is read one bucket after it began, and the
-    event is dated from that first bucket (its loads then count as measured down). A
-    link an operator already reported gets no second event; a repair read off the
-    loads closes an operator's failure as well, since the link evidently carries
-    traffic. After a restart the reader starts from the last bucket's loads, with the
-    cuts it had stored events for (still open) down, so that their repair is read.
+    (:mod:`engine.quality`), so the cut is read one bucket after it began (two after
+    its start on the grid); the event is dated from the bucket after the last one the
+    links carried traffic in, and the shift is estimated from that last bucket (the
+    later ones already carry the re-route and lack the cut links' loads). A link an
+    operator already reported gets no second event, nor does a link under a posted
+    ``maintenance`` window (a planned drain); a repair read off the loads closes an
+    operator's failure as well, since the link evidently carries traffic. After a
+    restart the reader starts from the last bucket's loads, with the cuts it had
+    stored events for (still open) down, so that their repair is read.
 
 Why not the detector's re-route event
     The detector's ``reroute`` event (:class:`forecaster.drift.RerouteEvent`,
@@ -107,7 +110,7 @@ from sqlalchemy.orm import Session
 
 from db import live
 from db.models import EventKind
-from db.topology import link_records, open_failure_sources, open_failures
+from db.topology import in_maintenance, link_records, open_failure_sources, open_failures
 from network.cuts import CutDetector
 from network.records import build_topology
 from network.reroute import FailureShift, failure_shift, reference_loads, scale_shift
@@ -348,8 +351,10 @@ class CutReader:
         if not cut and not repaired:
             return
         reported = open_failures(conn, before=bucket + step)
+        # a link drained in a posted maintenance window is expected to empty: no failure
+        planned = in_maintenance(conn, at=bucket) if cut else set()
         with Session(bind=conn) as session:
-            new = sorted(cut - reported.keys())
+            new = sorted(cut - reported.keys() - planned)
             if new:
                 # the cut began in the bucket after the last one its links carried in
                 # (its first 0 held back there by engine.quality, or not reported)

@@ -406,6 +406,22 @@ def test_a_cut_read_before_a_restart_is_repaired_after_it(square, tokens, settin
     second.release()
 
 
+def test_a_drain_in_a_maintenance_window_is_not_a_cut(square, tokens, settings, clean_db):
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    body = {"kind": "maintenance", "links": FAILED, "ts": at(N - 1).isoformat()}
+    r = square.post("/api/v1/events", json=body, headers=auth(tokens["write"]))
+    assert r.status_code == 201, r.text
+    push(square, tokens["write"], range(N, N + 4), failed=True)
+    clock.to(N + 4)
+    assert eng.tick().reroutes == 0
+    with clean_db.connect() as conn:
+        kinds = conn.execute(text("SELECT kind FROM event ORDER BY id")).scalars().all()
+    assert kinds == ["maintenance"]
+    eng.release()
+
+
 def test_no_cut_is_read_when_told_not_to(square, tokens, settings, clean_db):
     clock = Clock(N)
     eng = engine(settings.database_url, clock, read_cuts=False)
