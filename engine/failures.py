@@ -311,13 +311,15 @@ class CutReader:
         failures: KnownFailures,
         names: list[str],
         loads_bps: np.ndarray,
+        earlier_bps: np.ndarray,
         before: datetime,
         step: timedelta,
     ) -> None:
         """After a restart: start from the last bucket's loads (``(n,)`` bit/s, suite
-        order, NaN: not measured; the bucket ending at ``before``, ``step`` long) with
-        the cuts it read before (failures open before ``before`` whose event it stored)
-        down, so that their repair is read."""
+        order, NaN: not measured; the bucket ending at ``before``, ``step`` long; and
+        ``earlier_bps``, the bucket before it) with the cuts it read before (failures
+        open before ``before`` whose event it stored) down, so that their repair is
+        read; a link whose first 0 was held back there starts from the bucket before."""
         self._names = ()
         self._follow(failures, conn, names)
         det = self._detector
@@ -325,8 +327,12 @@ class CutReader:
             return
         opened = open_failure_sources(conn, before=before)
         mine = sorted(n for n, source in opened.items() if source == "engine")
-        y = np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
-        det.prime(y, np.isin(np.asarray(det.topology.link_names), mine), at=before - step)
+
+        def ours(values: np.ndarray) -> np.ndarray:
+            return np.where(self._at >= 0, values[np.maximum(self._at, 0)], np.nan)
+
+        down = np.isin(np.asarray(det.topology.link_names), mine)
+        det.prime(ours(loads_bps), down, before - step, ours(earlier_bps), before - 2 * step)
 
     def read(
         self,
@@ -355,6 +361,7 @@ class CutReader:
         planned = in_maintenance(conn, at=bucket) if cut else set()
         with Session(bind=conn) as session:
             new = sorted(cut - reported.keys() - planned)
+            det.forget(cut & planned)  # read again once the window is over
             if new:
                 # the cut began in the bucket after the last one its links carried in
                 # (its first 0 held back there by engine.quality, or not reported)

@@ -206,7 +206,8 @@ class LiveEngine:
                 last = self._loads(conn, self._last_bucket)
                 self._failures.restore(in_suite, shift, down, last)
                 if cfg.read_cuts:
-                    self._cuts.restore(conn, self._failures, in_suite, last, end, cfg.step)
+                    earlier = self._loads(conn, self._last_bucket - cfg.step)
+                    self._cuts.restore(conn, self._failures, in_suite, last, earlier, end, cfg.step)
 
     def _discard_other_grid(self, session: Session) -> live.GridChange | None:
         """A restart with another LINKCAST_STEP_SECONDS starts cleanly on the new grid.
@@ -427,11 +428,7 @@ class LiveEngine:
                 # after the last its links carried in: its first 0 held back, or a gap),
                 # from the last bucket before it: the later ones carry the re-route
                 # already and lack the cut links' loads, which say what moved
-                measured = bucket - cfg.step
-                began = [down[n] for n in frozenset(down) - self._failures.applied]
-                if began:  # the last bucket wholly before the earliest, within 3 buckets
-                    before = live.grid_floor(min(began), cfg.step_seconds) - cfg.step
-                    measured = max(min(measured, before), bucket - 3 * cfg.step)
+                measured = self._measured_for(down, bucket - cfg.step)
                 self._set_failures(conn, down, measured, report, reissue=False)
             out = suite.step(y, np.isfinite(y))
             under = all(since <= bucket for since in down.values())
@@ -479,6 +476,23 @@ class LiveEngine:
             if link_id in self._index:
                 y[self._index[link_id]] = value
         return y
+
+    def _measured_for(self, down: dict[str, datetime], latest: datetime) -> datetime:
+        """The bucket to estimate the shift of the failures ``down`` (name -> since) from:
+        ``latest`` (the newest measured), or, when a failure new to the suite began
+        before ``latest`` ended and at most a horizon of buckets earlier, the last bucket
+        wholly before it (a cut read off the loads is dated from the bucket after the
+        last one its links carried in). Later buckets carry the re-route already and
+        lack the failed links' loads, the ones that say what moved; a failure posted
+        longer after it began is estimated from ``latest``, as it stands."""
+        cfg = self.config
+        began = [down[n] for n in frozenset(down) - self._failures.applied]
+        if not began:
+            return latest
+        before = live.grid_floor(min(began), cfg.step_seconds) - cfg.step
+        if before >= latest or before < latest - cfg.horizon * cfg.step:
+            return latest
+        return before
 
     def _set_failures(
         self,
@@ -530,7 +544,7 @@ class LiveEngine:
                 down = self._failures.wanted(conn, now)
                 if frozenset(down) == self._failures.applied:
                     return
-                self._set_failures(conn, down, last, report, reissue=True)
+                self._set_failures(conn, down, self._measured_for(down, last), report, reissue=True)
                 fc, lo, up = suite.issue()
                 out = StepOutput(suite.steps - 1, fc, lo, up, {})
                 ids = np.asarray(self._link_ids)

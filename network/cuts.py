@@ -52,6 +52,8 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from network.topology import Topology
@@ -93,15 +95,38 @@ class CutDetector:
         self._carried = np.full(n, np.nan)
         self._carried_at: list[object] = [None] * n
 
-    def prime(self, loads_bps: np.ndarray, down: np.ndarray, at: object = None) -> None:
+    def prime(
+        self,
+        loads_bps: np.ndarray,
+        down: np.ndarray,
+        at: object = None,
+        earlier_bps: np.ndarray | None = None,
+        earlier_at: object = None,
+    ) -> None:
         """Start from a known state (a restart): ``loads_bps`` ``(L,)`` bit/s, the last
-        step's loads (NaN: not measured), and ``down`` ``(L,)`` bool, the links read as
-        cut before. A link primed down is read as repaired at its first load above 0
-        (what it carried before its cut is not known). ``at``: that step's time."""
+        step's loads (NaN: not measured), at ``at``, and ``down`` ``(L,)`` bool, the
+        links read as cut before. A link primed down is read as repaired at its first
+        load above 0 (what it carried before its cut is not known). With
+        ``earlier_bps``, the step before (at ``earlier_at``): a link that fell to a cut's
+        level in the last step starts from what it carried then, so that the cut it may
+        be is still read."""
         y = np.asarray(loads_bps, dtype=float)
         self.down = np.asarray(down, dtype=bool).copy()
-        self._carried = np.where(np.isfinite(y) & ~self.down, y, np.nan)
-        self._carried_at = [at if c else None for c in np.isfinite(self._carried)]
+        up = np.isfinite(y) & ~self.down
+        self._carried = np.where(up, y, np.nan)
+        self._carried_at = [at if c else None for c in up]
+        if earlier_bps is not None:
+            e = np.asarray(earlier_bps, dtype=float)
+            fell = ~self.down & np.isfinite(e) & (e > 0) & ~(y > CUT_RATIO * e)
+            for i in np.flatnonzero(fell):
+                self._carried[i], self._carried_at[i] = e[i], earlier_at
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Read ``names`` as up again without a repair (a cut the caller will not act on,
+        such as a drain in a maintenance window): they are read again at each step
+        while their load stays at a cut's level against what they carried."""
+        for name in names:
+            self.down[self.topology.link_index(name)] = False
 
     def carry_over(self, other: CutDetector) -> None:
         """Take what ``other`` (another topology's detector) knew of the links both have,

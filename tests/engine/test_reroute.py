@@ -319,7 +319,8 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     sql = text("SELECT kind, links, ts, source FROM event ORDER BY id")
     with clean_db.connect() as conn:
         events = [tuple(e) for e in conn.execute(sql)]
-        alerts = conn.execute(text("SELECT links, state FROM alert WHERE kind = 'failure'")).all()
+        sql_alerts = "SELECT links, state, message FROM alert WHERE kind = 'failure'"
+        alerts = conn.execute(text(sql_alerts)).all()
     assert [(k, sorted(ls), ts, src) for k, ls, ts, src in events] == [
         ("failure", sorted(FAILED), at(N), "engine")
     ]
@@ -327,6 +328,7 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     # bucket N showed the drift detector, widened into it)
     assert len(alerts) == 1 and alerts[0].state == "firing", alerts
     assert set(FAILED) <= set(alerts[0].links), alerts
+    assert alerts[0].message.startswith("failure reported"), alerts  # not "re-route suspected"
     during = stored(clean_db, at(N + 4))
     assert all((during[m][n] == 0).all() for m in MODELS for n in FAILED)
     close(during["persistence"], truth(N + 4, failed=True), UP)
@@ -337,6 +339,7 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
         names = dict(conn.execute(text("SELECT id, name FROM link")).all())
     shift = dict(zip([names[i] for i in eng._link_ids], eng._suite.reroute_as_set[0], strict=True))
     cut, up = truth(N + 3, failed=True), truth(N + 3, failed=False)
+    assert moved_links(N + 3)
     for n in moved_links(N + 3):
         assert rel(shift[n], cut[n] - up[n]) < 0.3, (n, shift[n], cut[n] - up[n])
 
@@ -358,14 +361,14 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
 def test_a_cut_after_a_gap_in_reporting_is_estimated_from_before_it(
     square, tokens, settings, clean_db
 ):
-    """No samples at all in bucket N, then the cut: the buckets after the last one the
-    links carried in hold nothing of what moved (N empty, N + 1's first 0 held back).
-    The cut is dated N and its shift estimated from N - 1 (an estimate from the empty
-    bucket moved nothing)."""
+    """No samples at all in buckets N and N + 1, then the cut: the buckets after the last
+    one the links carried in hold nothing of what moved (N and N + 1 empty, N + 2's
+    first 0 held back). The cut is dated N and its shift estimated from N - 1 (an
+    estimate from an empty bucket moved nothing)."""
     clock = Clock(N)
     eng = engine(settings.database_url, clock)
     eng.tick()
-    push(square, tokens["write"], range(N + 1, N + 5), failed=True)
+    push(square, tokens["write"], range(N + 2, N + 5), failed=True)
     clock.to(N + 5)
     report = eng.tick()
     assert report.reroutes == 1
@@ -376,6 +379,7 @@ def test_a_cut_after_a_gap_in_reporting_is_estimated_from_before_it(
     assert eng._suite is not None and eng._suite.reroute_as_set is not None
     shift = dict(zip([names[i] for i in eng._link_ids], eng._suite.reroute_as_set[0], strict=True))
     cut, up = truth(N + 4, failed=True), truth(N + 4, failed=False)
+    assert moved_links(N + 4)
     for n in moved_links(N + 4):
         assert rel(shift[n], cut[n] - up[n]) < 0.3, (n, shift[n], cut[n] - up[n])
     eng.release()
@@ -406,20 +410,45 @@ def test_a_cut_read_before_a_restart_is_repaired_after_it(square, tokens, settin
     second.release()
 
 
-def test_a_drain_in_a_maintenance_window_is_not_a_cut(square, tokens, settings, clean_db):
+@pytest.mark.parametrize("over", [False, True])
+def test_a_drain_in_a_maintenance_window_is_not_a_cut(square, tokens, settings, clean_db, over):
+    """Drained inside an open maintenance window: no failure. The same drain after the
+    window ended (``over``): a cut like any other."""
     clock = Clock(N)
     eng = engine(settings.database_url, clock)
     eng.tick()
     body = {"kind": "maintenance", "links": FAILED, "ts": at(N - 1).isoformat()}
+    if over:
+        body["end_ts"] = (at(N - 1) + timedelta(seconds=1)).isoformat()
     r = square.post("/api/v1/events", json=body, headers=auth(tokens["write"]))
     assert r.status_code == 201, r.text
     push(square, tokens["write"], range(N, N + 4), failed=True)
     clock.to(N + 4)
-    assert eng.tick().reroutes == 0
+    assert eng.tick().reroutes == int(over)
     with clean_db.connect() as conn:
         kinds = conn.execute(text("SELECT kind FROM event ORDER BY id")).scalars().all()
-    assert kinds == ["maintenance"]
+    assert kinds == (["maintenance", "failure"] if over else ["maintenance"])
     eng.release()
+
+
+def test_a_restart_between_the_first_0_and_the_read_still_reads_the_cut(
+    square, tokens, settings, clean_db
+):
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    push(square, tokens["write"], range(N, N + 1), failed=True)
+    clock.to(N + 1)
+    eng.tick()  # bucket N: the first 0 held back
+    eng.release()  # checkpoints at N
+    second = engine(settings.database_url, clock)
+    push(square, tokens["write"], range(N + 1, N + 3), failed=True)
+    clock.to(N + 3)
+    assert second.tick().reroutes == 1
+    with clean_db.connect() as conn:
+        events = conn.execute(text("SELECT kind, ts, source FROM event")).all()
+    assert [tuple(e) for e in events] == [("failure", at(N), "engine")]
+    second.release()
 
 
 def test_no_cut_is_read_when_told_not_to(square, tokens, settings, clean_db):
