@@ -84,7 +84,12 @@ def seed(api_url: str, tokens: dict[str, str], database_url: str) -> Seeded:
             },
         ).raise_for_status()
 
-    config = EngineConfig(step_seconds=STEP_SECONDS, horizon=HORIZON, season_steps=60)
+    # Not reading cuts off the loads: the engine learns the failure from the loads alone
+    # (the blind case the dashboard's re-route and drift bands are drawn from); reading
+    # it would store its own failure event and tell the models (tests/engine/test_reroute.py).
+    config = EngineConfig(
+        step_seconds=STEP_SECONDS, horizon=HORIZON, season_steps=60, read_cuts=False
+    )
     clock = [t0 + timedelta(seconds=STEP_SECONDS * (FAIL_AT - 10))]
     engine = LiveEngine(database_url, config, clock=lambda: clock[0])
     try:
