@@ -305,6 +305,11 @@ class CutReader:
         self._detector = new
         self._at = np.array([where.get(n, -1) for n in topo.link_names], dtype=np.int64)
 
+    def _in_topology_order(self, loads_bps: np.ndarray) -> np.ndarray:
+        """``(n,)`` loads in the suite's order as ``(L,)`` in the detector's topology
+        order, NaN on a link the suite does not have."""
+        return np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
+
     def restore(
         self,
         conn: Connection,
@@ -327,12 +332,9 @@ class CutReader:
             return
         opened = open_failure_sources(conn, before=before)
         mine = sorted(n for n, source in opened.items() if source == "engine")
-
-        def ours(values: np.ndarray) -> np.ndarray:
-            return np.where(self._at >= 0, values[np.maximum(self._at, 0)], np.nan)
-
         down = np.isin(np.asarray(det.topology.link_names), mine)
-        det.prime(ours(loads_bps), down, before - step, ours(earlier_bps), before - 2 * step)
+        last, earlier = self._in_topology_order(loads_bps), self._in_topology_order(earlier_bps)
+        det.prime(last, down, before - step, earlier, before - 2 * step)
 
     def read(
         self,
@@ -351,7 +353,7 @@ class CutReader:
         det = self._detector
         if det is None:
             return
-        y = np.where(self._at >= 0, loads_bps[np.maximum(self._at, 0)], np.nan)
+        y = self._in_topology_order(loads_bps)
         y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
         cut, repaired = det.update(y, at=bucket)
         if not cut and not repaired:
