@@ -120,9 +120,8 @@ Cut read off the loads
     1`` and set before the models take ``f`` (their forecasts of ``f`` stand as
     issued, blind), and followed as for ``reroute``. It is what an operator who posts
     nothing gets. The live engine holds a first 0 back for a bucket (a missed read,
-    :mod:`engine.quality`), so there the cut shows one grid step later than here, and
-    its shift comes from the bucket the 0 was held in (the failed links not measured
-    there, the others already carrying the re-route) rather than from ``f - 1``.
+    :mod:`engine.quality`), so there the cut shows one grid step later than here; its
+    shift comes, as here, from the last bucket the cut links carried traffic in.
 
 Speed
     The loads before the failure step are the same in every scenario of a seed (same
