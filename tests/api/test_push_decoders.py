@@ -16,6 +16,8 @@ decoded and mapped after an eviction is what an unbounded cache gives.
 
 from __future__ import annotations
 
+import math
+import struct
 from fractions import Fraction
 
 import cramjam
@@ -196,6 +198,48 @@ def test_remote_write_series_are_learnt_once_and_told_apart() -> None:
         ("link_load_bps", {"link": "A>B"}, 4.0, 4.0),
     ]
     assert second.points[1].labels is first.points[0].labels
+
+
+def _rw_reference(body: bytes) -> tuple[list[tuple], int]:
+    """Every sample of a remote write body read from its own Sample message (the
+    plain schema), as (name, labels, ts, value bits), and the staleness markers."""
+    request = rw.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+    out, stale = [], 0
+    for s in request.timeseries:
+        labels = {label.name: label.value for label in s.labels}
+        name = labels.pop("__name__")
+        for sample in s.samples:
+            bits = struct.pack("<d", sample.value)
+            if struct.unpack("<Q", bits)[0] == rw.STALE_NAN_BITS:
+                stale += 1
+                continue
+            out.append((name, labels, sample.timestamp / 1000, bits))
+    return out, stale
+
+
+RW_VALUES = [0.0, -0.0, 1.5e9, 7.0, math.nan, rw.stale_nan(), math.inf, -3.0]
+RW_STAMPS = [0, 1, 1_767_225_600_000, 2**40]
+rw_series = st.tuples(
+    st.sampled_from(["link_load_bps", "ifHCOutOctets", "other"]),
+    st.sampled_from(["A>B", "B>C", "C>A"]),
+    st.lists(st.tuples(st.sampled_from(RW_VALUES), st.sampled_from(RW_STAMPS)), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(series=st.lists(rw_series, max_size=6))
+def test_remote_write_columns_read_as_each_sample_message(series) -> None:
+    """The columns (one parse, values and timestamps as lists) give what each Sample
+    message gives, in order: also where a value or timestamp of 0 is left out of the
+    wire, a series has no sample or several, and NaNs and staleness markers mix."""
+    body = remote_write_body(
+        *(([("__name__", name), ("link", link)], samples) for name, link, samples in series)
+    )
+    want, stale = _rw_reference(body)
+    got = rw_decode(body)
+    points = [(p.name, dict(p.labels), p.ts, struct.pack("<d", p.value)) for p in got.points]
+    assert (points, got.stale) == (want, stale)
+    assert got.samples == sum(len(samples) for _, _, samples in series)
 
 
 @pytest.mark.parametrize(
