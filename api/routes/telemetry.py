@@ -61,11 +61,10 @@ async def push_telemetry(
     except InvalidSample as exc:
         record_refused("json", "invalid", exc.samples)
         return JSONResponse({"detail": exc.detail()}, status_code=422)
-    rows = [(link, ts, value) for (link, ts), value in batch.rows.items()]
     written = await run_in_threadpool(
         partial(write_samples, line_rate_margin=settings.line_rate_margin),
         engine,
-        rows,
+        batch.rows,
         request.app.state.link_ids,
     )
     record_accepted("json", batch.received, written.quarantined)
