@@ -38,8 +38,11 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from bisect import bisect_right
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, itemgetter, truediv
 from typing import Any, Literal
 
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
@@ -103,14 +106,16 @@ class Refused(Exception):
 class Decoded:
     """A request's Gauge and Sum data points, and those dropped before mapping.
 
-    ``points[k]`` came from ``where[k]``: indices (resource, scope, metric, data point).
-    ``dropped``: reason (``histogram``, ``exponential_histogram``, ``summary``,
-    ``delta_sum``) -> data points; ``names``: reason -> metric names; ``skipped``:
-    ``NO_RECORDED_VALUE`` data points.
+    ``runs``: for each metric whose data points were read, (index of its first point in
+    ``points``, its resource, scope and metric indices, and the index of each of its
+    points among its data points, or None when they are all of them in order), so that
+    :meth:`locate` can name where a point came from. ``dropped``: reason (``histogram``,
+    ``exponential_histogram``, ``summary``, ``delta_sum``) -> data points; ``names``:
+    reason -> metric names; ``skipped``: ``NO_RECORDED_VALUE`` data points.
     """
 
     points: list[Point] = field(default_factory=list)
-    where: list[tuple[int, int, int, int]] = field(default_factory=list)
+    runs: list[tuple[int, int, int, int, list[int] | None]] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     names: dict[str, set[str]] = field(default_factory=dict)
     skipped: int = 0
@@ -122,7 +127,9 @@ class Decoded:
 
     def locate(self, index: int) -> str:
         """Where point ``index`` is in the request, for an error message."""
-        r, s, m, d = self.where[index]
+        run = self.runs[bisect_right(self.runs, index, key=itemgetter(0)) - 1]
+        first, r, s, m, where = run
+        d = index - first if where is None else where[index - first]
         return f"{_path(r, s, m, self.points[index].name)} data_points[{d}]"
 
 
@@ -160,6 +167,82 @@ def _wire_view() -> Any:
 
 
 _RequestView = _wire_view()
+
+
+def _columns_view() -> Any:
+    """``ExportMetricsServiceRequest`` as :class:`_Columns` reads it: every message
+    field from the request down to ``NumberDataPoint`` singular (so that their
+    occurrences merge), a data point's time, values and flags repeated (so that they
+    concatenate), and every other field as bytes (read, never kept as unknown)."""
+    F = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="linkcast/otlp_columns.proto", package="linkcast.otlpc", syntax="proto3"
+    )
+    # message -> its fields (name, number, type or message, repeated)
+    layout: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
+        "Request": (("resource_metrics", 1, "ResourceMetrics", False),),
+        "ResourceMetrics": (
+            ("resource", 1, F.TYPE_BYTES, False),
+            ("scope_metrics", 2, "ScopeMetrics", False),
+            ("schema_url", 3, F.TYPE_BYTES, False),
+        ),
+        "ScopeMetrics": (
+            ("scope", 1, F.TYPE_BYTES, False),
+            ("metrics", 2, "Metric", False),
+            ("schema_url", 3, F.TYPE_BYTES, False),
+        ),
+        "Metric": (
+            *((other, number, F.TYPE_BYTES, False) for other, number in _METRIC_OTHERS),
+            ("gauge", 5, "Points", False),
+            ("sum", 7, "Points", False),
+        ),
+        # Gauge and Sum: data_points = 1; Sum's aggregation_temporality = 2 and
+        # is_monotonic = 3 (varints) are read by the real view, not here.
+        "Points": (
+            ("data_points", 1, "NumberDataPoint", False),
+            ("aggregation_temporality", 2, F.TYPE_INT32, False),
+            ("is_monotonic", 3, F.TYPE_BOOL, False),
+        ),
+        "NumberDataPoint": (
+            ("start_time_unix_nano", 2, F.TYPE_FIXED64, True),
+            ("time_unix_nano", 3, F.TYPE_FIXED64, True),
+            ("as_double", 4, F.TYPE_DOUBLE, True),
+            ("exemplars", 5, F.TYPE_BYTES, True),
+            ("as_int", 6, F.TYPE_SFIXED64, True),
+            ("attributes", 7, F.TYPE_BYTES, True),
+            ("flags", 8, F.TYPE_UINT32, True),
+        ),
+    }
+    for name, fields in layout.items():
+        message = proto.message_type.add(name=name)
+        for field_name, number, kind, repeated in fields:
+            f = message.field.add(
+                name=field_name,
+                number=number,
+                label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL,
+            )
+            if isinstance(kind, str):
+                f.type, f.type_name = F.TYPE_MESSAGE, f".{proto.package}.{kind}"
+            else:
+                f.type = kind  # type: ignore[assignment]
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    found = message_factory.GetMessageClassesForFiles([proto.name], pool)
+    return found[f"{proto.package}.Request"]
+
+
+# Metric's fields other than gauge and sum (opentelemetry-proto metrics.proto):
+# name, description, unit, histogram, exponential_histogram, summary, metadata.
+_METRIC_OTHERS = (
+    ("name", 1),
+    ("description", 2),
+    ("unit", 3),
+    ("histogram", 9),
+    ("exponential_histogram", 10),
+    ("summary", 11),
+    ("metadata", 12),
+)
+_ColumnsView = _columns_view()
 
 
 def wire_of(content_type: str | None) -> Wire:
@@ -206,7 +289,8 @@ def decode(
         raise Refused(415, f"Content-Encoding {coding!r}: send gzip or no Content-Encoding")
     message = parse(body, wire)  # checks every field of the request
     raw = body if wire == "protobuf" else message.SerializeToString()
-    return points(_RequestView.FromString(raw), max_points=max_points, metrics=metrics)
+    view = _RequestView.FromString(raw)
+    return points(view, max_points=max_points, metrics=metrics, raw=raw)
 
 
 def gunzip(data: bytes, limit: int) -> bytes:
@@ -254,61 +338,148 @@ def parse(body: bytes, wire: Wire) -> ExportMetricsServiceRequest:
     return message
 
 
-def points(message: Any, *, max_points: int, metrics: Container[str] = frozenset()) -> Decoded:
+def points(
+    message: Any,
+    *,
+    max_points: int,
+    metrics: Container[str] = frozenset(),
+    raw: bytes | None = None,
+) -> Decoded:
     """The Gauge and cumulative Sum data points of ``message`` as series points.
 
     ``message``: a request parsed as :func:`_wire_view`'s view (its attributes as
-    bytes), or as the real ``ExportMetricsServiceRequest`` (re-read as that view).
+    bytes), or as the real ``ExportMetricsServiceRequest`` (re-read as that view);
+    ``raw``: the bytes the view was parsed from, if at hand.
     ``metrics``: the metric names (those of the app's series rules,
     :attr:`api.series.SeriesMap.metrics`) whose series' labels are kept, so that a
     later request finds them; any other metric's are decoded each time.
     Raises :class:`Refused`: 400 for a data point with no value or no
     ``time_unix_nano``, 413 past ``max_points``.
+
+    Times and values are read as columns (:class:`_Columns`): per data point only its
+    attribute bytes are touched from Python. Where the columns cannot be trusted (a
+    data point flagged, with no value or time, or gauges or sums mixing ``as_int``
+    and ``as_double``), each data point of that kind is read from its own message.
     """
     if isinstance(message, ExportMetricsServiceRequest):
-        message = _RequestView.FromString(message.SerializeToString())
+        raw = message.SerializeToString()
+        message = _RequestView.FromString(raw)
+    metrics_of = [
+        (r, s, m, resource, metric, metric.WhichOneof("data"))
+        for r, resource_metrics in enumerate(message.resource_metrics)
+        for resource in [tuple(resource_metrics.resource.attributes)]
+        for s, scope_metrics in enumerate(resource_metrics.scope_metrics)
+        for m, metric in enumerate(scope_metrics.metrics)
+    ]
+    columns = _Columns.of(raw, metrics_of) if raw is not None else {}
     out = Decoded()
-    append, where = out.points.append, out.where.append
-    new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
-    known = _LABELS
-    for r, resource_metrics in enumerate(message.resource_metrics):
-        resource = tuple(resource_metrics.resource.attributes)
-        for s, scope_metrics in enumerate(resource_metrics.scope_metrics):
-            for m, metric in enumerate(scope_metrics.metrics):
-                kind = metric.WhichOneof("data")
-                if kind in DISTRIBUTIONS:
-                    out.drop(kind, metric.name, len(getattr(metric, kind).data_points))
-                    continue
-                if kind == "sum" and (
-                    metric.sum.aggregation_temporality != AGGREGATION_TEMPORALITY_CUMULATIVE
-                ):
-                    out.drop("delta_sum", metric.name, len(metric.sum.data_points))
-                    continue
-                if kind not in ("gauge", "sum"):
-                    continue  # a metric with no data
-                name = metric.name
-                keep = name in metrics
-                for d, dp in enumerate(getattr(metric, kind).data_points):
-                    if dp.flags & DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
-                        out.skipped += 1
-                        continue
-                    which = dp.WhichOneof("value")
-                    stamp = dp.time_unix_nano
-                    if which is None or stamp == 0:
-                        what = "as_double or as_int" if which is None else "time_unix_nano"
-                        where_ = f"{_path(r, s, m, name)} data_points[{d}]"
-                        raise Refused(400, f"{where_}: {what} is missing")
-                    if len(out.points) == max_points:
-                        raise Refused(413, f"more than {max_points} data points in one request")
-                    key = (resource, tuple(dp.attributes))
-                    attrs = known.get(key)
-                    if attrs is None:
-                        attrs = _labels_of(key, keep)
-                    value = dp.as_double if which == "as_double" else dp.as_int
-                    # int / int: correctly rounded
-                    append(new(Point, (name, attrs, stamp / 1_000_000_000, value)))
-                    where((r, s, m, d))
+    offset = {"gauge": 0, "sum": 0}  # where each metric's points start in its columns
+    for r, s, m, resource, metric, kind in metrics_of:
+        if kind in DISTRIBUTIONS:
+            out.drop(kind, metric.name, len(getattr(metric, kind).data_points))
+            continue
+        if kind not in ("gauge", "sum"):
+            continue  # a metric with no data
+        data_points = getattr(metric, kind).data_points
+        start = offset[kind]
+        offset[kind] += len(data_points)
+        if (
+            kind == "sum"
+            and metric.sum.aggregation_temporality != AGGREGATION_TEMPORALITY_CUMULATIVE
+        ):
+            out.drop("delta_sum", metric.name, len(data_points))
+            continue
+        column = columns.get(kind)
+        if column is None:
+            _each_point(out, (r, s, m), resource, metric.name, data_points, max_points, metrics)
+            continue
+        n = len(data_points)
+        if len(out.points) + n > max_points:
+            raise Refused(413, f"more than {max_points} data points in one request")
+        keep = metric.name in metrics
+        known = _LABELS
+        keys = zip(repeat(resource), map(tuple, map(_ATTRIBUTES, data_points)))
+        attrs = [known.get(key) or _labels_of(key, keep) for key in keys]
+        stamps, values = column[0][start : start + n], column[1][start : start + n]
+        out.runs.append((len(out.points), r, s, m, None))
+        rows = zip(repeat(metric.name), attrs, map(truediv, stamps, repeat(10**9)), values)
+        out.points.extend(map(tuple.__new__, repeat(Point), rows))  # int / int: rounded once
     return out
+
+
+def _each_point(
+    out: Decoded,
+    where: tuple[int, int, int],
+    resource: tuple[bytes, ...],
+    name: str,
+    data_points: Any,
+    max_points: int,
+    metrics: Container[str],
+) -> None:
+    """One metric's data points, each read from its own message (appended to ``out``)."""
+    keep = name in metrics
+    known = _LABELS
+    new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
+    indices: list[int] = []
+    out.runs.append((len(out.points), *where, indices))
+    for d, dp in enumerate(data_points):
+        if dp.flags & DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK:
+            out.skipped += 1
+            continue
+        which = dp.WhichOneof("value")
+        stamp = dp.time_unix_nano
+        if which is None or stamp == 0:
+            what = "as_double or as_int" if which is None else "time_unix_nano"
+            raise Refused(400, f"{_path(*where, name)} data_points[{d}]: {what} is missing")
+        if len(out.points) == max_points:
+            raise Refused(413, f"more than {max_points} data points in one request")
+        key = (resource, tuple(dp.attributes))
+        attrs = known.get(key)
+        if attrs is None:
+            attrs = _labels_of(key, keep)
+        value = dp.as_double if which == "as_double" else dp.as_int
+        # int / int: correctly rounded
+        out.points.append(new(Point, (name, attrs, stamp / 1_000_000_000, value)))
+        indices.append(d)
+
+
+_ATTRIBUTES = attrgetter("attributes")
+
+
+class _Columns:
+    """Every Gauge's and every Sum's data point times (ns) and values, each kind's in
+    the request's order, from one parse of the same bytes.
+
+    The view (:func:`_columns_view`) declares the request's repeated messages down to
+    the data points singular, so that protobuf's parser merges their occurrences and
+    concatenates the repeated fields beneath (the encoding guide: "repeated fields are
+    concatenated"): a ``NumberDataPoint``'s ``time_unix_nano``, ``as_double``,
+    ``as_int`` and ``flags``, declared repeated, become columns.
+    """
+
+    @staticmethod
+    def of(raw: bytes, metrics_of: list) -> dict[str, tuple[list[int], list[float] | list[int]]]:
+        """kind (``gauge``, ``sum``) -> (times, values) of all its data points, for each
+        kind whose columns line up with its data points: as many times and values as
+        points (proto3 leaves a time of 0 out), one value kind, and no flags."""
+        counts = {"gauge": 0, "sum": 0}
+        for *_, metric, kind in metrics_of:
+            if kind in counts:
+                counts[kind] += len(getattr(metric, kind).data_points)
+        if not any(counts.values()):
+            return {}
+        merged = _ColumnsView.FromString(raw).resource_metrics.scope_metrics.metrics
+        out = {}
+        for kind, n in counts.items():
+            dp = getattr(merged, kind).data_points
+            stamps, doubles, ints = list(dp.time_unix_nano), dp.as_double, dp.as_int
+            if n == 0 or len(stamps) != n or len(dp.flags):
+                continue
+            if len(doubles) == n and not ints:
+                out[kind] = (stamps, list(doubles))
+            elif len(ints) == n and not doubles:
+                out[kind] = (stamps, list(ints))
+        return out
 
 
 # (resource attributes, data point attributes), each as KeyValue bytes -> the labels,

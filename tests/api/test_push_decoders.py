@@ -313,6 +313,94 @@ def test_otlp_labels_are_learnt_once_per_resource_and_attributes() -> None:
     assert again.points[0].value == 5.0
 
 
+# An OTLP data point: (value kind: the request's own, the other or none; value, time
+# ns, flags, link attribute). Mostly well-formed, so that the columns are used.
+otlp_point = st.tuples(
+    st.sampled_from(["same"] * 8 + ["other", None]),
+    st.sampled_from([0, 1, 7, -3, 10**12]),
+    st.sampled_from([60 * 10**9] * 4 + [0, 1_767_225_600 * 10**9 + 1]),
+    st.sampled_from([0] * 8 + [1]),  # 1: NO_RECORDED_VALUE
+    st.sampled_from(["A>B", "B>C"]),
+)
+otlp_metric = st.tuples(
+    st.sampled_from(["gauge", "sum", "delta", "histogram"]),
+    st.sampled_from(["link_load_bps", "ifHCOutOctets", "other"]),
+    st.lists(otlp_point, max_size=4),
+)
+
+
+def _otlp_request(resources: list[list[list]], same: str) -> bytes:
+    other = {"as_double": "as_int", "as_int": "as_double"}[same]
+    req = ExportMetricsServiceRequest()
+    for h, scopes in enumerate(resources):
+        rm = req.resource_metrics.add()
+        rm.resource.attributes.add(key="host").value.string_value = f"h{h}"
+        for metrics in scopes:
+            sm = rm.scope_metrics.add()
+            for kind, name, dps in metrics:
+                metric = sm.metrics.add(name=name)
+                if kind == "histogram":
+                    metric.histogram.data_points.add(count=len(dps))
+                    continue
+                data = metric.gauge if kind == "gauge" else metric.sum
+                if kind != "gauge":
+                    data.aggregation_temporality = 2 if kind == "sum" else 1  # cumulative, delta
+                for which, value, stamp, flags, link in dps:
+                    dp = data.data_points.add(time_unix_nano=stamp, flags=flags)
+                    if which is not None:
+                        setattr(dp, same if which == "same" else other, value)
+                    dp.attributes.add(key="link").value.string_value = link
+    return req.SerializeToString()
+
+
+def _otlp_read(read) -> tuple:
+    try:
+        d = read()
+    except otlp.Refused as exc:
+        return ("refused", exc.status, exc.message)
+    where = [d.locate(i) for i in range(len(d.points))]
+    points = [(p.name, dict(p.labels), p.ts, p.value, type(p.value)) for p in d.points]
+    return points, where, d.dropped, d.skipped
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    resources=st.lists(st.lists(st.lists(otlp_metric, max_size=3), max_size=2), max_size=2),
+    max_points=st.sampled_from([3, 10_000, 10_000]),
+    same=st.sampled_from(["as_double", "as_int"]),
+)
+def test_otlp_columns_read_as_each_data_point(resources, max_points, same) -> None:
+    """The columns (one parse, each kind's times and values as lists) give what each
+    data point's own message gives: the same points, labels, places named in errors,
+    drops and refusals, with as_int and as_double mixed, points flagged, without a
+    value or a time, histograms and delta sums between them, and past the bound."""
+    raw = _otlp_request(resources, same)
+    view = otlp._RequestView.FromString(raw)
+    columns = _otlp_read(
+        lambda: otlp.points(view, max_points=max_points, metrics=EVERY_NAME, raw=raw)
+    )
+    each = _otlp_read(lambda: otlp.points(view, max_points=max_points, metrics=EVERY_NAME))
+    assert columns == each
+
+
+def test_otlp_columns_skip_what_is_dropped_between_metrics_of_a_kind() -> None:
+    """A delta sum's points sit in the sums' column before a cumulative sum's, a
+    histogram's in none: each metric reads its own slice."""
+    t = 60 * 10**9
+    metrics = [
+        ("sum", "link_load_bps", [("same", 1, t, 0, "A>B")]),
+        ("delta", "link_load_bps", [("same", 2, t, 0, "A>B"), ("same", 3, t, 0, "B>C")]),
+        ("histogram", "link_load_bps", [("same", 0, t, 0, "A>B")]),
+        ("gauge", "link_load_bps", [("same", 4, t, 0, "A>B")]),
+        ("sum", "link_load_bps", [("same", 5, t, 0, "B>C"), ("same", 6, t, 0, "A>B")]),
+    ]
+    raw = _otlp_request([[metrics]], "as_double")
+    d = otlp.points(otlp._RequestView.FromString(raw), max_points=100, metrics=RULED, raw=raw)
+    assert [p.value for p in d.points] == [1.0, 4.0, 5.0, 6.0]
+    assert d.locate(3).endswith("metrics[4] (link_load_bps) data_points[1]")
+    assert d.dropped == {"delta_sum": 2, "histogram": 1}
+
+
 FLOOD = 3_000  # distinct series
 
 
