@@ -124,16 +124,27 @@ def parse(
     out = Parsed()
     num, den = unit.numerator, unit.denominator  # int / int: exact, then rounded once
     default_ts = int(Fraction(now) / unit) * num / den  # now, truncated to the precision
-    append, lines = out.points.append, out.lines.append
+    text: str | None
+    try:  # the body at once; a line that is not UTF-8 is named by _parse_line
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    # lines as text (b"\n" is never inside a UTF-8 character), or as bytes
+    lines, space, blank, strip = (
+        (text.split("\n"), " ", _BLANK, _BLANK)
+        if text is not None
+        else (body.split(b"\n"), b" ", _BLANK_BYTES, _BLANK.encode())
+    )
+    append, numbers = out.points.append, out.lines.append
     new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
     known = _TAGS
-    for number, raw in enumerate(body.split(b"\n"), start=1):
-        if not raw.strip():
+    for number, raw in enumerate(lines, start=1):
+        if not raw or (raw[0] in blank and not raw.strip(strip)):
             continue
         try:
-            point = parse_line(raw.decode("utf-8"))
+            point = parse_line(raw if text is not None else raw.decode("utf-8"))
         except (UnicodeDecodeError, LineFormatError):
-            point = _parse_line(raw, number)  # raises, naming the line and the problem
+            point = _parse_line(raw if text is None else raw.encode(), number)  # raises
         if point is None:  # a comment
             continue
         stamp = point["time"]
@@ -141,26 +152,32 @@ def parse(
         prefix = point["measurement"] + "_"
         tags = point["tags"]
         fields = point["fields"]
-        # the bytes before the first space: the measurement and tags, unless an escaped
+        # the text before the first space: the measurement and tags, unless an escaped
         # space (`\ `) cuts them short; so a kept dict is used only if equal to the tags
-        series = raw.partition(b" ")[0]
+        series = raw.partition(space)[0]
         kept = known.get(series)
         if kept is not None and kept == tags:
             tags = kept
         elif any(prefix + key in metrics for key in fields):
             known.put(series, tags, len(series))
         for key, value in fields.items():
-            if isinstance(value, bool | str):
+            kind = type(value)
+            if kind is not float and kind is not int and isinstance(value, bool | str):
                 out.non_numeric += 1
                 continue
             append(new(Point, (prefix + key, tags, ts, value)))
-            lines(number)
+            numbers(number)
         if len(out.points) > max_points:
             raise TooManyPoints(
                 f"more than {max_points} numeric fields in one request (line {number}); "
                 "send smaller batches"
             )
     return out
+
+
+# What a blank line holds (bytes.strip's whitespace, as str and as byte values).
+_BLANK = " \t\n\r\x0b\x0c"
+_BLANK_BYTES = frozenset(_BLANK.encode())
 
 
 def _parse_line(raw: bytes, number: int) -> dict | None:

@@ -66,6 +66,8 @@ SERIES = [
     b"m,a=",  # not line protocol
     b" m",  # leading space
     b"#m",  # a comment
+    b"m,a=\xe2\x82",  # not UTF-8 (a character cut short): the body is read line by line
+    b"\xc2\xa0m",  # a no-break space first: not blank, not line protocol
 ]
 VALUES = [
     b"1",
@@ -147,7 +149,9 @@ line = st.builds(
 
 
 @settings(max_examples=400, deadline=None)
-@given(lines=st.lists(line, min_size=1, max_size=6))
+@given(
+    lines=st.lists(line | st.sampled_from([b"", b" \t", b"\x0b", b"\x1c"]), min_size=1, max_size=6)
+)
 def test_line_protocol_reads_as_the_parser_reads(lines: list[bytes]) -> None:
     unit, now = lp.PRECISIONS_V2["ms"], 1_700_000_000.5
     body = b"\n".join(lines)
