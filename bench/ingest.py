@@ -146,8 +146,9 @@ def push_all(api: str, token: str, fmt: str, payloads: list[bytes], clients: int
     return time.perf_counter() - t
 
 
-def copy_rate(url: str, n: int, n_links: int, t0: datetime, binary: bool) -> float:
-    """The reference: the same number of rows, one COPY straight into `sample`, rows/s.
+def copy_rate(url: str, n: int, n_links: int, t0: datetime, binary: bool) -> tuple[float, float]:
+    """The reference: the same number of rows, one COPY straight into `sample`: rows/s,
+    and PostgreSQL's CPU seconds.
 
     The payload is made before the clock starts: text as written here, or PostgreSQL's
     binary COPY format as PostgreSQL itself writes it (the rows copied into a temporary
@@ -181,12 +182,29 @@ def copy_rate(url: str, n: int, n_links: int, t0: datetime, binary: bool) -> flo
                     payload = b"".join(bytes(chunk) for chunk in copy)
                 cur.execute("DROP TABLE ref")
             conn.commit()
+        db = db_cpu_s()
         t = time.perf_counter()
         with conn.cursor() as cur:
             with cur.copy(f"COPY sample (link_id, ts, value_bps) FROM STDIN{fmt}") as copy:
                 copy.write(payload)
         conn.commit()
-        return n / (time.perf_counter() - t)
+        secs = time.perf_counter() - t
+        return n / secs, db_cpu_s() - db
+
+
+def db_cpu_s() -> float:
+    """User + system CPU seconds of every PostgreSQL process alive now (the server's
+    backends, its WAL writer, checkpointer, ...; a backend that has exited is not
+    counted, so read it while the connections are open)."""
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] in ("postgres", "postmaster"):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    return total
 
 
 def api_cpu_s(pid: int) -> float:
@@ -247,7 +265,7 @@ def main() -> None:
     proc = subprocess.Popen(
         cmd + ["--workers", str(args.workers)], env=env, stderr=subprocess.DEVNULL
     )
-    results: list[tuple[str, int, float, float]] = []
+    results: list[tuple[str, int, float, float, float, float]] = []
     try:
         wait_ready(api, proc)
         for k, fmt in enumerate(formats):
@@ -257,12 +275,13 @@ def main() -> None:
             payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
             push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
             pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
-            cpu = api_cpu_s(proc.pid)
+            cpu, db, client = api_cpu_s(proc.pid), db_cpu_s(), time.process_time()
             secs = push_all(api, token, fmt, payloads[2:], args.clients)
-            results.append((fmt, pushed, secs, api_cpu_s(proc.pid) - cpu))
-        n_copy = max(n for _, n, _, _ in results)
+            used = (api_cpu_s(proc.pid) - cpu, db_cpu_s() - db, time.process_time() - client)
+            results.append((fmt, pushed, secs, *used))
+        n_copy = max(r[1] for r in results)
         # Each reference three times (a COPY is short, and this machine noisy): medians.
-        refs: dict[str, list[float]] = {"text": [], "binary": []}
+        refs: dict[str, list[tuple[float, float]]] = {"text": [], "binary": []}
         for r in range(3):
             for j, kind in enumerate(refs):
                 t0 = datetime(2010 - 2 * r - j, 1, 1, tzinfo=UTC)
@@ -270,22 +289,30 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    rates = {kind: statistics.median(r) for kind, r in refs.items()}
+    rates = {kind: statistics.median(r for r, _ in runs) for kind, runs in refs.items()}
     reference = max(rates.values())  # the faster COPY: the stricter ratio
-    head = f"{'path':<40}{'samples':>10}{'seconds':>10}{'samples/s':>12}{'/ COPY':>8}"
-    print(f"{head}{'api CPU us/sample':>19}")
-    for fmt, n, secs, cpu in results:
+    head = f"{'path':<40}{'samples':>10}{'seconds':>9}{'samples/s':>11}{'/ COPY':>8}"
+    print(f"{head}{'CPU us/sample: api':>20}{'db':>6}{'client':>8}")
+    for fmt, n, secs, cpu, db, client in results:
         name = f"HTTP {fmt} ({FORMATS[fmt][0].split('?')[0]})"
         print(
-            f"{name:<40}{n:>10,}{secs:>10.2f}{n / secs:>12,.0f}{n / secs / reference:>8.2f}"
-            f"{cpu / n * 1e6:>19.2f}"
+            f"{name:<40}{n:>10,}{secs:>9.2f}{n / secs:>11,.0f}{n / secs / reference:>8.2f}"
+            f"{cpu / n * 1e6:>20.2f}{db / n * 1e6:>6.2f}{client / n * 1e6:>8.2f}"
         )
     for kind, rate in rates.items():
-        spread = ", ".join(f"{x:,.0f}" for x in refs[kind])
+        db = statistics.median(d for _, d in refs[kind])
         ref = f"raw COPY ({kind}) into sample"
-        print(f"{ref:<40}{n_copy:>10,}{n_copy / rate:>10.2f}{rate:>12,.0f}{rate / reference:>8.2f}")
+        print(
+            f"{ref:<40}{n_copy:>10,}{n_copy / rate:>9.2f}{rate:>11,.0f}{rate / reference:>8.2f}"
+            f"{'':>20}{db / n_copy * 1e6:>6.2f}"
+        )
+        spread = ", ".join(f"{r:,.0f}" for r, _ in refs[kind])
         print(f"{'':<4}median of 3 runs: {spread} rows/s")
-    print("(/ COPY: against the faster of the two COPY references, the median of its runs)")
+    print(
+        "(/ COPY: against the faster of the two COPY references, the median of its runs;"
+        " CPU: user + system per sample, of the api's processes, of every PostgreSQL"
+        " process, and of this script's HTTP clients)"
+    )
     print(
         f"({args.clients} clients, {args.workers} api workers, batch {args.batch:,}, "
         f"{args.links:,} links)"
