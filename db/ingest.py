@@ -86,9 +86,9 @@ class LinkIds:
             known = {n: self._ids[n] for n in names if n in self._ids}
         capacity: dict[int, float] = {}
         if known:  # every cached (name, id) pair must still be in the table
-            cur.execute(
+            cur.execute(  # binary parameters: no quoting of every name (%b)
                 "SELECT l.id, l.capacity_bps FROM link l"
-                " JOIN unnest(%s::text[], %s::int[]) AS k(name, id)"
+                " JOIN unnest(%b::text[], %b::int[]) AS k(name, id)"
                 " ON l.id = k.id AND l.name = k.name",
                 (list(known), list(known.values())),
             )
