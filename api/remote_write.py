@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, repeat
 from math import isnan
-from operator import truediv
+from operator import attrgetter, truediv
 from typing import Any
 
 import cramjam
@@ -319,16 +319,16 @@ def points(
     series for a series with no ``__name__``, with a label name twice, or with a Label
     that is not one (not protobuf, a name or value not UTF-8).
     """
-    series = request.timeseries
-    shapes = [(tuple(s.labels), len(s.samples)) for s in series]
-    counts = [n for _, n in shapes]
+    series = list(request.timeseries)  # one message object per series, read twice
+    keys = list(map(tuple, map(_LABELS, series)))
+    counts = list(map(len, map(_SAMPLES, series)))
     total = sum(counts)
     if total > max_samples:
         message = f"{total} samples in one request; at most {max_samples}"
         raise Refused(413, message, samples=total)
     out = Decoded(series=len(series), metadata=len(request.metadata))
     known = _SERIES
-    found = [known.get(key) or _series_labels(key, total, metrics) for key, _ in shapes]
+    found = [known.get(key) or _series_labels(key, total, metrics) for key in keys]
     values, stamps = _columns(raw, total) or _per_sample(series)
     names, labels = zip(*found, strict=True) if found else ((), ())
     if total != len(counts) or counts.count(1) != total:  # not one sample per series
@@ -342,6 +342,9 @@ def points(
         rows = iter(kept)
     out.points = list(map(tuple.__new__, repeat(Point), rows))  # no Python-level __new__
     return out
+
+
+_LABELS, _SAMPLES = attrgetter("labels"), attrgetter("samples")
 
 
 def _columns(raw: bytes, total: int) -> tuple[list[float], list[int]] | None:
