@@ -1,11 +1,12 @@
 """Ingestion throughput of each push format through the api vs raw COPY into the same database.
 
-Starts `linkcast api` (embedded PostgreSQL unless --database-url or LINKCAST_DATABASE_URL),
-pushes N samples in batches from concurrent clients in the chosen format(s), then COPYs
-the same number of rows straight into the `sample` table, three times as text and three
-times in PostgreSQL's binary format, and prints samples/s for each and their ratio to
-the faster COPY (the reference, the median of its runs, measured in the same run: these
-machines are shared and noisy, so only ratios compare across runs). Also the CPU time the api's
+For each format in turn, in a session of its own: starts `linkcast api` (on a new
+embedded PostgreSQL unless --database-url or LINKCAST_DATABASE_URL), pushes N samples
+in batches from concurrent clients, then COPYs the same number of rows straight into
+the `sample` table, three times as text and three times in PostgreSQL's binary format,
+and prints samples/s and their ratio to each COPY (the references, the medians of their
+runs, measured in the same session: these machines are shared and noisy, so only ratios
+compare across runs). Also the CPU time the api's
 processes spent per sample of each format (user + system, all workers): what a format
 costs the server, which other work on the machine slows down but does not inflate as
 it does the rates.
@@ -31,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -224,13 +226,94 @@ def api_cpu_s(pid: int) -> float:
     return total
 
 
+@dataclass
+class Measured:
+    """One format's push and its COPY references, measured in one session."""
+
+    fmt: str
+    samples: int
+    seconds: float
+    api_cpu: float  # CPU seconds: the api's processes, PostgreSQL's, this script's
+    db_cpu: float
+    client_cpu: float
+    copy: dict[str, list[tuple[float, float]]]  # text|binary -> (rows/s, db CPU s) runs
+
+    def reference(self, kind: str) -> float:
+        """The median of a COPY reference's runs, rows/s."""
+        return statistics.median(rate for rate, _ in self.copy[kind])
+
+
+def measure(fmt: str, args: argparse.Namespace) -> Measured:
+    """Push ``args.samples`` samples in ``fmt`` through a fresh `linkcast api`, then the
+    COPY references, three runs of each, into the same database.
+
+    Each format has a session of its own: its own embedded PostgreSQL (or, with
+    --database-url, the given one, emptied of this bench's rows) and its own api
+    processes, so that none pays for another's rows. Run one after the other in one
+    session, each format's database and api CPU per sample grew with the formats
+    before it (OTLP last of four: 2.9 to 3.2 us of api CPU and 2.7 to 3.0 of
+    database CPU; first: 2.4 and 2.0).
+    """
+    data_dir = tempfile.mkdtemp(prefix="linkcast-bench-")
+    url = args.database_url
+    if not url:
+        from db.embedded import embedded_url
+
+        url = embedded_url(data_dir)
+    try:
+        upgrade(url)
+        with psycopg.connect(url) as conn:  # rows of an earlier run would collide
+            conn.execute(
+                "DELETE FROM sample WHERE link_id IN"
+                " (SELECT id FROM link WHERE name LIKE 'bench%' OR name LIKE 'copy%')"
+            )
+        engine = make_engine(url, pool_size=1)
+        with session_scope(make_sessionmaker(engine)) as session:
+            token = create_token(session=session, scope="write", name="bench").token
+        engine.dispose()
+        env = os.environ | {"LINKCAST_DATABASE_URL": url, "LINKCAST_DATA_DIR": data_dir}
+        api = f"http://127.0.0.1:{args.port}"
+        cmd = [sys.executable, "-m", "linkcast.cli", "api", "--port", str(args.port)]
+        proc = subprocess.Popen(
+            cmd + ["--workers", str(args.workers)], env=env, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_ready(api, proc)
+            t0 = datetime(2025, 1, 1, tzinfo=UTC)
+            print(f"{fmt}: preparing {args.samples:,} samples ...", flush=True)
+            payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
+            push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
+            pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
+            print(f"{fmt}: pushing {pushed:,} samples ...", flush=True)
+            cpu, db, client = api_cpu_s(proc.pid), db_cpu_s(), time.process_time()
+            secs = push_all(api, token, fmt, payloads[2:], args.clients)
+            used = (api_cpu_s(proc.pid) - cpu, db_cpu_s() - db, time.process_time() - client)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        print(f"{fmt}: COPY references ...", flush=True)
+        # Each reference three times (a COPY is short, and this machine noisy): medians.
+        refs: dict[str, list[tuple[float, float]]] = {"text": [], "binary": []}
+        for r in range(3):
+            for j, kind in enumerate(refs):
+                t0 = datetime(2010 - 2 * r - j, 1, 1, tzinfo=UTC)
+                refs[kind].append(copy_rate(url, pushed, args.links, t0, kind == "binary"))
+        return Measured(fmt, pushed, secs, *used, copy=refs)
+    finally:
+        if not args.database_url:
+            from db.embedded import stop_embedded
+
+            stop_embedded()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--format",
         default="all",
         choices=[*FORMATS, "all"],
-        help="push format to measure (default: all, one after the other)",
+        help="push format to measure (default: all, one after the other, each in a"
+        " session of its own)",
     )
     ap.add_argument("--samples", type=int, default=400_000, help="samples per format (and COPY)")
     ap.add_argument("--batch", type=int, default=5_000, help="samples per request")
@@ -241,81 +324,34 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     args = ap.parse_args()
     formats = list(FORMATS) if args.format == "all" else [args.format]
+    results = [measure(fmt, args) for fmt in formats]
 
-    data_dir = tempfile.mkdtemp(prefix="linkcast-bench-")
-    url = args.database_url
-    if not url:
-        from db.embedded import embedded_url
-
-        url = embedded_url(data_dir)
-    upgrade(url)
-    with psycopg.connect(url) as conn:  # rows of an earlier run would collide with COPY's
-        conn.execute(
-            "DELETE FROM sample WHERE link_id IN"
-            " (SELECT id FROM link WHERE name LIKE 'bench%' OR name LIKE 'copy%')"
-        )
-    engine = make_engine(url, pool_size=1)
-    with session_scope(make_sessionmaker(engine)) as session:
-        token = create_token(session=session, scope="write", name="bench").token
-    engine.dispose()
-
-    env = os.environ | {"LINKCAST_DATABASE_URL": url, "LINKCAST_DATA_DIR": data_dir}
-    api = f"http://127.0.0.1:{args.port}"
-    cmd = [sys.executable, "-m", "linkcast.cli", "api", "--port", str(args.port)]
-    proc = subprocess.Popen(
-        cmd + ["--workers", str(args.workers)], env=env, stderr=subprocess.DEVNULL
-    )
-    results: list[tuple[str, int, float, float, float, float]] = []
-    try:
-        wait_ready(api, proc)
-        for k, fmt in enumerate(formats):
-            # Each format its own year, so that no two runs' rows collide.
-            t0 = datetime(2025 - k, 1, 1, tzinfo=UTC)
-            print(f"{fmt}: preparing {args.samples:,} samples ...", flush=True)
-            payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
-            push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
-            pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
-            cpu, db, client = api_cpu_s(proc.pid), db_cpu_s(), time.process_time()
-            secs = push_all(api, token, fmt, payloads[2:], args.clients)
-            used = (api_cpu_s(proc.pid) - cpu, db_cpu_s() - db, time.process_time() - client)
-            results.append((fmt, pushed, secs, *used))
-        n_copy = max(r[1] for r in results)
-        # Each reference three times (a COPY is short, and this machine noisy): medians.
-        refs: dict[str, list[tuple[float, float]]] = {"text": [], "binary": []}
-        for r in range(3):
-            for j, kind in enumerate(refs):
-                t0 = datetime(2010 - 2 * r - j, 1, 1, tzinfo=UTC)
-                refs[kind].append(copy_rate(url, n_copy, args.links, t0, kind == "binary"))
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    rates = {kind: statistics.median(r for r, _ in runs) for kind, runs in refs.items()}
-    reference = max(rates.values())  # the faster COPY: the stricter ratio
-    head = f"{'path':<40}{'samples':>10}{'seconds':>9}{'samples/s':>11}{'/ COPY':>8}"
+    head = f"{'path':<36}{'samples/s':>11}{'/ COPY bin':>11}{'/ text':>8}"
     print(f"{head}{'CPU us/sample: api':>20}{'db':>6}{'client':>8}")
-    for fmt, n, secs, cpu, db, client in results:
-        name = f"HTTP {fmt} ({FORMATS[fmt][0].split('?')[0]})"
+    for m in results:
+        name = f"HTTP {m.fmt} ({FORMATS[m.fmt][0].split('?')[0]})"
+        rate = m.samples / m.seconds
         print(
-            f"{name:<40}{n:>10,}{secs:>9.2f}{n / secs:>11,.0f}{n / secs / reference:>8.2f}"
-            f"{cpu / n * 1e6:>20.2f}{db / n * 1e6:>6.2f}{client / n * 1e6:>8.2f}"
+            f"{name:<36}{rate:>11,.0f}{rate / m.reference('binary'):>11.2f}"
+            f"{rate / m.reference('text'):>8.2f}{m.api_cpu / m.samples * 1e6:>20.2f}"
+            f"{m.db_cpu / m.samples * 1e6:>6.2f}{m.client_cpu / m.samples * 1e6:>8.2f}"
         )
-    for kind, rate in rates.items():
-        db = statistics.median(d for _, d in refs[kind])
-        ref = f"raw COPY ({kind}) into sample"
-        print(
-            f"{ref:<40}{n_copy:>10,}{n_copy / rate:>9.2f}{rate:>11,.0f}{rate / reference:>8.2f}"
-            f"{'':>20}{db / n_copy * 1e6:>6.2f}"
-        )
-        spread = ", ".join(f"{r:,.0f}" for r, _ in refs[kind])
-        print(f"{'':<4}median of 3 runs: {spread} rows/s")
+    print("COPY references (rows/s, median of 3 runs; database CPU us/row), per session:")
+    for m in results:
+        parts = []
+        for kind in m.copy:
+            db = statistics.median(d for _, d in m.copy[kind]) / m.samples * 1e6
+            runs = ", ".join(f"{rate:,.0f}" for rate, _ in m.copy[kind])
+            parts.append(f"{kind} {m.reference(kind):,.0f} ({runs}; {db:.2f})")
+        print(f"  {m.fmt:<14}" + "; ".join(parts))
     print(
-        "(/ COPY: against the faster of the two COPY references, the median of its runs;"
+        "(/ COPY bin, / text: samples/s over the session's binary and text COPY references;"
         " CPU: user + system per sample, of the api's processes, of every PostgreSQL"
         " process, and of this script's HTTP clients)"
     )
     print(
-        f"({args.clients} clients, {args.workers} api workers, batch {args.batch:,}, "
-        f"{args.links:,} links)"
+        f"({args.samples:,} samples a format, {args.clients} clients, {args.workers} api"
+        f" workers, batch {args.batch:,}, {args.links:,} links)"
     )
 
 
