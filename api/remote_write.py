@@ -350,7 +350,8 @@ _LABELS, _SAMPLES = attrgetter("labels"), attrgetter("samples")
 def _columns(raw: bytes, total: int) -> tuple[list[float], list[int]] | None:
     """Every sample's value and timestamp (ms) in ``raw``, in order, as two lists; None
     when a column is shorter than ``total`` (a value or a timestamp of 0, which proto3
-    does not write, so the columns would not line up)."""
+    does not write, so the columns would not line up). A Sample that repeats a field,
+    which no encoder writes (protobuf keeps the last), would be read field by field."""
     columns = _WriteRequestColumns.FromString(raw).timeseries.samples
     values, stamps = list(columns.value), list(columns.timestamp)
     if len(values) != total or len(stamps) != total:
