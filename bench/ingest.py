@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -303,7 +304,8 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
         if not args.database_url:
             from db.embedded import stop_embedded
 
-            stop_embedded()
+            stop_embedded()  # before its files go
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> None:

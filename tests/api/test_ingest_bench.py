@@ -1,0 +1,50 @@
+"""bench/ingest.py, bounded: every format pushed through a real `linkcast api` on its own
+embedded PostgreSQL, then the COPY references, and the table printed.
+
+The full run (400,000 samples a format) belongs to bench/; this one keeps the command
+working: each format's push is acknowledged in full (the bench raises on any status
+but the format's success) and its row names a rate, both ratios and the CPU columns.
+Rates are never compared (timings are the bench's to report, not a test's to assert).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+FORMATS = ("json", "remote-write", "line", "otlp")
+NUMBER = r"[\d,]+(?:\.\d+)?"
+
+
+def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LINKCAST_DATABASE_URL"}
+    env["TMPDIR"] = str(tmp_path)  # the embedded databases' data directories
+    args = ["--format", "all", "--samples", "12000", "--batch", "2000", "--links", "50"]
+    args += ["--clients", "2", "--workers", "1", "--port", str(free_port())]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    for fmt in FORMATS:
+        # samples/s, / COPY bin, / text, api, db and client CPU per sample
+        row = re.search(rf"^HTTP {fmt} \(\S+\)\s+((?:{NUMBER}\s+){{5}}{NUMBER})$", out, re.M)
+        assert row, f"no row for {fmt}:\n{out}"
+        rate, *_ = (float(x.replace(",", "")) for x in row.group(1).split())
+        assert rate > 0
+        refs = re.search(rf"^  {fmt}\s+text ({NUMBER}) .*; binary ({NUMBER}) ", out, re.M)
+        assert refs and all(float(x.replace(",", "")) > 0 for x in refs.groups()), out
+    # 12,000 asked; the 2 warm-up batches of 2,000 are not counted
+    assert out.count("pushing 8,000 samples") == len(FORMATS)
+    assert not list(tmp_path.glob("linkcast-bench-*"))  # each session's files removed
