@@ -170,10 +170,11 @@ _RequestView = _wire_view()
 
 
 def _columns_view() -> Any:
-    """``ExportMetricsServiceRequest`` as :class:`_Columns` reads it: every message
-    field from the request down to ``NumberDataPoint`` singular (so that their
-    occurrences merge), a data point's time, values and flags repeated (so that they
-    concatenate), and every other field as bytes (read, never kept as unknown)."""
+    """``ExportMetricsServiceRequest`` as :func:`_columns` reads it: resource and scope
+    metrics singular (so that their occurrences merge and every metric of the request
+    lands in one list, in order), each metric's Gauge or Sum data points singular (so
+    that they merge into one), a data point's time, values and flags repeated (so that
+    they concatenate), and every other field as bytes (read, never kept as unknown)."""
     F = descriptor_pb2.FieldDescriptorProto
     proto = descriptor_pb2.FileDescriptorProto(
         name="linkcast/otlp_columns.proto", package="linkcast.otlpc", syntax="proto3"
@@ -188,7 +189,7 @@ def _columns_view() -> Any:
         ),
         "ScopeMetrics": (
             ("scope", 1, F.TYPE_BYTES, False),
-            ("metrics", 2, "Metric", False),
+            ("metrics", 2, "Metric", True),
             ("schema_url", 3, F.TYPE_BYTES, False),
         ),
         "Metric": (
@@ -356,10 +357,12 @@ def points(
     Raises :class:`Refused`: 400 for a data point with no value or no
     ``time_unix_nano``, 413 past ``max_points``.
 
-    Times and values are read as columns (:class:`_Columns`): per data point only its
-    attribute bytes are touched from Python. Where the columns cannot be trusted (a
-    data point flagged, with no value or time, or gauges or sums mixing ``as_int``
-    and ``as_double``), each data point of that kind is read from its own message.
+    Times and values are read as columns (:func:`_columns`): per data point only its
+    attribute bytes are touched from Python. Where a metric's columns cannot be trusted
+    (a data point flagged, with no value or time, ``as_int`` and ``as_double`` mixed),
+    or the body is not protobuf's own encoding of what it holds (a field given twice:
+    re-encoded, it would not be as long), each data point of that metric (of the body)
+    is read from its own message.
     """
     if isinstance(message, ExportMetricsServiceRequest):
         raw = message.SerializeToString()
@@ -371,25 +374,22 @@ def points(
         for s, scope_metrics in enumerate(resource_metrics.scope_metrics)
         for m, metric in enumerate(scope_metrics.metrics)
     ]
-    columns = _Columns.of(raw, metrics_of) if raw is not None else {}
+    merged = ()  # every metric of the request, in order, its data points as columns
+    if raw is not None and message.ByteSize() == len(raw):
+        merged = _ColumnsView.FromString(raw).resource_metrics.scope_metrics.metrics
     out = Decoded()
-    offset = {"gauge": 0, "sum": 0}  # where each metric's points start in its columns
-    for r, s, m, resource, metric, kind in metrics_of:
+    for i, (r, s, m, resource, metric, kind) in enumerate(metrics_of):
         if kind in DISTRIBUTIONS:
             out.drop(kind, metric.name, len(getattr(metric, kind).data_points))
             continue
         if kind not in ("gauge", "sum"):
             continue  # a metric with no data
         data_points = getattr(metric, kind).data_points
-        start = offset[kind]
-        offset[kind] += len(data_points)
-        if (
-            kind == "sum"
-            and metric.sum.aggregation_temporality != AGGREGATION_TEMPORALITY_CUMULATIVE
-        ):
+        temporality = metric.sum.aggregation_temporality if kind == "sum" else None
+        if temporality not in (None, AGGREGATION_TEMPORALITY_CUMULATIVE):
             out.drop("delta_sum", metric.name, len(data_points))
             continue
-        column = columns.get(kind)
+        column = _columns(merged[i], kind, len(data_points)) if merged else None
         if column is None:
             _each_point(out, (r, s, m), resource, metric.name, data_points, max_points, metrics)
             continue
@@ -399,8 +399,8 @@ def points(
         keep = metric.name in metrics
         known = _LABELS
         keys = zip(repeat(resource), map(tuple, map(_ATTRIBUTES, data_points)))
-        attrs = [known.get(key) or _labels_of(key, keep) for key in keys]
-        stamps, values = column[0][start : start + n], column[1][start : start + n]
+        attrs = [a if (a := known.get(key)) is not None else _labels_of(key, keep) for key in keys]
+        stamps, values = column
         out.runs.append((len(out.points), r, s, m, None))
         rows = zip(repeat(metric.name), attrs, map(truediv, stamps, repeat(10**9)), values)
         out.points.extend(map(tuple.__new__, repeat(Point), rows))  # int / int: rounded once
@@ -446,40 +446,28 @@ def _each_point(
 _ATTRIBUTES = attrgetter("attributes")
 
 
-class _Columns:
-    """Every Gauge's and every Sum's data point times (ns) and values, each kind's in
-    the request's order, from one parse of the same bytes.
+def _columns(metric: Any, kind: str, n: int) -> tuple[list[int], list[float] | list[int]] | None:
+    """The times (ns) and values of the ``n`` data points of ``metric`` (read through
+    :func:`_columns_view`, its points merged into one whose fields are columns), or
+    None unless they line up with its data points: as many times and values as
+    points (proto3 leaves a time of 0 out), one value kind, and no flags.
 
-    The view (:func:`_columns_view`) declares the request's repeated messages down to
-    the data points singular, so that protobuf's parser merges their occurrences and
-    concatenates the repeated fields beneath (the encoding guide: "repeated fields are
-    concatenated"): a ``NumberDataPoint``'s ``time_unix_nano``, ``as_double``,
-    ``as_int`` and ``flags``, declared repeated, become columns.
+    The view declares the data points singular, so that protobuf's parser merges their
+    occurrences and concatenates the repeated fields beneath (the encoding guide:
+    "repeated fields are concatenated"): one parse of the request gives every metric's
+    columns, instead of a message object per data point.
     """
-
-    @staticmethod
-    def of(raw: bytes, metrics_of: list) -> dict[str, tuple[list[int], list[float] | list[int]]]:
-        """kind (``gauge``, ``sum``) -> (times, values) of all its data points, for each
-        kind whose columns line up with its data points: as many times and values as
-        points (proto3 leaves a time of 0 out), one value kind, and no flags."""
-        counts = {"gauge": 0, "sum": 0}
-        for *_, metric, kind in metrics_of:
-            if kind in counts:
-                counts[kind] += len(getattr(metric, kind).data_points)
-        if not any(counts.values()):
-            return {}
-        merged = _ColumnsView.FromString(raw).resource_metrics.scope_metrics.metrics
-        out = {}
-        for kind, n in counts.items():
-            dp = getattr(merged, kind).data_points
-            stamps, doubles, ints = list(dp.time_unix_nano), dp.as_double, dp.as_int
-            if n == 0 or len(stamps) != n or len(dp.flags):
-                continue
-            if len(doubles) == n and not ints:
-                out[kind] = (stamps, list(doubles))
-            elif len(ints) == n and not doubles:
-                out[kind] = (stamps, list(ints))
-        return out
+    if n == 0:
+        return None
+    dp = getattr(metric, kind).data_points
+    stamps, doubles, ints = dp.time_unix_nano, dp.as_double, dp.as_int
+    if len(stamps) != n or len(dp.flags):
+        return None
+    if len(doubles) == n and not ints:
+        return list(stamps), list(doubles)
+    if len(ints) == n and not doubles:
+        return list(stamps), list(ints)
+    return None
 
 
 # (resource attributes, data point attributes), each as KeyValue bytes -> the labels,

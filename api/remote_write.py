@@ -313,7 +313,9 @@ def points(
     and its number of samples are touched from Python; the points are made by C loops
     (``map``, ``zip``). Where the columns do not line up with the samples (proto3
     leaves a value of 0 and a timestamp of 0 out of the wire, so a sample of 0 bit/s is
-    missing from the value column) each sample is read from its own message instead.
+    missing from the value column), or where the body is not protobuf's own encoding of
+    what it holds, each sample is read from its own message instead: a request with a
+    sample of exactly 0 is decoded at the speed of one object per sample.
 
     Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
     series for a series with no ``__name__``, with a label name twice, or with a Label
@@ -329,7 +331,10 @@ def points(
     out = Decoded(series=len(series), metadata=len(request.metadata))
     known = _SERIES
     found = [known.get(key) or _series_labels(key, total, metrics) for key in keys]
-    values, stamps = _columns(raw, total) or _per_sample(series)
+    # the columns, unless the body is not protobuf's own encoding of what it holds (a
+    # field given twice, of which protobuf keeps the last: re-encoded, it is shorter)
+    canonical = request.ByteSize() == len(raw)
+    values, stamps = (canonical and _columns(raw, total)) or _per_sample(series)
     names, labels = zip(*found, strict=True) if found else ((), ())
     if total != len(counts) or counts.count(1) != total:  # not one sample per series
         each = partial(map, repeat)  # a series' name (labels) once per sample of it
@@ -350,8 +355,9 @@ _LABELS, _SAMPLES = attrgetter("labels"), attrgetter("samples")
 def _columns(raw: bytes, total: int) -> tuple[list[float], list[int]] | None:
     """Every sample's value and timestamp (ms) in ``raw``, in order, as two lists; None
     when a column is shorter than ``total`` (a value or a timestamp of 0, which proto3
-    does not write, so the columns would not line up). A Sample that repeats a field,
-    which no encoder writes (protobuf keeps the last), would be read field by field."""
+    does not write, so the columns would not line up). A value written with the wrong
+    wire type (a single double packed, which protobuf keeps as an unknown field and so
+    reads as 0) is read by the columns as the values it packs."""
     columns = _WriteRequestColumns.FromString(raw).timeseries.samples
     values, stamps = list(columns.value), list(columns.timestamp)
     if len(values) != total or len(stamps) != total:

@@ -28,6 +28,7 @@ from line_protocol_parser import LineFormatError, parse_line
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from api import line_protocol as lp
 from api import otlp
@@ -403,6 +404,78 @@ def test_otlp_columns_skip_what_is_dropped_between_metrics_of_a_kind() -> None:
     assert [p.value for p in d.points] == [1.0, 4.0, 5.0, 6.0]
     assert d.locate(3).endswith("metrics[4] (link_load_bps) data_points[1]")
     assert d.dropped == {"delta_sum": 2, "histogram": 1}
+
+
+def _len(n: int) -> bytes:
+    """A protobuf length prefix (varint)."""
+    out = b""
+    while n > 0x7F:
+        out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+    return out + bytes([n])
+
+
+def test_remote_write_a_field_given_twice_reads_as_protobuf_reads_it(monkeypatch) -> None:
+    """Sample A carries its value twice (5, then 6), sample B none: protobuf keeps A's
+    last value and reads B's as 0; the columns, 2 values for 2 samples, would give A 5
+    and B 6. Such a body is not protobuf's own encoding of itself, so it is read
+    sample by sample."""
+    a = rw.Sample(value=5.0, timestamp=1000).SerializeToString()
+    a += rw.Sample(value=6.0).SerializeToString()  # a second value field: merged, last wins
+    b = rw.Sample(timestamp=2000).SerializeToString()  # value 0: not on the wire
+    labels = rw.TimeSeries(
+        labels=[
+            rw.Label(name="__name__", value="link_load_bps"),
+            rw.Label(name="link", value="A>B"),
+        ]
+    ).SerializeToString()
+    series = labels + b"".join(b"\x12" + _len(len(x)) + x for x in (a, b))
+    body = bytes(cramjam.snappy.compress_raw(b"\x0a" + _len(len(series)) + series))
+    assert [(p.ts, p.value) for p in rw_decode(body).points] == [(1.0, 6.0), (2.0, 0.0)]
+
+
+def test_plain_requests_are_read_as_columns(monkeypatch) -> None:
+    """The column paths are the ones taken for what collectors send (the property
+    tests above would pass as well if every request fell back)."""
+
+    def no(*args, **kwargs):
+        raise AssertionError("read message by message")
+
+    monkeypatch.setattr(rw, "_per_sample", no)
+    monkeypatch.setattr(otlp, "_each_point", no)
+    ab = [("__name__", "link_load_bps"), ("link", "A>B")]
+    body = remote_write_body((ab, [(1.0, 1000), (2.0, 2000)]), (ab, [(3.0, 3000)]))
+    assert [p.value for p in rw_decode(body).points] == [1.0, 2.0, 3.0]
+    got = otlp_decode(otlp_body({"host": "h"}, [({"link": "A>B"}, 4.0), ({}, 5.0)]))
+    assert [p.value for p in got.points] == [4.0, 5.0]
+    # hostmetrics-like: one metric of integers, one of doubles, each its own columns
+    req = ExportMetricsServiceRequest()
+    scope = req.resource_metrics.add().scope_metrics.add()
+    ints = scope.metrics.add(name="ifHCOutOctets").sum
+    ints.aggregation_temporality, ints.is_monotonic = 2, True
+    ints.data_points.add(time_unix_nano=60 * 10**9, as_int=7)
+    scope.metrics.add(name="link_load_bps").gauge.data_points.add(
+        time_unix_nano=60 * 10**9, as_double=0.0
+    )
+    got = otlp_decode(req.SerializeToString())
+    assert [(p.value, type(p.value)) for p in got.points] == [(7, int), (0.0, float)]
+
+
+def test_otlp_a_value_given_twice_is_read_point_by_point() -> None:
+    """Data point 0 carries as_double twice, data point 1 none: the columns would hold
+    2 values for 2 points; the body is read point by point, and refused as the point
+    without a value."""
+    point = metrics_pb2.NumberDataPoint
+    twice = point(time_unix_nano=60 * 10**9, as_double=1.0).SerializeToString()
+    twice += point(as_double=2.0).SerializeToString()
+    none = point(time_unix_nano=60 * 10**9).SerializeToString()
+    gauge = b"".join(b"\x0a" + _len(len(x)) + x for x in (twice, none))
+    metric = metrics_pb2.Metric(name="link_load_bps").SerializeToString()
+    metric += b"\x2a" + _len(len(gauge)) + gauge  # gauge = 5
+    scope = b"\x12" + _len(len(metric)) + metric  # metrics = 2
+    resource = b"\x12" + _len(len(scope)) + scope  # scope_metrics = 2
+    body = b"\x0a" + _len(len(resource)) + resource  # resource_metrics = 1
+    with pytest.raises(otlp.Refused, match=r"data_points\[1\]: as_double or as_int is missing"):
+        otlp_decode(body)
 
 
 FLOOD = 3_000  # distinct series
