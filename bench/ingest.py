@@ -149,23 +149,31 @@ def push_all(api: str, token: str, fmt: str, payloads: list[bytes], clients: int
     return time.perf_counter() - t
 
 
-def copy_rate(url: str, n: int, n_links: int, t0: datetime, binary: bool) -> tuple[float, float]:
+def copy_rate(
+    url: str, n: int, n_links: int, t0: datetime, binary: bool, prefix: str, server: int | None
+) -> tuple[float, float]:
     """The reference: the same number of rows, one COPY straight into `sample`: rows/s,
-    and PostgreSQL's CPU seconds.
+    and PostgreSQL's CPU seconds (:func:`db_cpu_s` of ``server``).
 
-    The payload is made before the clock starts: text as written here, or PostgreSQL's
-    binary COPY format as PostgreSQL itself writes it (the rows copied into a temporary
-    table, then out with ``COPY .. TO STDOUT (FORMAT BINARY)``). Only the COPY into
-    `sample` and its commit are timed.
+    The rows go to links of their own (``prefix`` + a number), so that every run
+    writes into empty key ranges, as the api's first push does. The payload is made
+    before the clock starts: text as written here, or PostgreSQL's binary COPY format
+    as PostgreSQL itself writes it (the rows copied into a temporary table, then out
+    with ``COPY .. TO STDOUT (FORMAT BINARY)``). Only the COPY into `sample` and its
+    commit are timed.
     """
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         with conn.cursor() as cur:
             cur.execute(
-                "INSERT INTO link (name) SELECT 'copy' || g FROM generate_series(0, %s) g"
+                "INSERT INTO link (name) SELECT %s || g FROM generate_series(0, %s) g"
                 " ON CONFLICT DO NOTHING",
-                (n_links - 1,),
+                (prefix, n_links - 1),
             )
-            cur.execute("SELECT id FROM link WHERE name LIKE 'copy%%' ORDER BY id")
+            cur.execute(
+                "SELECT id FROM link WHERE starts_with(name, %s)"
+                " ORDER BY substr(name, length(%s) + 1)::int",
+                (prefix, prefix),
+            )
             ids = [r[0] for r in cur.fetchall()]
         conn.commit()
         lines = []
@@ -185,28 +193,37 @@ def copy_rate(url: str, n: int, n_links: int, t0: datetime, binary: bool) -> tup
                     payload = b"".join(bytes(chunk) for chunk in copy)
                 cur.execute("DROP TABLE ref")
             conn.commit()
-        db = db_cpu_s()
+        db = db_cpu_s(server)
         t = time.perf_counter()
         with conn.cursor() as cur:
             with cur.copy(f"COPY sample (link_id, ts, value_bps) FROM STDIN{fmt}") as copy:
                 copy.write(payload)
         conn.commit()
         secs = time.perf_counter() - t
-        return n / secs, db_cpu_s() - db
+        return n / secs, db_cpu_s(server) - db
 
 
-def db_cpu_s() -> float:
-    """User + system CPU seconds of every PostgreSQL process alive now (the server's
-    backends, its WAL writer, checkpointer, ...; a backend that has exited is not
-    counted, so read it while the connections are open)."""
+def db_cpu_s(server: int | None) -> float:
+    """User + system CPU seconds of the PostgreSQL server ``server`` (its postmaster's
+    pid) and its processes alive now (backends, WAL writer, checkpointer, ...; a backend
+    that has exited is not counted, so read it while the connections are open). With
+    no pid (a server given by --database-url): every PostgreSQL process on the machine.
+    """
+    if server is not None:
+        try:
+            root = psutil.Process(server)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+    else:
+        procs = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
     total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if p.info["name"] in ("postgres", "postmaster"):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
     return total
 
 
@@ -244,6 +261,16 @@ class Measured:
         return statistics.median(rate for rate, _ in self.copy[kind])
 
 
+def stored_rows(url: str) -> int:
+    """Samples stored on this bench's links (`bench...`)."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM sample s JOIN link l ON l.id = s.link_id"
+            " WHERE starts_with(l.name, 'bench')"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def measure(fmt: str, args: argparse.Namespace) -> Measured:
     """Push ``args.samples`` samples in ``fmt`` through a fresh `linkcast api`, then the
     COPY references, three runs of each, into the same database.
@@ -261,6 +288,11 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
         from db.embedded import embedded_url
 
         url = embedded_url(data_dir)
+    server = None
+    if not args.database_url:
+        from db.embedded import postmaster_pid
+
+        server = postmaster_pid(Path(data_dir, "pg").resolve())
     try:
         upgrade(url)
         with psycopg.connect(url) as conn:  # rows of an earlier run would collide
@@ -285,20 +317,31 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
             payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
             push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
             pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
-            print(f"{fmt}: pushing {pushed:,} samples ...", flush=True)
-            cpu, db, client = api_cpu_s(proc.pid), db_cpu_s(), time.process_time()
+            print(f"{fmt}: pushing {pushed:,} samples (after 2 warm-up batches) ...", flush=True)
+            cpu, db, client = api_cpu_s(proc.pid), db_cpu_s(server), time.process_time()
             secs = push_all(api, token, fmt, payloads[2:], args.clients)
-            used = (api_cpu_s(proc.pid) - cpu, db_cpu_s() - db, time.process_time() - client)
+            used = (
+                api_cpu_s(proc.pid) - cpu,
+                db_cpu_s(server) - db,
+                time.process_time() - client,
+            )
         finally:
             proc.terminate()
             proc.wait(10)
+        stored = stored_rows(url)
+        if stored != pushed + 2 * args.batch:
+            raise SystemExit(
+                f"{fmt}: {pushed + 2 * args.batch:,} samples pushed, {stored:,} stored"
+            )
         print(f"{fmt}: COPY references ...", flush=True)
         # Each reference three times (a COPY is short, and this machine noisy): medians.
         refs: dict[str, list[tuple[float, float]]] = {"text": [], "binary": []}
         for r in range(3):
             for j, kind in enumerate(refs):
                 t0 = datetime(2010 - 2 * r - j, 1, 1, tzinfo=UTC)
-                refs[kind].append(copy_rate(url, pushed, args.links, t0, kind == "binary"))
+                prefix = f"copy{r}{kind[0]}_"
+                binary = kind == "binary"
+                refs[kind].append(copy_rate(url, pushed, args.links, t0, binary, prefix, server))
         return Measured(fmt, pushed, secs, *used, copy=refs)
     finally:
         if not args.database_url:
@@ -308,23 +351,35 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+class _Help(argparse.RawTextHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module's text as written, and each option's default."""
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=_Help)
     ap.add_argument(
         "--format",
         default="all",
         choices=[*FORMATS, "all"],
-        help="push format to measure (default: all, one after the other, each in a"
-        " session of its own)",
+        help="push format to measure (all: one after the other, each in a session of its own)",
     )
-    ap.add_argument("--samples", type=int, default=400_000, help="samples per format (and COPY)")
+    ap.add_argument(
+        "--samples", type=int, default=400_000, help="samples per format, 2 batches of them warm-up"
+    )
     ap.add_argument("--batch", type=int, default=5_000, help="samples per request")
     ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="api server processes")
     ap.add_argument("--links", type=int, default=1_000, help="distinct links")
-    ap.add_argument("--database-url", default=os.environ.get("LINKCAST_DATABASE_URL"))
-    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get("LINKCAST_DATABASE_URL"),
+        help="a PostgreSQL to use (its bench rows are deleted first) instead of a new"
+        " embedded one per format; its CPU is then read off every PostgreSQL process",
+    )
+    ap.add_argument("--port", type=int, default=8765, help="the api's port")
     args = ap.parse_args()
+    if args.samples <= 2 * args.batch:
+        ap.error(f"--samples must exceed 2 x --batch ({2 * args.batch:,}): two are warm-up")
     formats = list(FORMATS) if args.format == "all" else [args.format]
     results = [measure(fmt, args) for fmt in formats]
 

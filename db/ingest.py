@@ -179,6 +179,12 @@ def _store(
     return Written(written, quarantined)
 
 
+def _utc(ts: str) -> datetime:
+    """An ISO 8601 time as an aware datetime, UTC when it names no offset."""
+    at = datetime.fromisoformat(ts)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def write_samples(
     engine: Engine,
     rows: Mapping[tuple[str, str], float] | Collection[tuple[str, str, float]],
@@ -189,14 +195,15 @@ def write_samples(
     """Store samples in one transaction: all of them or none.
 
     ``rows``: (link name, ts as RFC 3339) -> value_bps, or (link name, ts, value_bps)
-    triples, each (link, ts) once (the caller keeps the last of duplicates). A value
+    triples (a time without an offset is UTC); of a (link, ts) given more than once,
+    in either form or spelling of the same instant, the last is kept. A value
     above its link's ``capacity_bps x (1 + line_rate_margin)`` is stored marked
     ``over_line_rate``. Returns the rows written and how many of ``rows`` were marked.
     """
     if not rows:
         return Written(0, 0)
     keyed = rows if isinstance(rows, Mapping) else {(n, t): v for n, t, v in rows}
-    stamps = {ts: datetime.fromisoformat(ts) for ts in set(map(_TS, keyed))}  # a batch repeats few
+    stamps = {ts: _utc(ts) for ts in set(map(_TS, keyed))}  # a batch repeats few
     by_time = {(name, stamps[ts]): value for (name, ts), value in keyed.items()}
     raw = engine.raw_connection()
     try:

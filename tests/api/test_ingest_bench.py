@@ -46,5 +46,5 @@ def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) ->
         refs = re.search(rf"^  {fmt}\s+text ({NUMBER}) .*; binary ({NUMBER}) ", out, re.M)
         assert refs and all(float(x.replace(",", "")) > 0 for x in refs.groups()), out
     # 12,000 asked; the 2 warm-up batches of 2,000 are not counted
-    assert out.count("pushing 8,000 samples") == len(FORMATS)
+    assert out.count("pushing 8,000 samples (after 2 warm-up batches)") == len(FORMATS)
     assert not list(tmp_path.glob("linkcast-bench-*"))  # each session's files removed

@@ -1,0 +1,53 @@
+"""db.ingest's write path: rows copied in PostgreSQL's binary format, as the text COPY
+stored them: times as instants (an offset or none, which is UTC), values to the bit,
+the line-rate mark, and a (link, ts) given twice keeping the last, on the COPY path and
+on the upsert path that a stored (link, ts) sends a batch to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, text
+
+from db.ingest import LinkIds, write_samples
+
+T = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def rows(engine: Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT l.name, s.ts, s.value_bps, s.quality FROM sample s"
+                    " JOIN link l ON l.id = s.link_id ORDER BY l.name, s.ts"
+                )
+            )
+        ]
+
+
+def test_times_values_and_marks_are_stored_as_sent(clean_db: Engine) -> None:
+    with clean_db.begin() as conn:
+        conn.execute(text("INSERT INTO link (name, capacity_bps) VALUES ('c', 1e9)"))
+    ids = LinkIds()
+    written = write_samples(
+        clean_db,
+        [
+            ("a", "2026-03-01T12:00:00+00:00", 0.0),
+            ("a", "2026-03-01T14:00:00+02:00", 5.0),  # the same instant: the last is kept
+            ("b", "2026-03-01T12:00:00.123456", 1e15 + 1),  # no offset: UTC
+            ("c", "2026-03-01T12:00:00Z", 2e9),  # above 1e9 x 1.05: marked
+        ],
+        ids,
+    )
+    assert written == (3, 1)
+    ms = T.replace(microsecond=123456)
+    assert rows(clean_db) == [
+        ("a", T, 5.0, "ok"),
+        ("b", ms, 1e15 + 1, "ok"),
+        ("c", T, 2e9, "over_line_rate"),
+    ]
+    # again, a value changed: the (link, ts) is stored, so the batch is upserted
+    write_samples(clean_db, {("a", "2026-03-01T12:00:00+00:00"): 6.0}, ids)
+    assert rows(clean_db)[0] == ("a", T, 6.0, "ok")
