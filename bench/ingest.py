@@ -403,8 +403,8 @@ def main() -> None:
         print(f"  {m.fmt:<14}" + "; ".join(parts))
     print(
         "(/ COPY bin, / text: samples/s over the session's binary and text COPY references;"
-        " CPU: user + system per sample, of the api's processes, of every PostgreSQL"
-        " process, and of this script's HTTP clients)"
+        " CPU: user + system per sample, of the api's processes, of the PostgreSQL"
+        " server's processes, and of this script's HTTP clients)"
     )
     print(
         f"({args.samples:,} samples a format, {args.clients} clients, {args.workers} api"
