@@ -62,6 +62,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1 import resource_pb2
 
+from api.proto_views import F, Layout, message_classes
 from api.series import Point, SeriesMap
 from api.series_cache import SeriesCache
 
@@ -175,12 +176,7 @@ def _columns_view() -> Any:
     lands in one list, in order), each metric's Gauge or Sum data points singular (so
     that they merge into one), a data point's time, values and flags repeated (so that
     they concatenate), and every other field as bytes (read, never kept as unknown)."""
-    F = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="linkcast/otlp_columns.proto", package="linkcast.otlpc", syntax="proto3"
-    )
-    # message -> its fields (name, number, type or message, repeated)
-    layout: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
+    layout: Layout = {
         "Request": (("resource_metrics", 1, "ResourceMetrics", False),),
         "ResourceMetrics": (
             ("resource", 1, F.TYPE_BYTES, False),
@@ -214,22 +210,7 @@ def _columns_view() -> Any:
             ("flags", 8, F.TYPE_UINT32, True),
         ),
     }
-    for name, fields in layout.items():
-        message = proto.message_type.add(name=name)
-        for field_name, number, kind, repeated in fields:
-            f = message.field.add(
-                name=field_name,
-                number=number,
-                label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL,
-            )
-            if isinstance(kind, str):
-                f.type, f.type_name = F.TYPE_MESSAGE, f".{proto.package}.{kind}"
-            else:
-                f.type = kind  # type: ignore[assignment]
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    found = message_factory.GetMessageClassesForFiles([proto.name], pool)
-    return found[f"{proto.package}.Request"]
+    return message_classes("linkcast.otlpc", layout)["Request"]
 
 
 # Metric's fields other than gauge and sum (opentelemetry-proto metrics.proto):

@@ -46,10 +46,10 @@ from operator import attrgetter, truediv
 from typing import Any
 
 import cramjam
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from api.proto_views import F, message_classes
 from api.series import Point
 from api.series_cache import SeriesCache
 
@@ -59,7 +59,6 @@ VERSION = "0.1.0"  # what 1.0 senders put in X-Prometheus-Remote-Write-Version
 PROTO = "prometheus.WriteRequest"  # the `proto=` parameter remote write 2.0 senders use
 STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus' staleness marker (value.StaleNaN)
 
-_F = descriptor_pb2.FieldDescriptorProto
 # message -> (field, number, type, repeated). Spec 1.0: WriteRequest{repeated TimeSeries
 # timeseries = 1; reserved 2; repeated MetricMetadata metadata = 3}; TimeSeries{repeated
 # Label labels = 1; repeated Sample samples = 2; (exemplars = 3, histograms = 4: not
@@ -72,13 +71,13 @@ _MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
         ("metadata", 3, "MetricMetadata", True),
     ),
     "TimeSeries": (("labels", 1, "Label", True), ("samples", 2, "Sample", True)),
-    "Label": (("name", 1, _F.TYPE_STRING, False), ("value", 2, _F.TYPE_STRING, False)),
-    "Sample": (("value", 1, _F.TYPE_DOUBLE, False), ("timestamp", 2, _F.TYPE_INT64, False)),
+    "Label": (("name", 1, F.TYPE_STRING, False), ("value", 2, F.TYPE_STRING, False)),
+    "Sample": (("value", 1, F.TYPE_DOUBLE, False), ("timestamp", 2, F.TYPE_INT64, False)),
     "MetricMetadata": (
-        ("type", 1, _F.TYPE_INT32, False),
-        ("metric_family_name", 2, _F.TYPE_STRING, False),
-        ("help", 4, _F.TYPE_STRING, False),
-        ("unit", 5, _F.TYPE_STRING, False),
+        ("type", 1, F.TYPE_INT32, False),
+        ("metric_family_name", 2, F.TYPE_STRING, False),
+        ("help", 4, F.TYPE_STRING, False),
+        ("unit", 5, F.TYPE_STRING, False),
     ),
     # What the receiver parses: the same wire, each series' labels left as the bytes of
     # their Label messages (a length-delimited field reads as bytes or as a message
@@ -89,7 +88,7 @@ _MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
         ("timeseries", 1, "TimeSeriesWire", True),
         ("metadata", 3, "MetricMetadata", True),
     ),
-    "TimeSeriesWire": (("labels", 1, _F.TYPE_BYTES, True), ("samples", 2, "Sample", True)),
+    "TimeSeriesWire": (("labels", 1, F.TYPE_BYTES, True), ("samples", 2, "Sample", True)),
     # The same wire once more, read into columns: ``timeseries`` and ``samples``
     # declared singular, so that protobuf's parser merges every occurrence into one
     # message and concatenates their repeated fields (the encoding guide: "repeated
@@ -100,43 +99,20 @@ _MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
     # fields.)
     "WriteRequestColumns": (
         ("timeseries", 1, "TimeSeriesColumns", False),
-        ("metadata", 3, _F.TYPE_BYTES, True),
+        ("metadata", 3, F.TYPE_BYTES, True),
     ),
     "TimeSeriesColumns": (
-        ("labels", 1, _F.TYPE_BYTES, True),
+        ("labels", 1, F.TYPE_BYTES, True),
         ("samples", 2, "SampleColumns", False),
     ),
     "SampleColumns": (
-        ("value", 1, _F.TYPE_DOUBLE, True),
-        ("timestamp", 2, _F.TYPE_INT64, True),
+        ("value", 1, F.TYPE_DOUBLE, True),
+        ("timestamp", 2, F.TYPE_INT64, True),
     ),
 }
 
 
-def _classes() -> dict[str, Any]:
-    package = "linkcast.prw1"
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="linkcast/prw1.proto", package=package, syntax="proto3"
-    )
-    for name, fields in _MESSAGES.items():
-        message = proto.message_type.add(name=name)
-        for field_name, number, kind, repeated in fields:
-            f = message.field.add(
-                name=field_name,
-                number=number,
-                label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
-            )
-            if isinstance(kind, str):
-                f.type, f.type_name = _F.TYPE_MESSAGE, f".{package}.{kind}"
-            else:
-                f.type = kind  # type: ignore[assignment]
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    found = message_factory.GetMessageClassesForFiles([proto.name], pool)
-    return {name: found[f"{package}.{name}"] for name in _MESSAGES}
-
-
-_CLASSES = _classes()
+_CLASSES = message_classes("linkcast.prw1", _MESSAGES)
 WriteRequest: Any = _CLASSES["WriteRequest"]
 TimeSeries: Any = _CLASSES["TimeSeries"]
 Label: Any = _CLASSES["Label"]

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -210,37 +210,32 @@ def db_cpu_s(server: int | None) -> float:
     no pid (a server given by --database-url): every PostgreSQL process on the machine.
     """
     if server is not None:
-        try:
-            root = psutil.Process(server)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            procs = []
-    else:
-        procs = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+        return _cpu_s(_tree(server))
+    return _cpu_s(p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres")
 
 
 def api_cpu_s(pid: int) -> float:
     """User + system CPU seconds of the api's process and its workers so far."""
-    total = 0.0
+    return _cpu_s(_tree(pid))
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants (none if it is gone)."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return total
+        return []
+
+
+def _cpu_s(procs: Iterable[psutil.Process]) -> float:
+    total = 0.0
     for p in procs:
         try:
             t = p.cpu_times()
             total += t.user + t.system
         except psutil.Error:
-            pass
+            pass  # exited meanwhile
     return total
 
 
