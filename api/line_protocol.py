@@ -159,7 +159,7 @@ def parse(
         if kept is not None and kept == tags:
             tags = kept
         elif any(prefix + key in metrics for key in fields):
-            known.put(series, tags, len(raw) if text is None else len(series.encode()))
+            known.put(series, tags, len(series) if text is None else len(series.encode()))
         for key, value in fields.items():
             kind = type(value)
             if kind is not float and kind is not int and isinstance(value, bool | str):

@@ -295,6 +295,9 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
                 "DELETE FROM sample WHERE link_id IN"
                 " (SELECT id FROM link WHERE name LIKE 'bench%' OR name LIKE 'copy%')"
             )
+            # and the COPY runs' links go, so that each run's are new (new ids: their
+            # keys land where no dead index entry of an earlier run lies)
+            conn.execute(r"DELETE FROM link WHERE name ~ '^copy([0-9]+[tb]_)?[0-9]+$'")
         engine = make_engine(url, pool_size=1)
         with session_scope(make_sessionmaker(engine)) as session:
             token = create_token(session=session, scope="write", name="bench").token

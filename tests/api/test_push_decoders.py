@@ -414,7 +414,28 @@ def _len(n: int) -> bytes:
     return out + bytes([n])
 
 
-def test_remote_write_a_field_given_twice_reads_as_protobuf_reads_it(monkeypatch) -> None:
+def _rw_body(*samples: bytes) -> bytes:
+    """A remote write body of one series, link_load_bps{link="A>B"}, whose Sample
+    messages are ``samples``, as given (bytes, so that they can be what no encoder
+    writes)."""
+    ab = [rw.Label(name="__name__", value="link_load_bps"), rw.Label(name="link", value="A>B")]
+    labels = rw.TimeSeries(labels=ab).SerializeToString()
+    series = labels + b"".join(b"\x12" + _len(len(x)) + x for x in samples)
+    return bytes(cramjam.snappy.compress_raw(b"\x0a" + _len(len(series)) + series))
+
+
+def _otlp_raw(*points: bytes) -> bytes:
+    """An OTLP request of one gauge, link_load_bps, whose NumberDataPoint messages are
+    ``points``, as given."""
+    gauge = b"".join(b"\x0a" + _len(len(x)) + x for x in points)  # data_points = 1
+    metric = metrics_pb2.Metric(name="link_load_bps").SerializeToString()
+    metric += b"\x2a" + _len(len(gauge)) + gauge  # gauge = 5
+    scope = b"\x12" + _len(len(metric)) + metric  # metrics = 2
+    resource = b"\x12" + _len(len(scope)) + scope  # scope_metrics = 2
+    return b"\x0a" + _len(len(resource)) + resource  # resource_metrics = 1
+
+
+def test_remote_write_a_field_given_twice_reads_as_protobuf_reads_it() -> None:
     """Sample A carries its value twice (5, then 6), sample B none: protobuf keeps A's
     last value and reads B's as 0; the columns, 2 values for 2 samples, would give A 5
     and B 6. Such a body is not protobuf's own encoding of itself, so it is read
@@ -422,15 +443,26 @@ def test_remote_write_a_field_given_twice_reads_as_protobuf_reads_it(monkeypatch
     a = rw.Sample(value=5.0, timestamp=1000).SerializeToString()
     a += rw.Sample(value=6.0).SerializeToString()  # a second value field: merged, last wins
     b = rw.Sample(timestamp=2000).SerializeToString()  # value 0: not on the wire
-    labels = rw.TimeSeries(
-        labels=[
-            rw.Label(name="__name__", value="link_load_bps"),
-            rw.Label(name="link", value="A>B"),
-        ]
-    ).SerializeToString()
-    series = labels + b"".join(b"\x12" + _len(len(x)) + x for x in (a, b))
-    body = bytes(cramjam.snappy.compress_raw(b"\x0a" + _len(len(series)) + series))
+    body = _rw_body(a, b)
     assert [(p.ts, p.value) for p in rw_decode(body).points] == [(1.0, 6.0), (2.0, 0.0)]
+
+
+def test_a_value_with_the_wrong_wire_type_reads_as_protobuf_reads_it() -> None:
+    """A value packed (two doubles under the tag of one) is, to protobuf, an unknown
+    field: the sample's value is 0. In the columns it would be two values, the second
+    one landing on the next sample, short of its own; so is a data point's as_double,
+    whose point then has no value (400)."""
+    packed = b"\x0a" + _len(16) + struct.pack("<dd", 1.0, 2.0)  # field 1, wire type 2
+    a = packed + rw.Sample(timestamp=1000).SerializeToString()
+    body = _rw_body(a, rw.Sample(timestamp=2000).SerializeToString())
+    assert [(p.ts, p.value) for p in rw_decode(body).points] == [(1.0, 0.0), (2.0, 0.0)]
+
+    point = metrics_pb2.NumberDataPoint
+    as_double = b"\x22" + _len(16) + struct.pack("<dd", 1.0, 2.0)  # field 4, wire type 2
+    first = point(time_unix_nano=60 * 10**9).SerializeToString() + as_double
+    second = point(time_unix_nano=60 * 10**9).SerializeToString()
+    with pytest.raises(otlp.Refused, match=r"data_points\[0\]: as_double or as_int is missing"):
+        otlp_decode(_otlp_raw(first, second))
 
 
 def test_plain_requests_are_read_as_columns(monkeypatch) -> None:
@@ -458,6 +490,10 @@ def test_plain_requests_are_read_as_columns(monkeypatch) -> None:
     )
     got = otlp_decode(req.SerializeToString())
     assert [(p.value, type(p.value)) for p in got.points] == [(7, int), (0.0, float)]
+    from google.protobuf import json_format  # the JSON encoding reads the same columns
+
+    got = otlp_decode(json_format.MessageToJson(req).encode(), wire="json")
+    assert [(p.value, type(p.value)) for p in got.points] == [(7, int), (0.0, float)]
 
 
 def test_otlp_a_value_given_twice_is_read_point_by_point() -> None:
@@ -468,14 +504,8 @@ def test_otlp_a_value_given_twice_is_read_point_by_point() -> None:
     twice = point(time_unix_nano=60 * 10**9, as_double=1.0).SerializeToString()
     twice += point(as_double=2.0).SerializeToString()
     none = point(time_unix_nano=60 * 10**9).SerializeToString()
-    gauge = b"".join(b"\x0a" + _len(len(x)) + x for x in (twice, none))
-    metric = metrics_pb2.Metric(name="link_load_bps").SerializeToString()
-    metric += b"\x2a" + _len(len(gauge)) + gauge  # gauge = 5
-    scope = b"\x12" + _len(len(metric)) + metric  # metrics = 2
-    resource = b"\x12" + _len(len(scope)) + scope  # scope_metrics = 2
-    body = b"\x0a" + _len(len(resource)) + resource  # resource_metrics = 1
     with pytest.raises(otlp.Refused, match=r"data_points\[1\]: as_double or as_int is missing"):
-        otlp_decode(body)
+        otlp_decode(_otlp_raw(twice, none))
 
 
 FLOOD = 3_000  # distinct series
