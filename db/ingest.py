@@ -179,39 +179,41 @@ def _store(
     return Written(written, quarantined)
 
 
-def _utc(ts: str) -> datetime:
-    """An ISO 8601 time as an aware datetime, UTC when it names no offset."""
-    at = datetime.fromisoformat(ts)
+def _utc(ts: str | datetime) -> datetime:
+    """A time as an aware datetime (ISO 8601 text parsed), UTC when it names no offset."""
+    at = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def write_samples(
     engine: Engine,
-    rows: Mapping[tuple[str, str], float] | Collection[tuple[str, str, float]],
+    rows: Mapping[tuple[str, datetime], float] | Collection[tuple[str, str | datetime, float]],
     link_ids: LinkIds,
     *,
     line_rate_margin: float = 0.05,
 ) -> Written:
     """Store samples in one transaction: all of them or none.
 
-    ``rows``: (link name, ts as RFC 3339) -> value_bps, or (link name, ts, value_bps)
-    triples (a time without an offset is UTC); of a (link, ts) given more than once,
-    in either form or spelling of the same instant, the last is kept. A value
+    ``rows``: (link name, aware ts) -> value_bps, as :func:`api.ingest.parse_batch`
+    keys them, or (link name, ts, value_bps) triples, the ts a datetime or RFC 3339
+    text (either without an offset is UTC); of a (link, ts) given more than once as
+    triples, in either form or spelling of the same instant, the last is kept. A value
     above its link's ``capacity_bps x (1 + line_rate_margin)`` is stored marked
     ``over_line_rate``. Returns the rows written and how many of ``rows`` were marked.
     """
     if not rows:
         return Written(0, 0)
-    keyed = rows if isinstance(rows, Mapping) else {(n, t): v for n, t, v in rows}
-    stamps = {ts: _utc(ts) for ts in set(map(_TS, keyed))}  # a batch repeats few
-    by_time = {(name, stamps[ts]): value for (name, ts), value in keyed.items()}
+    keyed = rows
+    if not isinstance(rows, Mapping):
+        stamps = {ts: _utc(ts) for ts in {ts for _, ts, _ in rows}}  # a batch repeats few
+        keyed = {(name, stamps[ts]): value for name, ts, value in rows}
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
         assert conn is not None
         with conn.cursor() as cur:
             ids, capacity = link_ids.resolve(cur, {name for name, _ in keyed})
-            written = _store(cur, by_time, ids, capacity, line_rate_margin)
+            written = _store(cur, keyed, ids, capacity, line_rate_margin)
         conn.commit()
         return written
     except BaseException:
