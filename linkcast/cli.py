@@ -162,11 +162,18 @@ def api(
         workers=workers,
         log_level="info",
         access_log=False,
-        # uvicorn's supervisor SIGKILLs a worker that misses its 5-s health ping; on a
-        # starved 2-core machine (the soak, an outage) busy workers were killed mid-request.
-        # A worker that is truly hung is still replaced, after a minute.
-        timeout_worker_healthcheck=60,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
+
+
+# How long uvicorn's supervisor waits for a worker's answer to its health ping before it
+# kills and replaces the worker (uvicorn's default: 5 s). At 5 s, on a starved 2-core
+# machine (the soak, an outage), busy workers were killed mid-request. A worker that is
+# truly hung is still replaced, after this long. So is one that dies while a ping to it
+# is unanswered (during its start, say, while it imports torch): the supervisor holds
+# both ends of the ping's pipe, so it sees no end of file and waits the full timeout.
+# A worker that dies otherwise is replaced within about half a second.
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 # Allocations between two young-generation collections in a serving API worker

@@ -3,7 +3,9 @@
 `linkcast api --workers 2` as a real process; clients push batches, each a distinct set
 of (link, ts); a worker is killed with SIGKILL three times while requests are in flight
 (twice while it holds a database transaction open, writing a batch; once at a random
-moment); uvicorn starts a new one each time. Then, for every request: acknowledged
+moment); uvicorn starts a new one each time (within half a second, or after its health
+check's timeout when the worker died owing an answer to a health ping: see
+``linkcast.cli.WORKER_HEALTHCHECK_SECONDS``). Then, for every request: acknowledged
 means every sample stored, with the value sent; a failed request stored all of its
 samples or none; nothing is stored twice or that was not sent.
 """
@@ -20,10 +22,14 @@ import psutil
 import psycopg
 import pytest
 
+from linkcast.cli import WORKER_HEALTHCHECK_SECONDS
 from tests.conftest import auth, free_port
 from tests.procs import Proc, database_port, db_client_ports, env_for, wait_for
 
-pytestmark = pytest.mark.timeout(300)  # a hang guard: each wait inside has its own bound
+# A replacement is started at most the health check's timeout after a kill (plus the
+# supervisor's half-second round and a loaded machine's margin).
+REPLACED_WITHIN = WORKER_HEALTHCHECK_SECONDS + 30
+pytestmark = pytest.mark.timeout(180 + 3 * REPLACED_WITHIN)  # a hang guard: each wait has its own
 
 N_LINKS = 10
 N_TS = 100  # per batch: N_LINKS x N_TS samples
@@ -142,12 +148,16 @@ def test_sigkill_of_an_api_worker_mid_request_stores_all_or_nothing(database_url
                     pid, how = wait_for("a worker writing", writing, 30, every=0.005), "mid-write"
                 before = len(outcomes)
                 psutil.Process(pid).kill()  # SIGKILL
-                killed.append(f"{pid} {how} after {before} requests")
+                at = time.monotonic()
                 # uvicorn replaces it; the clients go on meanwhile
                 wait_for(
                     "a new worker",
                     lambda: len(_workers(api.pid)) == 2 and pid not in _workers(api.pid),  # noqa: B023
-                    60,
+                    REPLACED_WITHIN,
+                )
+                killed.append(
+                    f"{pid} {how} after {before} requests,"
+                    f" replaced in {time.monotonic() - at:.1f} s"
                 )
             wait_for("more requests", lambda: len(outcomes) >= 40 * 3, 60)
         stop.set()
