@@ -477,6 +477,10 @@ def test_plain_requests_are_read_as_columns(monkeypatch) -> None:
     ab = [("__name__", "link_load_bps"), ("link", "A>B")]
     body = remote_write_body((ab, [(1.0, 1000), (2.0, 2000)]), (ab, [(3.0, 3000)]))
     assert [p.value for p in rw_decode(body).points] == [1.0, 2.0, 3.0]
+    # an idle interface's 0 bit/s (no value on the wire) and a timestamp of 0
+    body = remote_write_body((ab, [(0.0, 1000), (2.0, 2000)]), (ab, [(3.0, 0), (0.0, 0)]))
+    got = [(p.ts, p.value) for p in rw_decode(body).points]
+    assert got == [(1.0, 0.0), (2.0, 2.0), (0.0, 3.0), (0.0, 0.0)]
     got = otlp_decode(otlp_body({"host": "h"}, [({"link": "A>B"}, 4.0), ({}, 5.0)]))
     assert [p.value for p in got.points] == [4.0, 5.0]
     # hostmetrics-like: one metric of integers, one of doubles, each its own columns
