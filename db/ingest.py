@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 import psycopg
@@ -61,6 +61,7 @@ WHERE sample.value_bps IS DISTINCT FROM EXCLUDED.value_bps
 
 _COLUMNS = "link_id, ts, value_bps, quality"
 _LINK, _TS = itemgetter(0), itemgetter(1)
+_TZINFO = attrgetter("tzinfo")
 
 
 class Written(NamedTuple):
@@ -194,10 +195,10 @@ def write_samples(
 ) -> Written:
     """Store samples in one transaction: all of them or none.
 
-    ``rows``: (link name, aware ts) -> value_bps, as :func:`api.ingest.parse_batch`
-    keys them, or (link name, ts, value_bps) triples, the ts a datetime or RFC 3339
-    text (either without an offset is UTC); of a (link, ts) given more than once as
-    triples, in either form or spelling of the same instant, the last is kept. A value
+    ``rows``: (link name, ts) -> value_bps, as :func:`api.ingest.parse_batch` keys
+    them (aware datetimes), or (link name, ts, value_bps) triples, the ts a datetime or
+    RFC 3339 text; a time without an offset is UTC. Of a (link, ts) given more than
+    once, in either form or spelling of the same instant, the last is kept. A value
     above its link's ``capacity_bps x (1 + line_rate_margin)`` is stored marked
     ``over_line_rate``. Returns the rows written and how many of ``rows`` were marked.
     """
@@ -207,6 +208,10 @@ def write_samples(
     if not isinstance(rows, Mapping):
         stamps = {ts: _utc(ts) for ts in {ts for _, ts, _ in rows}}  # a batch repeats few
         keyed = {(name, stamps[ts]): value for name, ts, value in rows}
+    elif None in set(map(_TZINFO, map(_TS, rows))):  # a naive datetime key: UTC, as above
+        keyed = {}
+        for (name, ts), value in rows.items():
+            keyed[name, _utc(ts)] = value  # later wins where two keys are one instant
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection

@@ -5,8 +5,11 @@ on the upsert path that a stored (link, ts) sends a batch to."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import Engine, text
 
 from db.ingest import LinkIds, write_samples
@@ -27,7 +30,23 @@ def rows(engine: Engine) -> list[tuple]:
         ]
 
 
-def test_times_values_and_marks_are_stored_as_sent(clean_db: Engine) -> None:
+@pytest.fixture
+def away_from_utc():
+    """The process in New York's time zone, so that "no offset: UTC" is not the
+    machine's own zone passing for UTC (CI's machines run in UTC)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_times_values_and_marks_are_stored_as_sent(clean_db: Engine, away_from_utc) -> None:
+    assert time.localtime(0).tm_hour != 0  # really away from UTC
     with clean_db.begin() as conn:
         conn.execute(text("INSERT INTO link (name, capacity_bps) VALUES ('c', 1e9)"))
     ids = LinkIds()
@@ -51,3 +70,6 @@ def test_times_values_and_marks_are_stored_as_sent(clean_db: Engine) -> None:
     # again, a value changed: the (link, ts) is stored, so the batch is upserted
     write_samples(clean_db, {("a", T): 6.0}, ids)  # as the JSON route keys them
     assert rows(clean_db)[0] == ("a", T, 6.0, "ok")
+    # a naive datetime key is UTC too (psycopg's binary dumper would refuse it)
+    write_samples(clean_db, {("a", T.replace(tzinfo=None)): 7.0, ("d", T): 1.0}, ids)
+    assert rows(clean_db)[0] == ("a", T, 7.0, "ok") and rows(clean_db)[-1] == ("d", T, 1.0, "ok")
