@@ -18,6 +18,7 @@ Formats (each a gauge in bit/s, so every request stores what it carries):
   otlp          POST /v1/metrics           OTLP protobuf, gauge link_load_bps, attribute link
 
     python bench/ingest.py --format all --samples 400000 --clients 8 --workers 2
+    python bench/ingest.py --format remote-write --zeros 0.3   # idle links' 0 bit/s
 """
 
 from __future__ import annotations
@@ -54,11 +55,18 @@ from db.queries import create_token  # noqa: E402
 from db.session import make_engine, make_sessionmaker, session_scope  # noqa: E402
 
 
-def rows_of(n: int, n_links: int, t0: datetime, offset: int = 0) -> Rows:
-    """n samples over n_links links, one grid step (60 s) per round of links."""
+def rows_of(n: int, n_links: int, t0: datetime, offset: int = 0, zeros: float = 0.0) -> Rows:
+    """n samples over n_links links, one grid step (60 s) per round of links; a share
+    ``zeros`` of them 0 bit/s (an idle link's), spread evenly (a Weyl sequence)."""
     base = t0.timestamp()
+    golden = 0.6180339887498949
     return [
-        (f"bench{i % n_links}>x", base + 60 * (i // n_links), 1e9 + i + offset) for i in range(n)
+        (
+            f"bench{i % n_links}>x",
+            base + 60 * (i // n_links),
+            0.0 if (i * golden) % 1.0 < zeros else 1e9 + i + offset,
+        )
+        for i in range(n)
     ]
 
 
@@ -312,7 +320,8 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
             wait_ready(api, proc)
             t0 = datetime(2025, 1, 1, tzinfo=UTC)
             print(f"{fmt}: preparing {args.samples:,} samples ...", flush=True)
-            payloads = bodies(fmt, rows_of(args.samples, args.links, t0), args.batch)
+            rows = rows_of(args.samples, args.links, t0, zeros=args.zeros)
+            payloads = bodies(fmt, rows, args.batch)
             push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
             pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
             print(f"{fmt}: pushing {pushed:,} samples (after 2 warm-up batches) ...", flush=True)
@@ -375,7 +384,16 @@ def main() -> None:
         " embedded one per format; its CPU is then read off every PostgreSQL process",
     )
     ap.add_argument("--port", type=int, default=8765, help="the api's port")
+    ap.add_argument(
+        "--zeros",
+        type=float,
+        default=0.0,
+        help="share of the pushed samples that are 0 bit/s (idle links; remote write's"
+        " protobuf then leaves their values off the wire)",
+    )
     args = ap.parse_args()
+    if not 0 <= args.zeros <= 1:
+        ap.error(f"--zeros is a share, from 0 to 1 (got {args.zeros})")
     if args.samples <= 2 * args.batch:
         ap.error(f"--samples must exceed 2 x --batch ({2 * args.batch:,}): two are warm-up")
     formats = list(FORMATS) if args.format == "all" else [args.format]
@@ -406,7 +424,7 @@ def main() -> None:
     )
     print(
         f"({args.samples:,} samples a format, {args.clients} clients, {args.workers} api"
-        f" workers, batch {args.batch:,}, {args.links:,} links)"
+        f" workers, batch {args.batch:,}, {args.links:,} links, {args.zeros:.0%} of them 0)"
     )
 
 

@@ -27,6 +27,7 @@ def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) ->
     env["TMPDIR"] = str(tmp_path)  # the embedded databases' data directories
     args = ["--format", "all", "--samples", "12000", "--batch", "2000", "--links", "50"]
     args += ["--clients", "2", "--workers", "1", "--port", str(free_port())]
+    args += ["--zeros", "0.25"]  # idle links' 0 bit/s: each must still be stored (bench checks)
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "ingest.py"), *args],
         env=env,
@@ -47,4 +48,5 @@ def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) ->
         assert refs and all(float(x.replace(",", "")) > 0 for x in refs.groups()), out
     # 12,000 asked; the 2 warm-up batches of 2,000 are not counted
     assert out.count("pushing 8,000 samples (after 2 warm-up batches)") == len(FORMATS)
+    assert "25% of them 0)" in out
     assert not list(tmp_path.glob("linkcast-bench-*"))  # each session's files removed
