@@ -264,14 +264,34 @@ class Measured:
         return statistics.median(rate for rate, _ in self.copy[kind])
 
 
-def stored_rows(url: str) -> int:
-    """Samples stored on this bench's links (`bench...`)."""
+def tally(rows: Rows) -> tuple[int, int, int, int, int]:
+    """What a stored copy of ``rows`` must add up to: rows, zeros, the sum of the
+    values, and of the values times their time (s) and times their link's number
+    (a value stored on another time or link changes the last two). Exact: the bench's
+    values and times are whole numbers."""
+    values = [int(v) for _, _, v in rows]
+    return (
+        len(rows),
+        values.count(0),
+        sum(values),
+        sum(v * int(ts) for v, (_, ts, _) in zip(values, rows, strict=True)),
+        sum(v * int(link[5:].split(">")[0]) for v, (link, _, _) in zip(values, rows, strict=True)),
+    )
+
+
+def stored_tally(url: str) -> tuple[int, int, int, int, int]:
+    """:func:`tally` of the samples stored on this bench's links (`bench...`)."""
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM sample s JOIN link l ON l.id = s.link_id"
+            "SELECT count(*), count(*) FILTER (WHERE s.value_bps = 0),"
+            " coalesce(sum(s.value_bps::numeric), 0),"
+            " coalesce(sum(s.value_bps::numeric * extract(epoch FROM s.ts)), 0),"
+            " coalesce(sum(s.value_bps::numeric * split_part(substr(l.name, 6), '>', 1)::int), 0)"
+            " FROM sample s JOIN link l ON l.id = s.link_id"
             " WHERE starts_with(l.name, 'bench')"
         ).fetchone()
-    return int(row[0]) if row else 0
+    assert row is not None
+    return tuple(int(x) for x in row)  # type: ignore[return-value]
 
 
 def measure(fmt: str, args: argparse.Namespace) -> Measured:
@@ -335,10 +355,11 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
         finally:
             proc.terminate()
             proc.wait(10)
-        stored = stored_rows(url)
-        if stored != pushed + 2 * args.batch:
+        sent, stored = tally(rows[: pushed + 2 * args.batch]), stored_tally(url)
+        if stored != sent:
             raise SystemExit(
-                f"{fmt}: {pushed + 2 * args.batch:,} samples pushed, {stored:,} stored"
+                f"{fmt}: pushed (rows, zeros, sums of values, x time, x link) {sent},"
+                f" stored {stored}"
             )
         print(f"{fmt}: COPY references ...", flush=True)
         # Each reference three times (a COPY is short, and this machine noisy): medians.

@@ -170,9 +170,11 @@ def api(
 # kills and replaces the worker (uvicorn's default: 5 s). At 5 s, on a starved 2-core
 # machine (the soak, an outage), busy workers were killed mid-request. A worker that is
 # truly hung is still replaced, after this long. So is one that dies while a ping to it
-# is unanswered (during its start, say, while it imports torch): the supervisor holds
-# both ends of the ping's pipe, so it sees no end of file and waits the full timeout.
-# A worker that dies otherwise is replaced within about half a second.
+# is unanswered (while it starts, before its answering thread runs, or while a long
+# import holds the interpreter): the supervisor holds both ends of the ping's pipe, so
+# it sees no end of file and waits the full timeout. It pings the workers one after
+# the other, so a dead worker also waits while a sibling is slow to answer (a starting
+# one: up to this long). Otherwise a dead worker is replaced within about half a second.
 WORKER_HEALTHCHECK_SECONDS = 60
 
 

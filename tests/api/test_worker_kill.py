@@ -3,11 +3,12 @@
 `linkcast api --workers 2` as a real process; clients push batches, each a distinct set
 of (link, ts); a worker is killed with SIGKILL three times while requests are in flight
 (twice while it holds a database transaction open, writing a batch; once at a random
-moment); uvicorn starts a new one each time (within half a second, or after its health
-check's timeout when the worker died owing an answer to a health ping: see
-``linkcast.cli.WORKER_HEALTHCHECK_SECONDS``). Then, for every request: acknowledged
-means every sample stored, with the value sent; a failed request stored all of its
-samples or none; nothing is stored twice or that was not sent.
+moment); uvicorn starts a new one each time (within half a second, or, when its
+supervisor was waiting on a health ping, to the dead worker or to a starting sibling,
+after at most the health check's timeout: ``linkcast.cli.WORKER_HEALTHCHECK_SECONDS``).
+Then, for every request: acknowledged means every sample stored, with the value sent;
+a failed request stored all of its samples or none; nothing is stored twice or that
+was not sent.
 """
 
 from __future__ import annotations
