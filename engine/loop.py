@@ -595,7 +595,10 @@ class LiveEngine:
                     errors[:m, h - 1] = issue[:m, h - 1].astype(np.float64) - y[:m]
             errors = errors[observed]
             known = np.isfinite(errors).any(axis=1)
-            for i, row in zip(observed[known].tolist(), errors[known].tolist(), strict=True):
+            # float4 arrays, as the forecasts: rounded here, since PostgreSQL refuses a
+            # real that underflows to 0 (an error of 5e-324 bit/s) instead of rounding it
+            rounded = errors[known].astype(np.float32).tolist()
+            for i, row in zip(observed[known].tolist(), rounded, strict=True):
                 yield f"{ids[i]}\t{model}\t{ts}\t{float(y[i])!r}\t{live.array_literal(row)}\n"
 
     def _count_late(self) -> int:
