@@ -154,6 +154,10 @@ def api(
     import os
 
     os.environ["LINKCAST_DATABASE_URL"] = url
+    if workers > 1:
+        from linkcast.supervisor import see_worker_deaths_at_once
+
+        see_worker_deaths_at_once()
     uvicorn.run(
         "linkcast.cli:served_app",  # each worker process builds its app with it
         factory=True,
@@ -169,12 +173,10 @@ def api(
 # How long uvicorn's supervisor waits for a worker's answer to its health ping before it
 # kills and replaces the worker (uvicorn's default: 5 s). At 5 s, on a starved 2-core
 # machine (the soak, an outage), busy workers were killed mid-request. A worker that is
-# truly hung is still replaced, after this long. So is one that dies while a ping to it
-# is unanswered (while it starts, before its answering thread runs, or while a long
-# import holds the interpreter): the supervisor holds both ends of the ping's pipe, so
-# it sees no end of file and waits the full timeout. It pings the workers one after
-# the other, so a dead worker also waits while a sibling is slow to answer (a starting
-# one: up to this long). Otherwise a dead worker is replaced within about half a second.
+# truly hung is replaced after this long; one that dies, within about half a second
+# (linkcast.supervisor), unless the supervisor is waiting on a sibling's
+# answer (it pings them one after the other): then once that sibling answers, at most
+# this long later (a sibling still starting).
 WORKER_HEALTHCHECK_SECONDS = 60
 
 
