@@ -23,6 +23,7 @@ from db import outbox as db_outbox
 from db import silences
 from db.models import Alert, Notification
 from db.session import make_sessionmaker, session_scope
+from engine import outbox
 from engine.notify import NotifyConfig
 from engine.outbox import SILENCED, DeliveryWorker, enqueue
 from tests.alertmanager import Alertmanager, needs_alertmanager, running_alertmanager, wait_for
@@ -334,10 +335,15 @@ def sent(hook: Hook) -> list[tuple[int, str]]:
     return out
 
 
-def test_a_receiver_that_is_down_or_failing_never_holds_up_another(clean_db, database_url, hooks):
+def test_a_receiver_that_is_down_or_failing_never_holds_up_another(
+    clean_db, database_url, hooks, monkeypatch
+):
     """150 rows wait for a webhook that is down (a closed port) and 5 for one that answers
     500; the newest row, for a live receiver, still leaves in the first pass, and each
     failing receiver is tried once, then left alone for its back-off."""
+    # a back-off longer than a stalled machine could take between the two passes (1 s
+    # by default: the second pass must start within it)
+    monkeypatch.setattr(outbox, "BACKOFF_FIRST_SECONDS", 60.0)
     live, failing = hooks(), hooks(fail_first=10**6)
     dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     cfg = NotifyConfig(

@@ -18,6 +18,18 @@ from tests.conftest import LiveServer, _tables
 from tests.ui.seed import STEP_SECONDS, Seeded, seed
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _patient_expectations() -> Iterator[None]:
+    """Playwright's assertions wait 30 s, not 5, for what a page shows (a Streamlit
+    rerun or an API call behind a widget can take seconds on a loaded machine); the
+    waits that already name a timeout keep theirs."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+    yield
+    expect.set_options(timeout=5_000)
+
+
 @dataclass
 class SeededApi:
     url: str
