@@ -13,7 +13,7 @@ from db import partitions
 from db.session import make_engine
 from engine.config import EngineConfig
 from engine.loop import LiveEngine
-from engine.metrics import record_tick
+from engine.metrics import run_tick as counted_tick
 from engine.outbox import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ def run_engine(
             run_tick()
 
     def run_tick() -> None:
-        report = engine.tick()
-        record_tick(report)  # GET /metrics: tick duration, late samples, excursions
+        # GET /metrics: tick duration, late samples, excursions, failures
+        report = counted_tick(engine.tick)
         if report.buckets:
             log.info(
                 "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts,"

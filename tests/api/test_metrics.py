@@ -9,6 +9,7 @@ every test of the run: the checks compare a scrape before and after.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -285,6 +287,26 @@ def test_engine_ticks_late_samples_and_their_metrics(client, tokens, settings):
     )
 
 
+def test_a_tick_that_raises_is_counted_and_raised(client):
+    """A tick that fails (here: a bucket PostgreSQL refuses) is counted in
+    linkcast_engine_tick_failures_total and its exception goes on (logged by the
+    scheduler, retried at the next tick); a tick that works counts no failure."""
+    from engine.loop import TickReport
+    from engine.metrics import run_tick
+
+    def refused() -> TickReport:
+        raise psycopg.errors.NumericValueOutOfRange('"-5e-324" is out of range for type real')
+
+    before = scrape(client)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        run_tick(refused)
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        run_tick(refused)
+    assert run_tick(TickReport) == TickReport()
+    after = scrape(client)
+    assert moved(before, after, "linkcast_engine_tick_failures_total") == 2
+
+
 def test_dead_processes_metric_folders_are_removed(tmp_path):
     root = metrics_root(tmp_path)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -428,3 +450,22 @@ def test_the_real_prometheus_scrapes_it(live_api, tokens, clean_db, tmp_path):
         assert prometheus.value('linkcast_forecast_utilization_ratio{link="a"}') == pytest.approx(
             0.6
         )
+
+
+@needs_prometheus
+def test_the_readmes_alert_rules_are_valid_and_name_our_metrics(client, clean_db, tmp_path):
+    """The README's rules file (engine liveness) passes promtool and its expressions
+    use metrics that /metrics serves (a renamed metric would leave the alert silent)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```yaml\n(# rules\.yml.*?)```", readme, re.S)
+    assert block, "no rules.yml block in the README"
+    rules = tmp_path / "rules.yml"
+    rules.write_text(block.group(1))
+    check = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    import engine.metrics  # noqa: F401 (the engine's metrics, as in linkcast up)
+
+    seed_forecasts(clean_db)  # the newest issue's time is served once there is one
+    served = set(re.findall(r"^(linkcast_[a-z_]+)[{ ]", client.get("/metrics").text, re.M))
+    named = set(re.findall(r"linkcast_[a-z_]+", block.group(1)))
+    assert len(named) == 2 and named <= served, named - served
