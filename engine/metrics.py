@@ -16,16 +16,17 @@ own (``linkcast engine``) writing under the same ``DATA_DIR/metrics`` on the sam
   excursions (their samples marked ``excursion``, engine/quality.py).
 - ``linkcast_engine_last_tick_timestamp_seconds``: end of the last tick that processed
   a bucket, Unix seconds (the largest over engine processes).
-- ``linkcast_engine_tick_failures_total``: ticks that raised (the exception is logged;
-  nothing of the tick is stored, and the next tick retries from the same bucket). A
-  tick that fails every time (the database down, or a bucket it cannot store) shows
-  here while the API still answers and reads as ready.
+- ``linkcast_engine_tick_failures_total``: ticks that raised, their bid for the lead
+  included (the exception is logged; nothing of the tick is stored, and the next tick
+  retries from the same bucket). A tick that fails every time on a bucket it cannot
+  store shows here while the API, its database up, still reads as ready.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -60,16 +61,15 @@ TICK_FAILURES = Counter(
 )
 
 
-def run_tick(tick: Callable[[], TickReport]) -> TickReport:
-    """Run ``tick`` (:meth:`engine.loop.LiveEngine.tick`) and :func:`record_tick` its
-    report; if it raises, count the failure and raise again."""
+@contextmanager
+def failures_counted() -> Iterator[None]:
+    """Count an engine job (a tick, with its bid for the lead) that raises in
+    ``linkcast_engine_tick_failures_total``, and raise again."""
     try:
-        report = tick()
+        yield
     except Exception:
         TICK_FAILURES.inc()
         raise
-    record_tick(report)
-    return report
 
 
 def record_tick(report: TickReport) -> None:

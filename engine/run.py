@@ -13,7 +13,7 @@ from db import partitions
 from db.session import make_engine
 from engine.config import EngineConfig
 from engine.loop import LiveEngine
-from engine.metrics import run_tick as counted_tick
+from engine.metrics import failures_counted, record_tick
 from engine.outbox import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,20 @@ def run_engine(
     )
 
     def tick() -> None:
-        if not engine.try_lead():
-            return
-        run_tick()
+        with failures_counted():  # GET /metrics: a tick (or its bid to lead) that raised
+            if engine.try_lead():
+                run_tick()
 
     def poll() -> None:
         # Between the grid's ticks only a leader looks for early closes (engine/loop.py):
         # a follower opens no connection here; it tries to lead on the grid's ticks.
         if engine.holds_lock:
-            run_tick()
+            with failures_counted():
+                run_tick()
 
     def run_tick() -> None:
-        # GET /metrics: tick duration, late samples, excursions, failures
-        report = counted_tick(engine.tick)
+        report = engine.tick()
+        record_tick(report)  # GET /metrics: tick duration, late samples, excursions
         if report.buckets:
             log.info(
                 "tick: %d bucket(s) to %s, %d forecasts, %d errors, %d alerts,"

@@ -30,7 +30,8 @@ from tests.procs import Proc, database_port, db_client_ports, env_for, http_ok, 
 # A replacement is started at most the health check's timeout after a kill (plus the
 # supervisor's half-second round and a loaded machine's margin).
 REPLACED_WITHIN = WORKER_HEALTHCHECK_SECONDS + 30
-pytestmark = pytest.mark.timeout(180 + 3 * REPLACED_WITHIN)  # a hang guard: each wait has its own
+# A hang guard above the sum of the waits inside (each has its own bound).
+pytestmark = pytest.mark.timeout(600 + 3 * REPLACED_WITHIN)
 
 N_LINKS = 10
 N_TS = 100  # per batch: N_LINKS x N_TS samples
@@ -241,7 +242,7 @@ def _check(url: str, outcomes: dict[int, str], killed: list[str]) -> None:
 def test_a_worker_that_dies_owing_a_health_ping_answer_is_replaced_at_once(database_url, tmp_path):
     """uvicorn's supervisor pings each worker every half second; a worker that dies with
     a ping unanswered was replaced only after the whole health-check timeout (60 s,
-    measured 58.7 and 59.0 s), because the supervisor kept its own copy of the worker's
+    measured 58.2 to 59.0 s), because the supervisor kept its own copy of the worker's
     end of the pipe (linkcast.supervisor). Here a worker is stopped (SIGSTOP) long
     enough to owe an answer, then killed: it must be replaced well within the timeout."""
     port = free_port()
