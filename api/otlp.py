@@ -62,7 +62,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from api.proto_views import F, Layout, message_classes
+from api.proto_views import F, Layout, canonical, message_classes
 from api.series import Point, SeriesMap
 from api.series_cache import SeriesCache
 
@@ -341,8 +341,9 @@ def points(
     Times and values are read as columns (:func:`_columns`): per data point only its
     attribute bytes are touched from Python. Where a metric's columns cannot be trusted
     (a data point flagged, with no value or time, ``as_int`` and ``as_double`` mixed),
-    or the body is not protobuf's own encoding of what it holds (:func:`_canonical`),
-    each data point of that metric (of the body) is read from its own message.
+    or the body is not protobuf's own encoding of what it holds
+    (:func:`api.proto_views.canonical`), each data point of that metric (of the body)
+    is read from its own message.
     """
     if isinstance(message, ExportMetricsServiceRequest):
         raw = message.SerializeToString()
@@ -355,7 +356,7 @@ def points(
         for m, metric in enumerate(scope_metrics.metrics)
     ]
     merged = ()  # every metric of the request, in order, its data points as columns
-    if raw is not None and _canonical(message, raw):
+    if raw is not None and canonical(message, raw):  # as the SDKs and the collector write
         merged = _ColumnsView.FromString(raw).resource_metrics.scope_metrics.metrics
     out = Decoded()
     for i, (r, s, m, resource, metric, kind) in enumerate(metrics_of):
@@ -424,19 +425,6 @@ def _each_point(
 
 
 _ATTRIBUTES = attrgetter("attributes")
-
-
-def _canonical(view: Any, raw: bytes) -> bool:
-    """Whether ``raw`` is exactly what protobuf writes for ``view`` (its parse), once
-    the fields it does not know are left out: every field once, in order, with its
-    declared wire type. Only then do the columns say what protobuf reads (a value given
-    twice, or with a wrong wire type, would move values between data points). The
-    SDKs' and the collector's encoders write canonical bodies; others (the .NET
-    exporter's padded lengths, explicit zeros) are read one message per data point.
-    ``view`` loses its unknown fields."""
-    view.DiscardUnknownFields()
-    canonical: bool = view.SerializeToString() == raw
-    return canonical
 
 
 def _columns(metric: Any, kind: str, n: int) -> tuple[list[int], list[float] | list[int]] | None:

@@ -49,3 +49,27 @@ def message_classes(package: str, layout: Layout) -> dict[str, Any]:
     pool.Add(proto)
     found = message_factory.GetMessageClassesForFiles([proto.name], pool)
     return {name: found[f"{package}.{name}"] for name in layout}
+
+
+def canonical(message: Any, raw: bytes) -> bool:
+    """Whether ``raw`` is exactly what protobuf writes for ``message``, its parse, once
+    the fields ``message``'s class does not know are left out: every field once, in
+    order, with its declared wire type, and no value that proto3 leaves out written.
+
+    Only of such a body does a view whose repeated messages are declared singular
+    (their fields concatenated into columns) say what protobuf reads message by
+    message: a field given twice (protobuf keeps the last) or with a wrong wire type
+    (an unknown field to protobuf) would move values between samples or data points.
+    Every protobuf library's encoder writes canonical bodies; others (explicit zeros,
+    padded lengths) are to be read message by message. ``message`` loses its unknown
+    fields.
+
+    >>> Pair = message_classes("x.canon", {"Pair": (("a", 1, F.TYPE_INT64, False),)})["Pair"]
+    >>> canonical(Pair.FromString(b"\\x08\\x01"), b"\\x08\\x01")
+    True
+    >>> canonical(Pair.FromString(b"\\x08\\x01\\x08\\x02"), b"\\x08\\x01\\x08\\x02")  # a twice
+    False
+    """
+    message.DiscardUnknownFields()
+    same: bool = message.SerializeToString() == raw
+    return same

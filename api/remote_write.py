@@ -28,7 +28,8 @@ our own, rather than compiled from a ``.proto`` into a ``_pb2`` module:
 - the four messages a receiver reads fit in a table (:data:`_MESSAGES`), each field
   number next to the spec's; what a receiver of link loads never reads (exemplars,
   native histograms) is declared as bytes in the views it parses, never decoded, so
-  that a series carrying them is still read as columns (:func:`_canonical`);
+  that a series carrying them is still read as columns
+  (:func:`api.proto_views.canonical`);
 - a private pool cannot clash with another library that registers the same names
   (``prometheus.WriteRequest``) in protobuf's default pool. The wire format knows
   field numbers and types only, so the package name is ours (``linkcast.prw1``).
@@ -51,7 +52,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from api.proto_views import F, message_classes
+from api.proto_views import F, canonical, message_classes
 from api.series import Point
 from api.series_cache import SeriesCache
 
@@ -91,7 +92,8 @@ _MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
         ("metadata", 3, "MetricMetadata", True),
     ),
     # Exemplars and native histograms are declared (as bytes, never read) so that a
-    # series carrying them is still protobuf's own encoding of itself (_canonical).
+    # series carrying them is still protobuf's own encoding of itself
+    # (api.proto_views.canonical).
     "TimeSeriesWire": (
         ("labels", 1, F.TYPE_BYTES, True),
         ("samples", 2, "Sample", True),
@@ -316,7 +318,8 @@ def points(
     (``map``, ``zip``). Proto3 leaves a value of 0 and a timestamp of 0 out of the
     wire, so a sample of 0 bit/s is missing from the value column: the samples' bytes
     then say where (:func:`_filled`). Where the body is not protobuf's own encoding of
-    what it holds (:func:`_canonical`), each sample is read from its own message.
+    what it holds (:func:`api.proto_views.canonical`), each sample is read from its own
+    message.
 
     Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
     series for a series with no ``__name__``, with a label name twice, or with a Label
@@ -332,7 +335,7 @@ def points(
     out = Decoded(series=len(series), metadata=len(request.metadata))
     known = _SERIES
     found = [known.get(key) or _series_labels(key, total, metrics) for key in keys]
-    if _canonical(request, raw):
+    if canonical(request, raw):  # Prometheus' encoder writes canonical bodies
         values, stamps = _columns(raw, total) or _per_sample(series)
     else:
         values, stamps = _per_sample(series)
@@ -353,27 +356,14 @@ def points(
 _LABELS, _SAMPLES = attrgetter("labels"), attrgetter("samples")
 
 
-def _canonical(request: Any, raw: bytes) -> bool:
-    """Whether ``raw`` is exactly what protobuf writes for ``request`` (its parse), once
-    the fields it does not know are left out: every field once, in order, with its
-    declared wire type, and no value written that proto3 leaves out. Only then do the
-    columns (:func:`_columns`) say what protobuf reads: a Sample with its value twice
-    (protobuf keeps the last), or packed (a wrong wire type: an unknown field, so a
-    value of 0), would put values on the wrong samples. Prometheus, and every protobuf
-    library's encoder, write canonical bodies; others (explicit zeros, padded lengths)
-    are read one message per sample. ``request`` loses its unknown fields."""
-    request.DiscardUnknownFields()
-    canonical: bool = request.SerializeToString() == raw
-    return canonical
-
-
 def _columns(raw: bytes, total: int) -> tuple[list[float], list[int]] | None:
     """Every sample's value and timestamp (ms) in ``raw``, in order, as two lists.
 
-    ``raw`` must be canonical (:func:`_canonical`). Proto3 does not write a value or a
-    timestamp of 0, so where a column is shorter than ``total`` (an idle interface's
-    0 bit/s), the samples' own bytes say which ones it skipped (:func:`_filled`). None
-    if they do not account for the columns (not expected of a canonical body)."""
+    ``raw`` must be canonical (:func:`api.proto_views.canonical`). Proto3 does not
+    write a value or a timestamp of 0, so where a column is shorter than ``total`` (an
+    idle interface's 0 bit/s), the samples' own bytes say which ones it skipped
+    (:func:`_filled`). None if they do not account for the columns (not expected of a
+    canonical body)."""
     columns = _WriteRequestColumns.FromString(raw).timeseries.samples
     values, stamps = list(columns.value), list(columns.timestamp)
     if len(values) == total and len(stamps) == total:
