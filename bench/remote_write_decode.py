@@ -23,7 +23,9 @@ import random
 import statistics
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from unittest.mock import patch
 
 import cramjam
 
@@ -49,34 +51,32 @@ def request_body(series: int, zeros: float, rng: random.Random) -> bytes:
     return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
 
 
+def message_by_message() -> AbstractContextManager:
+    """While it lasts, :func:`api.remote_write.decode` reads every sample from its own
+    message (the reference)."""
+    return patch.object(rw, "_columns", lambda raw, total: None)
+
+
+def decode(body: bytes) -> list:
+    """The points of ``body``, its series known to the decoder (as after a worker's
+    first request)."""
+    return rw.decode(body, limit=1 << 26, max_samples=10**6, metrics={METRIC}).points
+
+
 def cpu_per_sample(body: bytes, series: int, repeat: int, *, columns: bool) -> float:
     """Process CPU time of one decode of ``body``, in µs per sample (``repeat`` decodes)."""
-    shipped = rw._columns
-    if not columns:
-        rw._columns = lambda raw, total: None  # every sample from its own message
-    try:
+    with nullcontext() if columns else message_by_message():
         start = time.process_time()
         for _ in range(repeat):
-            rw.decode(body, limit=1 << 26, max_samples=10**6, metrics={METRIC})
+            decode(body)
         return (time.process_time() - start) / repeat / series * 1e6
-    finally:
-        rw._columns = shipped
 
 
 def read_as_columns(body: bytes) -> list | None:
     """The points of ``body`` as shipped, or None if it was read message by message."""
-    per_sample, calls = rw._per_sample, []
-
-    def counted(series: object) -> object:
-        calls.append(series)
-        return per_sample(series)
-
-    rw._per_sample = counted
-    try:
-        points = rw.decode(body, limit=1 << 26, max_samples=10**6, metrics={METRIC}).points
-    finally:
-        rw._per_sample = per_sample
-    return None if calls else points
+    with patch.object(rw, "_per_sample", wraps=rw._per_sample) as per_sample:
+        points = decode(body)
+    return None if per_sample.called else points
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,11 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         want = read_as_columns(body)
         if want is None:  # else both timings would be of the message-by-message read
             raise SystemExit(f"{zeros:.0%} zeros: the request was not read as columns")
-        rw._columns, shipped = (lambda raw, total: None), rw._columns
-        try:  # the two reads agree before either is timed
-            assert want == rw.decode(body, limit=1 << 26, max_samples=10**6).points
-        finally:
-            rw._columns = shipped
+        with message_by_message():  # the two reads agree before either is timed
+            assert want == decode(body)
         times: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(args.rounds):
             for columns in (True, False):
