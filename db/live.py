@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
@@ -139,6 +140,17 @@ def array_literal(values: Iterable[float | None]) -> str:
     '{1.5,NULL,NULL,2000000000.0}'
     """
     return "{" + ",".join("NULL" if v is None or v != v else repr(v) for v in values) + "}"
+
+
+def real_array_literals(rows: np.ndarray) -> list[str]:
+    """Each row of ``rows`` (``(n, H)``, bit/s; NaN: none) as a ``real[]`` literal
+    (:func:`array_literal`), rounded to single precision first: PostgreSQL refuses a
+    ``real`` that underflows to 0 (an error of 5e-324 bit/s) instead of rounding it.
+
+    >>> real_array_literals(np.array([[5e-324, 1.5], [np.nan, 2e9]]))
+    ['{0.0,1.5}', '{NULL,2000000000.0}']
+    """
+    return [array_literal(row) for row in np.asarray(rows, dtype=np.float32).tolist()]
 
 
 def _insert_new(conn: Connection, table: str, columns: Sequence[str], lines: Iterable[str]) -> int:

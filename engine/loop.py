@@ -563,7 +563,7 @@ class LiveEngine:
         links = [str(i) for i in ids[keep].tolist()]
         for model in ModelName.ALL:
             arrays = [
-                [live.array_literal(row) for row in a[keep].astype(np.float32).tolist()]
+                live.real_array_literals(a[keep])
                 for a in (out.forecasts[model], out.lower[model], out.upper[model])
             ]
             for link, v, lo, up in zip(links, *arrays, strict=True):
@@ -595,11 +595,9 @@ class LiveEngine:
                     errors[:m, h - 1] = issue[:m, h - 1].astype(np.float64) - y[:m]
             errors = errors[observed]
             known = np.isfinite(errors).any(axis=1)
-            # float4 arrays, as the forecasts: rounded here, since PostgreSQL refuses a
-            # real that underflows to 0 (an error of 5e-324 bit/s) instead of rounding it
-            rounded = errors[known].astype(np.float32).tolist()
-            for i, row in zip(observed[known].tolist(), rounded, strict=True):
-                yield f"{ids[i]}\t{model}\t{ts}\t{float(y[i])!r}\t{live.array_literal(row)}\n"
+            arrays = live.real_array_literals(errors[known])  # float4, as the forecasts
+            for i, errs in zip(observed[known].tolist(), arrays, strict=True):
+                yield f"{ids[i]}\t{model}\t{ts}\t{float(y[i])!r}\t{errs}\n"
 
     def _count_late(self) -> int:
         """Samples that reached closed buckets after they were processed: stored, counted,
