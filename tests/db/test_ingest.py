@@ -9,10 +9,11 @@ import os
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from db.ingest import LinkIds, write_samples
+from db.ingest import LinkIds, write_samples, write_series
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -73,3 +74,45 @@ def test_times_values_and_marks_are_stored_as_sent(clean_db: Engine, away_from_u
     # a naive datetime key is UTC too (psycopg's binary dumper would refuse it)
     write_samples(clean_db, {("a", T.replace(tzinfo=None)): 7.0, ("d", T): 1.0}, ids)
     assert rows(clean_db)[0] == ("a", T, 7.0, "ok") and rows(clean_db)[-1] == ("d", T, 1.0, "ok")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_columns_store_what_datetimes_would(clean_db: Engine, seed: int) -> None:
+    """write_series builds the binary COPY with numpy (db.ingest.copy_payload): each
+    row must be stored as the datetime and dict it replaced would have stored it: times
+    rounded to the microsecond as datetime.fromtimestamp rounds them (half-microsecond
+    fractions included), the last of a repeated (link, ts) kept, the line-rate mark;
+    then the same keys again with new values, through the upsert."""
+    rng = np.random.default_rng(seed)
+    with clean_db.begin() as conn:
+        conn.execute(text("INSERT INTO link (name, capacity_bps) VALUES ('l0', 1e9), ('l1', 5e8)"))
+    base = T.timestamp()
+    # whole seconds, milliseconds, and fractions near half a microsecond
+    seconds = [base + 60.0 * k for k in range(6)]
+    seconds += [base + 0.001 * int(k) for k in rng.integers(1, 10**6, 6)]
+    seconds += [base + k + 0.5e-6 + d for k in range(6) for d in (0.0, 1e-9, -1e-9)]
+    gauges = []
+    for _ in range(400):
+        link = f"l{rng.integers(0, 4)}"
+        value = float(rng.choice([0.0, rng.uniform(0, 2e9), 1e15 + 1]))
+        gauges.append((link, seconds[rng.integers(0, len(seconds))], value))
+    ceiling = {"l0": 1e9 * 1.05, "l1": 5e8 * 1.05}
+
+    def expected(batch, before=None):
+        out = dict(before or {})
+        for link, ts, value in batch:
+            out[link, datetime.fromtimestamp(ts, UTC)] = value
+        return sorted(
+            (link, at, value, "over_line_rate" if value > ceiling.get(link, np.inf) else "ok")
+            for (link, at), value in out.items()
+        )
+
+    ids = LinkIds()
+    written = write_series(clean_db, gauges, [], {}, ids)
+    want = expected(gauges)
+    assert written.rows == len(want) and sorted(rows(clean_db)) == want
+    assert written.quarantined == sum(1 for row in want if row[3] == "over_line_rate")
+    again = [(link, ts, value + 1.0) for link, ts, value in gauges[::3]]
+    write_series(clean_db, again, [], {}, ids)
+    stored = {(link, at): value for link, at, value, _ in want}
+    assert sorted(rows(clean_db)) == expected(again, stored)
