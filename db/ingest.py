@@ -3,10 +3,11 @@
 Link names are resolved to ids in Python (a per-process cache, checked against the
 table on every write, so a stale entry can never attach samples to a missing link).
 A batch is held as columns (:class:`Columns`: link ids, microseconds, bit/s), each
-(link, ts) once, sorted by the primary key. New samples, the common case, go in with a
-single COPY into `sample`: the cheapest write PostgreSQL has, in its binary format,
-the payload laid out by numpy (:func:`copy_payload`: no number or time printed as text
-and parsed back, no Python per row). If any (link, ts) of the batch is already stored, that COPY
+(link, ts) once, sorted by the primary key (within each quality). New samples, the
+common case, go in with a single COPY into `sample`: the cheapest write PostgreSQL
+has, in its binary format, the payload laid out by numpy (:func:`copy_payload`: no
+number or time printed as text and parsed back, no Python per row). If any (link, ts)
+of the batch is already stored, that COPY
 fails as a whole; it is rolled back to a savepoint and the batch goes through a
 staging table and one INSERT .. ON CONFLICT DO UPDATE instead (last write wins; an
 identical retry rewrites no row). Either way the request is one transaction.
@@ -127,6 +128,7 @@ _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _TRAILER = b"\xff\xff"
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _PG_EPOCH_S = 946_684_800  # PG_EPOCH in Unix seconds
+_YEAR_10000_S = 253_402_300_800  # where datetime and PostgreSQL's timestamps end
 
 
 def _row_type(quality: str) -> np.dtype:
@@ -154,14 +156,19 @@ class Columns(NamedTuple):
 
 
 def micros(seconds: np.ndarray) -> np.ndarray:
-    """Unix times (float64 seconds, not negative) as int64 microseconds since
+    """Unix times (float64 seconds, 1970 to 9999) as int64 microseconds since
     2000-01-01 UTC, each rounded to the microsecond exactly as
     ``datetime.fromtimestamp`` rounds it (the fraction of a second times 10^6, half to
     even), so that a time stored from columns is the one stored from a datetime.
+    Raises ValueError for a time that is NaN or out of that range.
 
     >>> micros(np.array([946_684_800.0, 1_767_225_600.123, 946_684_800.0000025]))
     array([              0, 820540800123000,               3])
     """
+    if len(seconds) and not (seconds.min() >= 0 and seconds.max() < _YEAR_10000_S):
+        raise ValueError(
+            "a time is not a number of seconds from 1970 to 9999 (NaN or out of range)"
+        )
     whole = np.floor(seconds)
     frac_us = np.rint((seconds - whole) * 1e6).astype(np.int64)  # rint: half to even
     return (whole.astype(np.int64) - _PG_EPOCH_S) * 1_000_000 + frac_us
@@ -226,12 +233,18 @@ def _store(
 ) -> Written:
     """COPY ``cols`` (each (link, us) once: :func:`last_wins`), a sample above its
     link's ``capacity`` (bit/s, by link id) x (1 + ``line_rate_margin``) marked
-    ``over_line_rate``; an upsert if any (link, ts) is already stored."""
+    ``over_line_rate``; an upsert if any (link, ts) is already stored.
+
+    Raises ValueError for a load that is not a finite number of bit/s, 0 or more (the
+    routes refuse those first; this keeps a direct caller from storing one as ``ok``).
+    """
+    if len(cols.bps) and not (np.isfinite(cols.bps).all() and cols.bps.min() >= 0):
+        raise ValueError("a load is not a finite number of bit/s, 0 or more")
     over = None
     if capacity:  # judged per distinct link, then spread to its samples
         links, where = np.unique(cols.link, return_inverse=True)
         inf = float("inf")
-        ceilings = np.array([capacity.get(i, inf) for i in links.tolist()])
+        ceilings = np.array([capacity.get(i, inf) for i in links.tolist()], np.float64)
         ceilings *= 1 + line_rate_margin
         over = cols.bps > ceilings[where]
     quarantined = int(over.sum()) if over is not None else 0

@@ -91,6 +91,9 @@ def test_columns_store_what_datetimes_would(clean_db: Engine, seed: int) -> None
     seconds = [base + 60.0 * k for k in range(6)]
     seconds += [base + 0.001 * int(k) for k in rng.integers(1, 10**6, 6)]
     seconds += [base + k + 0.5e-6 + d for k in range(6) for d in (0.0, 1e-9, -1e-9)]
+    # exact ties: j/128 s is a whole number of microseconds and a half, for odd j (half
+    # to even, as datetime rounds: 1/128 s is 7812.5 us, stored as 7812)
+    seconds += [base + j / 128 for j in (1, 3, 5, 7, 127)]
     gauges = []
     for _ in range(400):
         link = f"l{rng.integers(0, 4)}"
@@ -116,3 +119,17 @@ def test_columns_store_what_datetimes_would(clean_db: Engine, seed: int) -> None
     write_series(clean_db, again, [], {}, ids)
     stored = {(link, at): value for link, at, value, _ in want}
     assert sorted(rows(clean_db)) == expected(again, stored)
+
+
+def test_a_direct_caller_cannot_store_what_the_routes_refuse(clean_db: Engine) -> None:
+    """The routes check times and values first; write_series and write_samples still
+    refuse a NaN time or load (numpy would store them), storing nothing of the batch,
+    and take capacities given as ints."""
+    ids, ts = LinkIds(), T.timestamp()
+    with pytest.raises(ValueError, match="time"):
+        write_series(clean_db, [("a", ts, 1.0), ("a", float("nan"), 2.0)], [], {}, ids)
+    with pytest.raises(ValueError, match="load"):
+        write_samples(clean_db, [("a", T, 1.0), ("b", T, None)], ids)  # type: ignore[list-item]
+    assert rows(clean_db) == []
+    written = write_series(clean_db, [("b", ts, 2e9)], [], {"b": 10**9}, ids)
+    assert (written.rows, written.quarantined) == (1, 1)
