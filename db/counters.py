@@ -38,18 +38,18 @@ FUTURE_SKEW_SECONDS = 60.0
 
 _PLACEHOLD = """
 INSERT INTO counter_state (series, link)
-SELECT m, l FROM unnest(%s::text[], %s::text[]) AS k(m, l) ORDER BY m, l
+SELECT m, l FROM unnest(%b::text[], %b::text[]) AS k(m, l) ORDER BY m, l
 ON CONFLICT DO NOTHING
 """
 _LOCK = """
 SELECT c.series, c.link, c.value, c.ts FROM counter_state c
-JOIN unnest(%s::text[], %s::text[]) AS k(series, link) USING (series, link)
+JOIN unnest(%b::text[], %b::text[]) AS k(series, link) USING (series, link)
 ORDER BY c.series, c.link
 FOR UPDATE OF c
 """
 _SAVE = """
 UPDATE counter_state c SET value = u.value::numeric, ts = u.ts
-FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[]) AS u(series, link, value, ts)
+FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[]) AS u(series, link, value, ts)
 WHERE c.series = u.series AND c.link = u.link
 """
 
