@@ -49,7 +49,7 @@ INSERT INTO link (name, src, dst)
 SELECT n,
        CASE WHEN strpos(n, '>') > 0 THEN split_part(n, '>', 1) END,
        CASE WHEN strpos(n, '>') > 0 THEN substr(n, strpos(n, '>') + 1) END
-FROM unnest(%(names)s::text[]) AS n
+FROM unnest(%(names)b::text[]) AS n
 WHERE NOT EXISTS (SELECT 1 FROM link l WHERE l.name = n)
 ON CONFLICT (name) DO NOTHING
 """
@@ -108,7 +108,7 @@ class LinkIds:
         missing = sorted(n for n in names if n not in known)
         if missing:
             cur.execute(_REGISTER_LINKS, {"names": missing})
-            cur.execute("SELECT name, id, capacity_bps FROM link WHERE name = ANY(%s)", (missing,))
+            cur.execute("SELECT name, id, capacity_bps FROM link WHERE name = ANY(%b)", (missing,))
             found = {}
             for name, link_id, cap in cur.fetchall():
                 found[name] = link_id
@@ -327,7 +327,7 @@ class SeriesWritten(NamedTuple):
 
 _SET_CAPACITY = """
 UPDATE link SET capacity_bps = u.cap
-FROM unnest(%s::int[], %s::float8[]) AS u(id, cap)
+FROM unnest(%b::int[], %b::float8[]) AS u(id, cap)
 WHERE link.id = u.id AND link.capacity_bps IS DISTINCT FROM u.cap
 """
 

@@ -165,3 +165,16 @@ def test_a_gauge_out_of_range_once_in_bits_per_second_is_refused(clean_db: Engin
         m.map([Point("g", {"link": "A>B"}, 1.0, 1e300)], latest=1e10)
     with pytest.raises(BadPoint, match="exceeds 1e"):
         m.map([Point("ifHighSpeed", SNMP, 1.0, 1e305)], latest=1e10)
+
+
+def test_a_counter_row_gone_behind_the_process_is_placed_again(clean_db: Engine) -> None:
+    """A process remembers which series have a counter_state row and skips placing
+    them; a row deleted behind it (the table emptied) is placed again, so readings keep
+    their base and give rates, never baselines forever."""
+    first = push(clean_db, [octets(0, 0)])
+    assert first.counter_events == {"baseline": 1}
+    with clean_db.begin() as conn:
+        conn.execute(text("DELETE FROM counter_state"))
+    assert push(clean_db, [octets(60, 0)]).counter_events == {"baseline": 1}
+    push(clean_db, [octets(120, 7_500_000)])
+    assert loads(clean_db) == [(120.0, 1e6)]
