@@ -19,6 +19,7 @@ Formats (each a gauge in bit/s, so every request stores what it carries):
 
     python bench/ingest.py --format all --samples 400000 --clients 8 --workers 2
     python bench/ingest.py --format remote-write --zeros 0.3   # idle links' 0 bit/s
+    python bench/ingest.py --format remote-write --counters    # octet counters, as collectors send
 """
 
 from __future__ import annotations
@@ -70,30 +71,54 @@ def rows_of(n: int, n_links: int, t0: datetime, offset: int = 0, zeros: float = 
     ]
 
 
-def encode_line(rows: Rows) -> bytes:
+# --counters: every link's load as an octet counter of this name (one series rule,
+# given to the api as its LINKCAST_SERIES_FILE), the way collectors send interfaces
+COUNTER = "link_octets_total"
+COUNTER_RULES = f"""[[series]]
+metric = "{COUNTER}"
+link = "{{link}}"
+unit = "octets"
+"""
+
+
+def encode_line(rows: Rows, counter: bool = False) -> bytes:
     # tag values escape commas, spaces and equals signs; bench names have none
+    if counter:  # measurement link_octets, field total: the series link_octets_total
+        return "".join(
+            f"link_octets,link={k} total={int(v)}u {int(ts)}\n" for k, ts, v in rows
+        ).encode()
     return "".join(f"link_load,link={k} bps={v!r} {int(ts)}\n" for k, ts, v in rows).encode()
 
 
-def encode_otlp(rows: Rows) -> bytes:
+def encode_otlp(rows: Rows, counter: bool = False) -> bytes:
     req = ExportMetricsServiceRequest()
     metric = req.resource_metrics.add().scope_metrics.add().metrics.add()
-    metric.name, metric.unit = "link_load_bps", "bit/s"
-    points = metric.gauge.data_points
+    if counter:  # a cumulative monotonic sum of integers, as an OTel SDK's Counter
+        metric.name, metric.unit = COUNTER, "By"
+        metric.sum.is_monotonic = True
+        metric.sum.aggregation_temporality = 2  # AGGREGATION_TEMPORALITY_CUMULATIVE
+        points = metric.sum.data_points
+    else:
+        metric.name, metric.unit = "link_load_bps", "bit/s"
+        points = metric.gauge.data_points
     for link, ts, v in rows:
         p = points.add()
         p.time_unix_nano = int(ts) * 1_000_000_000
-        p.as_double = v
+        if counter:
+            p.as_int = int(v)
+        else:
+            p.as_double = v
         a = p.attributes.add()
         a.key, a.value.string_value = "link", link
     return req.SerializeToString()
 
 
-def encode_remote_write(rows: Rows) -> bytes:
+def encode_remote_write(rows: Rows, counter: bool = False) -> bytes:
     req = WriteRequest()
+    metric = COUNTER if counter else "link_load_bps"
     for link, ts, v in rows:
         series = req.timeseries.add()
-        for name, value in (("__name__", "link_load_bps"), ("link", link)):
+        for name, value in (("__name__", metric), ("link", link)):
             label = series.labels.add()
             label.name, label.value = name, value
         sample = series.samples.add()
@@ -102,7 +127,7 @@ def encode_remote_write(rows: Rows) -> bytes:
 
 
 # format -> (path, headers, encoder, success status)
-FORMATS: dict[str, tuple[str, dict[str, str], Callable[[Rows], bytes], int]] = {
+FORMATS: dict[str, tuple[str, dict[str, str], Callable[..., bytes], int]] = {
     "json": ("/api/v1/telemetry", {"Content-Type": "application/json"}, encode_json, 200),
     "remote-write": (
         "/api/v1/write",
@@ -128,6 +153,38 @@ def bodies(fmt: str, rows: Rows, batch: int) -> list[bytes]:
     """Pre-serialised requests, so the clients spend their time on HTTP, not encoding."""
     encode = FORMATS[fmt][2]
     return [encode(rows[i : i + batch]) for i in range(0, len(rows), batch)]
+
+
+def counter_bodies(
+    fmt: str, n: int, n_links: int, t0: datetime, batch: int, clients: int
+) -> tuple[list[bytes], Rows]:
+    """Requests of octet counters (``n`` readings over ``n_links`` links, a reading of
+    each per 60-s round), and the loads they must store.
+
+    Each link's series goes through one client, in time order, as Prometheus' shards
+    send a series (readings of one series racing each other would be stale, and give
+    no load): link ``l`` is client ``l mod clients``'s, each client's readings cut into
+    requests of ``batch``, and the requests dealt out in turn (request ``j`` is client
+    ``j mod clients``'s, as :func:`push_all` deals them). Link ``l`` carries
+    ``1e9 + 8 l`` bit/s, so the counter rises by ``60 x (1.25e8 + l)`` octets a round;
+    its first reading is the series' baseline and stores nothing. Returns the bodies
+    and the (link, ts, bit/s) the api must store: exact, every number a whole one.
+    """
+    base, rounds = t0.timestamp(), n // n_links
+    streams: list[Rows] = [[] for _ in range(clients)]
+    stored: Rows = []
+    for k in range(rounds):
+        for link in range(n_links):
+            name, ts, m = f"bench{link}>x", base + 60 * k, 125_000_000 + link
+            streams[link % clients].append((name, ts, float(10**12 + 60 * m * k)))
+            if k:
+                stored.append((name, ts, 8.0 * m))
+    encode = FORMATS[fmt][2]
+    per_client = [
+        [encode(rows[i : i + batch], True) for i in range(0, len(rows), batch)] for rows in streams
+    ]
+    out = [b for turn in zip(*per_client, strict=True) for b in turn]
+    return out, stored
 
 
 def push_all(api: str, token: str, fmt: str, payloads: list[bytes], clients: int) -> float:
@@ -331,6 +388,10 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
             token = create_token(session=session, scope="write", name="bench").token
         engine.dispose()
         env = os.environ | {"LINKCAST_DATABASE_URL": url, "LINKCAST_DATA_DIR": data_dir}
+        if args.counters:
+            rules = Path(data_dir, "series.toml")
+            rules.write_text(COUNTER_RULES)
+            env["LINKCAST_SERIES_FILE"] = str(rules)
         api = f"http://127.0.0.1:{args.port}"
         cmd = [sys.executable, "-m", "linkcast.cli", "api", "--port", str(args.port)]
         proc = subprocess.Popen(
@@ -340,8 +401,13 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
             wait_ready(api, proc)
             t0 = datetime(2025, 1, 1, tzinfo=UTC)
             print(f"{fmt}: preparing {args.samples:,} samples ...", flush=True)
-            rows = rows_of(args.samples, args.links, t0, zeros=args.zeros)
-            payloads = bodies(fmt, rows, args.batch)
+            if args.counters:
+                payloads, expected = counter_bodies(
+                    fmt, args.samples, args.links, t0, args.batch, args.clients
+                )
+            else:
+                expected = rows_of(args.samples, args.links, t0, zeros=args.zeros)
+                payloads = bodies(fmt, expected, args.batch)
             push_all(api, token, fmt, payloads[:2], 1)  # warm-up: connections, token cache
             pushed = min(args.samples, args.batch * len(payloads)) - 2 * args.batch
             print(f"{fmt}: pushing {pushed:,} samples (after 2 warm-up batches) ...", flush=True)
@@ -355,7 +421,9 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
         finally:
             proc.terminate()
             proc.wait(10)
-        sent, stored = tally(rows[: pushed + 2 * args.batch]), stored_tally(url)
+        if not args.counters:
+            expected = expected[: pushed + 2 * args.batch]
+        sent, stored = tally(expected), stored_tally(url)
         if stored != sent:
             raise SystemExit(
                 f"{fmt}: pushed (rows, zeros, sums of values, x time, x link) {sent},"
@@ -397,7 +465,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5_000, help="samples per request")
     ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="api server processes")
-    ap.add_argument("--links", type=int, default=1_000, help="distinct links")
+    ap.add_argument(
+        "--links",
+        type=int,
+        default=0,
+        help="distinct links (0: 1,000; with --counters, --batch x --clients)",
+    )
     ap.add_argument(
         "--database-url",
         default=os.environ.get("LINKCAST_DATABASE_URL"),
@@ -412,18 +485,46 @@ def main() -> None:
         help="share of the pushed samples that are 0 bit/s (idle links; remote write's"
         " protobuf then leaves their values off the wire)",
     )
+    ap.add_argument(
+        "--counters",
+        action="store_true",
+        help=f"push octet counters ({COUNTER}, a rule of unit octets; not json, which has"
+        " none) instead of gauges: the readings that collectors send (snmp_exporter's"
+        " ifHCOutOctets), turned into bit/s against each series' last reading. Each"
+        " request then holds one reading of each of --batch series (as Prometheus sends"
+        " them), so --links defaults to --batch x --clients",
+    )
     args = ap.parse_args()
     if not 0 <= args.zeros <= 1:
         ap.error(f"--zeros is a share, from 0 to 1 (got {args.zeros})")
     if args.samples <= 2 * args.batch:
         ap.error(f"--samples must exceed 2 x --batch ({2 * args.batch:,}): two are warm-up")
     formats = list(FORMATS) if args.format == "all" else [args.format]
+    if args.counters:
+        if args.format == "json":
+            ap.error("--counters: the JSON API takes loads in bit/s, no counters")
+        if args.zeros:
+            ap.error("--counters: --zeros applies to gauges only")
+        formats = [f for f in formats if f != "json"]
+        args.links = args.links or args.batch * args.clients
+        if args.links % args.clients or args.samples % args.links:
+            ap.error(
+                "--counters: --links must be a multiple of --clients and --samples of --links"
+                f" (got {args.links:,} links, {args.clients} clients, {args.samples:,} samples)"
+            )
+        if (args.samples // args.clients) % args.batch:
+            ap.error(
+                "--counters: each client's readings (--samples / --clients) must fill whole batches"
+            )
+    else:
+        args.links = args.links or 1_000
     results = [measure(fmt, args) for fmt in formats]
 
     head = f"{'path':<36}{'samples/s':>11}{'/ COPY bin':>11}{'/ text':>8}"
     print(f"{head}{'CPU us/sample: api':>20}{'db':>6}{'client':>8}")
     for m in results:
-        name = f"HTTP {m.fmt} ({FORMATS[m.fmt][0].split('?')[0]})"
+        kind = " counters" if args.counters else ""
+        name = f"HTTP {m.fmt}{kind} ({FORMATS[m.fmt][0].split('?')[0]})"
         rate = m.samples / m.seconds
         print(
             f"{name:<36}{rate:>11,.0f}{rate / m.reference('binary'):>11.2f}"
@@ -445,7 +546,12 @@ def main() -> None:
     )
     print(
         f"({args.samples:,} samples a format, {args.clients} clients, {args.workers} api"
-        f" workers, batch {args.batch:,}, {args.links:,} links, {args.zeros:.0%} of them 0)"
+        f" workers, batch {args.batch:,}, {args.links:,} links, {args.zeros:.0%} of them 0"
+        + (
+            ", octet counters: samples/s are readings/s, the first of each link stores nothing)"
+            if args.counters
+            else ")"
+        )
     )
 
 
