@@ -35,6 +35,9 @@ def test_migrations_create_the_schema_and_round_trip(database_url, db_engine):
     assert {"parent_id", "clear_steps"} <= alert_columns
     pk = inspect(db_engine).get_pk_constraint("sample")
     assert pk["constrained_columns"] == ["link_id", "ts"]
+    with db_engine.connect() as conn:  # room for HOT updates of each push's counters
+        sql = "SELECT reloptions FROM pg_class WHERE relname = 'counter_state'"
+        assert conn.scalar(text(sql)) == ["fillfactor=50"]
     downgrade(database_url)
     assert "sample" not in inspect(make_engine(database_url, pool_size=1)).get_table_names()
     upgrade(database_url)
