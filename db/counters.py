@@ -32,6 +32,8 @@ from decimal import Decimal
 
 import psycopg
 
+from db.live import text_array_literal
+
 NO_CAPACITY_CEILING_BPS = 1e12  # 1 Tbit/s: above any single interface sold today
 # A counter reading further ahead of this server's clock gives nothing and is not kept:
 # kept, it would make every true reading until then look stale.
@@ -39,18 +41,18 @@ FUTURE_SKEW_SECONDS = 60.0
 
 _PLACEHOLD = """
 INSERT INTO counter_state (series, link)
-SELECT m, l FROM unnest(%b::text[], %b::text[]) AS k(m, l) ORDER BY m, l
+SELECT m, l FROM unnest(%s::text[], %s::text[]) AS k(m, l) ORDER BY m, l
 ON CONFLICT DO NOTHING
 """
 _LOCK = """
 SELECT c.series, c.link, c.value, c.ts FROM counter_state c
-JOIN unnest(%b::text[], %b::text[]) AS k(series, link) USING (series, link)
+JOIN unnest(%s::text[], %s::text[]) AS k(series, link) USING (series, link)
 ORDER BY c.series, c.link
 FOR UPDATE OF c
 """
 _SAVE = """
 UPDATE counter_state c SET value = u.value::numeric, ts = u.ts
-FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[]) AS u(series, link, value, ts)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::float8[]) AS u(series, link, value, ts)
 WHERE c.series = u.series AND c.link = u.link
 """
 
@@ -166,14 +168,15 @@ def counter_rates(
     if not readings:
         return out
     keys = sorted({(r[0], r[1]) for r in readings})
+    every = _key_arrays(keys)
     new = [k for k in keys if k not in _PLACED]
     if new:  # a row for each series not known to have one, so that all can be locked
-        cur.execute(_PLACEHOLD, ([k[0] for k in new], [k[1] for k in new]))
-    cur.execute(_LOCK, ([k[0] for k in keys], [k[1] for k in keys]))
+        cur.execute(_PLACEHOLD, _key_arrays(new))
+    cur.execute(_LOCK, every)
     locked = cur.fetchall()
     if len(locked) < len(keys):  # a row this process saw is gone (table emptied)
-        cur.execute(_PLACEHOLD, ([k[0] for k in keys], [k[1] for k in keys]))
-        cur.execute(_LOCK, ([k[0] for k in keys], [k[1] for k in keys]))
+        cur.execute(_PLACEHOLD, every)
+        cur.execute(_LOCK, every)
         locked = cur.fetchall()
     _PLACED.add_all(keys)
     state: dict[tuple[str, str], tuple[float | int, float] | None] = {
@@ -202,13 +205,12 @@ def counter_rates(
         if bps is not None:
             out.rows.append((link, ts, bps))
     saved = [(k, v) for k, v in state.items() if v is not None]
-    cur.execute(
-        _SAVE,
-        (
-            [k[0] for k, _ in saved],
-            [k[1] for k, _ in saved],
-            [str(v[0]) for _, v in saved],
-            [v[1] for _, v in saved],
-        ),
-    )
+    values = text_array_literal([str(v[0]) for _, v in saved])
+    stamps = "{" + ",".join([repr(float(v[1])) for _, v in saved]) + "}"
+    cur.execute(_SAVE, (*_key_arrays([k for k, _ in saved]), values, stamps))
     return out
+
+
+def _key_arrays(keys: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """(series, link) pairs as two ``text[]`` literals (:func:`db.live.text_array_literal`)."""
+    return text_array_literal([k[0] for k in keys]), text_array_literal([k[1] for k in keys])

@@ -33,6 +33,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from db.counters import Reading, counter_rates
+from db.live import text_array_literal
 from db.models import SampleQuality
 
 _STAGE_DDL = (
@@ -49,7 +50,7 @@ INSERT INTO link (name, src, dst)
 SELECT n,
        CASE WHEN strpos(n, '>') > 0 THEN split_part(n, '>', 1) END,
        CASE WHEN strpos(n, '>') > 0 THEN substr(n, strpos(n, '>') + 1) END
-FROM unnest(%(names)b::text[]) AS n
+FROM unnest(%(names)s::text[]) AS n
 WHERE NOT EXISTS (SELECT 1 FROM link l WHERE l.name = n)
 ON CONFLICT (name) DO NOTHING
 """
@@ -91,11 +92,11 @@ class LinkIds:
             known = {n: self._ids[n] for n in names if n in self._ids}
         capacity: dict[int, float] = {}
         if known:  # every cached (name, id) pair must still be in the table
-            cur.execute(  # binary parameters: no quoting of every name (%b)
+            cur.execute(  # array literals: no Python per element in psycopg
                 "SELECT l.id, l.capacity_bps FROM link l"
-                " JOIN unnest(%b::text[], %b::int[]) AS k(name, id)"
+                " JOIN unnest(%s::text[], %s::int[]) AS k(name, id)"
                 " ON l.id = k.id AND l.name = k.name",
-                (list(known), list(known.values())),
+                (text_array_literal(known), "{" + ",".join(map(str, known.values())) + "}"),
             )
             found_caps = cur.fetchall()
             if len(found_caps) != len(known):
@@ -107,8 +108,12 @@ class LinkIds:
         # sorted: two workers registering the same new links lock them in one order
         missing = sorted(n for n in names if n not in known)
         if missing:
-            cur.execute(_REGISTER_LINKS, {"names": missing})
-            cur.execute("SELECT name, id, capacity_bps FROM link WHERE name = ANY(%b)", (missing,))
+            names_array = text_array_literal(missing)
+            cur.execute(_REGISTER_LINKS, {"names": names_array})
+            cur.execute(
+                "SELECT name, id, capacity_bps FROM link WHERE name = ANY(%s::text[])",
+                (names_array,),
+            )
             found = {}
             for name, link_id, cap in cur.fetchall():
                 found[name] = link_id

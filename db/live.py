@@ -142,6 +142,22 @@ def array_literal(values: Iterable[float | None]) -> str:
     return "{" + ",".join("NULL" if v is None or v != v else repr(v) for v in values) + "}"
 
 
+def text_array_literal(values: Iterable[str]) -> str:
+    """A PostgreSQL ``text[]`` literal of ``values``, each element double-quoted with
+    its backslashes and double quotes escaped (the array input syntax of PostgreSQL's
+    manual, "Arrays"): cast with ``::text[]``. Two C-level replaces an element, where
+    psycopg's array dumpers run Python per element (binary) or a regular expression
+    (text).
+
+    >>> text_array_literal(['a>b', 'x{"y"},\\z', 'NULL', ''])
+    '{"a>b","x{\\\\"y\\\\"},\\\\\\\\z","NULL",""}'
+    >>> text_array_literal([])
+    '{}'
+    """
+    quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+    return '{"' + '","'.join(quoted) + '"}' if quoted else "{}"
+
+
 def real_array_literals(rows: np.ndarray) -> list[str]:
     """Each row of ``rows`` (``(n, H)``, bit/s; NaN: none) as a ``real[]`` literal
     (:func:`array_literal`), rounded to single precision first: PostgreSQL refuses a

@@ -178,3 +178,12 @@ def test_a_counter_row_gone_behind_the_process_is_placed_again(clean_db: Engine)
     assert push(clean_db, [octets(60, 0)]).counter_events == {"baseline": 1}
     push(clean_db, [octets(120, 7_500_000)])
     assert loads(clean_db) == [(120.0, 1e6)]
+
+
+def test_series_and_links_that_need_quoting_keep_their_readings(clean_db: Engine) -> None:
+    """counter_state's keys go to PostgreSQL inside text[] literals: a series whose
+    labels hold quotes, backslashes, braces and commas keeps its reading."""
+    labels = {"instance": 'r"1\\', "ifName": "{x, NULL}"}
+    push(clean_db, [Point("ifHCOutOctets", labels, 0, 0)])
+    push(clean_db, [Point("ifHCOutOctets", labels, 60, 7_500_000)])
+    assert loads(clean_db, 'r"1\\:{x, NULL}') == [(60.0, 1e6)]

@@ -133,3 +133,17 @@ def test_a_direct_caller_cannot_store_what_the_routes_refuse(clean_db: Engine) -
     assert rows(clean_db) == []
     written = write_series(clean_db, [("b", ts, 2e9)], [], {"b": 10**9}, ids)
     assert (written.rows, written.quarantined) == (1, 1)
+
+
+def test_link_names_that_need_quoting_in_an_array(clean_db: Engine) -> None:
+    """Names go to PostgreSQL inside text[] literals (db.live.text_array_literal):
+    quotes, backslashes, braces, commas, spaces and the word NULL must come back as
+    sent, on the first write (registration) and the next (the cached ids' check)."""
+    names = ['a"b', "c\\d", "{e,f}", " g h ", "NULL", "ünï>x", ""]
+    ids = LinkIds()
+    for value in (1.0, 2.0):  # the second write checks the cached ids
+        write_samples(clean_db, [(n, T, value) for n in names], ids)
+    assert sorted(rows(clean_db)) == sorted((n, T, 2.0, "ok") for n in names)
+    with clean_db.connect() as conn:
+        stored = conn.execute(text("SELECT name, src, dst FROM link WHERE name = 'ünï>x'")).one()
+    assert tuple(stored) == ("ünï>x", "ünï", "x")
