@@ -204,10 +204,12 @@ def counter_rates(
         state[key] = (value, ts)
         if bps is not None:
             out.rows.append((link, ts, bps))
-    saved = [(k, v) for k, v in state.items() if v is not None]
-    values = text_array_literal([str(v[0]) for _, v in saved])
-    stamps = "{" + ",".join([repr(float(v[1])) for _, v in saved]) + "}"
-    cur.execute(_SAVE, (*_key_arrays([k for k, _ in saved]), values, stamps))
+    saved = [k for k in keys if state.get(k) is not None]
+    now = [state[k] for k in saved]
+    values = "{" + ",".join([str(v[0]) for v in now]) + "}"  # numbers: nothing to quote
+    stamps = "{" + ",".join([repr(float(v[1])) for v in now]) + "}"
+    key_arrays = every if len(saved) == len(keys) else _key_arrays(saved)
+    cur.execute(_SAVE, (*key_arrays, values, stamps))
     return out
 
 
