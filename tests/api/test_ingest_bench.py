@@ -50,3 +50,37 @@ def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) ->
     assert out.count("pushing 8,000 samples (after 2 warm-up batches)") == len(FORMATS)
     assert "25% of them 0)" in out
     assert not list(tmp_path.glob("linkcast-bench-*"))  # each session's files removed
+
+
+def test_the_ingest_bench_pushes_octet_counters(tmp_path) -> None:
+    """--counters: the collector formats push octet counters, each series in time order
+    through one client; the bench stops unless the stored loads are exactly those the
+    counters imply (first reading of each link a baseline), so a rate lost, doubled or
+    wrong fails it."""
+    env = {k: v for k, v in os.environ.items() if k != "LINKCAST_DATABASE_URL"}
+    env["TMPDIR"] = str(tmp_path)
+    args = ["--format", "all", "--counters", "--samples", "8000", "--batch", "500"]
+    args += ["--clients", "2", "--workers", "2", "--port", str(free_port())]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    for fmt in FORMATS[1:]:  # JSON has no counters
+        row = re.search(rf"^HTTP {fmt} counters \(\S+\)\s+{NUMBER}", out, re.M)
+        assert row, f"no row for {fmt}:\n{out}"
+    assert "HTTP json" not in out
+    # links default to batch x clients: 1,000 links, 8 rounds
+    assert "1,000 links" in out and "octet counters" in out
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), "--format", "json", "--counters"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "no counters" in bad.stderr
