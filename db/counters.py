@@ -59,11 +59,17 @@ WHERE c.series = u.series AND c.link = u.link
 Reading = tuple[str, str, float, float | int, float, int]  # series, link, ts, value, scale, bits
 
 
+class CounterRowsGone(Exception):
+    """A ``counter_state`` row this process took for stored is missing: roll back and
+    call :func:`counter_rates` again with ``trust_placed=False``."""
+
+
 class _Placed:
     """(series, link) pairs this process has seen a ``counter_state`` row for, so that a
     push of known series skips the placeholder insert (a third of the counter
-    statements' time). Only a hint: :func:`counter_rates` places and locks again when
-    the lock finds fewer rows. Shared by the threads of a process; forgotten whole past
+    statements' time). Only a hint: when the lock finds fewer rows,
+    :func:`counter_rates` raises :class:`CounterRowsGone` and the push is done again,
+    placing first. Shared by the threads of a process; forgotten whole past
     :data:`PLACED_MAX` pairs."""
 
     def __init__(self) -> None:
@@ -72,6 +78,10 @@ class _Placed:
 
     def __contains__(self, key: object) -> bool:
         return key in self._pairs
+
+    def forget(self, keys: Sequence[tuple[str, str]]) -> None:
+        with self._lock:
+            self._pairs.difference_update(keys)
 
     def add_all(self, keys: Sequence[tuple[str, str]]) -> None:
         with self._lock:
@@ -160,24 +170,32 @@ def counter_rates(
     ceilings: Mapping[str, float],
     *,
     max_gap: float,
+    trust_placed: bool = True,
 ) -> Rates:
     """Rates of ``readings`` (series, link, ts s, value, bits per unit, counter bits)
     against the stored last readings, which are updated; inside the caller's
-    transaction. ``ceilings``: link -> the highest plausible bit/s (line rate)."""
+    transaction. ``ceilings``: link -> the highest plausible bit/s (line rate).
+
+    Rows are placed (inserted if missing) before any is locked, so that a push never
+    waits on another's new row while holding locks. With ``trust_placed`` the series
+    this process has seen a row of are not placed again; if one of their rows is
+    missing (deleted, or its placing rolled back), :class:`CounterRowsGone` is raised
+    with rows locked: the caller rolls back and calls again with ``trust_placed``
+    False, which places every series.
+    """
     out = Rates()
     if not readings:
         return out
     keys = sorted({(r[0], r[1]) for r in readings})
     every = _key_arrays(keys)
-    new = [k for k in keys if k not in _PLACED]
+    new = [k for k in keys if k not in _PLACED] if trust_placed else keys
     if new:  # a row for each series not known to have one, so that all can be locked
-        cur.execute(_PLACEHOLD, _key_arrays(new))
+        cur.execute(_PLACEHOLD, _key_arrays(new) if trust_placed else every)
     cur.execute(_LOCK, every)
     locked = cur.fetchall()
-    if len(locked) < len(keys):  # a row this process saw is gone (table emptied)
-        cur.execute(_PLACEHOLD, every)
-        cur.execute(_LOCK, every)
-        locked = cur.fetchall()
+    if trust_placed and len(locked) < len(keys):
+        _PLACED.forget(keys)
+        raise CounterRowsGone(f"{len(keys) - len(locked)} counter_state row(s) missing")
     _PLACED.add_all(keys)
     state: dict[tuple[str, str], tuple[float | int, float] | None] = {
         (m, lk): (None if v is None else (_number(v), t)) for m, lk, v, t in locked

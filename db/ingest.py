@@ -32,7 +32,7 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine
 
-from db.counters import Reading, counter_rates
+from db.counters import CounterRowsGone, Rates, Reading, counter_rates
 from db.live import text_array_literal
 from db.models import SampleQuality
 
@@ -364,30 +364,16 @@ def write_series(
     try:
         conn = raw.driver_connection
         assert conn is not None
-        with conn.cursor() as cur:
-            ids, capacity = link_ids.resolve(cur, names)
-            changed = 0
-            if capacities:
-                caps = {ids[n]: c for n, c in sorted(capacities.items())}
-                cur.execute(_SET_CAPACITY, (list(caps), list(caps.values())))
-                changed = cur.rowcount
-                capacity.update(caps)
-            ceilings = {
-                n: capacity[i] * (1 + line_rate_margin) for n, i in ids.items() if i in capacity
-            }
-            rates = counter_rates(cur, counters, ceilings, max_gap=counter_max_gap)
-            every = (*gauges, *rates.rows) if rates.rows else gauges
-            written = Written(0, 0)
-            if every:
-                links, seconds, bps = zip(*every, strict=True)
-                n = len(links)
-                cols = Columns(
-                    np.fromiter(map(ids.__getitem__, links), np.int32, n),
-                    micros(np.fromiter(seconds, np.float64, n)),
-                    np.fromiter(bps, np.float64, n),
-                )
-                # the last of a repeated (link, ts) wins (ts to the microsecond)
-                written = _store(cur, last_wins(cols), capacity, line_rate_margin)
+        for trust_placed in (True, False):
+            try:
+                with conn.cursor() as cur:
+                    written, changed, rates = _write_series(
+                        cur, gauges, counters, capacities, names, link_ids,
+                        line_rate_margin, counter_max_gap, trust_placed,
+                    )  # fmt: skip
+                break
+            except CounterRowsGone:  # rows locked: give them back, then place before locking
+                conn.rollback()
         conn.commit()
         return SeriesWritten(written.rows, written.quarantined, changed, rates.events)
     except BaseException:
@@ -395,3 +381,52 @@ def write_series(
         raise
     finally:
         raw.close()
+
+
+def _write_series(
+    cur: psycopg.Cursor,
+    gauges: Sequence[tuple[str, float, float]],
+    counters: Sequence[Reading],
+    capacities: Mapping[str, float],
+    names: Collection[str],
+    link_ids: LinkIds,
+    line_rate_margin: float,
+    counter_max_gap: float,
+    trust_placed: bool,
+) -> tuple[Written, int, Rates]:
+    """:func:`write_series`' statements, in the caller's transaction: what was stored,
+    the capacities changed, and the counters' rates and events."""
+    ids, capacity = link_ids.resolve(cur, names)
+    changed = 0
+    if capacities:
+        caps = {ids[n]: c for n, c in sorted(capacities.items())}
+        cur.execute(_SET_CAPACITY, (list(caps), list(caps.values())))
+        changed = cur.rowcount
+        capacity.update(caps)
+    ceilings = {n: capacity[i] * (1 + line_rate_margin) for n, i in ids.items() if i in capacity}
+    rates = counter_rates(
+        cur, counters, ceilings, max_gap=counter_max_gap, trust_placed=trust_placed
+    )
+    written = _store_rows(cur, (*gauges, *rates.rows), ids, capacity, line_rate_margin)
+    return written, changed, rates
+
+
+def _store_rows(
+    cur: psycopg.Cursor,
+    rows: Sequence[tuple[str, float, float]],
+    ids: Mapping[str, int],
+    capacity: Mapping[int, float],
+    line_rate_margin: float,
+) -> Written:
+    """:func:`_store` of (link, ts seconds, bit/s) rows; the last of a repeated (link,
+    ts) wins (ts to the microsecond)."""
+    if not rows:
+        return Written(0, 0)
+    links, seconds, bps = zip(*rows, strict=True)
+    n = len(links)
+    cols = Columns(
+        np.fromiter(map(ids.__getitem__, links), np.int32, n),
+        micros(np.fromiter(seconds, np.float64, n)),
+        np.fromiter(bps, np.float64, n),
+    )
+    return _store(cur, last_wins(cols), capacity, line_rate_margin)

@@ -187,3 +187,40 @@ def test_series_and_links_that_need_quoting_keep_their_readings(clean_db: Engine
     push(clean_db, [Point("ifHCOutOctets", labels, 0, 0)])
     push(clean_db, [Point("ifHCOutOctets", labels, 60, 7_500_000)])
     assert loads(clean_db, 'r"1\\:{x, NULL}') == [(60.0, 1e6)]
+
+
+def test_a_push_holds_no_lock_while_it_places_a_missing_row(clean_db: Engine) -> None:
+    """A series this process took for stored has lost its row, which another
+    transaction is inserting and which then locks another series of the same push. The
+    push gives its locks back before it places the row: holding them while it waited
+    on that insert was a deadlock, one side refused (found by a reviewer)."""
+    other = Point("ifHCOutOctets", {"instance": "r2", "ifName": "et2"}, 0, 0)
+    push(clean_db, [octets(0, 0), other])  # both rows placed, and remembered
+    series = 'ifHCOutOctets{ifName="xe-0/0/1",instance="r1"}'
+    with clean_db.begin() as conn:
+        conn.execute(text("DELETE FROM counter_state WHERE series = :s"), {"s": series})
+    errors: list[BaseException] = []
+
+    def pushing() -> None:
+        try:
+            push(clean_db, [octets(60, 7_500_000), other._replace(ts=60, value=7_500_000)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with clean_db.connect() as x:
+        x.execute(text("SET lock_timeout = '30s'"))
+        x.execute(
+            text("INSERT INTO counter_state (series, link) VALUES (:s, :l)"),
+            {"s": series, "l": LINK},
+        )  # not committed: the push's insert of the same row waits for it
+        thread = threading.Thread(target=pushing)
+        thread.start()
+        time.sleep(1.0)  # the push has locked, found the row missing, and is placing it
+        x.execute(
+            text("SELECT 1 FROM counter_state WHERE link = 'r2:et2' FOR UPDATE")
+        )  # the other series: the push must not be holding it now
+        x.commit()
+        thread.join(60)
+    assert not thread.is_alive() and errors == []
+    assert loads(clean_db, "r2:et2") == [(60.0, 1e6)]
+    assert loads(clean_db) == []  # its row came back empty: that reading is a baseline
