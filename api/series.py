@@ -360,14 +360,33 @@ class _Series:
 
 
 def _series(p: Point) -> str:
-    """A counter series' identity: its name and every label, so that two series one rule
+    r"""A counter series' identity: its name and every label, so that two series one rule
     maps to the same link (another job, a second collector) keep their own last reading.
+
+    Written as Prometheus' text format writes a series, each name and value escaped
+    (:func:`_escaped`), so that two label sets never give one identity, and a NUL a
+    collector sent (PostgreSQL's text cannot hold one) is stored as ``\0``.
 
     >>> _series(Point("ifHCOutOctets", {"instance": "r1", "ifName": "et1"}, 0.0, 1))
     'ifHCOutOctets{ifName="et1",instance="r1"}'
+    >>> print(_series(Point("m", {"a": 'x",b="y'}, 0.0, 1)))
+    m{a="x\",b=\"y"}
     """
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(p.labels.items()))
-    return f"{p.name}{{{inner}}}"
+    inner = ",".join(f'{_escaped(k)}="{_escaped(v)}"' for k, v in sorted(p.labels.items()))
+    return f"{_escaped(p.name)}{{{inner}}}"
+
+
+def _escaped(text: str) -> str:
+    r"""``text`` with backslash, double quote and line feed escaped as in Prometheus'
+    text exposition format, and NUL as ``\0``.
+
+    >>> print(_escaped('a\\b"c' + chr(10) + chr(0)))
+    a\\b\"c\n\0
+    """
+    if "\\" in text or '"' in text or "\n" in text or "\x00" in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        text = text.replace("\x00", "\\0")
+    return text
 
 
 def _check(i: int, p: Point, latest: float, earliest: float) -> None:

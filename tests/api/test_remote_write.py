@@ -397,3 +397,15 @@ def test_pushes_and_refusals_are_counted_on_metrics(client, tokens, clean_db):
         "unsupported": 1,
         "unauthorized": 1,
     }
+
+
+def test_a_nul_in_a_counter_series_label_is_stored_not_a_500(client, tokens, clean_db):
+    """A NUL in a label that is not the link's (an ifAlias) used to reach PostgreSQL in
+    the counter's identity and come back as a 500, which Prometheus retries for ever:
+    the shard stuck. Now it is escaped, and the series gives its rates."""
+    labels = {**IF, "ifAlias": "core\x00uplink"}
+    h = tokens["write"]
+    info = pushed(write(client, h, request(series("ifHCOutOctets", labels, [(0, 1e6)]))))
+    assert info["counter_events"] == {"baseline": 1}
+    pushed(write(client, h, request(series("ifHCOutOctets", labels, [(10_000, 1e6 + 1.25e9)]))))
+    assert stored(clean_db) == [("r1:xe-0/0/1", 10.0, 1e9)]

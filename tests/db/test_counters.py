@@ -224,3 +224,19 @@ def test_a_push_holds_no_lock_while_it_places_a_missing_row(clean_db: Engine) ->
     assert not thread.is_alive() and errors == []
     assert loads(clean_db, "r2:et2") == [(60.0, 1e6)]
     assert loads(clean_db) == []  # its row came back empty: that reading is a baseline
+
+
+def test_a_nul_or_quotes_in_a_label_keep_the_series_apart_and_storable(clean_db: Engine) -> None:
+    """A counter series' identity holds every label: a NUL in one (an ifAlias a device
+    returned) must not make PostgreSQL refuse the push (that was a 500, which Prometheus
+    retries for ever), and label values holding quotes must not make two series one."""
+    nul = {**SNMP, "ifAlias": "up\x00link"}
+    one, two = {**SNMP, "a": 'x",b="y'}, {**SNMP, "a": "x", "b": "y"}
+    first = push(clean_db, [Point("ifHCOutOctets", x, 0, 0) for x in (nul, one, two)])
+    assert first.counter_events == {"baseline": 3}  # three series, three readings kept
+    then = [Point("ifHCOutOctets", x, 60, 7_500_000 * k) for k, x in enumerate((nul, one, two), 1)]
+    push(clean_db, then)
+    # three rates of one link at one time: the last of them is kept (1, 2, 3 Mbit/s)
+    assert loads(clean_db) == [(60.0, 3e6)]
+    with clean_db.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM counter_state")) == 3
