@@ -90,7 +90,7 @@ class _Placed:
             self._pairs.update(keys)
 
 
-PLACED_MAX = 1_000_000  # series whose row this process remembers (about 200 MB at most)
+PLACED_MAX = 100_000  # series this process remembers a row of: at most about 50 MB of keys
 _PLACED = _Placed()
 
 
