@@ -22,14 +22,13 @@ FORMATS = ("json", "remote-write", "line", "otlp")
 NUMBER = r"[\d,]+(?:\.\d+)?"
 
 
-def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) -> None:
+def bench(tmp_path: Path, args: list[str]) -> str:
+    """bench/ingest.py's output with ``args``, each format on an embedded PostgreSQL
+    under ``tmp_path``; fails the test unless it exits 0."""
     env = {k: v for k, v in os.environ.items() if k != "LINKCAST_DATABASE_URL"}
     env["TMPDIR"] = str(tmp_path)  # the embedded databases' data directories
-    args = ["--format", "all", "--samples", "12000", "--batch", "2000", "--links", "50"]
-    args += ["--clients", "2", "--workers", "1", "--port", str(free_port())]
-    args += ["--zeros", "0.25"]  # idle links' 0 bit/s: each must still be stored (bench checks)
     run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ingest.py"), *args],
+        [sys.executable, str(ROOT / "bench" / "ingest.py"), *args, "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -37,7 +36,14 @@ def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) ->
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    out = run.stdout
+    return run.stdout
+
+
+def test_the_ingest_bench_runs_every_format_and_its_copy_references(tmp_path) -> None:
+    args = ["--format", "all", "--samples", "12000", "--batch", "2000", "--links", "50"]
+    args += ["--clients", "2", "--workers", "1"]
+    args += ["--zeros", "0.25"]  # idle links' 0 bit/s: each must still be stored (bench checks)
+    out = bench(tmp_path, args)
     for fmt in FORMATS:
         # samples/s, / COPY bin, / text, api, db and client CPU per sample
         row = re.search(rf"^HTTP {fmt} \(\S+\)\s+((?:{NUMBER}\s+){{5}}{NUMBER})$", out, re.M)
@@ -57,20 +63,8 @@ def test_the_ingest_bench_pushes_octet_counters(tmp_path) -> None:
     through one client; the bench stops unless the stored loads are exactly those the
     counters imply (first reading of each link a baseline), so a rate lost, doubled or
     wrong fails it."""
-    env = {k: v for k, v in os.environ.items() if k != "LINKCAST_DATABASE_URL"}
-    env["TMPDIR"] = str(tmp_path)
     args = ["--format", "all", "--counters", "--samples", "8000", "--batch", "500"]
-    args += ["--clients", "2", "--workers", "2", "--port", str(free_port())]
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "ingest.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = run.stdout
+    out = bench(tmp_path, [*args, "--clients", "2", "--workers", "2"])
     for fmt in FORMATS[1:]:  # JSON has no counters
         row = re.search(rf"^HTTP {fmt} counters \(\S+\)\s+{NUMBER}", out, re.M)
         assert row, f"no row for {fmt}:\n{out}"
