@@ -32,7 +32,7 @@ from decimal import Decimal
 
 import psycopg
 
-from db.live import text_array_literal
+from db.live import array_literal, text_array_literal
 
 NO_CAPACITY_CEILING_BPS = 1e12  # 1 Tbit/s: above any single interface sold today
 # A counter reading further ahead of this server's clock gives nothing and is not kept:
@@ -59,21 +59,23 @@ WHERE c.series = u.series AND c.link = u.link
 Reading = tuple[str, str, float, float | int, float, int]  # series, link, ts, value, scale, bits
 
 
-class CounterRowsGone(Exception):
+class CounterStateMissing(Exception):
     """A ``counter_state`` row this process took for stored is missing: roll back and
-    call :func:`counter_rates` again with ``trust_placed=False``."""
+    call :func:`counter_rates` again with ``trust_known=False``."""
 
 
-class _Placed:
-    """(series, link) pairs this process has seen a ``counter_state`` row for, so that a
-    push of known series skips the placeholder insert (a third of the counter
+class _KnownRows:
+    """The (series, link) pairs this process has seen a ``counter_state`` row for, so
+    that a push of known series skips the placeholder insert (a third of the counter
     statements' time). Only a hint: when the lock finds fewer rows,
-    :func:`counter_rates` raises :class:`CounterRowsGone` and the push is done again,
-    placing first. Shared by the threads of a process; forgotten whole past
-    :data:`PLACED_MAX` pairs."""
+    :func:`counter_rates` raises :class:`CounterStateMissing` and the push is done
+    again, placing first. Shared by the threads of a process; past
+    :data:`KNOWN_ROWS_MAX` pairs the oldest half is forgotten (a forgotten series is
+    placed again at its next push, and remembered again).
+    """
 
     def __init__(self) -> None:
-        self._pairs: set[tuple[str, str]] = set()
+        self._pairs: dict[tuple[str, str], None] = {}  # an ordered set: oldest first
         self._lock = threading.Lock()
 
     def __contains__(self, key: object) -> bool:
@@ -81,17 +83,19 @@ class _Placed:
 
     def forget(self, keys: Sequence[tuple[str, str]]) -> None:
         with self._lock:
-            self._pairs.difference_update(keys)
+            for key in keys:
+                self._pairs.pop(key, None)
 
     def add_all(self, keys: Sequence[tuple[str, str]]) -> None:
         with self._lock:
-            if len(self._pairs) + len(keys) > PLACED_MAX:
-                self._pairs = set()
-            self._pairs.update(keys)
+            self._pairs.update(dict.fromkeys(keys))
+            if len(self._pairs) > KNOWN_ROWS_MAX:
+                keep = list(self._pairs)[len(self._pairs) - KNOWN_ROWS_MAX // 2 :]
+                self._pairs = dict.fromkeys(keep)
 
 
-PLACED_MAX = 100_000  # series this process remembers a row of: at most about 50 MB of keys
-_PLACED = _Placed()
+KNOWN_ROWS_MAX = 100_000  # series a process remembers a row of: some 50 MB of keys at most
+_KNOWN_ROWS = _KnownRows()
 
 
 @dataclass
@@ -170,17 +174,17 @@ def counter_rates(
     ceilings: Mapping[str, float],
     *,
     max_gap: float,
-    trust_placed: bool = True,
+    trust_known: bool = True,
 ) -> Rates:
     """Rates of ``readings`` (series, link, ts s, value, bits per unit, counter bits)
     against the stored last readings, which are updated; inside the caller's
     transaction. ``ceilings``: link -> the highest plausible bit/s (line rate).
 
     Rows are placed (inserted if missing) before any is locked, so that a push never
-    waits on another's new row while holding locks. With ``trust_placed`` the series
+    waits on another's new row while holding locks. With ``trust_known`` the series
     this process has seen a row of are not placed again; if one of their rows is
-    missing (deleted, or its placing rolled back), :class:`CounterRowsGone` is raised
-    with rows locked: the caller rolls back and calls again with ``trust_placed``
+    missing (deleted, or its placing rolled back), :class:`CounterStateMissing` is raised
+    with rows locked: the caller rolls back and calls again with ``trust_known``
     False, which places every series.
     """
     out = Rates()
@@ -188,15 +192,15 @@ def counter_rates(
         return out
     keys = sorted({(r[0], r[1]) for r in readings})
     every = _key_arrays(keys)
-    new = [k for k in keys if k not in _PLACED] if trust_placed else keys
+    new = [k for k in keys if k not in _KNOWN_ROWS] if trust_known else keys
     if new:  # a row for each series not known to have one, so that all can be locked
-        cur.execute(_PLACEHOLD, _key_arrays(new) if trust_placed else every)
+        cur.execute(_PLACEHOLD, _key_arrays(new) if trust_known else every)
     cur.execute(_LOCK, every)
     locked = cur.fetchall()
-    if trust_placed and len(locked) < len(keys):
-        _PLACED.forget(keys)
-        raise CounterRowsGone(f"{len(keys) - len(locked)} counter_state row(s) missing")
-    _PLACED.add_all(keys)
+    if trust_known and len(locked) < len(keys):
+        _KNOWN_ROWS.forget(keys)
+        raise CounterStateMissing(f"{len(keys) - len(locked)} counter_state row(s) missing")
+    _KNOWN_ROWS.add_all(keys)
     state: dict[tuple[str, str], tuple[float | int, float] | None] = {
         (m, lk): (None if v is None else (_number(v), t)) for m, lk, v, t in locked
     }
@@ -224,8 +228,8 @@ def counter_rates(
             out.rows.append((link, ts, bps))
     saved = [k for k in keys if state.get(k) is not None]
     now = [state[k] for k in saved]
-    values = "{" + ",".join([str(v[0]) for v in now]) + "}"  # numbers: nothing to quote
-    stamps = "{" + ",".join([repr(float(v[1])) for v in now]) + "}"
+    values = array_literal([v[0] for v in now])  # numbers (ints exact): nothing to quote
+    stamps = array_literal([float(v[1]) for v in now])
     key_arrays = every if len(saved) == len(keys) else _key_arrays(saved)
     cur.execute(_SAVE, (*key_arrays, values, stamps))
     return out

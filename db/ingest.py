@@ -23,7 +23,7 @@ after that are judged by it).
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import NamedTuple
@@ -32,8 +32,8 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine
 
-from db.counters import CounterRowsGone, Rates, Reading, counter_rates
-from db.live import text_array_literal
+from db.counters import CounterStateMissing, Rates, Reading, counter_rates
+from db.live import array_literal, text_array_literal
 from db.models import SampleQuality
 
 _STAGE_DDL = (
@@ -96,7 +96,7 @@ class LinkIds:
                 "SELECT l.id, l.capacity_bps FROM link l"
                 " JOIN unnest(%s::text[], %s::int[]) AS k(name, id)"
                 " ON l.id = k.id AND l.name = k.name",
-                (text_array_literal(known), "{" + ",".join(map(str, known.values())) + "}"),
+                (text_array_literal(known), array_literal(known.values())),
             )
             found_caps = cur.fetchall()
             if len(found_caps) != len(known):
@@ -133,7 +133,7 @@ _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _TRAILER = b"\xff\xff"
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _PG_EPOCH_S = 946_684_800  # PG_EPOCH in Unix seconds
-_YEAR_10000_S = 253_402_300_800  # where datetime and PostgreSQL's timestamps end
+_YEAR_10000_S = 253_402_300_800  # where Python's datetime ends (PostgreSQL's goes on)
 
 
 def _row_type(quality: str) -> np.dtype:
@@ -167,8 +167,13 @@ def micros(seconds: np.ndarray) -> np.ndarray:
     even), so that a time stored from columns is the one stored from a datetime.
     Raises ValueError for a time that is NaN or out of that range.
 
-    >>> micros(np.array([946_684_800.0, 1_767_225_600.123, 946_684_800.0000025]))
-    array([              0, 820540800123000,               3])
+    >>> micros(np.array([946_684_800.0, 1_767_225_600.123]))
+    array([              0, 820540800123000])
+
+    Exact ties (1/128 s is 7812.5 us, 3/128 s 23437.5 us) go to the even microsecond:
+
+    >>> micros(np.array([946_684_800 + 1 / 128, 946_684_800 + 3 / 128]))
+    array([ 7812, 23438])
     """
     if len(seconds) and not (seconds.min() >= 0 and seconds.max() < _YEAR_10000_S):
         raise ValueError(
@@ -305,11 +310,8 @@ def write_samples(
         assert conn is not None
         with conn.cursor() as cur:
             ids, capacity = link_ids.resolve(cur, set(names))
-            cols = Columns(
-                np.fromiter(map(ids.__getitem__, names), np.int32, n),
-                np.fromiter(map(stamps.__getitem__, times), np.int64, n),
-                np.fromiter(values, np.float64, n),
-            )
+            us = np.fromiter(map(stamps.__getitem__, times), np.int64, n)
+            cols = _columns(names, ids, us, values)
             written = _store(cur, last_wins(cols), capacity, line_rate_margin)
         conn.commit()
         return written
@@ -332,7 +334,7 @@ class SeriesWritten(NamedTuple):
 
 _SET_CAPACITY = """
 UPDATE link SET capacity_bps = u.cap
-FROM unnest(%b::int[], %b::float8[]) AS u(id, cap)
+FROM unnest(%s::int[], %s::float8[]) AS u(id, cap)
 WHERE link.id = u.id AND link.capacity_bps IS DISTINCT FROM u.cap
 """
 
@@ -364,15 +366,15 @@ def write_series(
     try:
         conn = raw.driver_connection
         assert conn is not None
-        for trust_placed in (True, False):
+        for trust_known in (True, False):
             try:
                 with conn.cursor() as cur:
                     written, changed, rates = _write_series(
                         cur, gauges, counters, capacities, names, link_ids,
-                        line_rate_margin, counter_max_gap, trust_placed,
+                        line_rate_margin, counter_max_gap, trust_known,
                     )  # fmt: skip
                 break
-            except CounterRowsGone:  # rows locked: give them back, then place before locking
+            except CounterStateMissing:  # rows locked: give them back, then place before locking
                 conn.rollback()
         conn.commit()
         return SeriesWritten(written.rows, written.quarantined, changed, rates.events)
@@ -392,7 +394,7 @@ def _write_series(
     link_ids: LinkIds,
     line_rate_margin: float,
     counter_max_gap: float,
-    trust_placed: bool,
+    trust_known: bool,
 ) -> tuple[Written, int, Rates]:
     """:func:`write_series`' statements, in the caller's transaction: what was stored,
     the capacities changed, and the counters' rates and events."""
@@ -400,13 +402,11 @@ def _write_series(
     changed = 0
     if capacities:
         caps = {ids[n]: c for n, c in sorted(capacities.items())}
-        cur.execute(_SET_CAPACITY, (list(caps), list(caps.values())))
+        cur.execute(_SET_CAPACITY, (array_literal(caps), array_literal(map(float, caps.values()))))
         changed = cur.rowcount
         capacity.update(caps)
     ceilings = {n: capacity[i] * (1 + line_rate_margin) for n, i in ids.items() if i in capacity}
-    rates = counter_rates(
-        cur, counters, ceilings, max_gap=counter_max_gap, trust_placed=trust_placed
-    )
+    rates = counter_rates(cur, counters, ceilings, max_gap=counter_max_gap, trust_known=trust_known)
     written = _store_rows(cur, (*gauges, *rates.rows), ids, capacity, line_rate_margin)
     return written, changed, rates
 
@@ -423,10 +423,14 @@ def _store_rows(
     if not rows:
         return Written(0, 0)
     links, seconds, bps = zip(*rows, strict=True)
-    n = len(links)
-    cols = Columns(
-        np.fromiter(map(ids.__getitem__, links), np.int32, n),
-        micros(np.fromiter(seconds, np.float64, n)),
-        np.fromiter(bps, np.float64, n),
-    )
+    cols = _columns(links, ids, micros(np.fromiter(seconds, np.float64, len(links))), bps)
     return _store(cur, last_wins(cols), capacity, line_rate_margin)
+
+
+def _columns(
+    links: Sequence[str], ids: Mapping[str, int], us: np.ndarray, bps: Iterable[float]
+) -> Columns:
+    """The columns of samples of ``links`` (names, resolved by ``ids``) at ``us``."""
+    n = len(links)
+    link = np.fromiter(map(ids.__getitem__, links), np.int32, n)
+    return Columns(link, us, np.fromiter(bps, np.float64, n))

@@ -9,12 +9,20 @@ import pytest
 from sqlalchemy import Engine, text
 
 from api.series import DEFAULT_RULES, BadPoint, Point, Rule, SeriesMap
+from db import counters
 from db.counters import NO_CAPACITY_CEILING_BPS, rate
 from db.ingest import LinkIds, write_series
 
 SNMP = {"instance": "r1", "ifName": "xe-0/0/1"}
 LINK = "r1:xe-0/0/1"
 SERIES = SeriesMap(DEFAULT_RULES)
+
+
+@pytest.fixture(autouse=True)
+def fresh_known_rows(monkeypatch):
+    """Each test starts with a process that remembers no counter_state row (the set is
+    the process's, and clean_db empties the table between tests)."""
+    monkeypatch.setattr(counters, "_KNOWN_ROWS", counters._KnownRows())
 
 
 def push(engine: Engine, points: list[Point], ids: LinkIds | None = None):
@@ -189,6 +197,23 @@ def test_series_and_links_that_need_quoting_keep_their_readings(clean_db: Engine
     assert loads(clean_db, 'r"1\\:{x, NULL}') == [(60.0, 1e6)]
 
 
+def waiting_on_a_lock(engine: Engine, within: float = 60.0) -> None:
+    """Return once some backend waits on a lock to insert into counter_state (asked on
+    a new connection each time: a transaction sees one snapshot of pg_stat_activity)."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+        " AND query LIKE '%INSERT INTO counter_state%'"
+    )
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.scalar(text(sql)):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no insert into counter_state waited on a lock within {within} s")
+
+
 def test_a_push_holds_no_lock_while_it_places_a_missing_row(clean_db: Engine) -> None:
     """A series this process took for stored has lost its row, which another
     transaction is inserting and which then locks another series of the same push. The
@@ -215,7 +240,7 @@ def test_a_push_holds_no_lock_while_it_places_a_missing_row(clean_db: Engine) ->
         )  # not committed: the push's insert of the same row waits for it
         thread = threading.Thread(target=pushing)
         thread.start()
-        time.sleep(1.0)  # the push has locked, found the row missing, and is placing it
+        waiting_on_a_lock(clean_db)  # the push found the row missing and is placing it
         x.execute(
             text("SELECT 1 FROM counter_state WHERE link = 'r2:et2' FOR UPDATE")
         )  # the other series: the push must not be holding it now
@@ -240,3 +265,45 @@ def test_a_nul_or_quotes_in_a_label_keep_the_series_apart_and_storable(clean_db:
     assert loads(clean_db) == [(60.0, 3e6)]
     with clean_db.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM counter_state")) == 3
+
+
+def test_a_push_of_known_series_places_nothing_and_is_done_once(
+    clean_db: Engine, monkeypatch
+) -> None:
+    """The fast path: a new series is placed in the push's one attempt, and once a
+    process has placed a series' row its later pushes run no placeholder insert."""
+    calls = []
+    real = counters.counter_rates
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("trust_known", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("db.ingest.counter_rates", counted)
+    push(clean_db, [octets(0, 0)])
+    assert calls == [True]  # placed at once, no second attempt
+    monkeypatch.setattr(counters, "_PLACEHOLD", "SELECT 1 / 0 -- not to run: %s %s")
+    push(clean_db, [octets(60, 7_500_000)])
+    assert calls == [True, True] and loads(clean_db) == [(60.0, 1e6)]
+
+
+def test_the_retry_after_a_missing_row_registers_links_and_capacities_once(
+    clean_db: Engine,
+) -> None:
+    """The first attempt of a push registers a new link and sets its capacity, then
+    finds a counter row missing and rolls back: the retry registers the link again
+    (the process's cached id, rolled back, is checked and relearnt) and stores all."""
+    push(clean_db, [octets(0, 0)])
+    with clean_db.begin() as conn:
+        conn.execute(text("DELETE FROM counter_state"))
+    ids = LinkIds()
+    new_link = {"instance": "r9", "ifName": "e9"}
+    points = [octets(60, 7_500_000), Point("ifHighSpeed", new_link, 60, 10)]
+    points.append(Point("ifHCOutOctets", new_link, 60, 5))
+    written = push(clean_db, points, ids)
+    assert written.capacities == 1 and written.counter_events == {"baseline": 2}
+    push(clean_db, [Point("ifHCOutOctets", new_link, 120, 5 + 7_500_000)], ids)
+    assert loads(clean_db, "r9:e9") == [(120.0, 1e6)]
+    with clean_db.connect() as conn:
+        links = conn.execute(text("SELECT name, capacity_bps FROM link ORDER BY name")).all()
+    assert [tuple(r) for r in links] == [("r1:xe-0/0/1", None), ("r9:e9", 1e7)]

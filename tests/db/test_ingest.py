@@ -124,15 +124,16 @@ def test_columns_store_what_datetimes_would(clean_db: Engine, seed: int) -> None
 def test_a_direct_caller_cannot_store_what_the_routes_refuse(clean_db: Engine) -> None:
     """The routes check times and values first; write_series and write_samples still
     refuse a NaN time or load (numpy would store them), storing nothing of the batch,
-    and take capacities given as ints."""
+    and take capacities given as ints, alone or beside floats."""
     ids, ts = LinkIds(), T.timestamp()
     with pytest.raises(ValueError, match="time"):
         write_series(clean_db, [("a", ts, 1.0), ("a", float("nan"), 2.0)], [], {}, ids)
     with pytest.raises(ValueError, match="load"):
         write_samples(clean_db, [("a", T, 1.0), ("b", T, None)], ids)  # type: ignore[list-item]
     assert rows(clean_db) == []
-    written = write_series(clean_db, [("b", ts, 2e9)], [], {"b": 10**9}, ids)
-    assert (written.rows, written.quarantined) == (1, 1)
+    both = [("b", ts, 2e9), ("c", ts, 2e9)]
+    written = write_series(clean_db, both, [], {"b": 10**9, "c": 2.5e9}, ids)  # int and float
+    assert (written.rows, written.quarantined, written.capacities) == (2, 1, 2)
 
 
 def test_link_names_that_need_quoting_in_an_array(clean_db: Engine) -> None:
