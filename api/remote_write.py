@@ -61,6 +61,9 @@ CONTENT_ENCODING = "snappy"
 VERSION = "0.1.0"  # what 1.0 senders put in X-Prometheus-Remote-Write-Version
 PROTO = "prometheus.WriteRequest"  # the `proto=` parameter remote write 2.0 senders use
 STALE_NAN_BITS = 0x7FF0000000000002  # Prometheus' staleness marker (value.StaleNaN)
+# The stream identifier chunk that opens snappy's framing format (framing_format.txt),
+# which senders that compress with a stream API write instead of a block.
+SNAPPY_FRAMED = b"\xff\x06\x00\x00sNaPpY"
 
 # message -> (field, number, type, repeated). Spec 1.0: WriteRequest{repeated TimeSeries
 # timeseries = 1; reserved 2; repeated MetricMetadata metadata = 3}; TimeSeries{repeated
@@ -252,6 +255,12 @@ def decompress(body: bytes, *, limit: int) -> bytes:
     than ``limit`` bytes (checked before decompressing), 400 if it is not snappy."""
     if not body:
         raise Refused(400, "empty body: expected a snappy-compressed WriteRequest")
+    if body.startswith(SNAPPY_FRAMED):
+        raise Refused(
+            400,
+            "a snappy framed stream: remote write sends snappy's block format, unframed"
+            " (Go: snappy.Encode; Python: cramjam.snappy.compress_raw)",
+        )
     declared = snappy_length(body)
     if declared > limit:
         raise Refused(413, f"decompressed body of {declared} bytes exceeds {limit} bytes")

@@ -185,6 +185,11 @@ BAD_BODIES = {
     "truncated snappy": (VALID[:-7], 400, "corrupt or truncated snappy"),
     "corrupt snappy": (_corrupt(VALID), 400, "corrupt or truncated snappy"),
     "cut length header": (b"\xff\xff", 400, "length header"),
+    "snappy framed, not a block": (
+        bytes(cramjam.snappy.compress(bytes(cramjam.snappy.decompress_raw(VALID)))),
+        400,
+        "a snappy framed stream: remote write sends snappy's block format",
+    ),
     "empty body": (b"", 400, "empty body"),
     "garbage protobuf": (snappy(b"\x0a\xff\x01garbage"), 400, "undecodable protobuf"),
     "remote write 2.0 body": (snappy(b"\x22\x01a\x2a\x00"), 400, "unknown top-level field"),
