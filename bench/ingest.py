@@ -165,7 +165,8 @@ def counter_bodies(
     send a series (readings of one series racing each other would be stale, and give
     no load): link ``l`` is client ``l mod clients``'s, each client's readings cut into
     requests of ``batch``, and the requests dealt out in turn (request ``j`` is client
-    ``j mod clients``'s, as :func:`push_all` deals them). Link ``l`` carries
+    ``j mod clients``'s; the two warm-up requests go first, then :func:`push_all` deals
+    the rest in turn, so each client's requests stay with one client, in order). Link ``l`` carries
     ``1e9 + 8 l`` bit/s, so the counter rises by ``60 x (1.25e8 + l)`` octets a round;
     its first reading is the series' baseline and stores nothing. Returns the bodies
     and the (link, ts, bit/s) the api must store: exact, every number a whole one.
@@ -429,6 +430,7 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
                 f"{fmt}: pushed (rows, zeros, sums of values, x time, x link) {sent},"
                 f" stored {stored}"
             )
+        print(f"{fmt}: stored = sent: {sent[0]:,} loads (rows, zeros and sums checked)")
         print(f"{fmt}: COPY references ...", flush=True)
         # Each reference three times (a COPY is short, and this machine noisy): medians.
         refs: dict[str, list[tuple[float, float]]] = {"text": [], "binary": []}
@@ -520,14 +522,14 @@ def main() -> None:
         args.links = args.links or 1_000
     results = [measure(fmt, args) for fmt in formats]
 
-    head = f"{'path':<36}{'samples/s':>11}{'/ COPY bin':>11}{'/ text':>8}"
+    head = f"{'path':<46}{'samples/s':>11}{'/ COPY bin':>11}{'/ text':>8}"
     print(f"{head}{'CPU us/sample: api':>20}{'db':>6}{'client':>8}")
     for m in results:
         kind = " counters" if args.counters else ""
         name = f"HTTP {m.fmt}{kind} ({FORMATS[m.fmt][0].split('?')[0]})"
         rate = m.samples / m.seconds
         print(
-            f"{name:<36}{rate:>11,.0f}{rate / m.reference('binary'):>11.2f}"
+            f"{name:<46}{rate:>11,.0f}{rate / m.reference('binary'):>11.2f}"
             f"{rate / m.reference('text'):>8.2f}{m.api_cpu / m.samples * 1e6:>20.2f}"
             f"{m.db_cpu / m.samples * 1e6:>6.2f}{m.client_cpu / m.samples * 1e6:>8.2f}"
         )
@@ -537,21 +539,22 @@ def main() -> None:
         for kind in m.copy:
             db = statistics.median(d for _, d in m.copy[kind]) / m.samples * 1e6
             runs = ", ".join(f"{rate:,.0f}" for rate, _ in m.copy[kind])
-            parts.append(f"{kind} {m.reference(kind):,.0f} ({runs}; {db:.2f})")
+            parts.append(f"{kind} {m.reference(kind):,.0f} ({runs}; db {db:.2f} us/row)")
         print(f"  {m.fmt:<14}" + "; ".join(parts))
     print(
         "(/ COPY bin, / text: samples/s over the session's binary and text COPY references;"
         " CPU: user + system per sample, of the api's processes, of the PostgreSQL"
         " server's processes, and of this script's HTTP clients)"
     )
+    what = (
+        "octet counters: samples/s are readings/s; each series' first reading is its"
+        " baseline and stores nothing"
+        if args.counters
+        else f"{args.zeros:.0%} of them 0"
+    )
     print(
         f"({args.samples:,} samples a format, {args.clients} clients, {args.workers} api"
-        f" workers, batch {args.batch:,}, {args.links:,} links, {args.zeros:.0%} of them 0"
-        + (
-            ", octet counters: samples/s are readings/s, the first of each link stores nothing)"
-            if args.counters
-            else ")"
-        )
+        f" workers, batch {args.batch:,}, {args.links:,} links, {what})"
     )
 
 
