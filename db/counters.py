@@ -226,8 +226,11 @@ def counter_rates(
         state[key] = (value, ts)
         if bps is not None:
             out.rows.append((link, ts, bps))
-    saved = [k for k in keys if state.get(k) is not None]
-    now = [state[k] for k in saved]
+    saved, now = [], []  # the series with a reading, and their reading now
+    for key in keys:
+        if (reading := state.get(key)) is not None:
+            saved.append(key)
+            now.append(reading)
     values = array_literal([v[0] for v in now])  # numbers (ints exact): nothing to quote
     stamps = array_literal([float(v[1]) for v in now])
     key_arrays = every if len(saved) == len(keys) else _key_arrays(saved)
