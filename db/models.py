@@ -231,8 +231,8 @@ class CounterState(Base):
     """The last reading of a counter series (db/counters.py takes rates against it)."""
 
     __tablename__ = "counter_state"
-    # pages half empty: each push rewrites the row, and the new version fits beside the
-    # old one (a heap-only tuple, no index entry; migration 0007)
+    # pages half empty: each push rewrites the row, and the new version can go beside
+    # the old one (a heap-only tuple, no index entry; migration 0007)
     __table_args__ = {"postgresql_with": {"fillfactor": 50}}
 
     series: Mapped[str] = mapped_column(Text, primary_key=True)  # name{label="value",...}
