@@ -91,7 +91,8 @@ REQUESTS_REFUSED = Counter(
 SERIES_DROPPED = Counter(
     "linkcast_series_dropped",
     "Series points pushed that are not link loads: no_rule (no series rule matched),"
-    " missing_label (a rule matched, the link's labels were missing), unknown_capacity"
+    " missing_label (a rule matched, the link's labels were missing), bad_link_name (the"
+    " name they make is blank, too long or not printable), unknown_capacity"
     " (a speed of 0 or below), staleness_marker (remote write), non_numeric (line"
     " protocol strings and booleans), histogram, exponential_histogram, summary,"
     " delta_sum (OTLP).",

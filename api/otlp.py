@@ -74,6 +74,7 @@ DISTRIBUTIONS = ("histogram", "exponential_histogram", "summary")
 REASONS = {
     "no_rule": "no [[series]] rule (LINKCAST_SERIES_FILE) takes them",
     "missing_label": "a label their rule's link template names is missing",
+    "bad_link_name": "the link name their labels make is blank, too long or not printable",
     "histogram": "histograms are not link loads",
     "exponential_histogram": "exponential histograms are not link loads",
     "summary": "summaries are not link loads",
@@ -527,15 +528,14 @@ class Rejected:
     @classmethod
     def of(cls, decoded: Decoded, mapped: Mapping[str, int], series: SeriesMap) -> Rejected:
         """Those ``decoded`` dropped, and those the series map dropped (``mapped``:
-        ``no_rule``, ``missing_label``), naming their metrics."""
+        ``no_rule``, ``missing_label``, ``bad_link_name``), naming their metrics."""
         names = dict(decoded.names)
         if mapped:
             for p in decoded.points:
                 rule = series.rule(p.name, p.labels)
-                if rule is None:
-                    names.setdefault("no_rule", set()).add(p.name)
-                elif rule.link_name(p.labels) is None:
-                    names.setdefault("missing_label", set()).add(p.name)
+                why = "no_rule" if rule is None else rule.link_or_reason(p.labels)[1]
+                if why is not None:
+                    names.setdefault(why, set()).add(p.name)
         by_reason = {**mapped, **decoded.dropped}
         return cls(by_reason, rejection_message(by_reason, names))
 

@@ -53,7 +53,8 @@ EARLIEST_TS = 946_684_800.0
 class Pushed:
     """What one request did: points received, samples stored (gauges and counter
     rates), quarantined among them, capacities changed, points dropped by reason
-    (``no_rule``, ``missing_label``, ``unknown_capacity``; a route adds its own) and
+    (``no_rule``, ``missing_label``, ``bad_link_name``, ``unknown_capacity``; a route adds
+    its own) and
     counter readings by event (``baseline``, ``wrap``, ``reset``, ``implausible``,
     ``gap``, ``stale``, ``future``: :mod:`db.counters`)."""
 

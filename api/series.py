@@ -156,10 +156,28 @@ class Rule:
         >>> Rule("x", "{host.name}:{device}").link_name({"host.name": "h", "device": "lo"})
         'h:lo'
         """
+        return self.link_or_reason(labels)[0]
+
+    def link_or_reason(self, labels: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """The link's name and None, or None and why there is none: ``missing_label`` (a
+        label the template names is not there) or ``bad_link_name`` (the name made is
+        blank, longer than :data:`api.ingest.MAX_LINK_NAME` characters, or holds a
+        character that is not printable, a NUL for one).
+
+        >>> rule = Rule("ifHCOutOctets", "{instance}:{ifName}", "octets")
+        >>> rule.link_or_reason({"instance": "r1"})
+        (None, 'missing_label')
+        >>> rule.link_or_reason({"instance": "r1", "ifName": "et" + chr(0)})
+        (None, 'bad_link_name')
+        >>> rule.link_or_reason({"instance": "r1", "ifName": "et0"})
+        ('r1:et0', None)
+        """
         name = self.format(labels)
-        if name is None or not name.strip() or len(name) > MAX_LINK_NAME or not name.isprintable():
-            return None
-        return name
+        if name is None:
+            return None, "missing_label"
+        if not name.strip() or len(name) > MAX_LINK_NAME or not name.isprintable():
+            return None, "bad_link_name"
+        return name, None
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
@@ -189,7 +207,7 @@ class Mapped:
     ``gauges``: (link, ts seconds, bit/s). ``counters``: (series, link, ts seconds,
     raw value, bits per unit, counter bits), the series its name and every label.
     ``capacities``: link -> bit/s (the last reading wins). ``dropped``: reason ->
-    points not stored (``no_rule``, ``missing_label``, ``unknown_capacity``: a
+    points not stored (``no_rule``, ``missing_label``, ``bad_link_name``, ``unknown_capacity``: a
     capacity of 0 or below, or NaN).
     """
 
@@ -319,14 +337,15 @@ class SeriesMap:
 
     def _learn(self, p: Point) -> _Series | str:
         """What the series of ``p`` is (rule, link, counter identity), or why it is
-        dropped (``no_rule``, ``missing_label``); remembered for its labels object."""
+        dropped (``no_rule``, ``missing_label``, ``bad_link_name``); remembered for its
+        labels object."""
         what: _Series | str
         rule = self.rule(p.name, p.labels)
-        if rule is None:
-            what = "no_rule"
-        elif (link := rule.link_name(p.labels)) is None:
-            what = "missing_label"
+        link, why = (None, "no_rule") if rule is None else rule.link_or_reason(p.labels)
+        if why is not None:
+            what = why
         else:
+            assert rule is not None and link is not None
             counter = rule.kind == "counter"
             what = _Series(
                 rule=rule,

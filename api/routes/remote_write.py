@@ -36,7 +36,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
             PUSHED_HEADER: {
                 "description": "What the request did, as JSON: `samples` received, `stored`"
                 " (gauges and counter rates), `quarantined`, `capacities` changed, `dropped`"
-                " by reason (`no_rule`, `missing_label`, `unknown_capacity`,"
+                " by reason (`no_rule`, `missing_label`, `bad_link_name`, `unknown_capacity`,"
                 " `staleness_marker`), `counter_events` (`baseline`, `wrap`, `reset`, `gap`,"
                 " `stale`)",
                 "schema": {"type": "string"},

@@ -155,11 +155,13 @@ def test_series_that_are_not_link_loads_are_counted_and_dropped_never_refused(
         series("node_timex_offset_seconds", node, [(0, -0.002)]),
         series("node_network_speed_bytes", node | {"device": "eth0"}, [(0, -125000.0)]),
         series("link_load_bps", {"job": "x"}, [(0, 1.0)]),  # no `link` label
+        series("link_load_bps", {"link": "A>\x00"}, [(0, 1.0)]),  # a name with a NUL
         series("link_load_bps", {"link": "A>B"}, [(0, 7.0)]),
         metadata=[rw.MetricMetadata(type=1, metric_family_name="up", help="h", unit="")],
     )
     info = pushed(write(client, tokens["write"], body))
-    assert info["dropped"] == {"no_rule": 3, "unknown_capacity": 1, "missing_label": 1}
+    dropped = {"no_rule": 3, "unknown_capacity": 1, "missing_label": 1, "bad_link_name": 1}
+    assert info["dropped"] == dropped
     assert stored(clean_db) == [("A>B", 0.0, 7.0)]
     link = client.get("/api/v1/links", headers=auth(tokens["read"])).json()["data"]
     assert [x["name"] for x in link] == ["A>B"]
