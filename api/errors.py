@@ -18,7 +18,31 @@ UNAVAILABLE = (
     "database unreachable; retry later (a retry is safe: the same samples are stored once)"
 )
 
+# A transaction PostgreSQL rolled back to break a deadlock or a serialization failure:
+# the database is up, the request can be sent again as it was.
+CONFLICT = (
+    "database conflict (a deadlock or serialization failure), nothing of this request"
+    " stored; retry later (a retry is safe)"
+)
+
 RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_message(exc: BaseException) -> str:
+    """What a 503 for ``exc`` says: :data:`CONFLICT` for a transaction PostgreSQL rolled
+    back (SQLSTATE class 40: a deadlock, a serialization failure), else
+    :data:`UNAVAILABLE`.
+
+    >>> import psycopg
+    >>> unavailable_message(psycopg.errors.DeadlockDetected()) == CONFLICT
+    True
+    >>> unavailable_message(psycopg.OperationalError("connection refused")) == UNAVAILABLE
+    True
+    """
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    if (getattr(cause, "sqlstate", None) or "").startswith("40"):
+        return CONFLICT
+    return UNAVAILABLE
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -38,10 +62,19 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 AUTH = (401, 403, 503)
 
 
+def logged_unavailable(request: Request, exc: BaseException) -> str:
+    """Log why ``request`` is answered 503 (a conflict, or the database unreachable) and
+    return what the answer says (:func:`unavailable_message`)."""
+    message = unavailable_message(exc)
+    what = "database conflict" if message == CONFLICT else "database unreachable"
+    log.warning("%s on %s %s: %s", what, request.method, request.url.path, exc)
+    return message
+
+
 def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+    message = logged_unavailable(request, exc)
     return JSONResponse(
-        {"detail": UNAVAILABLE},
+        {"detail": message},
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

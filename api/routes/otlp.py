@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine, Mapping
 from functools import partial
 from typing import Any
@@ -14,12 +13,10 @@ from starlette.exceptions import HTTPException
 
 from api import otlp
 from api.deps import SettingsDep, WriterDep
-from api.errors import RETRY_AFTER_SECONDS, UNAVAILABLE, is_connection_problem
+from api.errors import RETRY_AFTER_SECONDS, is_connection_problem, logged_unavailable
 from api.metrics import record_push, record_refused
 from api.push import BodyTooLarge, read_body, store_points
 from api.series import BadPoint
-
-log = logging.getLogger(__name__)
 
 _STATUS = {"description": "A google.rpc.Status in the request's encoding"}
 
@@ -43,9 +40,8 @@ class OtlpRoute(APIRoute):
             except Exception as exc:
                 if not is_connection_problem(exc):
                     raise
-                log.warning("database unreachable on POST %s: %s", request.url.path, exc)
                 retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-                return _status(request, 503, UNAVAILABLE, retry)
+                return _status(request, 503, logged_unavailable(request, exc), retry)
 
         return answer
 

@@ -416,3 +416,22 @@ def test_a_nul_in_a_counter_series_label_is_stored_not_a_500(client, tokens, cle
     assert info["counter_events"] == {"baseline": 1}
     pushed(write(client, h, request(series("ifHCOutOctets", labels, [(10_000, 1e6 + 1.25e9)]))))
     assert stored(clean_db) == [("r1:xe-0/0/1", 10.0, 1e9)]
+
+
+def test_a_transaction_the_database_rolled_back_is_503_saying_so(
+    client, tokens, clean_db, monkeypatch
+):
+    """A deadlock (or serialization failure, SQLSTATE class 40) rolls the push back: a
+    503 with Retry-After that says so, not "database unreachable" while it is up.
+    The database's error is raised where the push is stored (fault injection; the rest
+    runs on the real database)."""
+    import psycopg
+
+    def deadlocked(*args, **kwargs):
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    monkeypatch.setattr("api.push.write_series", deadlocked)
+    r = write(client, tokens["write"], VALID)
+    assert r.status_code == 503 and r.headers["retry-after"].isdigit(), r.text
+    assert r.json()["detail"].startswith("database conflict (a deadlock")
+    assert nothing_stored(clean_db)
