@@ -75,6 +75,16 @@ def engine(url: str, clock: Clock, **kw) -> LiveEngine:
     return LiveEngine(url, cfg, clock=clock)
 
 
+def tick_through(url: str, steps: int) -> None:
+    """A new engine, its clock at step ``steps``, leads, ticks once and lets go; every
+    bucket of the ``steps`` pushed must have been processed."""
+    eng = engine(url, Clock(steps))
+    assert eng.try_lead()
+    report = eng.tick()
+    eng.release()
+    assert report.buckets == steps
+
+
 @pytest.fixture
 def network(client, tokens):
     """The whole series pushed, the engine ticked over it, shared by the checks below."""
@@ -93,12 +103,7 @@ def network(client, tokens):
 
 
 def test_ticks_store_forecasts_errors_and_alerts(network, tokens, settings, clean_db):
-    clock = Clock(N_STEPS)
-    eng = engine(settings.database_url, clock)
-    assert eng.try_lead()
-    report = eng.tick()
-    eng.release()
-    assert report.buckets == N_STEPS
+    tick_through(settings.database_url, N_STEPS)
     read = auth(tokens["read"])
 
     with clean_db.connect() as conn:
@@ -423,12 +428,7 @@ def test_a_load_too_small_for_single_precision_is_scored(client, tokens, setting
         return {"t0>u0": tiny.get(k % 10, 1e9 + k), "t1>u1": 2e9 + k}
 
     push(client, tokens["write"], range(steps), source)
-    clock = Clock(steps)
-    eng = engine(settings.database_url, clock)
-    assert eng.try_lead()
-    report = eng.tick()
-    eng.release()
-    assert report.buckets == steps
+    tick_through(settings.database_url, steps)
     with clean_db.connect() as conn:
 
         def scored(link: str) -> set[datetime]:
