@@ -53,7 +53,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from api.proto_views import F, canonical, message_classes
-from api.series import Point
+from api.series import Point, escaped
 from api.series_cache import SeriesCache
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -303,13 +303,9 @@ def selector(name: str | None, labels: dict[str, str], limit: int = 300) -> str:
     >>> selector(None, {"job": "node"})
     '{job="node"}'
     """
-    inner = ", ".join(f"{k}={_quoted(v)}" for k, v in labels.items())
+    inner = ", ".join(f'{k}="{escaped(v)}"' for k, v in labels.items())
     text = f"{name or ''}{{{inner}}}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def points(

@@ -383,7 +383,7 @@ def _series(p: Point) -> str:
     maps to the same link (another job, a second collector) keep their own last reading.
 
     Written as Prometheus' text format writes a series, each name and value escaped
-    (:func:`_escaped`), so that two label sets never give one identity, and a NUL a
+    (:func:`escaped`), so that two label sets never give one identity, and a NUL a
     collector sent (PostgreSQL's text cannot hold one) is stored as ``\0``.
 
     >>> _series(Point("ifHCOutOctets", {"instance": "r1", "ifName": "et1"}, 0.0, 1))
@@ -391,15 +391,15 @@ def _series(p: Point) -> str:
     >>> print(_series(Point("m", {"a": 'x",b="y'}, 0.0, 1)))
     m{a="x\",b=\"y"}
     """
-    inner = ",".join(f'{_escaped(k)}="{_escaped(v)}"' for k, v in sorted(p.labels.items()))
-    return f"{_escaped(p.name)}{{{inner}}}"
+    inner = ",".join(f'{escaped(k)}="{escaped(v)}"' for k, v in sorted(p.labels.items()))
+    return f"{escaped(p.name)}{{{inner}}}"
 
 
-def _escaped(text: str) -> str:
+def escaped(text: str) -> str:
     r"""``text`` with backslash, double quote and line feed escaped as in Prometheus'
     text exposition format, and NUL as ``\0``.
 
-    >>> print(_escaped('a\\b"c' + chr(10) + chr(0)))
+    >>> print(escaped('a\\b"c' + chr(10) + chr(0)))
     a\\b\"c\n\0
     """
     if "\\" in text or '"' in text or "\n" in text or "\x00" in text:
