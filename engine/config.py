@@ -24,6 +24,10 @@ class EngineConfig:
     retrain_window: int = 480
     checkpoint_every: int = 10  # ticks
     max_catchup: int = 1440  # buckets replayed at most after a long stop
+    # A bucket whose processing raised this many times in a row (not for a database
+    # that is down or a transaction it rolled back) is then processed as if no link had
+    # reported in it, so that one bad bucket cannot stop every forecast (engine/loop.py).
+    give_up_after: int = 3
     warmup: int = 1440  # first start: learn from up to this many past buckets
     capacity_ratio: float = 0.9  # capacity alert when an upper bound crosses this
     sustain_steps: int = 3  # a pending alert fires once its condition held this many steps

@@ -29,6 +29,7 @@ import numpy as np
 import psycopg
 import torch
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import live
@@ -58,6 +59,7 @@ class TickReport:
     reroutes: int = 0  # known-failure shifts estimated or cleared (engine/failures.py)
     rescaled: int = 0  # buckets whose forecasts took the failure's shift scaled to their loads
     reissued: int = 0  # forecasts stored again with a failure's shift between buckets
+    given_up: int = 0  # buckets processed as if empty after failing give_up_after times
     seconds: float = 0.0
     last_bucket: datetime | None = None
     details: list[str] = field(default_factory=list)
@@ -107,6 +109,9 @@ class LiveEngine:
         # The newest bucket's loads (suite order, NaN: not measured): what a shift set
         # between buckets is estimated from; re-read from the samples after a restore.
         self._last_y: tuple[datetime, np.ndarray] | None = None
+        # The bucket whose processing last raised, how many times in a row, and why
+        # (kept across restores: see _failed).
+        self._failing: tuple[datetime, int, str] | None = None
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -331,14 +336,28 @@ class LiveEngine:
         report.late_samples = self._count_late()
         bucket = start
         while bucket <= newest:
+            give_up = self._gives_up(bucket)
             try:
-                self._process(bucket, report)
-            except BaseException:
+                self._process(bucket, report, empty=give_up)
+            except BaseException as exc:
                 # The models stepped in memory in a transaction that did not commit: a
                 # retry would feed them the bucket twice. Drop them; the next tick
                 # restores the checkpoint and replays the stored buckets since.
                 self._suite = None
+                self._failed(bucket, exc)
                 raise
+            if give_up:
+                assert self._failing is not None
+                report.given_up += 1
+                log.error(
+                    "bucket %s failed %d times (last: %s): processed as if no link had"
+                    " reported in it; its samples are kept, never learned from",
+                    bucket,
+                    self._failing[1],
+                    self._failing[2],
+                )
+            if self._failing is not None and self._failing[0] == bucket:
+                self._failing = None
             bucket += cfg.step
         self._reissue_on_change(now, report)
         report.seconds = time.perf_counter() - t0
@@ -347,6 +366,26 @@ class LiveEngine:
         if self._ticks_since_checkpoint >= cfg.checkpoint_every:
             self.checkpoint()
         return report
+
+    def _gives_up(self, bucket: datetime) -> bool:
+        """Whether ``bucket`` has failed ``give_up_after`` times in a row: the next
+        attempt processes it as if no link had reported (:meth:`_process`, ``empty``)."""
+        failing = self._failing
+        return (
+            failing is not None
+            and failing[0] == bucket
+            and failing[1] >= self.config.give_up_after
+        )
+
+    def _failed(self, bucket: datetime, exc: BaseException) -> None:
+        """Count a failure of ``bucket``'s processing, unless it says nothing of the
+        bucket: a database that cannot be reached or a transaction it rolled back (the
+        same bucket goes through once it is back), or the process stopping."""
+        if not isinstance(exc, Exception) or _transient(exc):
+            return
+        failing = self._failing
+        times = failing[1] + 1 if failing is not None and failing[0] == bucket else 1
+        self._failing = (bucket, times, f"{type(exc).__name__}: {exc}"[:300])
 
     def _closed_early(self, newest: datetime, now: datetime) -> datetime:
         """The newest closed bucket, counting early closes after ``newest`` (the newest
@@ -391,14 +430,18 @@ class LiveEngine:
             report.details.append(f"{len(new)} new links")
         return rows
 
-    def _process(self, bucket: datetime, report: TickReport) -> None:
+    def _process(self, bucket: datetime, report: TickReport, *, empty: bool = False) -> None:
+        """Step the models over ``bucket`` and store what follows, in one transaction.
+        ``empty``: as if no link had reported in it (its samples are not read; a bucket
+        given up on, see :meth:`tick`)."""
         cfg = self.config
         suite = self._suite
         assert suite is not None
         issued_at = bucket + cfg.step
         with self._db.begin() as conn:
             links = self._sync_links(conn, report)
-            means = live.bucket_means(conn, bucket, issued_at)  # quarantined samples left out
+            # quarantined samples left out
+            means = {} if empty else live.bucket_means(conn, bucket, issued_at)
             capacity = {r.id: r.capacity_bps for r in links}
             judged = self._quality.step(bucket, means, capacity)  # one-bucket excursions held
             live.mark_excursions(conn, judged.excursions, cfg.step)
@@ -659,6 +702,17 @@ def complete(conn: Connection, bucket: datetime, step: timedelta) -> bool:
             {"p": bucket - step, "a": bucket, "b": bucket + step},
         )
     )
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database's, not the bucket's: a connection lost or
+    refused, a server shutting down, a transaction it rolled back (a deadlock, a
+    serialization failure), as psycopg raises them or as SQLAlchemy wraps them."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    return isinstance(exc, psycopg.OperationalError | OperationalError)
 
 
 def _steps(change: live.GridChange) -> str:

@@ -20,6 +20,9 @@ own (``linkcast engine``) writing under the same ``DATA_DIR/metrics`` on the sam
   included (the exception is logged; nothing of the tick is stored, and the next tick
   retries from the same bucket). A tick that fails every time on a bucket it cannot
   store shows here while the API, its database up, still reads as ready.
+- ``linkcast_engine_buckets_given_up_total``: buckets whose processing raised
+  ``give_up_after`` times in a row (the database up) and that were then processed as
+  if no link had reported in them, so that the forecasts go on (engine/loop.py).
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ LAST_TICK = Gauge(
 )
 
 
+GIVEN_UP = Counter(
+    "linkcast_engine_buckets_given_up",
+    "Grid buckets processed as if no link had reported, after failing give_up_after times.",
+)
 TICK_FAILURES = Counter(
     "linkcast_engine_tick_failures",
     "Engine ticks that raised (logged; the next tick retries from the same bucket).",
@@ -76,6 +83,7 @@ def record_tick(report: TickReport) -> None:
     """Count one tick's work; its duration only if it processed a bucket."""
     LATE_SAMPLES.inc(report.late_samples)
     EXCURSIONS.inc(report.excursions)
+    GIVEN_UP.inc(report.given_up)
     if report.buckets:
         BUCKETS.inc(report.buckets)
         TICK_SECONDS.observe(report.seconds)

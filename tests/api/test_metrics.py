@@ -465,4 +465,18 @@ def test_the_readmes_alert_rules_are_valid_and_name_our_metrics(client, clean_db
     seed_forecasts(clean_db)  # the newest issue's time is served once there is one
     served = set(re.findall(r"^(linkcast_[a-z_]+)[{ ]", client.get("/metrics").text, re.M))
     named = set(re.findall(r"linkcast_[a-z_]+", block.group(1)))
-    assert len(named) == 3 and named <= served, named - served
+    assert len(named) == 4 and named <= served, named - served
+
+
+def test_a_bucket_given_up_is_counted(client):
+    """record_tick counts the buckets a tick gave up on (engine/loop.py, processed as if
+    no link had reported after failing give_up_after times) in
+    linkcast_engine_buckets_given_up_total."""
+    from engine.loop import TickReport
+
+    before = scrape(client)
+    record_tick(TickReport(buckets=3, given_up=1))
+    record_tick(TickReport(buckets=1))
+    after = scrape(client)
+    assert moved(before, after, "linkcast_engine_buckets_given_up_total") == 1
+    assert moved(before, after, "linkcast_engine_buckets_processed_total") == 4
