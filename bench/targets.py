@@ -111,16 +111,18 @@ def check(folder: Path) -> list[str]:
             variants = sorted(m for m in g["model"].unique() if m.startswith("incremental_b"))
             for metric in ("rmse_post", "ttc_steps"):
                 for v in variants:
-                    wins = 0
+                    wins = ties = 0
                     for s in seeds:
                         a, b = by.loc[(s, "liquid"), metric], by.loc[(s, v), metric]
+                        ties += int(pd.isna(a) and pd.isna(b))  # neither converged
                         a = np.inf if pd.isna(a) else a
                         b = np.inf if pd.isna(b) else b
                         wins += int(a < b)
                     need = int(np.ceil(0.9 * len(seeds)))
+                    tied = f"; {ties} where neither converged, a tie" if ties else ""
                     lines.append(
                         f"- liquid beats {v} on {metric}: {wins} of {len(seeds)} seeds "
-                        f"(target >= {need}) {_mark(wins >= need)}"
+                        f"(target >= {need}{tied}) {_mark(wins >= need)}"
                     )
             liq = g[g["model"] == "liquid"]["rmse_post"].mean()
             per = g[g["model"] == "persistence"]["rmse_post"].mean()
