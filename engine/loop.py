@@ -29,7 +29,13 @@ import numpy as np
 import psycopg
 import torch
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import live
@@ -109,9 +115,14 @@ class LiveEngine:
         # The newest bucket's loads (suite order, NaN: not measured): what a shift set
         # between buckets is estimated from; re-read from the samples after a restore.
         self._last_y: tuple[datetime, np.ndarray] | None = None
-        # The bucket whose processing last raised, how many times in a row, and why
-        # (kept across restores: see _failed).
-        self._failing: tuple[datetime, int, str] | None = None
+        # The bucket whose processing last raised (not for the database's reasons), how
+        # many times in a row, when last (the clock's time) and why; kept across
+        # restores, cleared with a change of leader (see _failed).
+        self._failing: tuple[datetime, int, datetime, str] | None = None
+        # Buckets given up on and not yet behind a checkpoint: a replay after a restore
+        # processes them as empty again (see tick).
+        self._given_up: set[datetime] = set()
+        self._given_up_untold = 0  # given up since take_given_up last asked
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -126,6 +137,7 @@ class LiveEngine:
             log.error("lost the leader's database connection: stepping down")
             self._lock_conn = None
             self._suite = None  # a new leader may have moved on: restore on return
+            self._failing, self._given_up = None, set()  # what it counted was its own
             return False
 
     @property
@@ -144,6 +156,9 @@ class LiveEngine:
         got = conn.execute("SELECT pg_try_advisory_lock(%s)", (live.ENGINE_LOCK_KEY,)).fetchone()
         if got and got[0]:
             self._lock_conn = conn
+            # failures counted under an earlier lead: another leader may have processed
+            # those buckets since, and a replay of them must not be given up
+            self._failing, self._given_up = None, set()
             log.info("this engine leads")
             return True
         conn.close()
@@ -156,6 +171,7 @@ class LiveEngine:
         if self._lock_conn is not None:
             self._lock_conn.close()
             self._lock_conn = None
+        self._failing, self._given_up = None, set()
         self._db.dispose()
 
     # --- state ----------------------------------------------------------------------------
@@ -320,9 +336,15 @@ class LiveEngine:
         report = TickReport()
         if not self.is_leader:
             return report
+        if self._failing is not None and self.clock() - self._failing[2] < self.config.step:
+            return report  # a bucket that failed is tried again a step later, not every poll
         t0 = time.perf_counter()
         if self._suite is None:
-            self._restore()
+            try:
+                self._restore()
+            except BaseException:
+                self._suite = None  # half restored: the next tick starts the restore over
+                raise
         cfg = self.config
         now = self.clock()
         newest = live.grid_floor(now - cfg.late, cfg.step_seconds) - cfg.step  # closed
@@ -336,7 +358,8 @@ class LiveEngine:
         report.late_samples = self._count_late()
         bucket = start
         while bucket <= newest:
-            give_up = self._gives_up(bucket)
+            again = bucket in self._given_up  # a replay: empty again, as before
+            give_up = again or self._gives_up(bucket)
             try:
                 self._process(bucket, report, empty=give_up)
             except BaseException as exc:
@@ -346,15 +369,18 @@ class LiveEngine:
                 self._suite = None
                 self._failed(bucket, exc)
                 raise
-            if give_up:
+            if give_up and not again:
                 assert self._failing is not None
                 report.given_up += 1
+                self._given_up_untold += 1  # told even if a later bucket of the tick fails
+                self._given_up.add(bucket)
                 log.error(
-                    "bucket %s failed %d times (last: %s): processed as if no link had"
-                    " reported in it; its samples are kept, never learned from",
+                    "bucket %s failed %d times in a row, a step apart (last: %s): processed"
+                    " as if no link had reported in it; its samples are kept, not learned"
+                    " from",
                     bucket,
                     self._failing[1],
-                    self._failing[2],
+                    self._failing[3],
                 )
             if self._failing is not None and self._failing[0] == bucket:
                 self._failing = None
@@ -363,29 +389,48 @@ class LiveEngine:
         report.seconds = time.perf_counter() - t0
         report.last_bucket = self._last_bucket
         self._ticks_since_checkpoint += 1
-        if self._ticks_since_checkpoint >= cfg.checkpoint_every:
+        # Two buckets past one given up on, a checkpoint: a new process then no longer
+        # replays it (which would fail and be given up again), and its restore reads the
+        # loads of buckets that went through, not of that one.
+        last = self._last_bucket
+        passed = last is not None and any(b + 2 * cfg.step <= last for b in self._given_up)
+        if self._ticks_since_checkpoint >= cfg.checkpoint_every or passed:
             self.checkpoint()
+            self._given_up = {b for b in self._given_up if last is None or b > last}
         return report
 
+    def take_given_up(self) -> int:
+        """Buckets given up on since the last call (:data:`TickReport.given_up` of the
+        ticks, and of ticks that raised after giving one up: their report is lost)."""
+        n, self._given_up_untold = self._given_up_untold, 0
+        return n
+
     def _gives_up(self, bucket: datetime) -> bool:
-        """Whether ``bucket`` has failed ``give_up_after`` times in a row: the next
-        attempt processes it as if no link had reported (:meth:`_process`, ``empty``)."""
+        """Whether ``bucket`` has failed ``give_up_after`` times in a row (attempts a
+        step apart: :meth:`tick` waits a step after a failure): the next attempt
+        processes it as if no link had reported (:meth:`_process`, ``empty``)."""
         failing = self._failing
         return (
-            failing is not None
-            and failing[0] == bucket
-            and failing[1] >= self.config.give_up_after
+            failing is not None and failing[0] == bucket and failing[1] >= self.config.give_up_after
         )
 
     def _failed(self, bucket: datetime, exc: BaseException) -> None:
         """Count a failure of ``bucket``'s processing, unless it says nothing of the
-        bucket: a database that cannot be reached or a transaction it rolled back (the
-        same bucket goes through once it is back), or the process stopping."""
-        if not isinstance(exc, Exception) or _transient(exc):
+        bucket (:func:`_transient`: the database, the process; the same bucket goes
+        through once that has passed)."""
+        if _transient(exc):
             return
         failing = self._failing
         times = failing[1] + 1 if failing is not None and failing[0] == bucket else 1
-        self._failing = (bucket, times, f"{type(exc).__name__}: {exc}"[:300])
+        self._failing = (bucket, times, self.clock(), _why(exc))
+        log.warning(
+            "bucket %s failed (%d of %d before it is processed as if empty; next try in a"
+            " step): %s",
+            bucket,
+            times,
+            self.config.give_up_after,
+            self._failing[3],
+        )
 
     def _closed_early(self, newest: datetime, now: datetime) -> datetime:
         """The newest closed bucket, counting early closes after ``newest`` (the newest
@@ -705,14 +750,34 @@ def complete(conn: Connection, bucket: datetime, step: timedelta) -> bool:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Whether ``exc`` is the database's, not the bucket's: a connection lost or
-    refused, a server shutting down, a transaction it rolled back (a deadlock, a
-    serialization failure), as psycopg raises them or as SQLAlchemy wraps them."""
+    """Whether ``exc`` says nothing of the bucket being processed: the database's (a
+    connection lost or refused, a server shutting down or read-only, as a standby
+    during a failover or a full disk makes it; a transaction it rolled back, a
+    deadlock; the pool out of connections), as psycopg raises them or SQLAlchemy wraps
+    them; or the process's (out of memory, stopping)."""
+    if not isinstance(exc, Exception) or isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, SATimeoutError | PendingRollbackError):
+        return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         exc = exc.orig if exc.orig is not None else exc
-    return isinstance(exc, psycopg.OperationalError | OperationalError)
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | psycopg.InterfaceError
+        | psycopg.errors.ReadOnlySqlTransaction
+        | OperationalError
+        | InterfaceError,
+    )
+
+
+def _why(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (SQLAlchemy appends the
+    statement), at most 300 characters."""
+    first = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:300]
 
 
 def _steps(change: live.GridChange) -> str:

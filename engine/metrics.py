@@ -79,11 +79,16 @@ def failures_counted() -> Iterator[None]:
         raise
 
 
+def record_given_up(n: int) -> None:
+    """Count buckets the engine gave up on (:meth:`engine.loop.LiveEngine.take_given_up`,
+    asked after every tick, including one that raised after giving a bucket up)."""
+    GIVEN_UP.inc(n)
+
+
 def record_tick(report: TickReport) -> None:
     """Count one tick's work; its duration only if it processed a bucket."""
     LATE_SAMPLES.inc(report.late_samples)
     EXCURSIONS.inc(report.excursions)
-    GIVEN_UP.inc(report.given_up)
     if report.buckets:
         BUCKETS.inc(report.buckets)
         TICK_SECONDS.observe(report.seconds)

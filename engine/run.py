@@ -13,7 +13,7 @@ from db import partitions
 from db.session import make_engine
 from engine.config import EngineConfig
 from engine.loop import LiveEngine
-from engine.metrics import failures_counted, record_tick
+from engine.metrics import failures_counted, record_given_up, record_tick
 from engine.outbox import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,10 @@ def run_engine(
                 run_tick()
 
     def run_tick() -> None:
-        report = engine.tick()
+        try:
+            report = engine.tick()
+        finally:  # a bucket given up on counts even if a later one of the tick raised
+            record_given_up(engine.take_given_up())
         record_tick(report)  # GET /metrics: tick duration, late samples, excursions
         if report.buckets:
             log.info(
