@@ -48,7 +48,9 @@ def test_the_ceiling_is_the_skill_of_a_hybrid_exact_once_it_has_seen_the_failure
     post = targets.metric_column("rmse_post", h)
     achieved = 1 - by.loc[(0, "exact"), post] / by.loc[(0, "persistence"), post]
     top = targets.ceiling(by, 0, "hybrid", h)
-    # what the exact hybrid scores, up to the h / N the ceiling leaves out (generous side)
+    # what the exact hybrid scores: exactly given the window's length, and without it
+    # up to the h / N the ceiling then leaves out (on the generous side)
+    assert targets.ceiling(by, 0, "hybrid", h, steps) == pytest.approx(achieved, abs=1e-12)
     assert achieved <= top <= achieved + 0.01
     assert top > 1 - by.loc[(0, "hybrid"), post] / by.loc[(0, "persistence"), post]
     assert targets.ceiling(by, 0, "exact", h) == pytest.approx(achieved, abs=1e-12)
@@ -68,3 +70,8 @@ def test_targets_prints_a_ceiling_under_every_post_window_skill() -> None:
     assert len(posts) == 12  # two result folders, three scenarios, h = 1 and 12
     for i in posts:
         assert lines[i + 1].startswith("  - ceiling, exact once the failure is seen: ")
+
+
+def test_the_post_window_length_is_read_from_the_report() -> None:
+    assert targets.post_steps(ROOT / "bench" / "results" / "nobel-eu-sine") == 288
+    assert targets.post_steps(ROOT / "bench") is None  # no report.md there
