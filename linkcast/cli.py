@@ -180,6 +180,10 @@ def api(
 WORKER_HEALTHCHECK_SECONDS = 60
 
 
+#: The services' log lines: time, level (a bucket the engine gave up on is an ERROR, each
+#: failure before it a WARNING), logger, message.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
 # Allocations between two young-generation collections in a serving API worker
 # (CPython's default: 700); see served_app.
 GC_YOUNG_THRESHOLD = 50_000
@@ -271,7 +275,7 @@ def engine() -> None:
     settings = _settings()
     use_metrics_dir(settings.data_dir, "engine")  # the API's /metrics reads it (same host)
     url = _upgraded(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped ticks while catching up
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -458,7 +462,7 @@ def simulate(
     token = token or settings.token
     if not token:
         raise typer.BadParameter("no token: pass --token or set LINKCAST_TOKEN")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     try:
         network = build_network(

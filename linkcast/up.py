@@ -212,9 +212,9 @@ def run_up(
 ) -> None:
     from db.migrate import upgrade
     from engine import run_engine
-    from linkcast.cli import served_app  # create_app, and gc.freeze once it has started
+    from linkcast.cli import LOG_FORMAT, served_app  # served_app: gc.freeze once started
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # A tick that outlasts its step (catching up) makes APScheduler warn on every skip.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)

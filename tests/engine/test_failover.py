@@ -259,6 +259,9 @@ def test_sigkill_of_the_leader_mid_tick_loses_and_doubles_nothing(database_url, 
 
             first = start_engine()
             wait_for("a leader", lambda: "this engine leads" in first.text(), 60)
+            # each log line names its level (linkcast.cli.LOG_FORMAT): an operator greps
+            # the engine's WARNING and ERROR lines (a bucket failing, then given up)
+            assert " INFO engine.loop this engine leads" in first.text()
             wait_for("the first forecasts", newest_issue, 60)
             start_engine()
             wait_for("the follower to start", lambda: waiting(engines[-1]), 60)
