@@ -120,7 +120,7 @@ class LiveEngine:
         # restores, cleared with a change of leader (see _failed).
         self._failing: tuple[datetime, int, datetime, str] | None = None
         # Buckets given up on and not yet behind a checkpoint: a replay after a restore
-        # processes them as empty again (see tick).
+        # (a failed bucket, a lost and regained lead) processes them as empty again.
         self._given_up: set[datetime] = set()
         self._given_up_untold = 0  # given up since take_given_up last asked
 
@@ -137,7 +137,7 @@ class LiveEngine:
             log.error("lost the leader's database connection: stepping down")
             self._lock_conn = None
             self._suite = None  # a new leader may have moved on: restore on return
-            self._failing, self._given_up = None, set()  # what it counted was its own
+            self._failing = None  # what it counted was its own (a replay's give-ups stay)
             return False
 
     @property
@@ -157,8 +157,10 @@ class LiveEngine:
         if got and got[0]:
             self._lock_conn = conn
             # failures counted under an earlier lead: another leader may have processed
-            # those buckets since, and a replay of them must not be given up
-            self._failing, self._given_up = None, set()
+            # those buckets since, and a replay of them must not be given up on that
+            # count; buckets it gave up on stay so (empty again if it replays them, as
+            # it processed them; a leader that went past them checkpointed past them)
+            self._failing = None
             log.info("this engine leads")
             return True
         conn.close()
@@ -171,7 +173,7 @@ class LiveEngine:
         if self._lock_conn is not None:
             self._lock_conn.close()
             self._lock_conn = None
-        self._failing, self._given_up = None, set()
+        self._failing, self._given_up = None, set()  # a clean stop
         self._db.dispose()
 
     # --- state ----------------------------------------------------------------------------

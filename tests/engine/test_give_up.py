@@ -224,3 +224,34 @@ def test_a_bucket_given_up_is_empty_again_in_a_replay_and_counted_once(
     assert given_up + report.given_up == 1 and eng.take_given_up() == 2
     assert report.last_bucket == at(STEPS + 7)
     assert _issues(clean_db, at(BAD + 1)) == 2 and _issues(clean_db, at(BAD + 3)) == 2
+
+
+def test_a_bucket_given_up_stays_given_up_when_the_lead_is_lost_and_regained(
+    pushed, settings, monkeypatch, engines
+) -> None:
+    # the bucket after the given-up one fails too, so no checkpoint passes the first
+    # before the lead is lost (a PostgreSQL restart); the restore after the lead is
+    # regained replays it, and it must go through empty again, not fail and count again
+    failing = {at(STEPS - 1), at(STEPS)}
+    real = live.bucket_means
+
+    def means(conn, start, end):  # noqa: ANN001, ANN202
+        if start in failing:
+            raise ValueError(f"bad row at {start:%H:%M}")
+        return real(conn, start, end)
+
+    monkeypatch.setattr(loop.live, "bucket_means", means)
+    clock = Clock(STEPS)
+    eng = engines(settings.database_url, clock, give_up_after=2, checkpoint_every=1000)
+    assert eng.try_lead()
+    for _ in range(3):  # two failures of the first, then given up, then the second fails
+        with pytest.raises(ValueError):
+            eng.tick()
+        clock.now += timedelta(seconds=STEP)
+    assert eng.take_given_up() == 1
+    failing.discard(at(STEPS))  # only the given-up bucket still fails
+    eng._lock_conn.close()  # the leader's connection is lost
+    assert not eng.is_leader and eng.try_lead()
+    report = eng.tick()  # restores (no checkpoint: from the start), replays it empty
+    assert report.given_up == 0 and eng.take_given_up() == 0
+    assert report.last_bucket == at(STEPS + 2)
