@@ -47,11 +47,14 @@ def engines():
         eng.release()
 
 
-def _failing_at(bucket, exc: BaseException):  # noqa: ANN202
+def _failing_at(buckets, exc: BaseException):  # noqa: ANN001, ANN202
+    """``live.bucket_means`` raising ``exc`` for a bucket in ``buckets`` (one bucket, or
+    a set the test may change later)."""
     real = live.bucket_means
+    bad = buckets if isinstance(buckets, set) else {buckets}
 
     def means(conn, start, end):  # noqa: ANN001, ANN202
-        if start == bucket:
+        if start in bad:
             raise exc
         return real(conn, start, end)
 
@@ -199,14 +202,7 @@ def test_a_bucket_given_up_is_empty_again_in_a_replay_and_counted_once(
     # two bad buckets between checkpoints: the second one's failure restores the models
     # and replays the first, which must go through as empty again, not fail again
     failing = {at(BAD), at(BAD + 2)}
-    real = live.bucket_means
-
-    def means(conn, start, end):  # noqa: ANN001, ANN202
-        if start in failing:
-            raise ValueError(f"bad row at {start:%H:%M}")
-        return real(conn, start, end)
-
-    monkeypatch.setattr(loop.live, "bucket_means", means)
+    monkeypatch.setattr(loop.live, "bucket_means", _failing_at(failing, ValueError("bad row")))
     clock = Clock(STEPS)
     eng = engines(settings.database_url, clock, give_up_after=2, checkpoint_every=1000)
     assert eng.try_lead()
@@ -233,14 +229,7 @@ def test_a_bucket_given_up_stays_given_up_when_the_lead_is_lost_and_regained(
     # before the lead is lost (a PostgreSQL restart); the restore after the lead is
     # regained replays it, and it must go through empty again, not fail and count again
     failing = {at(STEPS - 1), at(STEPS)}
-    real = live.bucket_means
-
-    def means(conn, start, end):  # noqa: ANN001, ANN202
-        if start in failing:
-            raise ValueError(f"bad row at {start:%H:%M}")
-        return real(conn, start, end)
-
-    monkeypatch.setattr(loop.live, "bucket_means", means)
+    monkeypatch.setattr(loop.live, "bucket_means", _failing_at(failing, ValueError("bad row")))
     clock = Clock(STEPS)
     eng = engines(settings.database_url, clock, give_up_after=2, checkpoint_every=1000)
     assert eng.try_lead()
