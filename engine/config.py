@@ -24,8 +24,9 @@ class EngineConfig:
     retrain_window: int = 480
     checkpoint_every: int = 10  # ticks
     max_catchup: int = 1440  # buckets replayed at most after a long stop
-    # A bucket whose processing raised this many times in a row (not for a database
-    # that is down or a transaction it rolled back) is then processed as if no link had
+    # A bucket whose processing raised this many times in a row, a step apart, for a
+    # reason that is not the database's (engine.loop._transient: a connection lost, a
+    # read-only server, a deadlock do not count) is then processed as if no link had
     # reported in it, so that one bad bucket cannot stop every forecast (engine/loop.py).
     give_up_after: int = 3
     warmup: int = 1440  # first start: learn from up to this many past buckets

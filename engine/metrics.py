@@ -21,8 +21,9 @@ own (``linkcast engine``) writing under the same ``DATA_DIR/metrics`` on the sam
   retries from the same bucket). A tick that fails every time on a bucket it cannot
   store shows here while the API, its database up, still reads as ready.
 - ``linkcast_engine_buckets_given_up_total``: buckets whose processing raised
-  ``give_up_after`` times in a row (the database up) and that were then processed as
-  if no link had reported in them, so that the forecasts go on (engine/loop.py).
+  ``give_up_after`` times in a row, a step apart, for a reason that is not the
+  database's, and that were then processed as if no link had reported in them, so that
+  the forecasts go on (engine/loop.py).
 """
 
 from __future__ import annotations
