@@ -20,8 +20,9 @@ Beside each post-window skill, its ceiling: the skill the same hybrid would have
 exact on every forecast issued after the failure, keeping only its forecasts issued
 before it (:func:`ceiling`). Those cannot know the failure: however well the hybrid
 does once it has seen the loads, it scores no higher. Where the ceiling is below the
-target, no change to how the models follow a failure can meet it; only a forecast
-told of the failure before its loads arrive can (``reroute``).
+target, no change to how the models follow a failure can meet it. At 1 step a forecast
+told of the failure at its instant can (``reroute``); at 12 steps not even that one, as
+the window holds 12-step forecasts issued up to 11 steps before the failure.
 
 Issue 10 (the failure known at t = 0; ``reroute`` is the re-route-aware hybrid, see
 ``simulator/evaluate.py``), drastic scenarios, 10 seeds:
