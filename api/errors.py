@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
 
 from api.schemas import ErrorPublic
+from db.session import is_connection_problem
 
 log = logging.getLogger(__name__)
 
@@ -80,21 +81,6 @@ def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _is_connection_problem(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    import psycopg
-
-    return isinstance(exc, psycopg.OperationalError)
-
-
-def is_connection_problem(exc: BaseException) -> bool:
-    """True if ``exc`` means the database cannot be reached (answered 503 + Retry-After)."""
-    return _is_connection_problem(exc)
-
-
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -122,7 +108,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(405, _method_not_allowed)
 
     async def db_error(request: Request, exc: Exception) -> JSONResponse:
-        if _is_connection_problem(exc):
+        if is_connection_problem(exc):
             return _unavailable(request, exc)
         raise exc
 

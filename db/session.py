@@ -6,8 +6,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def is_connection_problem(exc: BaseException) -> bool:
+    """True if ``exc`` means the database cannot be reached or answer now: a connection
+    refused or lost, the server shutting down, a transaction it rolled back (psycopg's
+    ``OperationalError`` and its subclasses, as raised or as SQLAlchemy wraps them), or
+    the connection pool exhausted. The API answers it 503 with ``Retry-After``; the
+    engine does not count it against the bucket it was processing."""
+    if isinstance(exc, OperationalError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, psycopg.OperationalError)
 
 
 def sqlalchemy_url(url: str) -> str:

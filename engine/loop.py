@@ -29,18 +29,12 @@ import numpy as np
 import psycopg
 import torch
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import (
-    DBAPIError,
-    InterfaceError,
-    OperationalError,
-    PendingRollbackError,
-)
-from sqlalchemy.exc import TimeoutError as SATimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, PendingRollbackError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import live
 from db.models import ModelName
-from db.session import make_engine, make_sessionmaker
+from db.session import is_connection_problem, make_engine, make_sessionmaker
 from engine import outbox
 from engine.config import EngineConfig
 from engine.failures import CutReader, KnownFailures
@@ -752,27 +746,18 @@ def complete(conn: Connection, bucket: datetime, step: timedelta) -> bool:
 
 
 def _transient(exc: BaseException) -> bool:
-    """Whether ``exc`` says nothing of the bucket being processed: the database's (a
-    connection lost or refused, a server shutting down or read-only, as a standby
-    during a failover or a full disk makes it; a transaction it rolled back, a
-    deadlock; the pool out of connections), as psycopg raises them or SQLAlchemy wraps
-    them; or the process's (out of memory, stopping)."""
+    """Whether ``exc`` says nothing of the bucket being processed: the database's
+    (:func:`db.session.is_connection_problem`, what the API answers 503; besides, a
+    server read-only, as a standby during a failover or a full disk makes it, a closed
+    connection or cursor, a session SQLAlchemy must roll back first), as psycopg raises
+    them or SQLAlchemy wraps them; or the process's (out of memory, stopping)."""
     if not isinstance(exc, Exception) or isinstance(exc, MemoryError):
         return True
-    if isinstance(exc, SATimeoutError | PendingRollbackError):
+    if is_connection_problem(exc) or isinstance(exc, PendingRollbackError | InterfaceError):
         return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        exc = exc.orig if exc.orig is not None else exc
-    return isinstance(
-        exc,
-        psycopg.OperationalError
-        | psycopg.InterfaceError
-        | psycopg.errors.ReadOnlySqlTransaction
-        | OperationalError
-        | InterfaceError,
-    )
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    return isinstance(exc, psycopg.InterfaceError | psycopg.errors.ReadOnlySqlTransaction)
 
 
 def _why(exc: BaseException) -> str:

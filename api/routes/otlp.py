@@ -13,10 +13,11 @@ from starlette.exceptions import HTTPException
 
 from api import otlp
 from api.deps import SettingsDep, WriterDep
-from api.errors import RETRY_AFTER_SECONDS, is_connection_problem, logged_unavailable
+from api.errors import RETRY_AFTER_SECONDS, logged_unavailable
 from api.metrics import record_push, record_refused
 from api.push import BodyTooLarge, read_body, store_points
 from api.series import BadPoint
+from db.session import is_connection_problem
 
 _STATUS = {"description": "A google.rpc.Status in the request's encoding"}
 
