@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 import psycopg
@@ -44,6 +45,16 @@ from forecaster.base import IncompatibleState
 from forecaster.suite import ModelSuite, StepOutput
 
 log = logging.getLogger(__name__)
+
+
+class _Failing(NamedTuple):
+    """A bucket whose processing raised ``times`` in a row, the last at ``at`` (the
+    engine's clock), and why (:func:`_why`)."""
+
+    bucket: datetime
+    times: int
+    at: datetime
+    why: str
 
 
 @dataclass
@@ -109,10 +120,9 @@ class LiveEngine:
         # The newest bucket's loads (suite order, NaN: not measured): what a shift set
         # between buckets is estimated from; re-read from the samples after a restore.
         self._last_y: tuple[datetime, np.ndarray] | None = None
-        # The bucket whose processing last raised (not for the database's reasons), how
-        # many times in a row, when last (the clock's time) and why; kept across
-        # restores, cleared with a change of leader (see _failed).
-        self._failing: tuple[datetime, int, datetime, str] | None = None
+        # The bucket whose processing last raised (not for the database's reasons); kept
+        # across restores, cleared with a change of leader (see _failed).
+        self._failing: _Failing | None = None
         # Buckets given up on and not yet behind a checkpoint: a replay after a restore
         # (a failed bucket, a lost and regained lead) processes them as empty again.
         self._given_up: set[datetime] = set()
@@ -332,7 +342,7 @@ class LiveEngine:
         report = TickReport()
         if not self.is_leader:
             return report
-        if self._failing is not None and self.clock() - self._failing[2] < self.config.step:
+        if self._failing is not None and self.clock() - self._failing.at < self.config.step:
             return report  # a bucket that failed is tried again a step later, not every poll
         t0 = time.perf_counter()
         if self._suite is None:
@@ -375,10 +385,10 @@ class LiveEngine:
                     " as if no link had reported in it; its samples are kept, not learned"
                     " from",
                     bucket,
-                    self._failing[1],
-                    self._failing[3],
+                    self._failing.times,
+                    self._failing.why,
                 )
-            if self._failing is not None and self._failing[0] == bucket:
+            if self._failing is not None and self._failing.bucket == bucket:
                 self._failing = None
             bucket += cfg.step
         self._reissue_on_change(now, report)
@@ -407,7 +417,9 @@ class LiveEngine:
         processes it as if no link had reported (:meth:`_process`, ``empty``)."""
         failing = self._failing
         return (
-            failing is not None and failing[0] == bucket and failing[1] >= self.config.give_up_after
+            failing is not None
+            and failing.bucket == bucket
+            and failing.times >= self.config.give_up_after
         )
 
     def _failed(self, bucket: datetime, exc: BaseException) -> None:
@@ -417,15 +429,15 @@ class LiveEngine:
         if _transient(exc):
             return
         failing = self._failing
-        times = failing[1] + 1 if failing is not None and failing[0] == bucket else 1
-        self._failing = (bucket, times, self.clock(), _why(exc))
+        times = failing.times + 1 if failing is not None and failing.bucket == bucket else 1
+        self._failing = _Failing(bucket, times, self.clock(), _why(exc))
         log.warning(
             "bucket %s failed (%d of %d before it is processed as if empty; next try in a"
             " step): %s",
             bucket,
             times,
             self.config.give_up_after,
-            self._failing[3],
+            self._failing.why,
         )
 
     def _closed_early(self, newest: datetime, now: datetime) -> datetime:
