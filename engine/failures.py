@@ -93,8 +93,18 @@ Why not the detector's re-route event
     models already learn from, so feeding it back would add nothing the models do not
     see. Only an operator's event (or a collector that posts one) is used.
 
+Edge links
+    Links labelled ``edge`` (``ingress`` or ``egress``: a router's access and
+    peering interfaces, :mod:`network.records`) are not routed over; the sums of
+    their loads at each router, from the same bucket as the backbone's loads, are
+    tomogravity's node totals (:func:`network.demand.edge_totals`), as the paper
+    measures them. ``linkcast evaluate`` measured what they buy on the real Abilene
+    matrices (``--edge-links``, see the README). Without them, or when one of them
+    has no load in the bucket, the totals are fitted to the backbone's loads.
+
 Links the topology does not hold (no ``A>B`` name nor ``src``/``dst``, a bad label)
-cannot be routed: a failure on one is left out (logged), and they get no shift.
+cannot be routed: a failure on one is left out (logged), and they get no shift; nor
+does a failure of an edge link (the traffic it carried leaves the network).
 """
 
 from __future__ import annotations
@@ -112,7 +122,8 @@ from db import live
 from db.models import EventKind
 from db.topology import in_maintenance, link_records, open_failure_sources, open_failures
 from network.cuts import CutDetector
-from network.records import build_topology
+from network.demand import edge_totals
+from network.records import EdgeLink, build_topology
 from network.reroute import FailureShift, failure_shift, reference_loads, scale_shift
 from network.routing import Routing, route
 
@@ -142,6 +153,9 @@ class KnownFailures:
         self._key: str | None = None
         self._routing: Routing | None = None
         self._placed: frozenset[str] = frozenset()
+        self._edges: tuple[EdgeLink, ...] = ()
+        #: where the last estimate's node totals came from: "edge links" or "fitted"
+        self.prior = "fitted"
         self._ignored: frozenset[str] = frozenset()
         self.estimates = 0
         self.estimate_seconds = 0.0
@@ -173,6 +187,7 @@ class KnownFailures:
         if key != self._key:
             built = build_topology(records, name="linkcast")
             self._placed = frozenset(built.topology.link_names)
+            self._edges = built.edges
             self._routing = route(built.topology) if built.topology.links else None
             self._key = key
             if built.unplaced or built.problems:
@@ -229,9 +244,13 @@ class KnownFailures:
         y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
         repaired = {n: since for n, since in self._since.items() if n not in down}
         measured_down = [n for n, since in {**repaired, **down}.items() if since <= measured_at]
+        totals = self._edge_totals(loads_bps, where)
         t0 = time.perf_counter()
-        est = failure_shift(routing, y, sorted(down), measured_failed=measured_down)
+        est = failure_shift(
+            routing, y, sorted(down), measured_failed=measured_down, totals_bps=totals
+        )
         self.estimates += 1
+        self.prior = "fitted" if totals is None else f"{len(self._edges)} edge links"
         self.estimate_seconds += time.perf_counter() - t0
         shift, mask = est.for_links(names)
         self.applied, self.down, self._base = frozenset(down), mask, shift
@@ -243,6 +262,25 @@ class KnownFailures:
         moved = est.on_links(est.measured_shift_bps, names)
         self._reference = reference_loads(loads_bps, moved, mask)
         return est, shift
+
+    def _edge_totals(
+        self, loads_bps: np.ndarray, where: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The gravity prior's node totals from the edge links' loads of the bucket
+        (:func:`network.demand.edge_totals`), or None (fitted to the loads) when there
+        are no edge links or one was not measured in it."""
+        if not self._edges or self._routing is None:
+            return None
+        loads = {e.name: float(loads_bps[where[e.name]]) for e in self._edges if e.name in where}
+        totals = edge_totals(self._routing.topology, self._edges, loads)
+        if totals is None:
+            missing = [e.name for e in self._edges if not np.isfinite(loads.get(e.name, np.nan))]
+            log.warning(
+                "edge links not measured in the bucket (%s): the demands' prior is fitted to"
+                " the backbone's loads instead",
+                ", ".join(missing[:5]) or "their sums are 0",
+            )
+        return totals
 
     def scaled(self, loads_bps: np.ndarray, step_seconds: float) -> np.ndarray | None:
         """The shift after a bucket measured under the failure: the estimate's, times the

@@ -620,11 +620,12 @@ class LiveEngine:
         suite.set_reroute(shift, self._failures.down, reissue=reissue)
         log.info(
             "failure of %s: forecasts re-routed (%.3g bit/s moved, %.3g bit/s unroutable,"
-            " fit error %.1f %%)",
+            " fit error %.1f %%, node totals %s)",
             ", ".join(sorted(down)),
             float(np.clip(est.shift_bps, 0, None).sum()),
             est.unroutable_bps,
             100 * est.fit_error,
+            self._failures.prior,
         )
 
     def _reissue_on_change(self, now: datetime, report: TickReport) -> None:

@@ -345,6 +345,15 @@ def evaluate(
     quick: Annotated[
         bool, typer.Option(help="A short smoke test (no promise of quality).")
     ] = False,
+    edge_links: Annotated[
+        bool,
+        typer.Option(
+            help="Whether the simulated routers' edge (access, peering) links are measured: "
+            "the re-route-aware forecasts' tomogravity takes each node's traffic in and out "
+            "from them, as the live engine does with links labelled edge; without, it fits "
+            "them to the backbone's link loads."
+        ),
+    ] = True,
 ) -> None:
     """The offline experiment: fail links, re-route, and score every model around it.
 
@@ -378,6 +387,7 @@ def evaluate(
             out=out,
             quick=quick,
             workers=workers,
+            edge_links=edge_links,
         )
     except ValueError as exc:  # bad topology, traffic or scenario: say so, no traceback
         typer.secho(f"error: {exc}", fg="red", err=True)

@@ -25,11 +25,13 @@ Karush-Kuhn-Tucker conditions, so the answer is the unique minimum
 settle, ``nnls`` itself (``scipy.optimize.lsq_linear`` on a sparse system for more
 than 1,000 pairs) solves it.
 
-The paper measures ``out`` and ``in`` on edge (access) links. When only core
-links are measured, :func:`fit_gravity` fits them to the link loads instead: the
-gravity model ``x[s, t] = a[s] * b[t]`` that best reproduces ``y`` (a few rounds
-of alternating non-negative least squares, ``scipy.optimize.nnls``, then a bounded
-Gauss-Newton solve, ``scipy.optimize.least_squares``).
+The paper measures ``out`` and ``in`` on edge (access) links: where linkcast
+knows them (links labelled ``edge``, :mod:`network.records`), :func:`edge_totals`
+sums their loads per node. When only core links are measured, :func:`fit_gravity`
+fits them to the link loads instead: the gravity model ``x[s, t] = a[s] * b[t]``
+that best reproduces ``y`` (a few rounds of alternating non-negative least
+squares, ``scipy.optimize.nnls``, then a bounded Gauss-Newton solve,
+``scipy.optimize.least_squares``).
 
 Examples
 --------
@@ -48,15 +50,18 @@ True
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, sparse
 from scipy.optimize import least_squares, lsq_linear, nnls
 
+from network.records import EdgeLink
 from network.routing import Routing
+from network.topology import Topology
 
-__all__ = ["DemandEstimate", "fit_gravity", "gravity", "tomogravity"]
+__all__ = ["DemandEstimate", "edge_totals", "fit_gravity", "gravity", "tomogravity"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +163,69 @@ def gravity(routing: Routing, out_bps: np.ndarray, in_bps: np.ndarray) -> np.nda
             break
     prior[moving] = a[s] * b[t]
     return prior
+
+
+def edge_totals(
+    topology: Topology, edges: Sequence[EdgeLink], loads_bps: Mapping[str, float]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The traffic entering and leaving the network at each node, from edge links.
+
+    The sums of the loads of each node's ``ingress`` and of its ``egress`` edge
+    links: the ``out`` and ``in`` of the gravity prior as the tomogravity paper
+    measures them (Zhang et al., SIGMETRICS 2003). A node without edge links counts
+    as transit only (0 both ways): declare the edge links of every router that
+    customers or peers reach.
+
+    Parameters
+    ----------
+    topology : Topology
+        Gives the nodes and their order.
+    edges : sequence of EdgeLink
+        Each at a node of ``topology`` (:attr:`network.records.TopologyBuild.edges`).
+    loads_bps : mapping of str to float
+        Load of each edge link over one step, bit/s.
+
+    Returns
+    -------
+    (out_bps, in_bps) or None
+        ``(N,)`` each, bit/s; None when there is no edge link, when one has no
+        finite load >= 0 in ``loads_bps`` (a partial sum would make the routers it
+        misses look smaller than they are), or when either sum over the network is 0
+        (no prior to take from them).
+
+    Raises
+    ------
+    ValueError
+        An edge link at a node the topology does not have.
+
+    Examples
+    --------
+    >>> from network.records import build_topology
+    >>> built = build_topology([
+    ...     {"name": "a>b"}, {"name": "b>a"},
+    ...     {"name": "x>a", "labels": {"edge": "ingress"}},
+    ...     {"name": "b>y", "labels": {"edge": "egress"}},
+    ... ])
+    >>> out, inn = edge_totals(built.topology, built.edges, {"x>a": 3e9, "b>y": 2e9})
+    >>> out.tolist(), inn.tolist()
+    ([3000000000.0, 0.0], [0.0, 2000000000.0])
+    >>> edge_totals(built.topology, built.edges, {"x>a": 3e9}) is None
+    True
+    """
+    if not edges:
+        return None
+    where = {n: i for i, n in enumerate(topology.nodes)}
+    out, inn = np.zeros(len(where)), np.zeros(len(where))
+    for e in edges:
+        if e.node not in where:
+            raise ValueError(f"edge link {e.name!r} is at {e.node!r}, not a node of the topology")
+        value = loads_bps.get(e.name)
+        if value is None or not np.isfinite(value) or value < 0:
+            return None
+        (out if e.direction == "ingress" else inn)[where[e.node]] += float(value)
+    if out.sum() <= 0 or inn.sum() <= 0:
+        return None
+    return out, inn
 
 
 def _by_node(routing: Routing, weights: np.ndarray, node: np.ndarray) -> sparse.csr_array:

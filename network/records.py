@@ -6,6 +6,18 @@ must answer anyway: :func:`build_topology` leaves out the links it cannot place
 (no nodes known) or read (a bad metric, capacity or coordinate label), drops
 coordinates that contradict each other, and says what it left out and why.
 
+Edge links
+    A link whose label ``edge`` is ``ingress`` or ``egress`` is not a link of the
+    backbone: it carries traffic into the network at a router (``ingress``: its
+    ``dst``, the router, from its ``src``, a customer, peer or upstream outside the
+    model) or out of it (``egress``: from its ``src``, the router). These are the
+    access and peering interfaces whose loads give tomogravity its gravity prior
+    (Zhang, Roughan, Duffield and Greenberg, SIGMETRICS 2003: the traffic entering
+    and leaving the network at each node): :func:`network.demand.edge_totals` sums
+    them per router. They are kept out of the topology (no routing crosses them) and
+    listed in :attr:`TopologyBuild.edges`; one at a router that no backbone link
+    has is left out with a problem.
+
 Examples
 --------
 >>> built = build_topology([
@@ -17,19 +29,52 @@ Examples
 (('a>b',), ('eth0',))
 >>> built.problems
 (('b>a', "link 'b>a': metric '-1' is not an integer in 1..16777215"),)
+
+Two edge links of router ``a``, its customers' traffic in and out:
+
+>>> built = build_topology([
+...     {"name": "a>b"}, {"name": "b>a"},
+...     {"name": "cust>a", "labels": {"edge": "ingress"}},
+...     {"name": "a>cust", "labels": {"edge": "egress"}},
+... ])
+>>> built.topology.link_names, [(e.name, e.node, e.direction) for e in built.edges]
+(('a>b', 'b>a'), [('cust>a', 'a', 'ingress'), ('a>cust', 'a', 'egress')])
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from network.topology import Topology, endpoints
 
-__all__ = ["TopologyBuild", "build_topology"]
+__all__ = ["EDGE_LABEL", "EdgeLink", "TopologyBuild", "build_topology"]
 
 _COORDINATES = ("src_lat", "src_lon", "dst_lat", "dst_lon")
+#: The label that marks an edge (access, peering) link, and its two values.
+EDGE_LABEL = "edge"
+EdgeDirection = Literal["ingress", "egress"]
+_DIRECTIONS: tuple[EdgeDirection, ...] = ("ingress", "egress")
+
+
+@dataclass(frozen=True)
+class EdgeLink:
+    """A link between a router and the outside (see "Edge links" in the module doc).
+
+    Attributes
+    ----------
+    name : str
+        The link's name, as its loads are stored.
+    node : str
+        The router (a node of the topology) where its traffic enters or leaves.
+    direction : {"ingress", "egress"}
+        ``ingress``: traffic entering the network at ``node``; ``egress``: leaving it.
+    """
+
+    name: str
+    node: str
+    direction: EdgeDirection
 
 
 @dataclass(frozen=True)
@@ -46,11 +91,14 @@ class TopologyBuild:
         ``(link name, why)`` for each link left out, or ``(None, why)`` when the
         coordinates of some nodes contradict each other (all coordinates are then
         dropped).
+    edges : tuple of EdgeLink
+        The edge links, in record order, each at a node of ``topology``.
     """
 
     topology: Topology
     unplaced: tuple[str, ...]
     problems: tuple[tuple[str | None, str], ...]
+    edges: tuple[EdgeLink, ...] = ()
 
 
 def build_topology(records: Iterable[Mapping[str, Any]], *, name: str = "") -> TopologyBuild:
@@ -67,10 +115,12 @@ def build_topology(records: Iterable[Mapping[str, Any]], *, name: str = "") -> T
     Returns
     -------
     TopologyBuild
+        Edge links (label ``edge``) apart from the topology, see the module doc.
     """
     good: list[Mapping[str, Any]] = []
     unplaced: list[str] = []
     problems: list[tuple[str | None, str]] = []
+    edges: list[EdgeLink] = []
     seen: set[str] = set()
     for rec in records:
         link = str(rec.get("name") or "")
@@ -78,8 +128,17 @@ def build_topology(records: Iterable[Mapping[str, Any]], *, name: str = "") -> T
             problems.append((link, f"a second link named {link!r}"))
             continue
         seen.add(link)
-        if endpoints(link, rec.get("src"), rec.get("dst")) is None:
+        ends = endpoints(link, rec.get("src"), rec.get("dst"))
+        if ends is None:
             unplaced.append(link)
+            continue
+        role = (rec.get("labels") or {}).get(EDGE_LABEL)
+        if role is not None:
+            if role not in _DIRECTIONS:
+                why = f"label {EDGE_LABEL} {role!r} is not 'ingress' or 'egress'"
+                problems.append((link, f"link {link!r}: {why}"))
+            else:
+                edges.append(EdgeLink(link, ends[1] if role == "ingress" else ends[0], role))
             continue
         try:
             Topology.from_links([rec])
@@ -97,4 +156,10 @@ def build_topology(records: Iterable[Mapping[str, Any]], *, name: str = "") -> T
             for rec in good
         ]  # fmt: skip
         topology = Topology.from_links(bare, name=name)
-    return TopologyBuild(topology, tuple(unplaced), tuple(problems))
+    routers = set(topology.nodes)
+    for e in edges:
+        if e.node not in routers:
+            why = f"no backbone link has its router {e.node!r}"
+            problems.append((e.name, f"{e.direction} link {e.name!r}: {why}"))
+    placed = tuple(e for e in edges if e.node in routers)
+    return TopologyBuild(topology, tuple(unplaced), tuple(problems), placed)

@@ -112,6 +112,17 @@ Known failure (issue 10)
     cccc765) lacks the failed links, the very ones that say how much moved, and each
     re-estimate was a step change in what the copy's models see.
 
+Edge links
+    By default (``edge_links``) the simulated network's routers report their edge
+    links, as a real network's access and peering interfaces are polled: the
+    tomogravity behind every shift (``reroute`` and ``detected``) takes the traffic
+    entering and leaving at each node in the step it estimates from (the sums of the
+    true demands, what those links would measure) as its gravity prior, as the live
+    engine does with links labelled ``edge`` (:mod:`engine.failures`). Without them
+    (``--no-edge-links``) the node totals are fitted to the backbone's loads. The
+    blind models do not see the edge links (their forecasts are not scored: no
+    failure shifts them).
+
 Cut read off the loads
     ``detected`` is the hybrid of a third copy, told of nothing: it reads the failure
     off the loads as the live engine does (:class:`network.cuts.CutDetector`: both
@@ -712,6 +723,9 @@ class KnownFailure:
     down_at: np.ndarray
     step_seconds: float
     reissue: bool = True
+    #: ``(out, in)``, ``(T, N)`` each, bit/s: the traffic entering and leaving at each
+    #: node at each step (the edge links' loads); None: fitted to the link loads
+    totals_at: tuple[np.ndarray, np.ndarray] | None = None
     estimates: int = 0
     rescaled: int = 0
     ratio: float = 1.0  # the smoothed ratio of the traffic to the estimate's
@@ -719,15 +733,21 @@ class KnownFailure:
     _scale: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def of(cls, result: SimulationResult, topology: Topology, pairs: Any) -> KnownFailure:
+    def of(
+        cls, result: SimulationResult, topology: Topology, pairs: Any, totals: Totals = None
+    ) -> KnownFailure:
+        """The failures as the scenario makes them, known at their instant; ``totals``:
+        :func:`node_totals` of the traffic (edge links measured) or None."""
         n_steps = result.loads_bps.shape[0]
         down = np.zeros((n_steps, len(result.link_names)), dtype=bool)
         for start, stop, failed in result.scenario.states(topology, n_steps):
             down[start:stop, sorted(topology.directed(failed))] = True
-        return cls(route(topology.network, pairs), down, result.step_seconds)
+        return cls(route(topology.network, pairs), down, result.step_seconds, totals_at=totals)
 
     @classmethod
-    def detected(cls, result: SimulationResult, topology: Topology, pairs: Any) -> KnownFailure:
+    def detected(
+        cls, result: SimulationResult, topology: Topology, pairs: Any, totals: Totals = None
+    ) -> KnownFailure:
         """The failures as :class:`network.cuts.CutDetector` reads them off the loads,
         each step's from that step's loads (so known only once it is measured)."""
         cuts = CutDetector(topology.network)
@@ -735,7 +755,8 @@ class KnownFailure:
         for t, y in enumerate(result.loads_bps):
             cuts.update(y)
             down[t] = cuts.down
-        return cls(route(topology.network, pairs), down, result.step_seconds, reissue=False)
+        routing = route(topology.network, pairs)
+        return cls(routing, down, result.step_seconds, reissue=False, totals_at=totals)
 
     def update(self, suite: ModelSuite, loads: np.ndarray, t: int) -> bool:
         """Before step ``t``: tell ``suite`` what is known; whether it re-issued its forecasts."""
@@ -752,6 +773,9 @@ class KnownFailure:
                 loads[t - 1],
                 np.flatnonzero(now).tolist(),
                 measured_failed=np.flatnonzero(self.down_at[t - 1]).tolist(),
+                totals_bps=None
+                if self.totals_at is None
+                else (self.totals_at[0][t - 1], self.totals_at[1][t - 1]),
             )
             self.estimates += 1
             self.ratio = 1.0
@@ -768,6 +792,20 @@ class KnownFailure:
         )
         suite.set_reroute(scaled, down)
         return True
+
+
+Totals = tuple[np.ndarray, np.ndarray] | None
+
+
+def node_totals(topology: Topology, traffic: Traffic) -> tuple[np.ndarray, np.ndarray]:
+    """What edge links would measure: the traffic entering and leaving the network at
+    each node at each step, ``(out, in)``, ``(T, N)`` each, bit/s (the sums of each
+    node's demands as origin and as destination, in the topology's node order)."""
+    nodes = {n: i for i, n in enumerate(topology.nodes)}
+    one_hot = np.eye(len(nodes))
+    by_origin = one_hot[[nodes[s] for s, _ in traffic.pairs]]  # (P, N)
+    by_dest = one_hot[[nodes[d] for _, d in traffic.pairs]]
+    return traffic.demands_bps @ by_origin, traffic.demands_bps @ by_dest
 
 
 def _fits(suite: ModelSuite, models: Sequence[str]) -> tuple[dict[str, int | None], dict[str, int]]:
@@ -1024,6 +1062,7 @@ class SeedTask:
     scenarios: tuple[str, ...]
     protocol: Protocol
     reroute: bool = True
+    edge_links: bool = True
 
     def traffic_for_seed(self) -> Traffic:
         """The file's traffic, the protocol's ``n_steps`` of it from
@@ -1098,8 +1137,9 @@ def run_seed(task: SeedTask, tick: Tick | None = None) -> SeedOutcome:
     known = detected = None
     if task.reroute:
         topo, pairs = task.topology, tr.pairs
-        known = {k: KnownFailure.of(r, topo, pairs) for k, r in results.items()}
-        detected = {k: KnownFailure.detected(r, topo, pairs) for k, r in results.items()}
+        totals = node_totals(topo, tr) if task.edge_links else None
+        known = {k: KnownFailure.of(r, topo, pairs, totals) for k, r in results.items()}
+        detected = {k: KnownFailure.detected(r, topo, pairs, totals) for k, r in results.items()}
     threads = torch.get_num_threads()
     try:
         # Small batched models: one thread is faster and leaves the other cores free.
@@ -1353,6 +1393,7 @@ def run_evaluation(
     quick: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    edge_links: bool = True,
 ) -> Evaluation:
     """Run the experiment over ``seeds``; write results, summary, report and plots in ``out``.
 
@@ -1374,6 +1415,9 @@ def run_evaluation(
         Worker processes (default: the number of CPUs; at most one per seed).
     progress
         Show a progress bar and a line per finished seed on stderr.
+    edge_links
+        Whether the routers' edge links are measured: the re-route's tomogravity
+        takes its node totals from them, else fits them (see "Edge links" above).
 
     Returns
     -------
@@ -1410,7 +1454,9 @@ def run_evaluation(
     log.info("evaluate %s with %s traffic: %s", topo.name, traffic_label, protocol.describe())
 
     workers = max(1, workers or _cpu_count())
-    tasks = [SeedTask(s, topo, tr, tuple(scenarios), protocol) for s in seeds]
+    tasks = [
+        SeedTask(s, topo, tr, tuple(scenarios), protocol, edge_links=edge_links) for s in seeds
+    ]
     started = time.perf_counter()
     outcomes, failed = _run_seeds(tasks, workers, progress)
     wall = time.perf_counter() - started
@@ -1450,6 +1496,7 @@ def run_evaluation(
         failed=failed,
         wall_seconds=wall,
         workers=min(workers, len(seeds)) if len(seeds) > 1 else 1,
+        edge_links=edge_links,
     )
     estimation = pd.DataFrame(
         [row for o in ran for row in o.estimation], columns=list(ESTIMATION_COLUMNS)

@@ -556,6 +556,7 @@ def write_report(
     failed: dict[int, str],
     wall_seconds: float,
     workers: int,
+    edge_links: bool = True,
 ) -> Path:
     """Write ``out/report.md`` and two plots per scenario; return the report's path.
 
@@ -595,6 +596,13 @@ def write_report(
             for name, v in skipped.items()
         ),
         f"- protocol: {protocol.describe()}",
+        "- edge links: "
+        + (
+            "measured (the re-route's tomogravity takes each node's traffic in and out from them)"
+            if edge_links
+            else "not measured (`--no-edge-links`: the re-route's tomogravity fits each"
+            " node's traffic in and out to the backbone's loads)"
+        ),
         f"- {protocol.describe_retrain()}",
         f"- horizon {HORIZON} steps; scored at {', '.join(map(str, SCORED_HORIZONS))} steps; "
         f"wall time {wall_seconds:.0f} s "

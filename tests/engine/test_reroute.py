@@ -13,6 +13,7 @@ from sqlalchemy import text
 from engine import EngineConfig, LiveEngine
 from forecaster.suite import SHIFT_AHEAD_RANGE
 from network.records import build_topology
+from network.reroute import failure_shift
 from network.routing import route
 from tests.conftest import auth
 
@@ -480,6 +481,75 @@ def test_failures_on_links_it_cannot_place_are_left_out(square, tokens, settings
     now = stored(clean_db, at(N))
     assert {m: sorted(v) for m, v in now.items()} == {m: sorted(v) for m, v in before.items()}
     assert all(np.array_equal(before[m][n], v) for m in now for n, v in now[m].items())
+    eng.release()
+
+
+def edge_loads(step: int) -> dict[str, float]:
+    """Each node's edge links (its customers' traffic in and out), from the demands."""
+    x = demands(step)
+    n = len(TOPOLOGY.nodes)
+    out = np.bincount(BASE.origin, weights=x, minlength=n)
+    inn = np.bincount(BASE.dest, weights=x, minlength=n)
+    loads = {}
+    for i, node in enumerate(TOPOLOGY.nodes):
+        loads[f"cust-{node}>{node}"] = float(out[i])
+        loads[f"{node}>cust-{node}"] = float(inn[i])
+    return loads
+
+
+@pytest.mark.parametrize("missing", [None, "cust-c>c"])
+def test_edge_links_give_the_estimate_its_node_totals(client, tokens, settings, clean_db, missing):
+    """With every router's edge links labelled and reporting, the shift is tomogravity's
+    with their sums as node totals; with one of them silent, the totals are fitted."""
+    h = auth(tokens["admin"])
+    edges = edge_loads(0)
+    for name in LINKS:
+        r = client.post("/api/v1/links", json={"name": name, "capacity_bps": 1e10}, headers=h)
+        assert r.status_code in (200, 201), r.text
+    for name in edges:
+        role = "ingress" if name.startswith("cust-") else "egress"
+        r = client.post("/api/v1/links", json={"name": name, "labels": {"edge": role}}, headers=h)
+        assert r.status_code in (200, 201), r.text
+    batch = [
+        {"link": link, "ts": at(k).isoformat(), "value": v}
+        for k in range(N)
+        for link, v in {**truth(k, failed=False), **edge_loads(k)}.items()
+        if link != missing or k < N - 1
+    ]
+    r = client.post("/api/v1/telemetry", json={"samples": batch}, headers=auth(tokens["write"]))
+    assert r.status_code == 200, r.text
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    before = stored(clean_db, at(N))
+    post_event(client, tokens["write"], "failure", FAILED, at(N) + timedelta(seconds=2))
+    assert eng.tick().reroutes == 1
+    after = stored(clean_db, at(N))
+    got = np.array([after["persistence"][n][0] - before["persistence"][n][0] for n in UP])
+    # the edge links are no links of the backbone: no shift, nothing failed
+    assert all(np.array_equal(after["persistence"][n], before["persistence"][n]) for n in edges)
+
+    y = np.array([truth(N - 1, failed=False)[n] for n in TOPOLOGY.link_names])
+    n_nodes = len(TOPOLOGY.nodes)
+    x = demands(N - 1)
+    totals = (
+        np.bincount(BASE.origin, weights=x, minlength=n_nodes),
+        np.bincount(BASE.dest, weights=x, minlength=n_nodes),
+    )
+    up = [TOPOLOGY.link_index(n) for n in UP]
+    with_edges = failure_shift(BASE, y, FAILED, totals_bps=totals).shift_bps[up]
+    fitted = failure_shift(BASE, y, FAILED).shift_bps[up]
+    true = np.array([truth(N - 1, failed=True)[n] - y[i] for n, i in zip(UP, up, strict=True)])
+    # the two estimates differ, so the test tells which one the engine made
+    assert np.abs(with_edges - fitted).max() > 0.05 * np.abs(true).max()
+    if missing is None:
+        assert eng._failures.prior == f"{len(edges)} edge links"
+        np.testing.assert_allclose(got, with_edges, rtol=1e-3, atol=1e3)
+        # and the measured totals bring the shift nearer the truth
+        assert np.abs(with_edges - true).sum() < np.abs(fitted - true).sum()
+    else:
+        assert eng._failures.prior == "fitted"
+        np.testing.assert_allclose(got, fitted, rtol=1e-3, atol=1e3)
     eng.release()
 
 

@@ -5,6 +5,7 @@ import math
 import networkx as nx
 import pytest
 
+from network.demand import edge_totals
 from network.records import build_topology
 from network.topology import Link, Topology, endpoints
 
@@ -151,3 +152,54 @@ def test_build_topology_keeps_what_it_can_and_says_what_it_left_out():
         "node 'b' at (lon, lat) (2.0, 5.0), but another link puts it at (2.0, 1.0)"
         in (clash.problems[0][1])
     )
+
+
+def test_edge_links_are_set_apart_with_their_router_and_direction():
+    built = build_topology(
+        [
+            {"name": "a>b"},
+            {"name": "b>a"},
+            {"name": "r1:xe-0/0/1", "src": "cust", "dst": "a", "labels": {"edge": "ingress"}},
+            {"name": "a>peer", "labels": {"edge": "egress", "metric": 5}},
+            {"name": "b>up", "labels": {"edge": "both"}},
+            {"name": "z>q", "labels": {"edge": "ingress"}},
+            {"name": "ifX", "labels": {"edge": "ingress"}},
+        ]
+    )
+    # no routing crosses them, and their outer ends are no nodes
+    assert built.topology.link_names == ("a>b", "b>a")
+    assert built.topology.nodes == ("a", "b")
+    assert [(e.name, e.node, e.direction) for e in built.edges] == [
+        ("r1:xe-0/0/1", "a", "ingress"),
+        ("a>peer", "a", "egress"),
+    ]
+    assert built.unplaced == ("ifX",)
+    assert built.problems == (
+        ("b>up", "link 'b>up': label edge 'both' is not 'ingress' or 'egress'"),
+        ("z>q", "ingress link 'z>q': no backbone link has its router 'q'"),
+    )
+
+
+def test_edge_totals_sum_each_routers_edge_links_or_say_none():
+    built = build_topology(
+        [
+            {"name": "a>b"},
+            {"name": "b>a"},
+            {"name": "c1>a", "labels": {"edge": "ingress"}},
+            {"name": "c2>a", "labels": {"edge": "ingress"}},
+            {"name": "b>c3", "labels": {"edge": "egress"}},
+            {"name": "a>c1", "labels": {"edge": "egress"}},
+        ]
+    )
+    loads = {"c1>a": 1e9, "c2>a": 2e9, "b>c3": 2.5e9, "a>c1": 0.5e9, "a>b": 7e9}
+    out, inn = edge_totals(built.topology, built.edges, loads)
+    assert out.tolist() == [3e9, 0.0] and inn.tolist() == [0.5e9, 2.5e9]
+    # an edge link without a finite load: no totals (a partial sum would mislead)
+    for bad in (None, float("nan"), -1.0, float("inf")):
+        assert edge_totals(built.topology, built.edges, {**loads, "c2>a": bad}) is None
+    assert edge_totals(built.topology, (), loads) is None
+    # nothing leaves anywhere: no prior to take
+    assert edge_totals(built.topology, built.edges, {**loads, "b>c3": 0.0, "a>c1": 0.0}) is None
+    other = build_topology([{"name": "x>y"}, {"name": "y>x"}]).topology
+    with pytest.raises(ValueError, match="not a node of the topology"):
+        edge_totals(other, built.edges, loads)

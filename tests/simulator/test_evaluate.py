@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 import simulator.evaluate as evaluate
 from linkcast.cli import app
 from network.reroute import failure_shift, scale_shift
+from network.routing import route
 from simulator.estimation import ESTIMATION_COLUMNS
 from simulator.evaluate import (
     DETECTED_MODELS,
@@ -557,6 +558,42 @@ def known_runs() -> list[tuple[evaluate.ScenarioRun, evaluate.KnownFailure]]:
         runs = evaluate.run_models(results, p, seed, known=known, detected=found)
         out.append((runs["drastic"], known["drastic"], found["drastic"]))
     return out
+
+
+class _Told:
+    """Stands in for the suite: keeps what a KnownFailure tells it."""
+
+    def __init__(self) -> None:
+        self.shift = self.down = None
+
+    def set_reroute(self, shift, down, reissue=True):  # noqa: ANN001
+        self.shift, self.down = shift, down
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_edge_links_give_the_shift_the_traffics_node_totals(seed):
+    """``--edge-links`` (the default): the shift is tomogravity's with the traffic entering
+    and leaving at each node in the step before the failure as its prior's totals."""
+    topo = load_topology("abilene")
+    p = Protocol.for_run(300, quick=True)
+    f = p.failure_step
+    tr = SeedTask(seed, topo, None, ("drastic",), p).traffic_for_seed()
+    res = build_scenarios(topo, tr, ("drastic",), seed, p)[0]["drastic"]
+    out, inn = evaluate.node_totals(topo, tr)
+    n = len(topo.nodes)
+    assert out.shape == inn.shape == (tr.n_steps, n)
+    s = [topo.nodes.index(a) for a, _ in tr.pairs]
+    d = [topo.nodes.index(b) for _, b in tr.pairs]
+    np.testing.assert_allclose(out[f - 1], np.bincount(s, tr.demands_bps[f - 1], n))
+    np.testing.assert_allclose(inn[f - 1], np.bincount(d, tr.demands_bps[f - 1], n))
+    told, fitted = _Told(), _Told()
+    evaluate.KnownFailure.of(res, topo, tr.pairs, (out, inn)).update(told, res.loads_bps, f)
+    evaluate.KnownFailure.of(res, topo, tr.pairs).update(fitted, res.loads_bps, f)
+    routing = route(topo.network, tr.pairs)
+    failed = np.flatnonzero(told.down).tolist()
+    want = failure_shift(routing, res.loads_bps[f - 1], failed, totals_bps=(out[f - 1], inn[f - 1]))
+    np.testing.assert_allclose(told.shift, want.shift_bps, rtol=1e-9, atol=1e-3)
+    assert not np.allclose(fitted.shift, told.shift, rtol=1e-3)  # the totals matter
 
 
 def test_the_copy_is_told_of_the_failure_at_its_instant(known_runs):
