@@ -118,6 +118,7 @@ def estimate_demands(
     loads_bps: np.ndarray | Sequence[Sequence[float]],
     *,
     prior_bps: np.ndarray | None = None,
+    totals_bps: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Demands:
     """The OD demands of every step that reproduce the link loads (see the module).
 
@@ -135,6 +136,11 @@ def estimate_demands(
         does in Soule et al., "Traffic matrix tracking using Kalman filters",
         SIGMETRICS PER 2005). Check :attr:`Demands.fit_error` and estimate afresh
         when it grows.
+    totals_bps : (numpy.ndarray, numpy.ndarray), optional
+        ``(out, in)``, ``(T, N)`` each, bit/s: the traffic entering and leaving the
+        network at each node at each step (edge links,
+        :func:`network.demand.edge_totals`): the node totals of the reference step's
+        tomogravity; fitted to its loads when not given. Unused with ``prior_bps``.
 
     Returns
     -------
@@ -144,9 +150,13 @@ def estimate_demands(
     ------
     ValueError
         If ``loads_bps`` is not ``(T, L)`` or holds a negative or infinite value, or
-        ``prior_bps`` is not ``(P,)`` finite and >= 0.
+        ``prior_bps`` is not ``(P,)`` finite and >= 0, or ``totals_bps`` not ``(T, N)``.
     """
     y = _loads_2d(routing, loads_bps)
+    if totals_bps is not None:
+        shape = (len(y), len(routing.topology.nodes))
+        if any(np.shape(t) != shape for t in totals_bps):
+            raise ValueError(f"totals_bps must be two arrays of shape {shape}")
     measured = np.isfinite(y).all(axis=0) & routing.alive
     ym = np.where(measured, y, 0.0)  # a row of zeros and a load of 0 constrain nothing
     keep = sparse.diags_array(measured.astype(float))
@@ -158,7 +168,8 @@ def estimate_demands(
             raise ValueError(f"prior_bps must be ({len(routing.pairs)},), finite and >= 0")
         ref = -1
     elif ym[ref].any():
-        x0 = tomogravity(fitted, ym[ref]).demands_bps
+        out, inn = (None, None) if totals_bps is None else (t[ref] for t in totals_bps)
+        x0 = tomogravity(fitted, ym[ref], out_bps=out, in_bps=inn).demands_bps
     else:  # no load measured at all (or no link): no demand seen
         x0 = np.zeros(len(routing.pairs))
     x0 = np.where(routing.routable, x0, 0.0)  # unseen by any link: nothing to say of them

@@ -31,6 +31,14 @@ class TopologyLinkPublic(BaseModel):
     reverse: str | None = Field(description="the link back from dst to src, if known")
 
 
+class EdgeLinkPublic(BaseModel):
+    name: str
+    node: str = Field(description="the router where its traffic enters or leaves the network")
+    direction: Literal["ingress", "egress"] = Field(
+        description="ingress: traffic entering the network at `node`; egress: leaving it"
+    )
+
+
 class TopologyProblemPublic(BaseModel):
     link: str | None = Field(description="the link left out; null: coordinates clashed")
     detail: str
@@ -39,6 +47,11 @@ class TopologyProblemPublic(BaseModel):
 class TopologyPublic(BaseModel):
     nodes: list[NodePublic]
     links: list[TopologyLinkPublic]
+    edges: list[EdgeLinkPublic] = Field(
+        description="edge (access, peering) links, labelled `edge`: `ingress` or `egress`;"
+        " not routed over, their loads summed per router are the demand estimate's node"
+        " totals"
+    )
     metric: Literal["igp", "distance", "hops"] = Field(
         description="what routing goes by: IGP metrics when every link has one, else "
         "great-circle distance when every node has coordinates, else hop count"
@@ -55,7 +68,8 @@ class TopologyPublic(BaseModel):
 def get_topology(session: SessionDep, _: ReaderDep) -> TopologyPublic:
     """Nodes and directed links from the registered links: nodes from `src`/`dst` or
     `A>B` names, IGP metric from the `metric` label, node coordinates from the
-    `src_lat`, `src_lon`, `dst_lat`, `dst_lon` labels."""
+    `src_lat`, `src_lon`, `dst_lat`, `dst_lon` labels; links labelled `edge` (`ingress`
+    at their `dst`, `egress` at their `src`) listed apart as edge links."""
     built = build_topology(link_records(session=session))
     topo = built.topology
     names = topo.link_names
@@ -79,6 +93,9 @@ def get_topology(session: SessionDep, _: ReaderDep) -> TopologyPublic:
     return TopologyPublic(
         nodes=nodes,
         links=links,
+        edges=[
+            EdgeLinkPublic(name=e.name, node=e.node, direction=e.direction) for e in built.edges
+        ],
         metric=link_weights(topo)[1],
         unplaced=list(built.unplaced),
         problems=[TopologyProblemPublic(link=k, detail=d) for k, d in built.problems],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -30,7 +30,8 @@ from api.errors import AUTH, responses
 from api.schemas import ErrorPublic, Text
 from db.topology import link_records
 from db.whatif import latest_issue, links_down
-from network.records import build_topology
+from network.demand import edge_totals
+from network.records import TopologyBuild, build_topology
 from network.routing import Routing, route
 from network.topology import Topology
 from network.whatif import Demands, estimate_demands, horizon_scan, what_if
@@ -198,7 +199,11 @@ def _keep(store: OrderedDict, key: tuple, value: object) -> None:
 
 
 def _estimate(
-    routing: Routing, loads: np.ndarray, issued_at: datetime, step_seconds: int
+    routing: Routing,
+    loads: np.ndarray,
+    issued_at: datetime,
+    step_seconds: int,
+    totals: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Demands:
     """:func:`estimate_demands`, kept for the same network and forecasts, and tracked from
     one issue to the next: the previous issue's demands (at the new issue's first step)
@@ -211,7 +216,10 @@ def _estimate(
         routing.failed,
         routing.weights.tobytes(),
     )
-    key = (*net, loads.shape, hashlib.sha256(loads.tobytes()).hexdigest())
+    digest = hashlib.sha256(loads.tobytes())
+    for t in totals or ():
+        digest.update(t.tobytes())
+    key = (*net, loads.shape, totals is not None, digest.hexdigest())
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -226,7 +234,7 @@ def _estimate(
             demands = tracked
             new = _Track(demands, issued_at, step_seconds, track.anchor_error, track.issues + 1)
     if demands is None:
-        demands = estimate_demands(routing, loads)
+        demands = estimate_demands(routing, loads, totals_bps=totals)
         new = _Track(demands, issued_at, step_seconds, demands.fit_error, 0)
     if track is None or issued_at >= track.issued_at:
         _keep(_tracks, net, new)
@@ -239,7 +247,7 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
     to fail) are checked first, so a bad name is a 422 whether or not forecasts exist."""
     records = link_records(session=session)
     built = build_topology(records)
-    _check(names, {str(r["name"]) for r in records}, built.unplaced, built.problems)
+    _check(names, {str(r["name"]) for r in records}, built)
     issue = latest_issue(session=session, model=model)
     if issue is None:
         raise HTTPException(
@@ -259,27 +267,55 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
             loads[: len(values), i] = [np.nan if v is None else v for v in values]
     loads[~np.isfinite(loads)] = np.nan
     loads = np.maximum(loads, 0.0)  # a load is never negative (NaN stays NaN)
+    totals = _edge_totals(built, issue.values_bps, len(loads))
     return _State(
         topology=topo,
         down=down,
         routing=routing,
         loads=loads,
-        demands=_estimate(routing, loads, issue.issued_at, issue.step_seconds),
+        demands=_estimate(routing, loads, issue.issued_at, issue.step_seconds, totals),
         issued_at=issue.issued_at,
         step_seconds=issue.step_seconds,
     )
 
 
-def _check(
-    names: Sequence[str],
-    known: set[str],
-    unplaced: tuple[str, ...],
-    problems: tuple[tuple[str | None, str], ...],
-) -> None:
+def _edge_totals(
+    built: TopologyBuild, values_bps: Mapping[str, Sequence[float | None]], steps: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(out, in)``, ``(steps, N)`` each: each router's traffic in and out at each step of
+    the forecasts, from its edge links' (:func:`network.demand.edge_totals`); None when
+    there are none, or one lacks a forecast at a step (then fitted to the loads)."""
+    if not built.edges:
+        return None
+    outs, ins = [], []
+    for t in range(steps):
+        at_t = {}
+        for e in built.edges:
+            values = values_bps.get(e.name)
+            value = values[t] if values is not None and t < len(values) else None
+            at_t[e.name] = np.nan if value is None else float(value)
+        totals = edge_totals(built.topology, built.edges, at_t)
+        if totals is None:
+            return None
+        outs.append(totals[0])
+        ins.append(totals[1])
+    return np.array(outs), np.array(ins)
+
+
+def _check(names: Sequence[str], known: set[str], built: TopologyBuild) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise HTTPException(422, f"unknown links: {', '.join(repr(n) for n in unknown)}")
-    why = {k: v for k, v in problems if k is not None}
+    edges = {e.name: e for e in built.edges}
+    for n in names:
+        if n in edges:
+            raise HTTPException(
+                422,
+                f"link {n!r} is an {edges[n].direction} edge link of {edges[n].node!r}"
+                " (label edge), not a link of the backbone: no traffic is routed over it,"
+                " so failing it moves none",
+            )
+    unplaced, why = built.unplaced, {k: v for k, v in built.problems if k is not None}
     for n in names:
         if n in unplaced:
             raise HTTPException(

@@ -16,6 +16,10 @@ def test_topology_from_names_fields_and_labels(client, tokens):
         {"name": "HSTNng>ATLAng", "capacity_bps": 1e10, "labels": {"metric": 1176}},
         {"name": "r1:xe-0/0/1", "src": "HSTNng", "dst": "KSCYng", "labels": {"metric": "2"}},
         {"name": "KSCYng>ATLAng", "labels": {"metric": "0"}},
+        # edge links: a customer's traffic into ATLAng, a peer's out of HSTNng
+        {"name": "cust1>ATLAng", "labels": {"edge": "ingress"}},
+        {"name": "HSTNng:peer", "src": "HSTNng", "dst": "ix", "labels": {"edge": "egress"}},
+        {"name": "ATLAng>nowhere", "labels": {"edge": "out"}},
     ):
         assert client.post("/api/v1/links", json=body, headers=admin).status_code == 201
     # A link pushed under a name with no nodes is registered, but cannot be placed.
@@ -56,17 +60,32 @@ def test_topology_from_names_fields_and_labels(client, tokens):
             "reverse": None,
         },
     ]
+    assert body["edges"] == [
+        {"name": "HSTNng:peer", "node": "HSTNng", "direction": "egress"},
+        {"name": "cust1>ATLAng", "node": "ATLAng", "direction": "ingress"},
+    ]
     assert body["metric"] == "igp"  # every link left in has a metric
     assert body["unplaced"] == ["eth0"]
     assert body["problems"] == [
         {
+            "link": "ATLAng>nowhere",
+            "detail": "link 'ATLAng>nowhere': label edge 'out' is not 'ingress' or 'egress'",
+        },
+        {
             "link": "KSCYng>ATLAng",
             "detail": "link 'KSCYng>ATLAng': metric '0' is not an integer in 1..16777215",
-        }
+        },
     ]
 
 
 def test_empty_topology_and_auth(client, tokens):
     r = client.get("/api/v1/topology", headers=auth(tokens["read"]))
-    assert r.json() == {"nodes": [], "links": [], "metric": "hops", "unplaced": [], "problems": []}
+    assert r.json() == {
+        "nodes": [],
+        "links": [],
+        "edges": [],
+        "metric": "hops",
+        "unplaced": [],
+        "problems": [],
+    }
     assert client.get("/api/v1/topology").status_code == 401

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 from db.live import array_literal, insert_forecasts
 from network.routing import route
 from network.topology import Topology
+from network.whatif import estimate_demands, what_if
 from tests.conftest import auth
 
 ISSUED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -344,3 +345,58 @@ def test_the_next_issue_is_answered_from_its_own_forecasts(client, tokens, trian
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e3)
     assert body["demand_fit_error"] < 1e-4
     assert [t.issues for t in routes._tracks.values()] == [1]  # tracked, not made afresh
+
+
+#: A ring A-B-C-D and demands far from gravity (B sends mostly to D), over two steps.
+RING = ("A", "B", "C", "D")
+RING_LINKS = ["A>B", "B>A", "B>C", "C>B", "C>D", "D>C", "D>A", "A>D"]
+RING_DEMANDS = {
+    ("A", "B"): [0.1e9, 0.2e9],
+    ("A", "C"): [0.3e9, 0.2e9],
+    ("B", "D"): [0.6e9, 0.5e9],
+    ("B", "C"): [0.05e9, 0.1e9],
+    ("C", "A"): [0.2e9, 0.3e9],
+    ("D", "A"): [0.4e9, 0.3e9],
+    ("D", "B"): [0.1e9, 0.1e9],
+    ("C", "D"): [0.2e9, 0.2e9],
+}
+
+
+def test_edge_links_forecasts_are_the_demand_estimates_node_totals(client, tokens, clean_db):
+    """Each router's edge links (label edge) give the estimate its node totals at every
+    step: the answer is what_if over tomogravity with those totals, not with fitted ones;
+    failing an edge link is a 422 (no traffic is routed over it)."""
+    topo = register(client, tokens, RING_LINKS, capacity_bps=10 * GBIT)
+    loads, routing, x = demand_loads(topo, RING_DEMANDS)
+    n = len(topo.nodes)
+    out = np.stack([np.bincount(routing.origin, weights=row, minlength=n) for row in x])
+    inn = np.stack([np.bincount(routing.dest, weights=row, minlength=n) for row in x])
+    forecasts = {name: loads[:, i].tolist() for i, name in enumerate(topo.link_names)}
+    for i, node in enumerate(topo.nodes):
+        for name, role, values in (
+            (f"cust-{node}>{node}", "ingress", out[:, i]),
+            (f"{node}>cust-{node}", "egress", inn[:, i]),
+        ):
+            body = {"name": name, "labels": {"edge": role}}
+            r = client.post("/api/v1/links", json=body, headers=auth(tokens["admin"]))
+            assert r.status_code == 201, r.text
+            forecasts[name] = values.tolist()
+    store_forecasts(clean_db, forecasts)
+
+    r = client.get("/api/v1/whatif", params={"fail": "B>C"}, headers=auth(tokens["read"]))
+    assert r.status_code == 200, r.text
+    links = by_link(r.json())
+    got = np.array([links[name]["load_bps"] for name in topo.link_names]).T
+    assert "cust-A>A" not in links  # no backbone link, no what-if load
+    stored = np.array([forecasts[name] for name in topo.link_names], dtype=np.float32).T
+    y = stored.astype(float)
+    measured = estimate_demands(routing, y, totals_bps=(out, inn)).demands_bps
+    fitted = estimate_demands(routing, y).demands_bps
+    want = what_if(routing, measured, y, ["B>C", "C>B"]).loads_bps
+    other = what_if(routing, fitted, y, ["B>C", "C>B"]).loads_bps
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e4)
+    assert np.abs(want - other).max() > 0.05 * GBIT  # the totals change the answer
+
+    r = client.get("/api/v1/whatif", params={"fail": "cust-B>B"}, headers=auth(tokens["read"]))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("link 'cust-B>B' is an ingress edge link of 'B'")
