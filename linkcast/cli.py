@@ -459,6 +459,15 @@ def simulate(
         bool, typer.Option(help="Wait for each step's time; --no-wait pushes at once.")
     ] = True,
     log_every: Annotated[float, typer.Option(help="Seconds between progress lines.")] = 30.0,
+    edge_links: Annotated[
+        bool,
+        typer.Option(
+            help="Also push each router's edge links, NODE:in and NODE:out (the traffic "
+            "entering and leaving the network there), registered with the label edge "
+            "(needs an admin token): the engine's demand estimate takes its node totals "
+            "from them."
+        ),
+    ] = False,
 ) -> None:
     """A simulated network as a live collector: push link loads and failures to the API."""
     import signal
@@ -485,6 +494,7 @@ def simulate(
             fail_at=fail_at,
             backfill=backfill,
             repair_after=repair_after,
+            edge_links=edge_links,
         )
         feeder = Feeder(
             network,

@@ -85,6 +85,7 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_PATH = "/api/v1/telemetry"
 EVENTS_PATH = "/api/v1/events"
+LINKS_PATH = "/api/v1/links"
 #: Samples per request at most (the API takes 50,000; smaller requests retry cheaply).
 MAX_BATCH_SAMPLES = 5_000
 #: Live steps before the failure by default: the models warm up first.
@@ -291,6 +292,8 @@ class Feeder:
         wanted = None if self.links is None else set(self.links)
         names = [n for n in self.network.link_names if wanted is None or n in wanted]
         pushed = frozenset(names)
+        edges = self.network.edge_link_records()
+        names += [r["name"] for r in edges]
         pending: deque[_Request] = deque()
         samples: list[dict[str, Any]] = []
         events_on = [True]
@@ -322,6 +325,8 @@ class Feeder:
             timeout=self.timeout_seconds,
             transport=self.transport,
         ) as client:
+            if edges and not self._register(client, edges, stop):
+                return stats
             generated = 0
             live = False
             for index, step in enumerate(self._steps()):
@@ -389,6 +394,46 @@ class Feeder:
             )
         self._log_progress(stats, final=True)
         return stats
+
+    def _register(
+        self, client: httpx.Client, records: list[dict[str, Any]], stop: threading.Event
+    ) -> bool:
+        """Register the edge links with their label (``POST /api/v1/links``, admin scope),
+        retrying as a push does; False if stopped first.
+
+        Raises
+        ------
+        FeederError
+            When the API refuses one for good (a token without the admin scope).
+        """
+        log.info("registering %d edge links (label edge: ingress, egress)", len(records))
+        for record in records:
+            attempt = 0
+            while not stop.is_set():
+                try:
+                    response = client.post(LINKS_PATH, json=record)
+                except httpx.HTTPError as exc:
+                    why = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.is_success:
+                        break
+                    if response.status_code not in RETRY_STATUSES:
+                        hint = (
+                            " (registering edge links needs a token with the admin scope)"
+                            if response.status_code == 403
+                            else ""
+                        )
+                        raise FeederError(
+                            f"POST {LINKS_PATH} {record['name']!r}: {response.status_code}"
+                            f" {_detail(response)}{hint}"
+                        )
+                    why = f"{response.status_code} {_detail(response)}"
+                attempt += 1
+                log.warning("edge link %s not registered (%s); retrying", record["name"], why)
+                stop.wait(self._backoff(attempt))
+            else:
+                return False
+        return True
 
     def _scenario_line(self) -> str:
         events = self.network.scenario.events
@@ -580,6 +625,7 @@ def build_network(
     backfill: int = 0,
     repair_after: int | None = None,
     n_steps: int | None = None,
+    edge_links: bool = False,
 ) -> SimulatedNetwork:
     """A network with traffic and a failure, ready to feed.
 
@@ -604,6 +650,8 @@ def build_network(
         Repair the failed links this many steps after the failure.
     n_steps : int, optional
         Length of sine traffic (default: one week, or more when needed).
+    edge_links : bool
+        Also push each router's edge links (:meth:`SimulatedNetwork.edge_link_records`).
 
     Raises
     ------
@@ -643,8 +691,9 @@ def build_network(
                 events = tuple(events) + tuple(
                     LinkEvent(repair_step, e.link, EventKind.REPAIR) for e in built.events
                 )
-        return SimulatedNetwork(topo, tr, Scenario(tuple(events), name, built.target))
-    return SimulatedNetwork(topo, tr, Scenario((), name))
+        scenario_played = Scenario(tuple(events), name, built.target)
+        return SimulatedNetwork(topo, tr, scenario_played, edge_links=edge_links)
+    return SimulatedNetwork(topo, tr, Scenario((), name), edge_links=edge_links)
 
 
 def select_links(network: SimulatedNetwork, max_links: int) -> tuple[str, ...]:

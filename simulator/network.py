@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import count
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,9 @@ class SimulatedNetwork:
         traffic's step); a demo may replay 5-minute traffic every 60 s.
     ecmp : bool
     metric : {"auto", "distance", "hops"}
+    edge_links : bool
+        Also report each router's edge links (:meth:`edge_link_records`): the traffic
+        entering the network there and leaving it, as its access interfaces measure it.
 
     Notes
     -----
@@ -89,6 +93,7 @@ class SimulatedNetwork:
         *,
         ecmp: bool = False,
         metric: Metric = "auto",
+        edge_links: bool = False,
     ) -> None:
         if step_seconds is not None and step_seconds <= 0:
             raise ValueError(f"step_seconds must be > 0, got {step_seconds}")
@@ -98,6 +103,7 @@ class SimulatedNetwork:
         self.step_seconds = int(step_seconds or traffic.step_seconds)
         self.ecmp = ecmp
         self.metric = metric
+        self.edge_links = edge_links
 
     @cached_property
     def result(self) -> SimulationResult:
@@ -119,6 +125,35 @@ class SimulatedNetwork:
     def loads(self) -> np.ndarray:
         """``(T, L)`` load of each directed link in bit/s."""
         return self.result.loads_bps
+
+    def edge_link_records(self) -> list[dict[str, Any]]:
+        """Each router's two edge links as ``POST /api/v1/links`` takes them: ``NODE:in``
+        (label ``edge`` ``ingress``, from ``NODE.outside`` to the node) and ``NODE:out``
+        (``egress``, back), or none without ``edge_links``. Their names hold no ``>``:
+        pushed without the label, they would be unplaced links, never routed over."""
+        if not self.edge_links:
+            return []
+        records = []
+        for node in self.topology.nodes:
+            outside = f"{node}.outside"
+            records.append(
+                {"name": f"{node}:in", "src": outside, "dst": node, "labels": {"edge": "ingress"}}
+            )
+            records.append(
+                {"name": f"{node}:out", "src": node, "dst": outside, "labels": {"edge": "egress"}}
+            )
+        return records
+
+    @cached_property
+    def _edge_loads(self) -> np.ndarray:
+        """``(T, 2N)`` bit/s, in :meth:`edge_link_records`' order: each node's demands as
+        origin (all of them, routable or not: they enter the network) and as destination."""
+        nodes = {n: i for i, n in enumerate(self.topology.nodes)}
+        one_hot = np.eye(len(nodes))
+        x = self.traffic.demands_bps
+        out = x @ one_hot[[nodes[a] for a, _ in self.traffic.pairs]]
+        inn = x @ one_hot[[nodes[b] for _, b in self.traffic.pairs]]
+        return np.stack([out, inn], axis=2).reshape(len(x), -1)
 
     def events_at(self, step: int) -> tuple[LinkEvent, ...]:
         """Events that take effect at ``step`` (within one pass)."""
@@ -146,6 +181,8 @@ class SimulatedNetwork:
             for i in sorted(final)
         )
         names = self.link_names
+        edges = [r["name"] for r in self.edge_link_records()]
+        edge_loads = self._edge_loads if edges else None
         n = self.n_steps
         steps = count(start) if loop else range(start, n)
         for step in steps:
@@ -153,7 +190,12 @@ class SimulatedNetwork:
             yield StepLoads(
                 step=step,
                 offset_seconds=step * self.step_seconds,
-                loads_bps={name: float(v) for name, v in zip(names, row, strict=True)},
+                loads_bps={name: float(v) for name, v in zip(names, row, strict=True)}
+                | (
+                    {}
+                    if edge_loads is None
+                    else dict(zip(edges, edge_loads[step % n].tolist(), strict=True))
+                ),
                 events=(wrap if step >= n and step % n == 0 else ()) + self.events_at(step % n),
             )
 

@@ -317,3 +317,36 @@ def test_simulate_bad_token_exits_with_the_reason(live_api, clean_db):
     result = CliRunner().invoke(app, [*args, "--steps", "1", "--no-wait"])
     assert result.exit_code == 1
     assert "401" in result.output and "--token" in result.output
+
+
+def test_edge_links_are_registered_with_their_label_and_pushed(live_api, tokens, clean_db):
+    """``simulate --edge-links``: each router's NODE:in and NODE:out, labelled, carrying
+    the traffic its demands send and receive; the topology lists them as edge links."""
+    args = ["simulate", "--push", live_api.url, "--token", tokens["admin"], "--topology"]
+    args += ["abilene", "--scenario", "none", "--steps", "2", "--no-wait", "--edge-links"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    net = build_network(topology="abilene", scenario="none", edge_links=True)
+    rows = stored(clean_db)
+    nodes = net.topology.nodes
+    assert set(rows) == set(net.link_names) | {f"{n}:{d}" for n in nodes for d in ("in", "out")}
+    x = net.traffic.demands_bps[:2]
+    for i, node in enumerate(nodes):
+        sent = x[:, [a == node for a, _ in net.traffic.pairs]].sum(axis=1)
+        received = x[:, [b == node for _, b in net.traffic.pairs]].sum(axis=1)
+        np.testing.assert_allclose([v for _, v in rows[f"{node}:in"]], sent, rtol=1e-9)
+        np.testing.assert_allclose([v for _, v in rows[f"{node}:out"]], received, rtol=1e-9)
+    body = httpx.get(f"{live_api.url}/api/v1/topology", headers=auth(tokens["read"])).json()
+    assert {(e["name"], e["node"], e["direction"]) for e in body["edges"]} == {
+        (f"{n}:{d}", n, "ingress" if d == "in" else "egress") for n in nodes for d in ("in", "out")
+    }
+    assert body["problems"] == [] and len(body["links"]) == len(net.link_names)
+
+    # a token without the admin scope cannot label links: a clear stop, nothing pushed
+    with clean_db.begin() as conn:
+        conn.execute(text("TRUNCATE link, sample"))
+    args[args.index(tokens["admin"])] = tokens["write"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "403" in result.output and "admin scope" in result.output
+    assert stored(clean_db) == {}
