@@ -16,6 +16,11 @@ the two days from day ``k`` (seeds 0 to 12) and drawing the failure.
 
     python bench/demand_estimation.py [--topology nobel-eu] [--traffic sine|abilene]
         [--seeds 0-9] [--samples 24] [--totals fitted measured]
+        [--coverage 1.0] [--local-share 0.0]
+
+``--coverage`` and ``--local-share`` test the measured totals as an operator's edge
+links give them: labelled at some routers only (the others' totals fitted), and
+counting the traffic that enters and leaves at the same router.
 """
 
 from __future__ import annotations
@@ -44,6 +49,19 @@ def main() -> None:
     parser.add_argument(
         "--totals", nargs="+", choices=("fitted", "measured"), default=["fitted", "measured"]
     )
+    parser.add_argument(
+        "--coverage",
+        type=float,
+        default=1.0,
+        help="measured: share of the routers whose edge links are labelled (others fitted)",
+    )
+    parser.add_argument(
+        "--local-share",
+        type=float,
+        default=0.0,
+        help="measured: mean share of each router's edge traffic that stays local (same"
+        " router in and out: counted by edge links, carried by no backbone link)",
+    )
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
     if args.traffic == "abilene":
@@ -52,7 +70,11 @@ def main() -> None:
             parser.error(f"abilene traffic has {full.n_steps // DAY} days: seeds 0 to 12")
     else:
         topo = load_topology(args.topology)
-    print(f"{topo.name}, {args.traffic} traffic, drastic scenario, {args.samples} steps a seed")
+    print(
+        f"{topo.name}, {args.traffic} traffic, drastic scenario, {args.samples} steps a seed;"
+        f" measured: edge links at {args.coverage:.0%} of the routers, local traffic"
+        f" {args.local_share:.0%} on average"
+    )
     print("seed  totals    links  demand  prior  same-step  1h-ahead  seconds")
     rows: dict[str, list[list[float]]] = {t: [] for t in args.totals}
     for seed in seeds:
@@ -63,7 +85,16 @@ def main() -> None:
         result = experiment(topo, traffic, "drastic", seed=seed)
         for totals in args.totals:
             t0 = time.perf_counter()
-            s = score_estimation(topo, traffic, result, samples=args.samples, totals=totals)
+            s = score_estimation(
+                topo,
+                traffic,
+                result,
+                samples=args.samples,
+                totals=totals,
+                coverage=args.coverage,
+                local_share=args.local_share,
+                draw=seed,
+            )
             values = [getattr(s, f) for f in FIGURES]
             rows[totals].append(values)
             print(

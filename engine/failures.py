@@ -99,12 +99,17 @@ Edge links
     their loads at each router, from the same bucket as the backbone's loads, are
     tomogravity's node totals (:func:`network.demand.edge_totals`), as the paper
     measures them. ``linkcast evaluate`` measured what they buy on the real Abilene
-    matrices (``--edge-links``, see the README). Without them, or when one of them
-    has no load in the bucket, the totals are fitted to the backbone's loads.
+    matrices (``--edge-links``, see the README). A router without edge links in a
+    direction, or one of whose edge links has no load in the bucket, has its total
+    that way fitted to the backbone's loads (all of them, without edge links), so a
+    network labelled router by router, or with one silent interface, loses only those
+    routers' measurements (the failure's log line says at how many routers both
+    totals were measured; the engine warns of edge links without a load).
 
 Links the topology does not hold (no ``A>B`` name nor ``src``/``dst``, a bad label)
-cannot be routed: a failure on one is left out (logged), and they get no shift; nor
-does a failure of an edge link (the traffic it carried leaves the network).
+cannot be routed: a failure on one is left out (logged), and they get no shift. A
+failure of an edge link is left out too (logged): no traffic is routed over it; what
+it carried leaves the network, which a re-route does not model.
 """
 
 from __future__ import annotations
@@ -154,7 +159,7 @@ class KnownFailures:
         self._routing: Routing | None = None
         self._placed: frozenset[str] = frozenset()
         self._edges: tuple[EdgeLink, ...] = ()
-        #: where the last estimate's node totals came from: "edge links" or "fitted"
+        #: where the last estimate's node totals came from, in words (the log line's)
         self.prior = "fitted"
         self._ignored: frozenset[str] = frozenset()
         self.estimates = 0
@@ -210,9 +215,11 @@ class KnownFailures:
         out = {n: ts for n, ts in found.items() if n in self._placed}
         ignored = frozenset(found) - frozenset(out)
         if ignored - self._ignored:
+            edges = {e.name for e in self._edges}
             log.warning(
-                "failure events on links the network model cannot place are left out: %s",
-                ", ".join(sorted(ignored)[:10]),
+                "failure events on links the network model does not route over are left"
+                " out (edge links carry no routed traffic; others cannot be placed): %s",
+                ", ".join(f"{n} (edge link)" if n in edges else n for n in sorted(ignored)[:10]),
             )
         self._ignored = ignored
         return out
@@ -250,7 +257,10 @@ class KnownFailures:
             routing, y, sorted(down), measured_failed=measured_down, totals_bps=totals
         )
         self.estimates += 1
-        self.prior = "fitted" if totals is None else f"{len(self._edges)} edge links"
+        self.prior = "fitted"
+        if totals is not None:
+            both = int((np.isfinite(totals[0]) & np.isfinite(totals[1])).sum())
+            self.prior = f"from edge links at {both} of {len(totals[0])} routers, fitted elsewhere"
         self.estimate_seconds += time.perf_counter() - t0
         shift, mask = est.for_links(names)
         self.applied, self.down, self._base = frozenset(down), mask, shift
@@ -267,20 +277,20 @@ class KnownFailures:
         self, loads_bps: np.ndarray, where: dict[str, int]
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The gravity prior's node totals from the edge links' loads of the bucket
-        (:func:`network.demand.edge_totals`), or None (fitted to the loads) when there
-        are no edge links or one was not measured in it."""
+        (:func:`network.demand.edge_totals`: NaN where not measured, fitted), or None
+        (all fitted to the loads) when there are no edge links or none has a load."""
         if not self._edges or self._routing is None:
             return None
         loads = {e.name: float(loads_bps[where[e.name]]) for e in self._edges if e.name in where}
-        totals = edge_totals(self._routing.topology, self._edges, loads)
-        if totals is None:
-            missing = [e.name for e in self._edges if not np.isfinite(loads.get(e.name, np.nan))]
+        missing = [e.name for e in self._edges if not np.isfinite(loads.get(e.name, np.nan))]
+        if missing:
             log.warning(
-                "edge links not measured in the bucket (%s): the demands' prior is fitted to"
-                " the backbone's loads instead",
-                ", ".join(missing[:5]) or "their sums are 0",
+                "%d edge links without a load in the bucket (%s): their routers' totals are"
+                " fitted to the backbone's loads",
+                len(missing),
+                ", ".join(missing[:5]),
             )
-        return totals
+        return edge_totals(self._routing.topology, self._edges, loads)
 
     def scaled(self, loads_bps: np.ndarray, step_seconds: float) -> np.ndarray | None:
         """The shift after a bucket measured under the failure: the estimate's, times the

@@ -50,6 +50,7 @@ True
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -172,9 +173,12 @@ def edge_totals(
 
     The sums of the loads of each node's ``ingress`` and of its ``egress`` edge
     links: the ``out`` and ``in`` of the gravity prior as the tomogravity paper
-    measures them (Zhang et al., SIGMETRICS 2003). A node without edge links counts
-    as transit only (0 both ways): declare the edge links of every router that
-    customers or peers reach.
+    measures them (Zhang et al., SIGMETRICS 2003). A node's total in a direction is
+    NaN, not measured, when it has no edge link that way or when one of them has no
+    finite load >= 0 in ``loads_bps`` (a partial sum would make the node look smaller
+    than it is): :func:`tomogravity` fits those to the link loads. So a network whose
+    edge links are labelled router by router is helped from the first one, and a
+    silent interface costs its router's measurement only.
 
     Parameters
     ----------
@@ -188,10 +192,7 @@ def edge_totals(
     Returns
     -------
     (out_bps, in_bps) or None
-        ``(N,)`` each, bit/s; None when there is no edge link, when one has no
-        finite load >= 0 in ``loads_bps`` (a partial sum would make the routers it
-        misses look smaller than they are), or when either sum over the network is 0
-        (no prior to take from them).
+        ``(N,)`` each, bit/s, NaN where not measured; None when nothing is measured.
 
     Raises
     ------
@@ -202,28 +203,32 @@ def edge_totals(
     --------
     >>> from network.records import build_topology
     >>> built = build_topology([
-    ...     {"name": "a>b"}, {"name": "b>a"},
+    ...     {"name": "a>b"}, {"name": "b>a"}, {"name": "b>c"}, {"name": "c>b"},
     ...     {"name": "x>a", "labels": {"edge": "ingress"}},
     ...     {"name": "b>y", "labels": {"edge": "egress"}},
+    ...     {"name": "z>b", "labels": {"edge": "ingress"}},
     ... ])
     >>> out, inn = edge_totals(built.topology, built.edges, {"x>a": 3e9, "b>y": 2e9})
     >>> out.tolist(), inn.tolist()
-    ([3000000000.0, 0.0], [0.0, 2000000000.0])
-    >>> edge_totals(built.topology, built.edges, {"x>a": 3e9}) is None
+    ([3000000000.0, nan, nan], [nan, 2000000000.0, nan])
+    >>> edge_totals(built.topology, built.edges, {}) is None
     True
     """
-    if not edges:
-        return None
     where = {n: i for i, n in enumerate(topology.nodes)}
     out, inn = np.zeros(len(where)), np.zeros(len(where))
+    seen_out, seen_in = np.zeros(len(where), bool), np.zeros(len(where), bool)
     for e in edges:
         if e.node not in where:
             raise ValueError(f"edge link {e.name!r} is at {e.node!r}, not a node of the topology")
         value = loads_bps.get(e.name)
-        if value is None or not np.isfinite(value) or value < 0:
-            return None
-        (out if e.direction == "ingress" else inn)[where[e.node]] += float(value)
-    if out.sum() <= 0 or inn.sum() <= 0:
+        ok = value is not None and bool(np.isfinite(value)) and value >= 0
+        i = where[e.node]
+        total, seen = (out, seen_out) if e.direction == "ingress" else (inn, seen_in)
+        seen[i] = True
+        total[i] += float(value) if ok else math.nan  # type: ignore[arg-type]
+    out[~seen_out] = math.nan
+    inn[~seen_in] = math.nan
+    if np.isnan(out).all() and np.isnan(inn).all():
         return None
     return out, inn
 
@@ -390,6 +395,15 @@ def _refine(routing: Routing, y: np.ndarray, prior: np.ndarray) -> tuple[np.ndar
     return x, float(np.linalg.norm(R @ x[cols] - y) / norm)
 
 
+def _scaled_to_loads(routing: Routing, y: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """``prior`` times ``c >= 0`` minimising ``||c R prior - y||`` (unchanged if ``R prior``
+    is 0 or ``c`` would be 0: no load to scale it to)."""
+    routed = routing.matrix @ prior
+    norm = float(routed @ routed)
+    c = float(routed @ y) / norm if norm > 0 else 0.0
+    return prior * c if c > 0 else prior
+
+
 def tomogravity(
     routing: Routing,
     link_loads_bps: np.ndarray,
@@ -407,8 +421,13 @@ def tomogravity(
         ``(L,)`` or ``(T, L)`` measured load of each link, bit/s (finite, >= 0).
     out_bps, in_bps : numpy.ndarray, optional
         ``(N,)`` or ``(T, N)`` traffic entering and leaving the network at each
-        node (edge-link measurements, as in the paper); fitted to the link loads
-        by :func:`fit_gravity` when not given.
+        node (edge-link measurements, as in the paper, :func:`edge_totals`), NaN
+        where not measured; fitted to the link loads by :func:`fit_gravity` when
+        not given, and where NaN. A prior made from measured totals is scaled by
+        the one factor that best fits its routed loads to the link loads (least
+        squares): edge links also count the traffic between two customers of the
+        same router, which no backbone link carries and the gravity prior of the
+        other pairs would otherwise take on.
 
     Returns
     -------
@@ -419,7 +438,8 @@ def tomogravity(
     ------
     ValueError
         On a shape that does not match the routing, negative or non-finite
-        loads, or only one of ``out_bps`` and ``in_bps``.
+        loads, negative or infinite totals, or only one of ``out_bps`` and
+        ``in_bps``.
     """
     y = np.asarray(link_loads_bps, dtype=float)
     n_links = len(routing.topology.links)
@@ -440,8 +460,13 @@ def tomogravity(
         if outs is None or ins is None:
             o, i = fit_gravity(routing, yk)
         else:
-            o, i = outs[k], ins[k]
+            o, i = np.asarray(outs[k], dtype=float), np.asarray(ins[k], dtype=float)
+            if np.isnan(o).any() or np.isnan(i).any():
+                fo, fi = fit_gravity(routing, yk)
+                o, i = np.where(np.isnan(o), fo, o), np.where(np.isnan(i), fi, i)
         g = gravity(routing, o, i)
+        if outs is not None:
+            g = _scaled_to_loads(routing, yk, g)
         x, r = _refine(routing, yk, g)
         est.append(x)
         prior.append(g)

@@ -10,7 +10,8 @@ Edge links
     A link whose label ``edge`` is ``ingress`` or ``egress`` is not a link of the
     backbone: it carries traffic into the network at a router (``ingress``: its
     ``dst``, the router, from its ``src``, a customer, peer or upstream outside the
-    model) or out of it (``egress``: from its ``src``, the router). These are the
+    model) or out of it (``egress``: from its ``src``, the router); only the router's
+    end is needed (the field, or that side of an ``A>B`` name). These are the
     access and peering interfaces whose loads give tomogravity its gravity prior
     (Zhang, Roughan, Duffield and Greenberg, SIGMETRICS 2003: the traffic entering
     and leaving the network at each node): :func:`network.demand.edge_totals` sums
@@ -101,6 +102,21 @@ class TopologyBuild:
     edges: tuple[EdgeLink, ...] = ()
 
 
+def _edge(link: str, rec: Mapping[str, Any], role: Any) -> EdgeLink | str | None:
+    """The edge link a record labelled ``edge`` declares; why not (a problem); or None
+    when its router is not known (unplaced). Only the router's end is needed: ``dst``
+    for ``ingress``, ``src`` for ``egress``, else that side of an ``A>B`` name."""
+    if role not in _DIRECTIONS:
+        return f"link {link!r}: label {EDGE_LABEL} {role!r} is not 'ingress' or 'egress'"
+    end = "dst" if role == "ingress" else "src"
+    router = rec.get(end)
+    if not router:
+        parts = link.split(">")
+        named = len(parts) == 2 and all(p.strip() for p in parts)
+        router = (parts[1] if role == "ingress" else parts[0]).strip() if named else None
+    return EdgeLink(link, str(router), role) if router else None
+
+
 def build_topology(records: Iterable[Mapping[str, Any]], *, name: str = "") -> TopologyBuild:
     """Build a topology from link records, leaving out what cannot be used.
 
@@ -128,17 +144,18 @@ def build_topology(records: Iterable[Mapping[str, Any]], *, name: str = "") -> T
             problems.append((link, f"a second link named {link!r}"))
             continue
         seen.add(link)
-        ends = endpoints(link, rec.get("src"), rec.get("dst"))
-        if ends is None:
-            unplaced.append(link)
-            continue
         role = (rec.get("labels") or {}).get(EDGE_LABEL)
         if role is not None:
-            if role not in _DIRECTIONS:
-                why = f"label {EDGE_LABEL} {role!r} is not 'ingress' or 'egress'"
-                problems.append((link, f"link {link!r}: {why}"))
+            edge = _edge(link, rec, role)
+            if isinstance(edge, EdgeLink):
+                edges.append(edge)
+            elif edge is None:
+                unplaced.append(link)
             else:
-                edges.append(EdgeLink(link, ends[1] if role == "ingress" else ends[0], role))
+                problems.append((link, edge))
+            continue
+        if endpoints(link, rec.get("src"), rec.get("dst")) is None:
+            unplaced.append(link)
             continue
         try:
             Topology.from_links([rec])

@@ -108,6 +108,9 @@ def score_estimation(
     samples: int = 24,
     totals: Totals = "fitted",
     ecmp: bool = False,
+    coverage: float = 1.0,
+    local_share: float = 0.0,
+    draw: int = 0,
 ) -> EstimationScore:
     """Score tomogravity on the first failure of a simulation.
 
@@ -120,11 +123,23 @@ def score_estimation(
     samples : int
         Steps scored over the shift window.
     totals : {"fitted", "measured"}
-        The gravity prior's per-node totals: fitted to the link loads (all the
-        live service has), or the true ones, as if edge links were measured
-        (the setting of Zhang et al., SIGMETRICS 2003).
+        The gravity prior's per-node totals: fitted to the link loads (the live
+        service without edge links), or the true ones, what edge links measure
+        (the setting of Zhang et al., SIGMETRICS 2003; the live service with links
+        labelled ``edge``).
     ecmp : bool
         As the simulation was routed.
+    coverage : float
+        With ``measured``: the share of the nodes whose edge links are measured
+        (drawn with ``draw``; at least one); the others' totals are fitted
+        (:func:`network.demand.tomogravity` with NaN there), as when an operator
+        has labelled the edge links of some routers only.
+    local_share : float
+        With ``measured``: traffic between two customers of the same node, which
+        edge links count and no backbone link carries: each measured node's totals
+        grow by a share of them drawn uniformly from ``[0, 2 * local_share]``.
+    draw : int
+        Seed of those draws (numpy's PCG64).
 
     Returns
     -------
@@ -137,6 +152,8 @@ def score_estimation(
     """
     if totals not in ("fitted", "measured"):
         raise ValueError(f"unknown totals {totals!r}; valid: fitted, measured")
+    if not 0 < coverage <= 1 or local_share < 0:
+        raise ValueError("coverage must be in (0, 1] and local_share >= 0")
     if not result.failure_steps or not result.target_links:
         raise ValueError("the simulation has no failure with target links to score")
     f = result.failure_steps[0]
@@ -152,10 +169,21 @@ def score_estimation(
     steps = np.unique(np.linspace(f, stop - 1, num=max(1, samples)).round().astype(int))
     x = traffic.demands_bps[steps]
     y = before.loads(x)  # the loads had the links not failed: what is estimated from
+    n = len(topology.nodes)
+    rng = np.random.default_rng(draw)
+    extra = rng.uniform(0.0, 2.0 * local_share, size=n)
+    unmeasured = np.ones(n, dtype=bool)
+    unmeasured[rng.permutation(n)[: max(1, round(coverage * n))]] = False
+
+    def edge_links(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(..., N)`` what the edge links measure at the steps of ``xs`` (``(..., P)``)."""
+        o = xs @ np.eye(n)[intact.origin] * (1 + extra)
+        i = xs @ np.eye(n)[intact.dest] * (1 + extra)
+        o[..., unmeasured], i[..., unmeasured] = np.nan, np.nan
+        return o, i
+
     if totals == "measured":
-        n, s, t = len(topology.nodes), intact.origin, intact.dest
-        out = np.array([np.bincount(s, weights=row, minlength=n) for row in x])
-        inn = np.array([np.bincount(t, weights=row, minlength=n) for row in x])
+        out, inn = edge_links(x)
         est = tomogravity(before, y, out_bps=out, in_bps=inn)
     else:
         est = tomogravity(before, y)
@@ -163,9 +191,7 @@ def score_estimation(
     hour = slice(f, min(stop, f + max(1, round(3600 / traffic.step_seconds))))
     last = result.loads_bps[f - 1]
     if totals == "measured":
-        xs = traffic.demands_bps[f - 1]
-        o = np.bincount(intact.origin, weights=xs, minlength=len(topology.nodes))
-        i = np.bincount(intact.dest, weights=xs, minlength=len(topology.nodes))
+        o, i = edge_links(traffic.demands_bps[f - 1])
         ahead = tomogravity(before, last, out_bps=o, in_bps=i).demands_bps
     else:
         ahead = tomogravity(before, last).demands_bps
@@ -207,8 +233,9 @@ def report_section(frame: pd.DataFrame) -> str:
         "truth on the scenario's scored links (`simulator/estimation.py`): relative error of "
         "the demands, of the re-routed loads (same step; the gravity prior alone; estimated "
         "once before the failure, over its first hour). *fitted*: per-node totals fitted to "
-        "the link loads (all the live service has); *measured*: the true totals, as if edge "
-        "links were measured. Medians over the seeds, per cent; `estimation.csv` has each seed.",
+        "the backbone's link loads (the live service without edge links); *measured*: the "
+        "true totals, what edge links measure (the live service with links labelled `edge`). "
+        "Medians over the seeds, per cent; `estimation.csv` has each seed.",
         "",
         "| scenario | totals | seeds | demands | re-routed loads | prior alone | 1 h ahead |",
         "|---|---|---|---|---|---|---|",

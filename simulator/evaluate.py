@@ -116,8 +116,9 @@ Edge links
     By default (``edge_links``) the simulated network's routers report their edge
     links, as a real network's access and peering interfaces are polled: the
     tomogravity behind every shift (``reroute`` and ``detected``) takes the traffic
-    entering and leaving at each node in the step it estimates from (the sums of the
-    true demands, what those links would measure) as its gravity prior, as the live
+    entering and leaving at each node in the step it estimates from
+    (:func:`simulator.failures.edge_loads`: the true demands, what those links would
+    measure; the traffic has no local pairs) as its gravity prior's totals, as the live
     engine does with links labelled ``edge`` (:mod:`engine.failures`). Without them
     (``--no-edge-links``) the node totals are fitted to the backbone's loads. The
     blind models do not see the edge links (their forecasts are not scored: no
@@ -191,7 +192,7 @@ from network.cuts import CutDetector
 from network.reroute import failure_shift, reference_loads, scale_shift
 from network.routing import Routing, route
 from simulator.estimation import ESTIMATION_COLUMNS, estimation_rows, report_section
-from simulator.failures import ScenarioKind, SimulationResult, experiment
+from simulator.failures import ScenarioKind, SimulationResult, edge_loads, experiment
 from simulator.topology import Topology, load_sndlib_xml, load_topology
 from simulator.traffic import DAY_SECONDS, Traffic, load_abilene, load_traffic_csv, sine_traffic
 
@@ -737,7 +738,8 @@ class KnownFailure:
         cls, result: SimulationResult, topology: Topology, pairs: Any, totals: Totals = None
     ) -> KnownFailure:
         """The failures as the scenario makes them, known at their instant; ``totals``:
-        :func:`node_totals` of the traffic (edge links measured) or None."""
+        :func:`simulator.failures.edge_loads` of the traffic through the scenario
+        (its edge links measured) or None."""
         n_steps = result.loads_bps.shape[0]
         down = np.zeros((n_steps, len(result.link_names)), dtype=bool)
         for start, stop, failed in result.scenario.states(topology, n_steps):
@@ -795,17 +797,6 @@ class KnownFailure:
 
 
 Totals = tuple[np.ndarray, np.ndarray] | None
-
-
-def node_totals(topology: Topology, traffic: Traffic) -> tuple[np.ndarray, np.ndarray]:
-    """What edge links would measure: the traffic entering and leaving the network at
-    each node at each step, ``(out, in)``, ``(T, N)`` each, bit/s (the sums of each
-    node's demands as origin and as destination, in the topology's node order)."""
-    nodes = {n: i for i, n in enumerate(topology.nodes)}
-    one_hot = np.eye(len(nodes))
-    by_origin = one_hot[[nodes[s] for s, _ in traffic.pairs]]  # (P, N)
-    by_dest = one_hot[[nodes[d] for _, d in traffic.pairs]]
-    return traffic.demands_bps @ by_origin, traffic.demands_bps @ by_dest
 
 
 def _fits(suite: ModelSuite, models: Sequence[str]) -> tuple[dict[str, int | None], dict[str, int]]:
@@ -1137,9 +1128,12 @@ def run_seed(task: SeedTask, tick: Tick | None = None) -> SeedOutcome:
     known = detected = None
     if task.reroute:
         topo, pairs = task.topology, tr.pairs
-        totals = node_totals(topo, tr) if task.edge_links else None
-        known = {k: KnownFailure.of(r, topo, pairs, totals) for k, r in results.items()}
-        detected = {k: KnownFailure.detected(r, topo, pairs, totals) for k, r in results.items()}
+        totals = {
+            k: edge_loads(topo, tr, r.scenario) if task.edge_links else None
+            for k, r in results.items()
+        }
+        known = {k: KnownFailure.of(r, topo, pairs, totals[k]) for k, r in results.items()}
+        detected = {k: KnownFailure.detected(r, topo, pairs, totals[k]) for k, r in results.items()}
     threads = torch.get_num_threads()
     try:
         # Small batched models: one thread is faster and leaves the other cores free.

@@ -73,6 +73,7 @@ __all__ = [
     "SimulationResult",
     "build_scenario",
     "classify_shift",
+    "edge_loads",
     "experiment",
     "failure_candidates",
     "simulate",
@@ -325,6 +326,29 @@ def _shifts_between(
 
 def _floor(mean_demand: np.ndarray, base: Routing) -> float:
     return MIN_LOAD_RATIO * float(base.loads(mean_demand).mean())
+
+
+def edge_loads(
+    topology: Topology, traffic: Traffic, scenario: Scenario | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """What each node's edge (access) links carry at each step, ``(T, N)`` each, bit/s,
+    in the topology's node order: ``ingress``, the traffic entering the network there
+    (every demand from the node, routable or not), and ``egress``, the traffic leaving it
+    (the demands to the node that have a path under the scenario's state at that step:
+    one without a path never arrives). Single-path routing decides what has a path,
+    which ECMP does not change."""
+    traffic.check_nodes(topology)
+    nodes = {n: i for i, n in enumerate(topology.nodes)}
+    one_hot = np.eye(len(nodes))
+    by_origin = one_hot[[nodes[a] for a, _ in traffic.pairs]]  # (P, N)
+    by_dest = one_hot[[nodes[b] for _, b in traffic.pairs]]
+    x = traffic.demands_bps
+    ingress, egress = x @ by_origin, np.zeros((len(x), len(nodes)))
+    intact = route(topology.network, traffic.pairs)
+    for start, stop, failed in (scenario or Scenario()).states(topology, traffic.n_steps):
+        routable = intact.fail(topology.directed(failed)).routable if failed else intact.routable
+        egress[start:stop] = (x[start:stop] * routable) @ by_dest
+    return ingress, egress
 
 
 def simulate(

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from network.routing import Metric
-from simulator.failures import EventKind, LinkEvent, Scenario, SimulationResult, simulate
+from simulator.failures import (
+    EventKind,
+    LinkEvent,
+    Scenario,
+    SimulationResult,
+    edge_loads,
+    simulate,
+)
 from simulator.topology import Topology
 from simulator.traffic import Traffic
 
@@ -146,14 +153,10 @@ class SimulatedNetwork:
 
     @cached_property
     def _edge_loads(self) -> np.ndarray:
-        """``(T, 2N)`` bit/s, in :meth:`edge_link_records`' order: each node's demands as
-        origin (all of them, routable or not: they enter the network) and as destination."""
-        nodes = {n: i for i, n in enumerate(self.topology.nodes)}
-        one_hot = np.eye(len(nodes))
-        x = self.traffic.demands_bps
-        out = x @ one_hot[[nodes[a] for a, _ in self.traffic.pairs]]
-        inn = x @ one_hot[[nodes[b] for _, b in self.traffic.pairs]]
-        return np.stack([out, inn], axis=2).reshape(len(x), -1)
+        """``(T, 2N)`` bit/s, in :meth:`edge_link_records`' order: each node's ingress
+        and egress (:func:`simulator.failures.edge_loads`, through the scenario)."""
+        ingress, egress = edge_loads(self.topology, self.traffic, self.scenario)
+        return np.stack([ingress, egress], axis=2).reshape(len(ingress), -1)
 
     def events_at(self, step: int) -> tuple[LinkEvent, ...]:
         """Events that take effect at ``step`` (within one pass)."""

@@ -71,6 +71,13 @@ ThresholdQuery = Annotated[
     ),
 ]
 FailName = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
+DemandPrior = Literal["tracked", "edge_links", "fitted"]
+DEMAND_PRIOR = (
+    "what the demand estimate started from: tracked (the previous forecasts' demands, see"
+    " network/whatif.py), edge_links (tomogravity with node totals from links labelled"
+    " edge, fitted at routers without them), fitted (tomogravity, node totals fitted to"
+    " the backbone's forecast loads)"
+)
 
 
 class WhatIfLinkPublic(BaseModel):
@@ -126,6 +133,7 @@ class WhatIfPublic(BaseModel):
         description="relative error of the estimated demands in reproducing the forecast"
         " loads, ||R x - y|| / ||y|| over every step (0 = exact)"
     )
+    demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
 
 
 class RiskScenarioPublic(BaseModel):
@@ -153,6 +161,7 @@ class RiskPublic(BaseModel):
     demand_fit_error: float = Field(
         description="relative error of the estimated demands in reproducing the forecast loads"
     )
+    demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
     scenarios: list[RiskScenarioPublic] = Field(
         description="the worst `limit` failures, by worst_utilisation (null last)"
     )
@@ -167,6 +176,14 @@ class _State:
     demands: Demands
     issued_at: datetime
     step_seconds: int
+    with_edge_totals: bool = False  # the estimate's node totals came from edge links
+
+    @property
+    def prior(self) -> Literal["tracked", "edge_links", "fitted"]:
+        """What the demand estimate started from (``demand_prior`` in the answers)."""
+        if self.demands.reference_step < 0:
+            return "tracked"
+        return "edge_links" if self.with_edge_totals else "fitted"
 
     @property
     def times(self) -> list[datetime]:
@@ -209,12 +226,19 @@ def _estimate(
     one issue to the next: the previous issue's demands (at the new issue's first step)
     are the prior, so that tomogravity runs only for a new network, every
     :data:`REFIT_ISSUES` issues, or when the tracked fit error grows past
-    :data:`REFIT_ERROR` plus twice that of the last fresh estimate."""
+    :data:`REFIT_ERROR` plus twice that of the last fresh estimate. ``totals``: the edge
+    links' node totals (``(T, N)`` each, NaN: fitted), for a fresh estimate; which nodes
+    they measure is part of the network, so labelling edge links (or one falling
+    silent) starts a new track."""
+    measured = (
+        None if totals is None else tuple(np.isfinite(t).all(axis=0).tobytes() for t in totals)
+    )
     net = (
         routing.topology.links,
         routing.topology.nodes,
         routing.failed,
         routing.weights.tobytes(),
+        measured,
     )
     digest = hashlib.sha256(loads.tobytes())
     for t in totals or ():
@@ -276,6 +300,7 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
         demands=_estimate(routing, loads, issue.issued_at, issue.step_seconds, totals),
         issued_at=issue.issued_at,
         step_seconds=issue.step_seconds,
+        with_edge_totals=totals is not None,
     )
 
 
@@ -283,11 +308,13 @@ def _edge_totals(
     built: TopologyBuild, values_bps: Mapping[str, Sequence[float | None]], steps: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(out, in)``, ``(steps, N)`` each: each router's traffic in and out at each step of
-    the forecasts, from its edge links' (:func:`network.demand.edge_totals`); None when
-    there are none, or one lacks a forecast at a step (then fitted to the loads)."""
+    the forecasts, from its edge links' (:func:`network.demand.edge_totals`; NaN where a
+    router has none that way, or one lacks a forecast at that step: fitted to the loads);
+    None when no edge link has a forecast."""
     if not built.edges:
         return None
-    outs, ins = [], []
+    n = len(built.topology.nodes)
+    outs, ins = np.full((steps, n), np.nan), np.full((steps, n), np.nan)
     for t in range(steps):
         at_t = {}
         for e in built.edges:
@@ -295,11 +322,11 @@ def _edge_totals(
             value = values[t] if values is not None and t < len(values) else None
             at_t[e.name] = np.nan if value is None else float(value)
         totals = edge_totals(built.topology, built.edges, at_t)
-        if totals is None:
-            return None
-        outs.append(totals[0])
-        ins.append(totals[1])
-    return np.array(outs), np.array(ins)
+        if totals is not None:
+            outs[t], ins[t] = totals
+    if np.isnan(outs).all() and np.isnan(ins).all():
+        return None
+    return outs, ins
 
 
 def _check(names: Sequence[str], known: set[str], built: TopologyBuild) -> None:
@@ -422,6 +449,7 @@ def get_whatif(
             UnroutablePairPublic(src=s, dst=d, demand_bps=v) for s, d, v in out.unroutable_pairs
         ],
         demand_fit_error=state.demands.fit_error,
+        demand_prior=state.prior,
     )
 
 
@@ -476,5 +504,6 @@ def get_risk(
         already_down=state.down,
         scanned=len(scan.units),
         demand_fit_error=state.demands.fit_error,
+        demand_prior=state.prior,
         scenarios=scenarios,
     )

@@ -363,15 +363,26 @@ RING_DEMANDS = {
 
 
 def test_edge_links_forecasts_are_the_demand_estimates_node_totals(client, tokens, clean_db):
-    """Each router's edge links (label edge) give the estimate its node totals at every
-    step: the answer is what_if over tomogravity with those totals, not with fitted ones;
-    failing an edge link is a 422 (no traffic is routed over it)."""
+    """Each router's edge links (label edge) give a fresh estimate its node totals (at its
+    reference step): the answer is what_if over tomogravity with those totals, not with
+    fitted ones, also when an estimate made without them was being tracked (labelling
+    them starts afresh); failing an edge link is a 422 (no traffic is routed over it)."""
+    from api.routes import whatif as routes
+
+    routes._cache.clear()
+    routes._tracks.clear()
+    h = auth(tokens["read"])
     topo = register(client, tokens, RING_LINKS, capacity_bps=10 * GBIT)
     loads, routing, x = demand_loads(topo, RING_DEMANDS)
+    forecasts = {name: loads[:, i].tolist() for i, name in enumerate(topo.link_names)}
+    store_forecasts(clean_db, forecasts)
+    r = client.get("/api/v1/whatif", params={"fail": "B>C"}, headers=h)
+    assert r.status_code == 200 and r.json()["demand_prior"] == "fitted", r.text
+
+    # the operator labels every router's edge links; their forecasts come with the next issue
     n = len(topo.nodes)
     out = np.stack([np.bincount(routing.origin, weights=row, minlength=n) for row in x])
     inn = np.stack([np.bincount(routing.dest, weights=row, minlength=n) for row in x])
-    forecasts = {name: loads[:, i].tolist() for i, name in enumerate(topo.link_names)}
     for i, node in enumerate(topo.nodes):
         for name, role, values in (
             (f"cust-{node}>{node}", "ingress", out[:, i]),
@@ -381,10 +392,12 @@ def test_edge_links_forecasts_are_the_demand_estimates_node_totals(client, token
             r = client.post("/api/v1/links", json=body, headers=auth(tokens["admin"]))
             assert r.status_code == 201, r.text
             forecasts[name] = values.tolist()
-    store_forecasts(clean_db, forecasts)
+    issued = ISSUED + timedelta(seconds=STEP)
+    store_forecasts(clean_db, forecasts, issued=issued)
 
-    r = client.get("/api/v1/whatif", params={"fail": "B>C"}, headers=auth(tokens["read"]))
+    r = client.get("/api/v1/whatif", params={"fail": "B>C"}, headers=h)
     assert r.status_code == 200, r.text
+    assert r.json()["demand_prior"] == "edge_links"
     links = by_link(r.json())
     got = np.array([links[name]["load_bps"] for name in topo.link_names]).T
     assert "cust-A>A" not in links  # no backbone link, no what-if load
@@ -396,7 +409,15 @@ def test_edge_links_forecasts_are_the_demand_estimates_node_totals(client, token
     other = what_if(routing, fitted, y, ["B>C", "C>B"]).loads_bps
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e4)
     assert np.abs(want - other).max() > 0.05 * GBIT  # the totals change the answer
+    risk = client.get("/api/v1/risk", headers=h)
+    assert risk.status_code == 200 and risk.json()["demand_prior"] == "edge_links", risk.text
 
-    r = client.get("/api/v1/whatif", params={"fail": "cust-B>B"}, headers=auth(tokens["read"]))
+    # the next issue (the traffic a tenth up) with the same edge links is tracked from it
+    later = {name: [1.1 * v for v in values] for name, values in forecasts.items()}
+    store_forecasts(clean_db, later, issued=issued + timedelta(seconds=STEP))
+    r = client.get("/api/v1/whatif", params={"fail": "B>C"}, headers=h)
+    assert r.status_code == 200 and r.json()["demand_prior"] == "tracked", r.text
+
+    r = client.get("/api/v1/whatif", params={"fail": "cust-B>B"}, headers=h)
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith("link 'cust-B>B' is an ingress edge link of 'B'")

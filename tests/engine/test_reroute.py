@@ -484,73 +484,81 @@ def test_failures_on_links_it_cannot_place_are_left_out(square, tokens, settings
     eng.release()
 
 
-def edge_loads(step: int) -> dict[str, float]:
-    """Each node's edge links (its customers' traffic in and out), from the demands."""
-    x = demands(step)
-    n = len(TOPOLOGY.nodes)
-    out = np.bincount(BASE.origin, weights=x, minlength=n)
-    inn = np.bincount(BASE.dest, weights=x, minlength=n)
-    loads = {}
-    for i, node in enumerate(TOPOLOGY.nodes):
-        loads[f"cust-{node}>{node}"] = float(out[i])
-        loads[f"{node}>cust-{node}"] = float(inn[i])
-    return loads
+def lopsided(step: int) -> np.ndarray:
+    """``(P,)`` bit/s: :func:`demands`, with every pair from an earlier node to a later
+    one 1.8 times as large, so that what enters a node differs from what leaves it."""
+    return demands(step) * np.where(BASE.origin < BASE.dest, 1.8, 1.0)
 
 
-@pytest.mark.parametrize("missing", [None, "cust-c>c"])
-def test_edge_links_give_the_estimate_its_node_totals(client, tokens, settings, clean_db, missing):
+def node_totals(step: int) -> tuple[np.ndarray, np.ndarray]:
+    """What each node's edge links measure: the lopsided demands it sends and receives."""
+    x, n = lopsided(step), len(TOPOLOGY.nodes)
+    return np.bincount(BASE.origin, x, n), np.bincount(BASE.dest, x, n)
+
+
+@pytest.mark.parametrize("silent", [None, "cust-c>c"])
+def test_edge_links_give_the_estimate_its_node_totals(client, tokens, settings, clean_db, silent):
     """With every router's edge links labelled and reporting, the shift is tomogravity's
-    with their sums as node totals; with one of them silent, the totals are fitted."""
+    with their sums as node totals; a silent one leaves its router's total (that way) to
+    be fitted, the others still measured."""
     h = auth(tokens["admin"])
-    edges = edge_loads(0)
+    edges = {}
+    for i, node in enumerate(TOPOLOGY.nodes):
+        edges[f"cust-{node}>{node}"] = ("ingress", i)
+        edges[f"{node}>cust-{node}"] = ("egress", i)
     for name in LINKS:
         r = client.post("/api/v1/links", json={"name": name, "capacity_bps": 1e10}, headers=h)
         assert r.status_code in (200, 201), r.text
-    for name in edges:
-        role = "ingress" if name.startswith("cust-") else "egress"
+    for name, (role, _) in edges.items():
         r = client.post("/api/v1/links", json={"name": name, "labels": {"edge": role}}, headers=h)
         assert r.status_code in (200, 201), r.text
-    batch = [
-        {"link": link, "ts": at(k).isoformat(), "value": v}
-        for k in range(N)
-        for link, v in {**truth(k, failed=False), **edge_loads(k)}.items()
-        if link != missing or k < N - 1
-    ]
+    batch = []
+    for k in range(N):
+        loads = dict(zip(TOPOLOGY.link_names, BASE.loads(lopsided(k)).tolist(), strict=True))
+        out, inn = node_totals(k)
+        for name, (role, i) in edges.items():
+            if name != silent or k < N - 1:
+                loads[name] = float((out if role == "ingress" else inn)[i])
+        batch += [{"link": n, "ts": at(k).isoformat(), "value": v} for n, v in loads.items()]
     r = client.post("/api/v1/telemetry", json={"samples": batch}, headers=auth(tokens["write"]))
     assert r.status_code == 200, r.text
-    clock = Clock(N)
-    eng = engine(settings.database_url, clock)
-    eng.tick()
-    before = stored(clean_db, at(N))
-    post_event(client, tokens["write"], "failure", FAILED, at(N) + timedelta(seconds=2))
-    assert eng.tick().reroutes == 1
-    after = stored(clean_db, at(N))
+    eng = engine(settings.database_url, Clock(N))
+    try:
+        eng.tick()
+        before = stored(clean_db, at(N))
+        post_event(client, tokens["write"], "failure", FAILED, at(N) + timedelta(seconds=2))
+        assert eng.tick().reroutes == 1
+        after = stored(clean_db, at(N))
+        prior = eng._failures.prior
+    finally:
+        eng.release()
     got = np.array([after["persistence"][n][0] - before["persistence"][n][0] for n in UP])
     # the edge links are no links of the backbone: no shift, nothing failed
     assert all(np.array_equal(after["persistence"][n], before["persistence"][n]) for n in edges)
 
-    y = np.array([truth(N - 1, failed=False)[n] for n in TOPOLOGY.link_names])
-    n_nodes = len(TOPOLOGY.nodes)
-    x = demands(N - 1)
-    totals = (
-        np.bincount(BASE.origin, weights=x, minlength=n_nodes),
-        np.bincount(BASE.dest, weights=x, minlength=n_nodes),
-    )
+    y = BASE.loads(lopsided(N - 1))
+    out, inn = node_totals(N - 1)
+    if silent is not None:
+        out[edges[silent][1]] = np.nan  # its router's ingress: fitted
     up = [TOPOLOGY.link_index(n) for n in UP]
-    with_edges = failure_shift(BASE, y, FAILED, totals_bps=totals).shift_bps[up]
-    fitted = failure_shift(BASE, y, FAILED).shift_bps[up]
-    true = np.array([truth(N - 1, failed=True)[n] - y[i] for n, i in zip(UP, up, strict=True)])
-    # the two estimates differ, so the test tells which one the engine made
-    assert np.abs(with_edges - fitted).max() > 0.05 * np.abs(true).max()
-    if missing is None:
-        assert eng._failures.prior == f"{len(edges)} edge links"
-        np.testing.assert_allclose(got, with_edges, rtol=1e-3, atol=1e3)
+
+    def shift(totals):  # noqa: ANN001, ANN202
+        return failure_shift(BASE, y, FAILED, totals_bps=totals).shift_bps[up]
+
+    want, fitted = shift((out, inn)), shift(None)
+    swapped = shift((inn, out))
+    true = (DOWN.loads(lopsided(N - 1)) - y)[up]
+    # the estimates differ, so the test tells which one the engine made
+    scale = np.abs(true).max()
+    assert np.abs(want - fitted).max() > 0.05 * scale
+    assert np.abs(want - swapped).max() > 0.05 * scale
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e3)
+    if silent is None:
+        assert prior == "from edge links at 4 of 4 routers, fitted elsewhere"
         # and the measured totals bring the shift nearer the truth
-        assert np.abs(with_edges - true).sum() < np.abs(fitted - true).sum()
+        assert np.abs(want - true).sum() < np.abs(fitted - true).sum()
     else:
-        assert eng._failures.prior == "fitted"
-        np.testing.assert_allclose(got, fitted, rtol=1e-3, atol=1e3)
-    eng.release()
+        assert prior == "from edge links at 3 of 4 routers, fitted elsewhere"
 
 
 @pytest.mark.parametrize("measured_under", [False, True])

@@ -3,6 +3,7 @@
 import math
 
 import networkx as nx
+import numpy as np
 import pytest
 
 from network.demand import edge_totals
@@ -180,7 +181,7 @@ def test_edge_links_are_set_apart_with_their_router_and_direction():
     )
 
 
-def test_edge_totals_sum_each_routers_edge_links_or_say_none():
+def test_edge_totals_sum_each_routers_edge_links_nan_where_not_measured():
     built = build_topology(
         [
             {"name": "a>b"},
@@ -193,13 +194,34 @@ def test_edge_totals_sum_each_routers_edge_links_or_say_none():
     )
     loads = {"c1>a": 1e9, "c2>a": 2e9, "b>c3": 2.5e9, "a>c1": 0.5e9, "a>b": 7e9}
     out, inn = edge_totals(built.topology, built.edges, loads)
-    assert out.tolist() == [3e9, 0.0] and inn.tolist() == [0.5e9, 2.5e9]
-    # an edge link without a finite load: no totals (a partial sum would mislead)
+    # b has no ingress edge link: not measured (NaN), so fitted, never taken as 0
+    np.testing.assert_array_equal(out, [3e9, np.nan])
+    np.testing.assert_array_equal(inn, [0.5e9, 2.5e9])
+    # an edge link without a finite load >= 0: its router's total in that direction is
+    # not measured (a partial sum would make it look smaller); the others stand
     for bad in (None, float("nan"), -1.0, float("inf")):
-        assert edge_totals(built.topology, built.edges, {**loads, "c2>a": bad}) is None
+        out, inn = edge_totals(built.topology, built.edges, {**loads, "c2>a": bad})
+        assert np.isnan(out).all()
+        np.testing.assert_array_equal(inn, [0.5e9, 2.5e9])
     assert edge_totals(built.topology, (), loads) is None
-    # nothing leaves anywhere: no prior to take
-    assert edge_totals(built.topology, built.edges, {**loads, "b>c3": 0.0, "a>c1": 0.0}) is None
+    assert edge_totals(built.topology, built.edges, {}) is None
     other = build_topology([{"name": "x>y"}, {"name": "y>x"}]).topology
     with pytest.raises(ValueError, match="not a node of the topology"):
         edge_totals(other, built.edges, loads)
+
+
+def test_an_edge_link_needs_only_its_routers_end():
+    built = build_topology(
+        [
+            {"name": "a>b"},
+            {"name": "b>a"},
+            {"name": "a:xe-1/0/0:in", "dst": "a", "labels": {"edge": "ingress"}},
+            {"name": "a:xe-1/0/0:out", "src": "a", "labels": {"edge": "egress"}},
+            {"name": "b:xe-1/0/0:in", "src": "b", "labels": {"edge": "ingress"}},
+        ]
+    )
+    assert [(e.name, e.node, e.direction) for e in built.edges] == [
+        ("a:xe-1/0/0:in", "a", "ingress"),
+        ("a:xe-1/0/0:out", "a", "egress"),
+    ]
+    assert built.unplaced == ("b:xe-1/0/0:in",)  # an ingress link names its router by dst

@@ -579,7 +579,7 @@ def test_edge_links_give_the_shift_the_traffics_node_totals(seed):
     f = p.failure_step
     tr = SeedTask(seed, topo, None, ("drastic",), p).traffic_for_seed()
     res = build_scenarios(topo, tr, ("drastic",), seed, p)[0]["drastic"]
-    out, inn = evaluate.node_totals(topo, tr)
+    out, inn = evaluate.edge_loads(topo, tr, res.scenario)
     n = len(topo.nodes)
     assert out.shape == inn.shape == (tr.n_steps, n)
     s = [topo.nodes.index(a) for a, _ in tr.pairs]

@@ -331,7 +331,7 @@ def test_edge_links_are_registered_with_their_label_and_pushed(live_api, tokens,
     nodes = net.topology.nodes
     assert set(rows) == set(net.link_names) | {f"{n}:{d}" for n in nodes for d in ("in", "out")}
     x = net.traffic.demands_bps[:2]
-    for i, node in enumerate(nodes):
+    for node in nodes:
         sent = x[:, [a == node for a, _ in net.traffic.pairs]].sum(axis=1)
         received = x[:, [b == node for _, b in net.traffic.pairs]].sum(axis=1)
         np.testing.assert_allclose([v for _, v in rows[f"{node}:in"]], sent, rtol=1e-9)

@@ -11,6 +11,7 @@ from simulator.failures import (
     Scenario,
     ShiftClass,
     build_scenario,
+    edge_loads,
     experiment,
     simulate,
 )
@@ -65,6 +66,29 @@ def test_disconnecting_failure_counts_dropped_demand(abilene, abilene_traffic):
             expected[:, index[s]] += tr.demands_bps[100:, p]
             expected[:, index[d]] -= tr.demands_bps[100:, p]
     np.testing.assert_allclose(outflow, expected, rtol=1e-9, atol=1e-3)
+
+
+def test_edge_loads_count_what_enters_and_what_arrives(abilene, abilene_traffic):
+    """Ingress: every demand from a node; egress: the demands to it that have a path, so
+    a failure that strands ATLAM5 takes its egress to 0 and keeps its ingress."""
+    tr = abilene_traffic.slice(0, 200)
+    scenario = Scenario((LinkEvent(100, ("ATLAM5", "ATLAng")),))
+    ingress, egress = edge_loads(abilene, tr, scenario)
+    n = len(abilene.nodes)
+    assert ingress.shape == egress.shape == (200, n)
+    a = abilene.nodes.index("ATLAM5")
+    sent = [p for p, (s, _) in enumerate(tr.pairs) if s == "ATLAM5"]
+    to = [p for p, (_, d) in enumerate(tr.pairs) if d == "ATLAM5"]
+    np.testing.assert_allclose(ingress[:, a], tr.demands_bps[:, sent].sum(axis=1))
+    np.testing.assert_allclose(egress[:100, a], tr.demands_bps[:100, to].sum(axis=1))
+    assert (egress[:100, a] > 0).all() and (egress[100:, a] == 0).all()
+    # before the failure every demand arrives: what enters is what leaves, in all
+    np.testing.assert_allclose(ingress[:100].sum(axis=1), egress[:100].sum(axis=1))
+    # after it, the gap is the demand left without a path
+    res = simulate(abilene, tr, scenario)
+    np.testing.assert_allclose(
+        ingress[100:].sum(axis=1) - egress[100:].sum(axis=1), res.dropped_bps[100:], rtol=1e-9
+    )
 
 
 def test_same_seed_same_loads_other_seed_other(nobel):
