@@ -391,6 +391,7 @@ def test_multi_seed_quick_run_in_workers(multi_seed):
     for needle in (
         "## Demand estimation (tomogravity)",
         "| drastic | measured | 2 |",
+        "- edge links: measured (the re-route's tomogravity takes",
         "seeds: 0-1",
         "in 2 worker processes",
         "quick run",
@@ -428,6 +429,7 @@ def test_a_short_user_file_runs_the_full_protocol(tmp_path: Path, user_csv: Path
         seeds=[3],
         out=tmp_path,
         progress=False,
+        edge_links=False,
     )
     assert ev.ok and ev.seeds == (3,)
     frame = pd.read_csv(ev.results_csv)
@@ -439,6 +441,7 @@ def test_a_short_user_file_runs_the_full_protocol(tmp_path: Path, user_csv: Path
     report = ev.report_md.read_text()
     for needle in (
         "full run, sized to the traffic (322 steps",
+        "- edge links: not measured (`--no-edge-links`",
         "warm-up 32.5 hours (130 steps",
         "pre window 1 day (96 steps)",
         "post window 1 day (96 steps)",
@@ -568,6 +571,37 @@ class _Told:
 
     def set_reroute(self, shift, down, reissue=True):  # noqa: ANN001
         self.shift, self.down = shift, down
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("edge_links", [True, False])
+def test_a_seed_gives_its_copies_the_edge_links_or_not(monkeypatch, edge_links):
+    """``run_seed`` hands each scenario's KnownFailure copies the node totals through that
+    scenario (``--edge-links``, the default) or none (``--no-edge-links``)."""
+    topo = load_topology("abilene")
+    p = Protocol.for_run(300, quick=True)
+    task = SeedTask(0, topo, None, ("drastic", "moderate"), p, edge_links=edge_links)
+    seen = {}
+
+    def capture(results, protocol, seed, tick=None, known=None, detected=None):  # noqa: ANN001
+        seen.update(results=results, known=known, detected=detected)
+        raise _Stop
+
+    monkeypatch.setattr(evaluate, "run_models", capture)
+    with pytest.raises(_Stop):
+        evaluate.run_seed(task)
+    tr = task.traffic_for_seed()
+    for name, result in seen["results"].items():
+        for copy in (seen["known"][name], seen["detected"][name]):
+            if not edge_links:
+                assert copy.totals_at is None
+                continue
+            want = evaluate.edge_loads(topo, tr, result.scenario)
+            np.testing.assert_array_equal(copy.totals_at[0], want[0])
+            np.testing.assert_array_equal(copy.totals_at[1], want[1])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
