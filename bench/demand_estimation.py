@@ -59,8 +59,9 @@ def main() -> None:
         "--local-share",
         type=float,
         default=0.0,
-        help="measured: mean share of each router's edge traffic that stays local (same"
-        " router in and out: counted by edge links, carried by no backbone link)",
+        help="measured: traffic between customers of the same router (counted by its edge"
+        " links in and out, carried by no backbone link), on average this share of the"
+        " router's other traffic (drawn per router from 0 to twice it)",
     )
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)

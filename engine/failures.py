@@ -37,7 +37,8 @@ Estimated once, scaled to the traffic while the failure lasts
     shifted links, first hour / hours 1 to 6): nobel-eu sine traffic, three seeds,
     once 9-10 % / 42-45 %, re-estimated 3-5 % / 4-5 %, scaled 4-6 % / 5 %; real
     Abilene traffic, once 9 % / 13 %, re-estimated 16 % / 19 % (the previous
-    estimate's node totals as the prior: 15 % / 22 %), scaled 8 % / 14 %. So the
+    estimate's node totals as the prior: 15 % / 22 %, measured before a prior from
+    given totals was scaled to the loads), scaled 8 % / 14 %. So the
     shift is estimated once, when the set of failed links changes (from the last
     bucket, the links measured as they were), and each bucket measured wholly under
     the failure scales it by the total load over the total the estimate predicted
@@ -103,8 +104,8 @@ Edge links
     direction, or one of whose edge links has no load in the bucket, has its total
     that way fitted to the backbone's loads (all of them, without edge links), so a
     network labelled router by router, or with one silent interface, loses only those
-    routers' measurements (the failure's log line says at how many routers both
-    totals were measured; the engine warns of edge links without a load).
+    routers' measurements (the failure's log line says at how many routers each
+    total was measured; the engine warns of edge links without a load).
 
 Links the topology does not hold (no ``A>B`` name nor ``src``/``dst``, a bad label)
 cannot be routed: a failure on one is left out (logged), and they get no shift. A
@@ -259,8 +260,12 @@ class KnownFailures:
         self.estimates += 1
         self.prior = "fitted"
         if totals is not None:
-            both = int((np.isfinite(totals[0]) & np.isfinite(totals[1])).sum())
-            self.prior = f"from edge links at {both} of {len(totals[0])} routers, fitted elsewhere"
+            entering, leaving = np.isfinite(totals[0]), np.isfinite(totals[1])
+            self.prior = (
+                f"from edge links: ingress at {entering.sum()}, egress at {leaving.sum()}"
+                f" of {len(entering)} routers"
+                + ("" if entering.all() and leaving.all() else "; fitted at the others")
+            )
         self.estimate_seconds += time.perf_counter() - t0
         shift, mask = est.for_links(names)
         self.applied, self.down, self._base = frozenset(down), mask, shift

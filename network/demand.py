@@ -423,7 +423,9 @@ def tomogravity(
         ``(N,)`` or ``(T, N)`` traffic entering and leaving the network at each
         node (edge-link measurements, as in the paper, :func:`edge_totals`), NaN
         where not measured; fitted to the link loads by :func:`fit_gravity` when
-        not given, and where NaN. A prior made from measured totals is scaled by
+        not given, where NaN, and in a direction whose measured totals are all 0 (a
+        collector that writes 0 when it loses its interfaces: a prior of 0 would hold
+        every demand at 0). A prior made from measured totals is scaled by
         the one factor that best fits its routed loads to the link loads (least
         squares): edge links also count the traffic between two customers of the
         same router, which no backbone link carries and the gravity prior of the
@@ -460,7 +462,10 @@ def tomogravity(
         if outs is None or ins is None:
             o, i = fit_gravity(routing, yk)
         else:
-            o, i = np.asarray(outs[k], dtype=float), np.asarray(ins[k], dtype=float)
+            o, i = np.array(outs[k], dtype=float), np.array(ins[k], dtype=float)
+            for total in (o, i):  # nothing measured enters (leaves) anywhere: say nothing
+                if np.nansum(total) <= 0:
+                    total[:] = np.nan
             if np.isnan(o).any() or np.isnan(i).any():
                 fo, fi = fit_gravity(routing, yk)
                 o, i = np.where(np.isnan(o), fo, o), np.where(np.isnan(i), fi, i)

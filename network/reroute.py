@@ -346,12 +346,14 @@ def failure_shift(
         The links that were down when ``loads_bps`` was measured (none by default:
         loads from before the failure; ``failed`` for loads measured during it).
     totals_bps : (numpy.ndarray, numpy.ndarray), optional
-        ``(out, in)``, ``(N,)`` each, bit/s: the node totals of the gravity prior.
-        By default they are fitted to the loads (:func:`network.demand.fit_gravity`,
-        most of the cost); a caller that re-estimates every step may pass the
-        previous estimate's :attr:`FailureShift.totals_bps` instead (a warm start:
-        the loads still decide the demands, the prior only fills what they leave
-        open).
+        ``(out, in)``, ``(N,)`` each, bit/s: the node totals of the gravity prior,
+        NaN where not known: the edge links' (:func:`network.demand.edge_totals`),
+        or a previous estimate's :attr:`FailureShift.totals_bps` for a caller that
+        re-estimates every step (a warm start: the loads still decide the demands,
+        the prior only fills what they leave open). By default, and where NaN, they
+        are fitted to the loads (:func:`network.demand.fit_gravity`, most of the
+        cost); a prior from given totals is scaled to the loads
+        (:func:`network.demand.tomogravity`).
 
     Returns
     -------

@@ -139,8 +139,10 @@ def estimate_demands(
     totals_bps : (numpy.ndarray, numpy.ndarray), optional
         ``(out, in)``, ``(T, N)`` each, bit/s: the traffic entering and leaving the
         network at each node at each step (edge links,
-        :func:`network.demand.edge_totals`): the node totals of the reference step's
-        tomogravity; fitted to its loads when not given. Unused with ``prior_bps``.
+        :func:`network.demand.edge_totals`, NaN where not measured): the node totals
+        of the reference step's tomogravity (:func:`network.demand.tomogravity`:
+        fitted to its loads where NaN, the prior from them scaled to the loads);
+        fitted when not given. Unused with ``prior_bps``.
 
     Returns
     -------

@@ -136,8 +136,10 @@ def score_estimation(
         has labelled the edge links of some routers only.
     local_share : float
         With ``measured``: traffic between two customers of the same node, which
-        edge links count and no backbone link carries: each measured node's totals
-        grow by a share of them drawn uniformly from ``[0, 2 * local_share]``.
+        edge links count (once in, once out) and no backbone link carries: each
+        node's ingress and egress both grow by the same amount, a share of the mean
+        of its two non-local totals drawn uniformly from ``[0, 2 * local_share]``
+        (``local_share`` on average).
     draw : int
         Seed of those draws (numpy's PCG64).
 
@@ -177,8 +179,9 @@ def score_estimation(
 
     def edge_links(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(..., N)`` what the edge links measure at the steps of ``xs`` (``(..., P)``)."""
-        o = xs @ np.eye(n)[intact.origin] * (1 + extra)
-        i = xs @ np.eye(n)[intact.dest] * (1 + extra)
+        o, i = xs @ np.eye(n)[intact.origin], xs @ np.eye(n)[intact.dest]
+        local = extra * (o + i) / 2
+        o, i = o + local, i + local
         o[..., unmeasured], i[..., unmeasured] = np.nan, np.nan
         return o, i
 

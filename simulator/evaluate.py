@@ -118,7 +118,7 @@ Edge links
     tomogravity behind every shift (``reroute`` and ``detected``) takes the traffic
     entering and leaving at each node in the step it estimates from
     (:func:`simulator.failures.edge_loads`: the true demands, what those links would
-    measure; the traffic has no local pairs) as its gravity prior's totals, as the live
+    measure; the built-in traffic has no local pairs) as its gravity prior's totals, as the live
     engine does with links labelled ``edge`` (:mod:`engine.failures`). Without them
     (``--no-edge-links``) the node totals are fitted to the backbone's loads. The
     blind models do not see the edge links (their forecasts are not scored: no

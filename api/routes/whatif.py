@@ -176,14 +176,17 @@ class _State:
     demands: Demands
     issued_at: datetime
     step_seconds: int
-    with_edge_totals: bool = False  # the estimate's node totals came from edge links
+    # (T,) bool: whether the edge links measure some node total at each step; None: none
+    edge_steps: np.ndarray | None = None
 
     @property
     def prior(self) -> Literal["tracked", "edge_links", "fitted"]:
-        """What the demand estimate started from (``demand_prior`` in the answers)."""
-        if self.demands.reference_step < 0:
+        """What the demand estimate started from (``demand_prior`` in the answers): its
+        reference step's totals are the edge links' where they measure any."""
+        ref = self.demands.reference_step
+        if ref < 0:
             return "tracked"
-        return "edge_links" if self.with_edge_totals else "fitted"
+        return "edge_links" if self.edge_steps is not None and self.edge_steps[ref] else "fitted"
 
     @property
     def times(self) -> list[datetime]:
@@ -231,7 +234,7 @@ def _estimate(
     they measure is part of the network, so labelling edge links (or one falling
     silent) starts a new track."""
     measured = (
-        None if totals is None else tuple(np.isfinite(t).all(axis=0).tobytes() for t in totals)
+        None if totals is None else tuple(np.isfinite(t).any(axis=0).tobytes() for t in totals)
     )
     net = (
         routing.topology.links,
@@ -300,7 +303,9 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
         demands=_estimate(routing, loads, issue.issued_at, issue.step_seconds, totals),
         issued_at=issue.issued_at,
         step_seconds=issue.step_seconds,
-        with_edge_totals=totals is not None,
+        edge_steps=None
+        if totals is None
+        else (np.isfinite(totals[0]) | np.isfinite(totals[1])).any(axis=1),
     )
 
 
@@ -320,7 +325,8 @@ def _edge_totals(
         for e in built.edges:
             values = values_bps.get(e.name)
             value = values[t] if values is not None and t < len(values) else None
-            at_t[e.name] = np.nan if value is None else float(value)
+            # a forecast a little below 0 is 0, as the backbone's are
+            at_t[e.name] = np.nan if value is None else max(float(value), 0.0)
         totals = edge_totals(built.topology, built.edges, at_t)
         if totals is not None:
             outs[t], ins[t] = totals

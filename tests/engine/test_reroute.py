@@ -554,11 +554,13 @@ def test_edge_links_give_the_estimate_its_node_totals(client, tokens, settings, 
     assert np.abs(want - swapped).max() > 0.05 * scale
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e3)
     if silent is None:
-        assert prior == "from edge links at 4 of 4 routers, fitted elsewhere"
+        assert prior == "from edge links: ingress at 4, egress at 4 of 4 routers"
         # and the measured totals bring the shift nearer the truth
         assert np.abs(want - true).sum() < np.abs(fitted - true).sum()
     else:
-        assert prior == "from edge links at 3 of 4 routers, fitted elsewhere"
+        assert prior == (
+            "from edge links: ingress at 3, egress at 4 of 4 routers; fitted at the others"
+        )
 
 
 @pytest.mark.parametrize("measured_under", [False, True])

@@ -350,3 +350,19 @@ def test_edge_links_are_registered_with_their_label_and_pushed(live_api, tokens,
     assert result.exit_code == 1
     assert "403" in result.output and "admin scope" in result.output
     assert stored(clean_db) == {}
+
+
+def test_a_simulated_networks_edge_links_follow_its_scenario(abilene):
+    """A failure that strands ATLAM5: its egress edge link carries 0 from the failure on
+    (the demands to it have no path), its ingress what it sends."""
+    traffic = sine_traffic(abilene, n_steps=12, seed=3)
+    scenario = Scenario((LinkEvent(6, ("ATLAM5", "ATLAng")),), "strand")
+    net = SimulatedNetwork(abilene, traffic, scenario, edge_links=True)
+    steps = list(net.iter_steps())
+    sent = [p for p, (a, _) in enumerate(traffic.pairs) if a == "ATLAM5"]
+    to = [p for p, (_, b) in enumerate(traffic.pairs) if b == "ATLAM5"]
+    out = [s.loads_bps["ATLAM5:out"] for s in steps]
+    np.testing.assert_allclose(out[:6], traffic.demands_bps[:6, to].sum(axis=1))
+    assert out[6:] == [0.0] * 6
+    ins = [s.loads_bps["ATLAM5:in"] for s in steps]
+    np.testing.assert_allclose(ins, traffic.demands_bps[:, sent].sum(axis=1))
