@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,3 +72,20 @@ def links_down(*, session: Session, now: datetime) -> list[str]:
         """
     )
     return [r[0] for r in session.execute(sql, {"now": now})]
+
+
+def newest_samples(*, session: Session, names: Sequence[str]) -> dict[str, datetime]:
+    """The time of the newest stored sample of each of the links ``names`` that has one
+    (link name -> ts, UTC). One primary-key probe per link."""
+    if not names:
+        return {}
+    sql = text(
+        """
+        SELECT l.name, s.ts FROM link l
+        JOIN LATERAL (
+            SELECT ts FROM sample WHERE link_id = l.id ORDER BY ts DESC LIMIT 1
+        ) s ON true
+        WHERE l.name = ANY(:names)
+        """
+    )
+    return {r.name: r.ts for r in session.execute(sql, {"names": list(names)})}

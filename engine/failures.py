@@ -197,7 +197,8 @@ class KnownFailures:
             self._routing = route(built.topology) if built.topology.links else None
             self._key = key
             if built.unplaced or built.problems:
-                log.info(
+                log.log(
+                    logging.WARNING if built.problems else logging.INFO,
                     "network model: %d links placed, %d not (no nodes: %s; %s)",
                     len(self._placed),
                     len(built.unplaced) + len(built.problems),
@@ -287,13 +288,14 @@ class KnownFailures:
         if not self._edges or self._routing is None:
             return None
         loads = {e.name: float(loads_bps[where[e.name]]) for e in self._edges if e.name in where}
-        missing = [e.name for e in self._edges if not np.isfinite(loads.get(e.name, np.nan))]
-        if missing:
+        silent = [e for e in self._edges if not np.isfinite(loads.get(e.name, np.nan))]
+        if silent:
             log.warning(
-                "%d edge links without a load in the bucket (%s): their routers' totals are"
+                "%d edge links without a load in the bucket (%s): the totals of %s are"
                 " fitted to the backbone's loads",
-                len(missing),
-                ", ".join(missing[:5]),
+                len(silent),
+                ", ".join(e.name for e in silent[:5]),
+                ", ".join(sorted({f"{e.node} ({e.direction})" for e in silent})[:10]),
             )
         return edge_totals(self._routing.topology, self._edges, loads)
 

@@ -418,7 +418,10 @@ def simulate(
         typer.Option(help="API base URL (default: LINKCAST_API_URL, else http://127.0.0.1:8000)."),
     ] = None,
     token: Annotated[
-        str | None, typer.Option(help="Token with the write scope (default: LINKCAST_TOKEN).")
+        str | None,
+        typer.Option(
+            help="Token with the write scope, admin with --edge-links (default: LINKCAST_TOKEN)."
+        ),
     ] = None,
     topology: Annotated[
         str | None,

@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from network.topology import Topology, endpoints
 
-__all__ = ["EDGE_LABEL", "EdgeLink", "TopologyBuild", "build_topology"]
+__all__ = ["EDGE_LABEL", "EdgeLink", "TopologyBuild", "build_topology", "edge_link"]
 
 _COORDINATES = ("src_lat", "src_lon", "dst_lat", "dst_lon")
 #: The label that marks an edge (access, peering) link, and its two values.
@@ -100,6 +100,34 @@ class TopologyBuild:
     unplaced: tuple[str, ...]
     problems: tuple[tuple[str | None, str], ...]
     edges: tuple[EdgeLink, ...] = ()
+
+
+def edge_link(rec: Mapping[str, Any]) -> EdgeLink | None:
+    """The edge link a link record declares with its label ``edge``, or None when it has
+    no such label (a link of the backbone).
+
+    Only the router's end is needed: ``dst`` for ``ingress``, ``src`` for ``egress``,
+    else that side of an ``A>B`` name.
+
+    Raises
+    ------
+    ValueError
+        Naming the link: a value other than ``ingress`` or ``egress``, or no router.
+    """
+    link = str(rec.get("name") or "")
+    role = (rec.get("labels") or {}).get(EDGE_LABEL)
+    if role is None:
+        return None
+    edge = _edge(link, rec, role)
+    if edge is None:
+        end = "dst" if role == "ingress" else "src"
+        raise ValueError(
+            f"{role} link {link!r}: no router; set its {end} (the router it"
+            f" {'enters' if role == 'ingress' else 'leaves'} the network at) or name it 'A>B'"
+        )
+    if isinstance(edge, str):
+        raise ValueError(edge)
+    return edge
 
 
 def _edge(link: str, rec: Mapping[str, Any], role: Any) -> EdgeLink | str | None:

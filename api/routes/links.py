@@ -20,6 +20,7 @@ from api.schemas import (
     SamplesPublic,
 )
 from db import queries
+from network.records import edge_link
 
 router = APIRouter(prefix="/links", tags=["links"])
 
@@ -65,7 +66,13 @@ def links_latest(
     },
 )
 def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Response):
-    """Register a link, or update its nodes, capacity and labels (200 when it existed)."""
+    """Register a link, or update its nodes, capacity and labels (200 when it existed).
+    The label `edge` (`ingress` or `egress`) makes it an edge link of the router at its
+    `dst` (`src`): another value, or no router, is a 422."""
+    try:
+        edge_link(body.model_dump())
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     link, created = queries.upsert_link(session=session, **body.model_dump())
     session.commit()
     if not created:

@@ -29,7 +29,7 @@ from api.deps import ReaderDep, SessionDep
 from api.errors import AUTH, responses
 from api.schemas import ErrorPublic, Text
 from db.topology import link_records
-from db.whatif import latest_issue, links_down
+from db.whatif import Issue, latest_issue, links_down, newest_samples
 from network.demand import edge_totals
 from network.records import TopologyBuild, build_topology
 from network.routing import Routing, route
@@ -46,6 +46,9 @@ CACHE_SIZE = 4
 REFIT_ISSUES = 60
 #: ... or when their relative fit error passes this plus twice that of a fresh one.
 REFIT_ERROR = 0.01
+#: An edge link with no sample in this many steps before the forecasts' issue is silent:
+#: its forecast does not count as its router's total (fitted instead).
+EDGE_SILENT_STEPS = 2
 
 NO_FORECASTS = 409
 NO_FORECASTS_DESCRIPTION = (
@@ -294,7 +297,7 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
             loads[: len(values), i] = [np.nan if v is None else v for v in values]
     loads[~np.isfinite(loads)] = np.nan
     loads = np.maximum(loads, 0.0)  # a load is never negative (NaN stays NaN)
-    totals = _edge_totals(built, issue.values_bps, len(loads))
+    totals = _edge_totals(built, _reporting(session, built, issue), len(loads))
     return _State(
         topology=topo,
         down=down,
@@ -307,6 +310,21 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
         if totals is None
         else (np.isfinite(totals[0]) | np.isfinite(totals[1])).any(axis=1),
     )
+
+
+def _reporting(
+    session: Session, built: TopologyBuild, issue: Issue
+) -> dict[str, list[float | None]]:
+    """The issue's forecasts without those of edge links that have stopped reporting:
+    the engine carries a silent link's last value forward, which would pass for a
+    measurement. Silent: no sample within :data:`EDGE_SILENT_STEPS` steps before the
+    issue (the engine's estimate, from one bucket, would miss it too)."""
+    if not built.edges:
+        return issue.values_bps
+    newest = newest_samples(session=session, names=[e.name for e in built.edges])
+    since = issue.issued_at - timedelta(seconds=EDGE_SILENT_STEPS * issue.step_seconds)
+    silent = {e.name for e in built.edges if newest.get(e.name, since) <= since}
+    return {n: v for n, v in issue.values_bps.items() if n not in silent}
 
 
 def _edge_totals(

@@ -34,6 +34,37 @@ def test_link_create_needs_admin_and_valid_fields(client, tokens):
     assert client.get("/api/v1/links", headers=auth(tokens["read"])).json()["total"] == 0
 
 
+def test_an_edge_label_is_checked_when_the_link_is_registered(client, tokens):
+    h = auth(tokens["admin"])
+    for body, message in (
+        (
+            {"name": "r1:xe-0/0/1", "dst": "r1", "labels": {"edge": "both"}},
+            "link 'r1:xe-0/0/1': label edge 'both' is not 'ingress' or 'egress'",
+        ),
+        (
+            {"name": "r1:xe-0/0/1", "dst": "r1", "labels": {"edge": "Ingress"}},
+            "label edge 'Ingress' is not 'ingress' or 'egress'",
+        ),
+        (
+            {"name": "r1:xe-0/0/1", "src": "r1", "labels": {"edge": "ingress"}},
+            "ingress link 'r1:xe-0/0/1': no router; set its dst",
+        ),
+        (
+            {"name": "r1:xe-0/0/2", "dst": "peer", "labels": {"edge": "egress"}},
+            "egress link 'r1:xe-0/0/2': no router; set its src",
+        ),
+    ):
+        r = client.post("/api/v1/links", json=body, headers=h)
+        assert r.status_code == 422, r.text
+        assert message in r.json()["detail"]
+    assert client.get("/api/v1/links", headers=auth(tokens["read"])).json()["total"] == 0
+    for body in (
+        {"name": "r1:xe-0/0/1", "dst": "r1", "labels": {"edge": "ingress"}},
+        {"name": "r1>peer", "labels": {"edge": "egress"}},
+    ):
+        assert client.post("/api/v1/links", json=body, headers=h).status_code == 201
+
+
 def test_samples_time_range_and_errors(client, tokens):
     h = auth(tokens["write"])
     batch = [sample(ts=f"2026-01-01T00:0{m}:00Z", value=m) for m in range(6)]
