@@ -446,3 +446,21 @@ def test_edge_links_forecasts_are_the_demand_estimates_node_totals(client, token
     r = client.get("/api/v1/whatif", params={"fail": "cust-B>B"}, headers=h)
     assert r.status_code == 422, r.text
     assert r.json()["detail"].startswith("link 'cust-B>B' is an ingress edge link of 'B'")
+
+
+def test_edge_forecasts_of_zero_everywhere_are_no_measurement():
+    """As in tomogravity: totals that are 0 at every router are fitted, so the answer's
+    demand_prior does not say edge_links for them."""
+    from api.routes.whatif import _edge_totals
+    from network.records import build_topology
+
+    built = build_topology(
+        [{"name": n} for n in RING_LINKS]
+        + [{"name": f"c-{n}>{n}", "labels": {"edge": "ingress"}} for n in RING]
+        + [{"name": f"{n}>c-{n}", "labels": {"edge": "egress"}} for n in RING]
+    )
+    zeros = {f"c-{n}>{n}": [0.0, 1e9] for n in RING} | {f"{n}>c-{n}": [0.0, 2e9] for n in RING}
+    out, inn = _edge_totals(built, zeros, 2)
+    assert np.isnan(out[0]).all() and np.isnan(inn[0]).all()
+    assert (out[1] == 1e9).all() and (inn[1] == 2e9).all()
+    assert _edge_totals(built, {n: [0.0] for n in zeros}, 1) is None
