@@ -178,7 +178,8 @@ def edge_totals(
     finite load >= 0 in ``loads_bps`` (a partial sum would make the node look smaller
     than it is): :func:`tomogravity` fits those to the link loads. So a network whose
     edge links are labelled router by router is helped from the first one, and a
-    silent interface costs its router's measurement only.
+    silent interface costs its router's measurement only. A direction whose measured
+    totals are 0 at every node is not measured either: it holds no prior to take.
 
     Parameters
     ----------
@@ -228,6 +229,9 @@ def edge_totals(
         total[i] += float(value) if ok else math.nan  # type: ignore[arg-type]
     out[~seen_out] = math.nan
     inn[~seen_in] = math.nan
+    for total in (out, inn):  # 0 everywhere (a collector writing 0 for lost interfaces)
+        if np.nansum(total) <= 0:
+            total[:] = math.nan
     if np.isnan(out).all() and np.isnan(inn).all():
         return None
     return out, inn

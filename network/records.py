@@ -136,12 +136,9 @@ def _edge(link: str, rec: Mapping[str, Any], role: Any) -> EdgeLink | str | None
     for ``ingress``, ``src`` for ``egress``, else that side of an ``A>B`` name."""
     if role not in _DIRECTIONS:
         return f"link {link!r}: label {EDGE_LABEL} {role!r} is not 'ingress' or 'egress'"
-    end = "dst" if role == "ingress" else "src"
-    router = rec.get(end)
-    if not router:
-        parts = link.split(">")
-        named = len(parts) == 2 and all(p.strip() for p in parts)
-        router = (parts[1] if role == "ingress" else parts[0]).strip() if named else None
+    router = rec.get("dst" if role == "ingress" else "src")
+    if not router and (named := endpoints(link)) is not None:
+        router = named[1] if role == "ingress" else named[0]
     return EdgeLink(link, str(router), role) if router else None
 
 

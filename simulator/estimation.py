@@ -51,7 +51,7 @@ import pandas as pd
 
 from network.demand import tomogravity
 from network.routing import route
-from simulator.failures import SimulationResult
+from simulator.failures import SimulationResult, edge_loads
 from simulator.topology import Topology
 from simulator.traffic import DAY_SECONDS, Traffic
 
@@ -177,16 +177,17 @@ def score_estimation(
     unmeasured = np.ones(n, dtype=bool)
     unmeasured[rng.permutation(n)[: max(1, round(coverage * n))]] = False
 
-    def edge_links(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(..., N)`` what the edge links measure at the steps of ``xs`` (``(..., P)``)."""
-        o, i = xs @ np.eye(n)[intact.origin], xs @ np.eye(n)[intact.dest]
-        local = extra * (o + i) / 2
-        o, i = o + local, i + local
+    ingress, egress = edge_loads(topology, traffic)  # (T, N) each, every link up
+
+    def edge_links(at: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+        """What the edge links measure at step(s) ``at``: ``(N,)`` or ``(len(at), N)``."""
+        local = extra * (ingress[at] + egress[at]) / 2
+        o, i = ingress[at] + local, egress[at] + local
         o[..., unmeasured], i[..., unmeasured] = np.nan, np.nan
         return o, i
 
     if totals == "measured":
-        out, inn = edge_links(x)
+        out, inn = edge_links(steps)
         est = tomogravity(before, y, out_bps=out, in_bps=inn)
     else:
         est = tomogravity(before, y)
@@ -194,7 +195,7 @@ def score_estimation(
     hour = slice(f, min(stop, f + max(1, round(3600 / traffic.step_seconds))))
     last = result.loads_bps[f - 1]
     if totals == "measured":
-        o, i = edge_links(traffic.demands_bps[f - 1])
+        o, i = edge_links(f - 1)
         ahead = tomogravity(before, last, out_bps=o, in_bps=i).demands_bps
     else:
         ahead = tomogravity(before, last).demands_bps

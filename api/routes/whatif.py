@@ -348,9 +348,6 @@ def _edge_totals(
         totals = edge_totals(built.topology, built.edges, at_t)
         if totals is not None:
             outs[t], ins[t] = totals
-            for row in (outs[t], ins[t]):  # 0 everywhere: tomogravity fits them (no prior)
-                if np.nansum(row) <= 0:
-                    row[:] = np.nan
     if np.isnan(outs).all() and np.isnan(ins).all():
         return None
     return outs, ins
