@@ -325,7 +325,7 @@ class Feeder:
             timeout=self.timeout_seconds,
             transport=self.transport,
         ) as client:
-            if edges and not self._register(client, edges, stop):
+            if edges and not self._register(client, edges, stop, stats):
                 return stats
             generated = 0
             live = False
@@ -396,10 +396,14 @@ class Feeder:
         return stats
 
     def _register(
-        self, client: httpx.Client, records: list[dict[str, Any]], stop: threading.Event
+        self,
+        client: httpx.Client,
+        records: list[dict[str, Any]],
+        stop: threading.Event,
+        stats: FeederStats,
     ) -> bool:
         """Register the edge links with their label (``POST /api/v1/links``, admin scope),
-        retrying as a push does; False if stopped first.
+        each sent and retried as a push is (:meth:`_send`); False if stopped first.
 
         Raises
         ------
@@ -408,30 +412,8 @@ class Feeder:
         """
         log.info("registering %d edge links (label edge: ingress, egress)", len(records))
         for record in records:
-            attempt = 0
-            while not stop.is_set():
-                try:
-                    response = client.post(LINKS_PATH, json=record)
-                except httpx.HTTPError as exc:
-                    why = f"{type(exc).__name__}: {exc}"
-                else:
-                    if response.is_success:
-                        break
-                    if response.status_code not in RETRY_STATUSES:
-                        hint = (
-                            " (registering edge links needs a token with the admin scope)"
-                            if response.status_code == 403
-                            else ""
-                        )
-                        raise FeederError(
-                            f"POST {LINKS_PATH} {record['name']!r}: {response.status_code}"
-                            f" {_detail(response)}{hint}"
-                        )
-                    why = f"{response.status_code} {_detail(response)}"
-                attempt += 1
-                log.warning("edge link %s not registered (%s); retrying", record["name"], why)
-                stop.wait(self._backoff(attempt))
-            else:
+            request = _Request(LINKS_PATH, record, 0, f"edge link {record['name']!r}")
+            if not self._send(client, request, stop, stats, [True]):
                 return False
         return True
 
@@ -536,7 +518,7 @@ class Feeder:
                 if status < 300:
                     if request.path == TELEMETRY_PATH:
                         stats.samples_pushed += request.n_samples
-                    else:
+                    elif request.path == EVENTS_PATH:
                         stats.events_posted += 1
                     if request.retries:
                         log.info("%s accepted after %d retries", request.what, request.retries)
@@ -580,6 +562,12 @@ class Feeder:
             return (
                 f"{where}: 401, the API refused the token ({detail}); "
                 "pass a valid one with --token or LINKCAST_TOKEN"
+            )
+        if status == 403 and request.path == LINKS_PATH:
+            return (
+                f"{where}: 403, the token may not register links ({detail}); edge links are"
+                " registered with their label, which needs the admin scope: linkcast token"
+                " create --scope admin"
             )
         if status == 403:
             return (
