@@ -24,12 +24,13 @@ and boolean fields are not loads: they are counted and left out, never an error.
 A point without a timestamp gets the request's time, truncated to the precision, as
 InfluxDB does.
 
-A series' tags are one dict for every point of it, across requests: the parser's tags
-are swapped for the dict kept from an earlier line with the same series bytes (up to
-the first space: the measurement and tags, or less of them when an escaped space cuts
-them short) if it is equal to them, so that :meth:`api.series.SeriesMap.map` matches a
-series to its rule and link once. Only series with a field some rule names are kept,
-at most :data:`api.series_cache.CAP_BYTES` of them.
+A series is parsed whole once: its measurement and tags are kept by the text of its
+line up to the first space (:func:`_learn` keeps only a text that alone gives them), and
+a later line that starts with that text has only its fields and timestamp parsed, by
+the same parser (as a line of a measurement of its own, ``m <fields> <timestamp>``);
+its points share the kept tags object, so that :meth:`api.series.SeriesMap.map` matches
+the series to its rule and link once. Only series with a field some rule names are
+kept, at most :data:`api.series_cache.CAP_BYTES` of them.
 
 Errors: :class:`LineError` names the line (1-based, counting every line of the body);
 :class:`TooManyPoints` when the numeric fields pass the request's bound.
@@ -137,29 +138,32 @@ def parse(
     )
     append, numbers = out.points.append, out.lines.append
     new = tuple.__new__  # a Point without NamedTuple's Python-level __new__
-    known = _TAGS
+    known = _SERIES
     for number, raw in enumerate(lines, start=1):
         if not raw or (raw[0] in blank and not raw.strip(strip)):
             continue
-        try:
-            point = parse_line(raw if text is not None else raw.decode("utf-8"))
-        except (UnicodeDecodeError, LineFormatError):
-            point = _parse_line(raw if text is None else raw.encode(), number)  # raises
-        if point is None:  # a comment
-            continue
+        # the text before the first space: the measurement and tags of a known series
+        series, _, rest = raw.partition(space)
+        kept = known.get(series) if text is not None else None
+        if kept is not None:  # only the fields and timestamp are left to parse
+            prefix, tags = kept
+            try:
+                point = parse_line(_ONLY_FIELDS + rest)
+            except LineFormatError:
+                point = _parse_line(raw.encode(), number)  # raises, naming the whole line
+        else:
+            try:
+                point = parse_line(raw if text is not None else raw.decode("utf-8"))
+            except (UnicodeDecodeError, LineFormatError):
+                point = _parse_line(raw if text is None else raw.encode(), number)  # raises
+            if point is None:  # a comment
+                continue
+            prefix, tags = point["measurement"] + "_", point["tags"]
+            if text is not None and any(prefix + key in metrics for key in point["fields"]):
+                _learn(series, prefix, tags)
         stamp = point["time"]
         ts = default_ts if stamp is None else stamp * num / den
-        prefix = point["measurement"] + "_"
-        tags = point["tags"]
         fields = point["fields"]
-        # the text before the first space: the measurement and tags, unless an escaped
-        # space (`\ `) cuts them short; so a kept dict is used only if equal to the tags
-        series = raw.partition(space)[0]
-        kept = known.get(series)
-        if kept is not None and kept == tags:
-            tags = kept
-        elif any(prefix + key in metrics for key in fields):
-            known.put(series, tags, len(series) if text is None else len(series.encode()))
         for key, value in fields.items():
             kind = type(value)
             if kind is not float and kind is not int and isinstance(value, bool | str):
@@ -195,8 +199,28 @@ def _parse_line(raw: bytes, number: int) -> dict | None:
     return point
 
 
-# A line's series bytes (up to its first space) -> the tags parsed from it last, kept so
-# that every point of a series has the same tags object. Shared by the threads of a
-# process; only series with a field some rule names; bounded by their bytes (oldest
-# out first).
-_TAGS: SeriesCache = SeriesCache()
+# A line's series text (up to its first space) -> the measurement's prefix and the tags
+# parsed from it, so that the next line of that series parses only its fields and
+# timestamp, and every point of the series has the same tags object. Shared by the
+# threads of a process; only series with a field some rule names; bounded by their
+# bytes (oldest out first).
+_SERIES: SeriesCache = SeriesCache()
+# What a line of a known series is parsed as: a measurement of its own, then the line's
+# fields and timestamp (what follows its first space).
+_ONLY_FIELDS = "m "
+
+
+def _learn(series: str, prefix: str, tags: dict[str, str]) -> None:
+    """Keep ``series`` (the text of a line before its first space) as ``prefix`` (the
+    measurement and ``_``) and ``tags``, if that text alone is what was parsed into
+    them: the parser gives the same measurement and tags for it with a field of its
+    own, ``x=1``. Then the parser's measurement and tags end where the text does, as
+    they do in every line that starts with it. (Not so where an escaped space, ``\\ ``,
+    cuts the text short: the tags of ``m,a=b\\`` and `` x=1`` swallow the field, and
+    the parser refuses the line; nor for a line that starts with a space.)"""
+    try:
+        alone = parse_line(series + " x=1")
+    except LineFormatError:
+        return
+    if alone is not None and alone["measurement"] + "_" == prefix and alone["tags"] == tags:
+        _SERIES.put(series, (prefix, tags), len(series.encode()))

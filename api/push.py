@@ -1,7 +1,8 @@
 """What every push format shares once its body is decoded into series points.
 
-A route decodes its format (remote write, line protocol, OTLP) into
-:class:`api.series.Point` values, then calls :func:`store_points`: the points are
+A route decodes its format (remote write, line protocol, OTLP) into an
+:class:`api.series.SeriesBatch` (or :class:`api.series.Point` values), then calls
+:func:`store_batch` (:func:`store_points`): the samples are
 mapped to links by the app's :class:`api.series.SeriesMap` (``LINKCAST_SERIES_FILE``)
 and stored in one transaction by :func:`db.ingest.write_series`, all or nothing.
 """
@@ -16,7 +17,7 @@ from functools import partial
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.series import Point, SeriesMap
+from api.series import Point, SeriesBatch, SeriesMap
 from db.ingest import write_series
 from linkcast.settings import Settings
 
@@ -67,7 +68,12 @@ class Pushed:
 
 
 async def store_points(request: Request, points: Sequence[Point]) -> Pushed:
-    """Map ``points`` to links and store them, all or nothing.
+    """:func:`store_batch` of ``points``, each its own series."""
+    return await store_batch(request, SeriesBatch.of_points(points))
+
+
+async def store_batch(request: Request, batch: SeriesBatch) -> Pushed:
+    """Map the samples of ``batch`` to links and store them, all or nothing.
 
     Raises :class:`api.series.BadPoint` (the route answers 400 naming it in its own
     format's terms) before anything is stored; a database that cannot be reached
@@ -75,8 +81,8 @@ async def store_points(request: Request, points: Sequence[Point]) -> Pushed:
     """
     settings: Settings = request.app.state.settings
     series: SeriesMap = request.app.state.series_map
-    mapped = series.map(
-        points, latest=time.time() + settings.max_future_seconds, earliest=EARLIEST_TS
+    mapped = series.map_batch(
+        batch, latest=time.time() + settings.max_future_seconds, earliest=EARLIEST_TS
     )
     written = await run_in_threadpool(
         partial(
@@ -91,7 +97,7 @@ async def store_points(request: Request, points: Sequence[Point]) -> Pushed:
         request.app.state.link_ids,
     )
     return Pushed(
-        received=len(points),
+        received=len(batch),
         stored=written.rows,
         quarantined=written.quarantined,
         capacities=written.capacities,

@@ -41,10 +41,8 @@ import math
 import struct
 from collections.abc import Container
 from dataclasses import dataclass, field
-from functools import partial
-from itertools import chain, repeat
 from math import isnan
-from operator import attrgetter, truediv
+from operator import attrgetter, getitem
 from typing import Any
 
 import cramjam
@@ -53,7 +51,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
 from api.proto_views import F, canonical, message_classes
-from api.series import Point, escaped
+from api.series import Point, SeriesBatch, escaped
 from api.series_cache import SeriesCache
 
 CONTENT_TYPE = "application/x-protobuf"
@@ -125,6 +123,12 @@ _MESSAGES: dict[str, tuple[tuple[str, int, int | str, bool], ...]] = {
         ("value", 1, F.TYPE_DOUBLE, True),
         ("timestamp", 2, F.TYPE_INT64, True),
     ),
+    # Each series as its bytes, to find its labels' bytes without a message per series
+    # (:func:`_label_keys`).
+    "WriteRequestSeries": (
+        ("timeseries", 1, F.TYPE_BYTES, True),
+        ("metadata", 3, F.TYPE_BYTES, True),
+    ),
     # And once more where a column came out short: every Sample left as its bytes, in
     # order, to tell which samples have a value and a timestamp on the wire
     # (:func:`_filled`). Labels, exemplars and histograms declared singular bytes: each
@@ -151,6 +155,8 @@ MetricMetadata: Any = _CLASSES["MetricMetadata"]
 _WriteRequestWire: Any = _CLASSES["WriteRequestWire"]
 _WriteRequestColumns: Any = _CLASSES["WriteRequestColumns"]
 _WriteRequestSamples: Any = _CLASSES["WriteRequestSamples"]
+_WriteRequestSeries: Any = _CLASSES["WriteRequestSeries"]
+_TimeSeriesWire: Any = _CLASSES["TimeSeriesWire"]
 
 
 class Refused(Exception):
@@ -174,21 +180,27 @@ class Refused(Exception):
 
 @dataclass
 class Decoded:
-    """A request's samples as points, in order, and what was skipped.
+    """A request's samples as columns over its series (:class:`api.series.SeriesBatch`),
+    in order, and what was skipped.
 
     ``series``: time series in the request; ``stale``: staleness markers skipped;
     ``metadata``: metadata entries (read, never stored).
     """
 
-    points: list[Point] = field(default_factory=list)
+    batch: SeriesBatch = field(default_factory=SeriesBatch.empty)
     series: int = 0
     stale: int = 0
     metadata: int = 0
 
     @property
+    def points(self) -> list[Point]:
+        """The samples as points, in order."""
+        return self.batch.points()
+
+    @property
     def samples(self) -> int:
-        """Samples in the request: points plus staleness markers."""
-        return len(self.points) + self.stale
+        """Samples in the request: those kept plus staleness markers."""
+        return len(self.batch) + self.stale
 
 
 def check_headers(content_type: str | None, content_encoding: str | None) -> None:
@@ -311,69 +323,142 @@ def selector(name: str | None, labels: dict[str, str], limit: int = 300) -> str:
 def points(
     request: Any, raw: bytes, *, max_samples: int, metrics: Container[str] = frozenset()
 ) -> Decoded:
-    """The samples of ``request`` (``raw`` parsed as a ``WriteRequestWire``) as points,
-    in order, staleness markers skipped and counted.
+    """The samples of ``request`` (``raw`` parsed as a ``WriteRequestWire``) as columns
+    over their series, in order, staleness markers skipped and counted.
 
     ``metrics``: the names whose series are kept from request to request (those of the
     app's series rules, :attr:`api.series.SeriesMap.metrics`); any other series is
     decoded again each time, never kept.
 
-    The samples are read as columns (:func:`_columns`): per series only its label bytes
-    and its number of samples are touched from Python; the points are made by C loops
-    (``map``, ``zip``). Proto3 leaves a value of 0 and a timestamp of 0 out of the
-    wire, so a sample of 0 bit/s is missing from the value column: the samples' bytes
-    then say where (:func:`_filled`). Where the body is not protobuf's own encoding of
-    what it holds (:func:`api.proto_views.canonical`), each sample is read from its own
-    message.
+    Where the body is protobuf's own encoding of what it holds
+    (:func:`api.proto_views.canonical`; Prometheus' encoder writes such bodies), the
+    samples are read as columns (:func:`_columns`), and, when each series has one
+    sample (as Prometheus sends them), each series' identity is the bytes of its labels
+    (:func:`_label_keys`), found without a message object per series: Python touches
+    no series and no sample that it has seen before. Proto3 leaves a value of 0 and a
+    timestamp of 0 out of the wire, so a sample of 0 bit/s is missing from the value
+    column: the samples' bytes then say where (:func:`_filled`). Otherwise each series
+    and sample is read from its own message.
 
     Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
     series for a series with no ``__name__``, with a label name twice, or with a Label
     that is not one (not protobuf, a name or value not UTF-8).
     """
-    series = list(request.timeseries)  # one message object per series, read twice
-    keys = list(map(tuple, map(_LABELS, series)))
-    counts = list(map(len, map(_SAMPLES, series)))
-    total = sum(counts)
-    if total > max_samples:
-        message = f"{total} samples in one request; at most {max_samples}"
-        raise Refused(413, message, samples=total)
-    out = Decoded(series=len(series), metadata=len(request.metadata))
-    known = _SERIES
-    found = [known.get(key) or _series_labels(key, total, metrics) for key in keys]
-    if canonical(request, raw):  # Prometheus' encoder writes canonical bodies
-        values, stamps = _columns(raw, total) or _per_sample(series)
+    out = Decoded(metadata=len(request.metadata))
+    is_canonical = canonical(request, raw)
+    fast = _one_sample_each(raw, max_samples) if is_canonical else None
+    if fast is not None:
+        keys, values, stamps = fast
+        counts = None
     else:
-        values, stamps = _per_sample(series)
-    names, labels = zip(*found, strict=True) if found else ((), ())
-    if total != len(counts) or counts.count(1) != total:  # not one sample per series
-        each = partial(map, repeat)  # a series' name (labels) once per sample of it
-        names = chain.from_iterable(each(names, counts))
-        labels = chain.from_iterable(each(labels, counts))
-    rows = zip(names, labels, map(truediv, stamps, repeat(1000)), values, strict=True)  # ms->s
+        series = list(request.timeseries)  # one message object per series, read twice
+        keys = [_label_fields(s.labels) for s in series]  # the keys _label_keys finds
+        counts = list(map(len, map(_SAMPLES, series)))
+        total = sum(counts)
+        if total > max_samples:
+            message = f"{total} samples in one request; at most {max_samples}"
+            raise Refused(413, message, samples=total)
+        columns = _columns(raw, total) if is_canonical else None
+        values, stamps = columns or _per_sample(series)
+    total = len(values)
+    found = list(map(_SERIES.get, keys))
+    if None in found:  # looked up again in order, as series are learnt (and evicted)
+        get = _SERIES.get
+        found = [get(key) or _series_labels(key, total, metrics) for key in keys]
+    out.series = len(found)
+    of = None
+    if counts is not None and (len(counts) != total or counts.count(1) != total):
+        of = np.repeat(np.arange(len(counts)), counts)  # each sample's series
+    ts = np.array(stamps, np.float64) / 1000  # ms -> s
     if any(map(isnan, values)):  # NaNs: some may be staleness markers
-        kept = [row for row in rows if not _stale(row[3])]
-        out.stale = total - len(kept)
-        rows = iter(kept)
-    out.points = list(map(tuple.__new__, repeat(Point), rows))  # no Python-level __new__
+        stale = np.array(values, np.float64).view(np.uint64) == STALE_NAN_BITS
+        out.stale = int(stale.sum())
+        if out.stale:
+            keep = ~stale
+            of = (np.arange(total) if of is None else of)[keep]
+            ts, values = ts[keep], [v for v, k in zip(values, keep.tolist(), strict=True) if k]
+    out.batch = SeriesBatch(found, of, ts, values)
     return out
+
+
+def _one_sample_each(
+    raw: bytes, max_samples: int
+) -> tuple[list[bytes], list[float], list[int]] | None:
+    """For a canonical ``raw`` whose every series has one sample: each series' label
+    bytes (:func:`_label_keys`) and the samples' values and timestamps (ms), in order;
+    None for any other request. :class:`Refused` 413 past ``max_samples`` samples."""
+    series = _WriteRequestSeries.FromString(raw).timeseries
+    samples = _WriteRequestSamples.FromString(raw).timeseries.samples
+    if len(samples) > max_samples:
+        message = f"{len(samples)} samples in one request; at most {max_samples}"
+        raise Refused(413, message, samples=len(samples))
+    if len(series) != len(samples):
+        return None
+    keys = _label_keys(list(series), list(samples))
+    if keys is None:
+        return None
+    columns = _columns(raw, len(samples), samples)
+    if columns is None:
+        return None
+    return keys, *columns
+
+
+def _label_fields(labels: Any) -> bytes:
+    """A series' Label messages (bytes each) as its label fields are encoded: the
+    identity :func:`_label_keys` finds in a canonical body."""
+    encoded: bytes = _TimeSeriesWire(labels=labels).SerializeToString()
+    return encoded
+
+
+# A canonical TimeSeries whose one Sample comes last: its Label fields (field 1), then
+# the Sample as field 2, length-delimited: tag 0x12, a one-byte length (a Sample is at
+# most 20 bytes), the Sample's bytes.
+_SAMPLE_TAG = 0x12
+
+
+def _label_keys(series: list[bytes], samples: list[bytes]) -> list[bytes] | None:
+    """Each series' bytes up to its sample: the encoding of its labels, its identity.
+
+    ``series[i]`` must be the bytes of a canonical TimeSeries (no exemplar, no
+    histogram) whose one Sample's bytes are ``samples[i]``; this is checked, for every
+    series at once with numpy, and None returned if one is not (the caller then reads
+    message by message)."""
+    n = len(series)
+    if n == 0:
+        return []
+    s_len = np.fromiter(map(len, series), np.int64, n)
+    e_len = np.fromiter(map(len, samples), np.int64, n)
+    key_len = s_len - 2 - e_len  # what comes before the sample's tag and length
+    if key_len.min() < 0 or e_len.max() >= 0x80:
+        return None
+    joined = np.frombuffer(b"".join(series), np.uint8)
+    at = np.cumsum(s_len) - s_len + key_len  # where each sample's tag is in `joined`
+    if not ((joined[at] == _SAMPLE_TAG).all() and (joined[at + 1] == e_len).all()):
+        return None
+    # the positions of every sample's own bytes within `joined`, in order
+    first = np.repeat(at + 2 - (np.cumsum(e_len) - e_len), e_len)
+    inside = first + np.arange(int(e_len.sum()))
+    if not np.array_equal(joined[inside], np.frombuffer(b"".join(samples), np.uint8)):
+        return None
+    return list(map(getitem, series, map(slice, key_len.tolist())))
 
 
 _LABELS, _SAMPLES = attrgetter("labels"), attrgetter("samples")
 
 
-def _columns(raw: bytes, total: int) -> tuple[list[float], list[int]] | None:
+def _columns(raw: bytes, total: int, samples: Any = None) -> tuple[list[float], list[int]] | None:
     """Every sample's value and timestamp (ms) in ``raw``, in order, as two lists.
 
     ``raw`` must be canonical (:func:`api.proto_views.canonical`). Proto3 does not
     write a value or a timestamp of 0, so where a column is shorter than ``total`` (an
     idle interface's 0 bit/s), the samples' own bytes say which ones it skipped
-    (:func:`_filled`). None if they do not account for the columns (not expected of a
-    canonical body)."""
+    (:func:`_filled`; ``samples``: those bytes, if already parsed). None if they do not
+    account for the columns (not expected of a canonical body)."""
     columns = _WriteRequestColumns.FromString(raw).timeseries.samples
     values, stamps = list(columns.value), list(columns.timestamp)
     if len(values) == total and len(stamps) == total:
         return values, stamps
-    return _filled(raw, total, values, stamps)
+    return _filled(raw, total, values, stamps, samples)
 
 
 # A canonical Sample's bytes: its value, if not 0, as field 1 of wire type 64-bit (tag
@@ -382,7 +467,7 @@ _VALUE_TAG, _VALUE_FIELD_BYTES = 0x09, 9
 
 
 def _filled(
-    raw: bytes, total: int, values: list[float], stamps: list[int]
+    raw: bytes, total: int, values: list[float], stamps: list[int], encoded: Any = None
 ) -> tuple[list[float], list[int]] | None:
     """The columns ``values`` and ``stamps``, short of the zeros proto3 leaves out,
     with 0 put back where each sample's bytes have no value or no timestamp; None if
@@ -390,7 +475,8 @@ def _filled(
 
     One more parse of ``raw`` (``WriteRequestSamples``: a bytes object per sample) and
     C loops, against a message object per sample (:func:`_per_sample`)."""
-    encoded = _WriteRequestSamples.FromString(raw).timeseries.samples
+    if encoded is None:
+        encoded = _WriteRequestSamples.FromString(raw).timeseries.samples
     if len(encoded) != total:
         return None
     lengths = np.fromiter(map(len, encoded), np.int64, total)
@@ -425,14 +511,13 @@ def _stale(value: float) -> bool:
 _SERIES: SeriesCache = SeriesCache()
 
 
-def _series_labels(
-    key: tuple[bytes, ...], total: int, metrics: Container[str]
-) -> tuple[str, dict[str, str]]:
-    """The name and other labels of a series whose Label messages are ``key``; checked
-    (a Label that decodes, a ``__name__``, no label twice) and, if ``metrics`` holds its
-    name, remembered."""
+def _series_labels(key: bytes, total: int, metrics: Container[str]) -> tuple[str, dict[str, str]]:
+    """The name and other labels of a series whose label fields are ``key`` (the
+    encoding of its Label messages); checked (a Label that decodes, a ``__name__``, no
+    label twice) and, if ``metrics`` holds its name, remembered."""
     try:
-        pairs = [(label.name, label.value) for label in map(Label.FromString, key)]
+        encoded = _TimeSeriesWire.FromString(key).labels
+        pairs = [(label.name, label.value) for label in map(Label.FromString, encoded)]
     except DecodeError as exc:
         why = str(exc).rsplit(": ", 1)[-1]
         raise Refused(
@@ -453,7 +538,7 @@ def _series_labels(
         message = f"series {selector(None, labels)} has no __name__ label"
         raise Refused(400, message, reason="invalid", samples=total)
     if name in metrics:
-        _SERIES.put(key, (name, labels), sum(map(len, key)))
+        _SERIES.put(key, (name, labels), len(key))
     return name, labels
 
 

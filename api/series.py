@@ -41,14 +41,19 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import is_not, itemgetter
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+import numpy as np
+
 from api.ingest import MAX_LINK_NAME, MAX_VALUE_BPS
 from api.series_cache import CAP_BYTES, SeriesCache
+from db.ingest import Gauges
 
 Kind = Literal["gauge", "counter"]
 
@@ -200,29 +205,75 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
+_NO_GAUGES = Gauges([], np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+
 @dataclass
 class Mapped:
     """A request's points sorted into what is stored.
 
-    ``gauges``: (link, ts seconds, bit/s). ``counters``: (series, link, ts seconds,
-    raw value, bits per unit, counter bits), the series its name and every label.
-    ``capacities``: link -> bit/s (the last reading wins). ``dropped``: reason ->
-    points not stored (``no_rule``, ``missing_label``, ``bad_link_name``, ``unknown_capacity``: a
-    capacity of 0 or below, or NaN).
+    ``gauges``: loads in bit/s, as columns (:class:`Gauges`). ``counters``: (series,
+    link, ts seconds, raw value, bits per unit, counter bits), the series its name and
+    every label. ``capacities``: link -> bit/s (the last reading wins). ``dropped``:
+    reason -> points not stored (``no_rule``, ``missing_label``, ``bad_link_name``,
+    ``unknown_capacity``: a capacity of 0 or below, or NaN).
     """
 
-    gauges: list[tuple[str, float, float]] = field(default_factory=list)
+    gauges: Gauges = _NO_GAUGES
     counters: list[tuple[str, str, float, float | int, float, int]] = field(default_factory=list)
     capacities: dict[str, float] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def links(self) -> set[str]:
-        names = {g[0] for g in self.gauges} | {c[1] for c in self.counters}
-        return names | set(self.capacities)
+        return self.gauges.names() | {c[1] for c in self.counters} | set(self.capacities)
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesBatch:
+    """A request's samples as columns over its series: what a decoder hands over.
+
+    ``series``: (name, labels) per series, in the order the request has them (a series
+    may come more than once); ``of``: int64 per sample, the position of its series in
+    ``series``, or None when sample ``i`` is of series ``i``; ``ts``: float64 seconds
+    since the epoch per sample; ``values``: per sample, an int where the wire had one (a
+    64-bit counter keeps every digit), else a float. Each labels object must not change
+    once handed over (see :class:`Point`).
+    """
+
+    series: Sequence[tuple[str, Mapping[str, str]]]
+    of: np.ndarray | None
+    ts: np.ndarray
+    values: Sequence[float | int]
+
+    @classmethod
+    def empty(cls) -> SeriesBatch:
+        return cls([], None, np.empty(0), [])
+
+    @classmethod
+    def of_points(cls, points: Sequence[Point]) -> SeriesBatch:
+        """``points``, each its own series."""
+        n = len(points)
+        if not n:
+            return cls.empty()
+        names, labels, ts, values = zip(*points, strict=True)
+        series = list(zip(names, labels, strict=True))
+        return cls(series, None, np.fromiter(ts, np.float64, n), values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def point(self, i: int) -> Point:
+        """Sample ``i`` as a :class:`Point`."""
+        name, labels = self.series[i if self.of is None else int(self.of[i])]
+        return Point(name, labels, float(self.ts[i]), self.values[i])
+
+    def points(self) -> list[Point]:
+        """Every sample as a :class:`Point`, in order."""
+        return [self.point(i) for i in range(len(self))]
 
 
 class SeriesMap:
@@ -245,7 +296,7 @@ class SeriesMap:
         self.rules = tuple(rules)
         self._by_name: dict[str, list[Rule]] = {}
         # (name, id(labels)) -> (labels, what the series is): the labels object is kept,
-        # so its id cannot be reused while the entry lives, and a hit is checked with `is`.
+        # so its id cannot be taken by another object while the entry lives.
         # Only series whose name has a rule; bounded by bytes (api/series_cache.py).
         self._memo = SeriesCache(MEMO_BYTES)
         for rule in self.rules:
@@ -284,64 +335,110 @@ class SeriesMap:
                 return rule
         return None
 
-    def map(self, points: Iterable[Point], *, latest: float, earliest: float = 0.0) -> Mapped:
-        """Sort ``points`` into gauges, counters and capacities.
+    def map(self, points: Sequence[Point], *, latest: float, earliest: float = 0.0) -> Mapped:
+        """:meth:`map_batch` of ``points``, each its own series."""
+        return self.map_batch(SeriesBatch.of_points(points), latest=latest, earliest=earliest)
+
+    def map_batch(self, batch: SeriesBatch, *, latest: float, earliest: float = 0.0) -> Mapped:
+        """Sort the samples of ``batch`` into gauges, counters and capacities.
 
         ``latest``: the newest acceptable ts (now plus the allowed future), in seconds;
         ``earliest``: the oldest (before it, most often a timestamp in the wrong unit:
         seconds read as nanoseconds).
-        Raises :class:`BadPoint` for the first point of a matching series whose value
-        is not finite or negative, or whose ts lies before 1970 or after ``latest``;
-        a capacity that is not above 0 (a speed the device does not know) is dropped.
+        Raises :class:`BadPoint` for the first sample (in order) of a matching series
+        whose value is not finite or negative, or whose ts lies before 1970 or after
+        ``latest``; a capacity that is not above 0 (a speed the device does not know) is
+        dropped.
 
-        A point whose name no rule has is dropped (``no_rule``) at once, never
-        remembered (Prometheus remote-writes every series it scrapes). Any other series
-        (name and labels object) is matched to its rule and link once and remembered
-        (at most :data:`MEMO_BYTES` of label bytes, the oldest forgotten first); each
-        point then costs a lookup and its value's checks.
+        A series whose name no rule has is dropped (``no_rule``), never remembered
+        (Prometheus remote-writes every series it scrapes). Any other series (name and
+        labels object) is matched to its rule and link once and remembered (at most
+        :data:`MEMO_BYTES` of label bytes, the oldest forgotten first). Gauges, the
+        bulk of a push, are then sorted and checked as numpy columns, no Python per
+        sample; counters and capacities one by one.
         """
         out = Mapped()
-        gauges, counters, capacities = out.gauges, out.counters, out.capacities
-        memo, metrics = self._memo, self.metrics
-        inf = math.inf
-        for i, p in enumerate(points):
-            name, labels, ts, value = p
-            if name not in metrics:
-                out.drop("no_rule")
-                continue
-            hit = memo.get((name, id(labels)))
-            what = hit[1] if hit is not None and hit[0] is labels else self._learn(p)
-            if isinstance(what, str):  # the reason the series is not stored
-                out.drop(what)
-                continue
-            if what.capacity and not 0 < value < inf:
-                # a speed the device does not know: the kernel's -1 Mbit/s of a virtual
-                # interface (node_exporter's node_network_speed_bytes -125000), IF-MIB's
-                # ifHighSpeed 0. Refusing it would refuse the loads sent with it.
-                out.drop("unknown_capacity")
-                continue
-            if not (0 <= value < inf and earliest <= ts <= latest):
-                _check(i, p, latest, earliest)  # raises, naming the problem
-            if what.series is not None:  # a counter
-                counters.append((what.series, what.link, ts, value, what.scale, what.bits))
-                continue
-            bps = float(value) * what.scale
-            if not bps <= MAX_VALUE_BPS:  # in range once in bit/s (1e300 Gbit/s is inf)
-                limit = f"{MAX_VALUE_BPS:.0e} bit/s"
-                raise BadPoint(i, f"{name}: {value!r} {what.rule.unit} exceeds {limit}")
-            if what.capacity:
-                capacities[what.link] = bps
-            else:
-                gauges.append((what.link, ts, bps))
+        found = self._found(batch.series)
+        whats: list[_Series | str] = list(map(_WHAT, found))
+        links: list[str | None] = list(map(_GAUGE_LINK, found))  # None: not a gauge
+        n = len(batch)
+        is_gauge = np.fromiter(map(is_not, links, repeat(None)), bool, len(links))
+        of = np.arange(n, dtype=np.int64) if batch.of is None else batch.of
+        gauge = is_gauge[of] if n else np.zeros(0, bool)
+        first_bad = n
+        if gauge.any():
+            scale = np.fromiter(map(_SCALE, found), np.float64, len(found))
+            g_of, g_ts = of[gauge], batch.ts[gauge]
+            g_values = np.asarray(batch.values, np.float64)[gauge]
+            with np.errstate(over="ignore"):  # 1e300 Gbit/s is inf bit/s: refused below
+                bps = g_values * scale[g_of]
+            ok = (g_values >= 0) & (bps <= MAX_VALUE_BPS) & (g_ts >= earliest) & (g_ts <= latest)
+            if not ok.all():  # (NaN fails every comparison)
+                first_bad = int(np.flatnonzero(gauge)[np.argmin(ok)])
+            out.gauges = Gauges(links, g_of, g_ts, bps)
+        others = np.flatnonzero(~gauge).tolist()
+        for i in others:
+            if i > first_bad:
+                break
+            self._sort(out, batch, i, whats[int(of[i])], latest, earliest)
+        if first_bad < n:
+            what = whats[int(of[first_bad])]
+            assert isinstance(what, _Series)
+            self._refuse(batch.point(first_bad), first_bad, latest, earliest, what.rule)
         return out
 
-    def _learn(self, p: Point) -> _Series | str:
-        """What the series of ``p`` is (rule, link, counter identity), or why it is
-        dropped (``no_rule``, ``missing_label``, ``bad_link_name``); remembered for its
-        labels object."""
+    def _found(self, series: Sequence[tuple[str, Mapping[str, str]]]) -> list[_Found]:
+        """What each series is (:data:`_Found`), from the memo where it is there."""
+        memo, metrics = self._memo, self.metrics
+        names, labels = map(_NAME, series), map(_LABELS, series)
+        found: list[_Found | None] = list(map(memo.get, zip(names, map(id, labels), strict=False)))
+        if None in found:  # kept with its labels object: a hit's id is still this one's
+            found = [
+                hit or (_NO_RULE if name not in metrics else self._learn(name, labels))
+                for hit, (name, labels) in zip(found, series, strict=True)
+            ]
+        return found  # type: ignore[return-value]
+
+    @staticmethod
+    def _sort(
+        out: Mapped, batch: SeriesBatch, i: int, what: _Series | str, latest: float, earliest: float
+    ) -> None:
+        """Sample ``i`` of ``batch``, not a gauge, into ``out``: a counter reading, a
+        capacity or a drop."""
+        if isinstance(what, str):  # the reason the series is not stored
+            out.drop(what)
+            return
+        value, ts = batch.values[i], float(batch.ts[i])
+        if what.capacity and not 0 < value < math.inf:
+            # a speed the device does not know: the kernel's -1 Mbit/s of a virtual
+            # interface (node_exporter's node_network_speed_bytes -125000), IF-MIB's
+            # ifHighSpeed 0. Refusing it would refuse the loads sent with it.
+            out.drop("unknown_capacity")
+            return
+        if not (0 <= value < math.inf and earliest <= ts <= latest):
+            SeriesMap._refuse(batch.point(i), i, latest, earliest)
+        if what.series is not None:  # a counter
+            out.counters.append((what.series, what.link, ts, value, what.scale, what.bits))
+            return
+        bps = float(value) * what.scale
+        if not bps <= MAX_VALUE_BPS:
+            SeriesMap._refuse(batch.point(i), i, latest, earliest, what.rule)
+        out.capacities[what.link] = bps
+
+    @staticmethod
+    def _refuse(p: Point, i: int, latest: float, earliest: float, rule: Rule | None = None) -> None:
+        """Raise :class:`BadPoint` for sample ``i``, naming what is wrong with it."""
+        _check(i, p, latest, earliest)
+        unit = rule.unit if rule is not None else "bit/s"
+        raise BadPoint(i, f"{p.name}: {p.value!r} {unit} exceeds {MAX_VALUE_BPS:.0e} bit/s")
+
+    def _learn(self, name: str, labels: Mapping[str, str]) -> _Found:
+        """What the series ``name`` with ``labels`` is (rule, link, counter identity), or
+        why it is dropped (``no_rule``, ``missing_label``, ``bad_link_name``);
+        remembered for its labels object."""
         what: _Series | str
-        rule = self.rule(p.name, p.labels)
-        link, why = (None, "no_rule") if rule is None else rule.link_or_reason(p.labels)
+        rule = self.rule(name, labels)
+        link, why = (None, "no_rule") if rule is None else rule.link_or_reason(labels)
         if why is not None:
             what = why
         else:
@@ -353,16 +450,32 @@ class SeriesMap:
                 scale=rule.scale,
                 bits=rule.counter_bits,
                 capacity=rule.role == "capacity",
-                series=_series(p) if counter else None,
+                series=_series(Point(name, labels, 0.0, 0)) if counter else None,
             )
-        size = len(p.name) + sum(len(k) + len(v) for k, v in p.labels.items())
-        self._memo.put((p.name, id(p.labels)), (p.labels, what), size)
-        return what
+        size = len(name) + sum(len(k) + len(v) for k, v in labels.items())
+        gauge = isinstance(what, _Series) and what.gauge
+        found: _Found = (
+            labels,
+            what,
+            what.link if gauge else None,  # type: ignore[union-attr]
+            what.scale if gauge else 0.0,  # type: ignore[union-attr]
+        )
+        self._memo.put((name, id(labels)), found, size)
+        return found
 
 
 # Bytes of series (name and labels, summed) a SeriesMap remembers, each entry keeping
 # its labels object alive; past it, the oldest half is forgotten.
 MEMO_BYTES = CAP_BYTES
+
+
+# What SeriesMap makes of a series, as its memo keeps it: the labels object (kept alive,
+# so that its id stays its own), the series (_Series) or why it is dropped, and for a
+# gauge its link and bits per unit (else None and 0).
+_Found = tuple[Mapping[str, str], "_Series | str", str | None, float]
+_NO_RULE: _Found = ({}, "no_rule", None, 0.0)
+_NAME, _LABELS = itemgetter(0), itemgetter(1)
+_WHAT, _GAUGE_LINK, _SCALE = itemgetter(1), itemgetter(2), itemgetter(3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +489,11 @@ class _Series:
     bits: int
     capacity: bool
     series: str | None
+
+    @property
+    def gauge(self) -> bool:
+        """A load stored as it comes (neither a counter nor a capacity)."""
+        return self.series is None and not self.capacity
 
 
 def _series(p: Point) -> str:

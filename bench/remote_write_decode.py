@@ -23,7 +23,8 @@ import random
 import statistics
 import sys
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest.mock import patch
 
@@ -51,16 +52,21 @@ def request_body(series: int, zeros: float, rng: random.Random) -> bytes:
     return bytes(cramjam.snappy.compress_raw(req.SerializeToString()))
 
 
-def message_by_message() -> AbstractContextManager:
+@contextmanager
+def message_by_message() -> Iterator[None]:
     """While it lasts, :func:`api.remote_write.decode` reads every sample from its own
     message (the reference)."""
-    return patch.object(rw, "_columns", lambda raw, total: None)
+    with (
+        patch.object(rw, "_one_sample_each", lambda raw, max_samples: None),
+        patch.object(rw, "_columns", lambda raw, total, samples=None: None),
+    ):
+        yield
 
 
-def decode(body: bytes) -> list:
+def decode(body: bytes) -> rw.Decoded:
     """The points of ``body``, its series known to the decoder (as after a worker's
     first request)."""
-    return rw.decode(body, limit=1 << 26, max_samples=10**6, metrics={METRIC}).points
+    return rw.decode(body, limit=1 << 26, max_samples=10**6, metrics={METRIC})
 
 
 def cpu_per_sample(body: bytes, series: int, repeat: int, *, columns: bool) -> float:
@@ -75,7 +81,7 @@ def cpu_per_sample(body: bytes, series: int, repeat: int, *, columns: bool) -> f
 def read_as_columns(body: bytes) -> list | None:
     """The points of ``body`` as shipped, or None if it was read message by message."""
     with patch.object(rw, "_per_sample", wraps=rw._per_sample) as per_sample:
-        points = decode(body)
+        points = decode(body).points
     return None if per_sample.called else points
 
 
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         if want is None:  # else both timings would be of the message-by-message read
             raise SystemExit(f"{zeros:.0%} zeros: the request was not read as columns")
         with message_by_message():  # the two reads agree before either is timed
-            assert want == decode(body)
+            assert want == decode(body).points
         times: dict[bool, list[float]] = {True: [], False: []}
         for _ in range(args.rounds):
             for columns in (True, False):

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from itertools import compress, repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -65,7 +66,6 @@ WHERE sample.value_bps IS DISTINCT FROM EXCLUDED.value_bps
 """
 
 _COLUMNS = "link_id, ts, value_bps, quality"
-_LINK = itemgetter(0)
 _ONE_US = timedelta(microseconds=1)
 
 
@@ -322,6 +322,49 @@ def write_samples(
         raw.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """A request's gauge samples as columns: sample ``i`` is a load of ``links[of[i]]``
+    at ``ts[i]`` seconds, ``bps[i]`` bit/s.
+
+    ``links``: a link name per series of the request (None for a series that is not a
+    gauge); ``of``: int64 per sample, its series; ``ts``, ``bps``: float64 per sample.
+    """
+
+    links: list[str | None]
+    of: np.ndarray
+    ts: np.ndarray
+    bps: np.ndarray
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[tuple[str, float, float]]) -> Gauges:
+        """(link, ts seconds, bit/s) rows as columns, each its own series."""
+        n = len(rows)
+        links, ts, bps = zip(*rows, strict=True) if rows else ((), (), ())
+        return cls(
+            list(links),
+            np.arange(n, dtype=np.int64),
+            np.fromiter(ts, np.float64, n),
+            np.fromiter(bps, np.float64, n),
+        )
+
+    def __len__(self) -> int:
+        return len(self.of)
+
+    def names(self) -> set[str]:
+        """The links that have a sample."""
+        sampled = np.bincount(self.of, minlength=len(self.links)) > 0
+        return set(compress(self.links, sampled.tolist())) - {None}  # type: ignore[return-value]
+
+    def rows(self) -> list[tuple[str, float, float]]:
+        """The samples as (link, ts seconds, bit/s), in order."""
+        links = self.links
+        return [
+            (links[i], t, v)  # type: ignore[misc]
+            for i, t, v in zip(self.of.tolist(), self.ts.tolist(), self.bps.tolist(), strict=True)
+        ]
+
+
 class SeriesWritten(NamedTuple):
     """What a push of series stored: samples written (gauges and counter rates),
     quarantined among them, links whose capacity changed, and the counter events."""
@@ -341,7 +384,7 @@ WHERE link.id = u.id AND link.capacity_bps IS DISTINCT FROM u.cap
 
 def write_series(
     engine: Engine,
-    gauges: Sequence[tuple[str, float, float]],
+    gauges: Gauges | Sequence[tuple[str, float, float]],
     counters: Sequence[Reading],
     capacities: Mapping[str, float],
     link_ids: LinkIds,
@@ -351,7 +394,8 @@ def write_series(
 ) -> SeriesWritten:
     """Store a request's series, all or nothing.
 
-    ``gauges``: (link, ts seconds, bit/s); ``counters``: readings as
+    ``gauges``: loads as columns (:class:`Gauges`) or (link, ts seconds, bit/s) rows;
+    ``counters``: readings as
     :func:`db.counters.counter_rates` takes them; ``capacities``: link -> bit/s (what
     :meth:`api.series.SeriesMap.map` sorted them into). In one transaction: the
     links are registered, capacities set (``ifHighSpeed``), counters turned into
@@ -359,7 +403,9 @@ def write_series(
     which advances that reading only if this transaction commits), and gauges and
     rates copied into ``sample``; a (link, ts) given twice keeps the last value.
     """
-    names = {*map(_LINK, gauges), *(c[1] for c in counters), *capacities}
+    if not isinstance(gauges, Gauges):
+        gauges = Gauges.of_rows(gauges)
+    names = gauges.names() | {c[1] for c in counters} | set(capacities)
     if not names:
         return SeriesWritten(0, 0, 0, {})
     raw = engine.raw_connection()
@@ -387,7 +433,7 @@ def write_series(
 
 def _write_series(
     cur: psycopg.Cursor,
-    gauges: Sequence[tuple[str, float, float]],
+    gauges: Gauges,
     counters: Sequence[Reading],
     capacities: Mapping[str, float],
     names: Collection[str],
@@ -407,23 +453,32 @@ def _write_series(
         capacity.update(caps)
     ceilings = {n: capacity[i] * (1 + line_rate_margin) for n, i in ids.items() if i in capacity}
     rates = counter_rates(cur, counters, ceilings, max_gap=counter_max_gap, trust_known=trust_known)
-    written = _store_rows(cur, (*gauges, *rates.rows), ids, capacity, line_rate_margin)
+    written = _store_loads(cur, gauges, rates.rows, ids, capacity, line_rate_margin)
     return written, changed, rates
 
 
-def _store_rows(
+def _store_loads(
     cur: psycopg.Cursor,
+    gauges: Gauges,
     rows: Sequence[tuple[str, float, float]],
     ids: Mapping[str, int],
     capacity: Mapping[int, float],
     line_rate_margin: float,
 ) -> Written:
-    """:func:`_store` of (link, ts seconds, bit/s) rows; the last of a repeated (link,
-    ts) wins (ts to the microsecond)."""
-    if not rows:
+    """:func:`_store` of ``gauges`` then (link, ts seconds, bit/s) ``rows``; the last of
+    a repeated (link, ts) wins (ts to the microsecond)."""
+    if not len(gauges) and not rows:
         return Written(0, 0)
-    links, seconds, bps = zip(*rows, strict=True)
-    cols = _columns(links, ids, micros(np.fromiter(seconds, np.float64, len(links))), bps)
+    # each gauge series' link id (0 for a series that is not a gauge: never picked)
+    # (dict.get: None is no link's name; a gauge series' name is always in ids)
+    series_ids = np.fromiter(map(ids.get, gauges.links, repeat(0)), np.int32, len(gauges.links))
+    link, seconds, bps = [series_ids[gauges.of]], [gauges.ts], [gauges.bps]
+    if rows:
+        names, ts, values = zip(*rows, strict=True)
+        link.append(np.fromiter(map(ids.__getitem__, names), np.int32, len(names)))
+        seconds.append(np.fromiter(ts, np.float64, len(names)))
+        bps.append(np.fromiter(values, np.float64, len(names)))
+    cols = Columns(np.concatenate(link), micros(np.concatenate(seconds)), np.concatenate(bps))
     return _store(cur, last_wins(cols), capacity, line_rate_margin)
 
 

@@ -15,7 +15,7 @@ from api import remote_write as rw
 from api.deps import SettingsDep, WriterDep
 from api.errors import AUTH, responses
 from api.metrics import REASON_BY_STATUS, record_push, record_refused
-from api.push import BodyTooLarge, Pushed, read_body, store_points
+from api.push import BodyTooLarge, Pushed, read_body, store_batch
 from api.schemas import ErrorPublic
 from api.series import BadPoint
 
@@ -65,7 +65,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _bad_point(decoded: rw.Decoded, exc: BadPoint) -> str:
-    p = decoded.points[exc.index]
+    p = decoded.batch.point(exc.index)
     why = exc.msg.removeprefix(f"{p.name}: ")
     return f"series {rw.selector(p.name, dict(p.labels))}: sample at {p.ts:.3f} s: {why}"
 
@@ -135,7 +135,7 @@ async def remote_write(request: Request, _: WriterDep, settings: SettingsDep) ->
             body,
         )
         try:
-            pushed = await store_points(request, decoded.points)
+            pushed = await store_batch(request, decoded.batch)
         except BadPoint as exc:
             message = _bad_point(decoded, exc)
             raise rw.Refused(400, message, reason="invalid", samples=decoded.samples) from None

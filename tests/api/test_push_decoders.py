@@ -63,9 +63,12 @@ SERIES = [
     b"interface,agent_host=10.0.0.1,ifName=xe-0/0/1",
     b"m",
     b"m,z=1,a=2",  # tags out of order: the parser sorts them
-    b"m,a=b\\ c",  # an escaped space: the series bytes stop there, the tags check holds
+    b"m,a=b\\ c",  # an escaped space: the series text stops there; not kept
+    b"m,a=b\\ d",  # ... and the same text before the first space, other tags
+    b"m,a=b\\ c\\ x=1",  # ... or tags that look like a field
     b"m,a=",  # not line protocol
     b" m",  # leading space
+    b" n",  # ... and the same (empty) text before the first space, another measurement
     b"#m",  # a comment
     b"m,a=\xe2\x82",  # not UTF-8 (a character cut short): the body is read line by line
     b"\xc2\xa0m",  # a no-break space first: not blank, not line protocol
@@ -156,12 +159,33 @@ line = st.builds(
 def test_line_protocol_reads_as_the_parser_reads(lines: list[bytes]) -> None:
     unit, now = lp.PRECISIONS_V2["ms"], 1_700_000_000.5
     body = b"\n".join(lines)
-    lp._TAGS.clear()
+    lp._SERIES.clear()
     first = decoded(body, unit, now)  # learns the series
     second = decoded(body, unit, now)  # finds their tags again
     expected = reference(body, unit, now)
     assert first == expected
     assert second == expected
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"m,a=b\\ c x=1 1", b"m,a=b\\ d x=2 2"],  # one text before the first space
+        [b" m x=1 1", b" n x=2 2"],  # the same (empty) text: a leading space
+        [b"m\\ n x=1 1", b"m\\ o x=2 2"],  # an escaped space in the measurement
+        [b"m,a=b x=1 1", b"m,a=b x=2,y=3i 2", b"m,a=b x=4u"],  # a plain series, kept
+    ],
+)
+def test_a_kept_series_is_only_what_its_text_alone_says(lines) -> None:
+    """A line of a known series has only its fields and timestamp parsed: never where
+    the text before its first space does not alone give its measurement and tags."""
+    unit, now = lp.PRECISIONS_V2["s"], 100.0
+    lp._SERIES.clear()
+    for body in (b"\n".join(lines), b"\n".join(lines[::-1])):
+        expected = reference(body, unit, now)
+        assert expected and expected[0] != "error"
+        assert decoded(body, unit, now) == expected  # learns
+        assert decoded(body, unit, now) == expected  # finds
 
 
 def test_a_known_series_keeps_one_tags_object_across_requests() -> None:
@@ -245,6 +269,82 @@ def test_remote_write_columns_read_as_each_sample_message(series) -> None:
     points = [(p.name, dict(p.labels), p.ts, struct.pack("<d", p.value)) for p in got.points]
     assert (points, got.stale) == (want, stale)
     assert got.samples == sum(len(samples) for _, _, samples in series)
+
+
+# Ways a sender may encode one TimeSeries, each valid protobuf that every parser reads
+# alike: protobuf's own (canonical) encoding, and variants that are not it.
+def _series_bytes(labels: list[tuple[str, str]], value: float, stamp: int, how: str) -> bytes:
+    lab = rw.TimeSeries(labels=[rw.Label(name=k, value=v) for k, v in labels])
+    one = rw.TimeSeries(samples=[rw.Sample(value=value, timestamp=stamp)])
+    labels_part, sample_part = lab.SerializeToString(), one.SerializeToString()
+    if how == "samples_first":
+        return sample_part + labels_part
+    if how == "exemplar":  # field 3, an empty Exemplar, after the sample
+        return labels_part + sample_part + b"\x1a\x00"
+    if how == "explicit_zero_stamp":  # a timestamp of 0 written out (proto3 leaves it off)
+        sample = rw.Sample(value=value).SerializeToString() + b"\x10\x00"
+        return labels_part + b"\x12" + bytes([len(sample)]) + sample
+    if how == "two_samples":
+        return labels_part + sample_part + sample_part
+    return labels_part + sample_part
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    series=st.lists(
+        st.tuples(
+            st.sampled_from(["A>B", "B>C", "C>A"]),
+            st.sampled_from(RW_VALUES),
+            st.sampled_from(RW_STAMPS),
+            st.sampled_from(
+                ["canonical"] * 4
+                + ["samples_first", "exemplar", "explicit_zero_stamp", "two_samples"]
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_remote_write_series_encoded_any_way_read_as_each_message(series) -> None:
+    """Whether each series is found by its label bytes (a canonical body, one sample a
+    series) or read message by message (any other encoding), the points are what each
+    Sample message gives, in order."""
+    raw = rw._WriteRequestSeries(
+        timeseries=[
+            _series_bytes([("__name__", "link_load_bps"), ("link", link)], value, stamp, how)
+            for link, value, stamp, how in series
+        ]
+    ).SerializeToString()
+    body = bytes(cramjam.snappy.compress_raw(raw))
+    want, stale = _rw_reference(body)
+    got = rw_decode(body)
+    points = [(p.name, dict(p.labels), p.ts, struct.pack("<d", p.value)) for p in got.points]
+    assert (points, got.stale) == (want, stale)
+
+
+def test_remote_write_series_are_found_by_their_label_bytes_only_when_safe(monkeypatch) -> None:
+    """The shortcut is taken for Prometheus' shape (canonical, one sample a series) and
+    not for a body it cannot read exactly: there every series is read as a message."""
+    returned = []
+    shortcut = rw._one_sample_each
+    monkeypatch.setattr(
+        rw, "_one_sample_each", lambda *a: returned.append(shortcut(*a)) or returned[-1]
+    )
+    labels = [("__name__", "link_load_bps"), ("link", "A>B")]
+    for how, taken in [
+        ("canonical", True),
+        ("samples_first", False),
+        ("exemplar", False),
+        ("explicit_zero_stamp", False),
+        ("two_samples", False),
+    ]:
+        returned.clear()
+        raw = rw._WriteRequestSeries(
+            timeseries=[_series_bytes(labels, 1.5, 1000, how)]
+        ).SerializeToString()
+        got = rw_decode(bytes(cramjam.snappy.compress_raw(raw)))
+        assert [p.value for p in got.points] == [1.5] * (2 if how == "two_samples" else 1)
+        assert any(r is not None for r in returned) is taken, how
 
 
 @pytest.mark.parametrize(
@@ -528,7 +628,7 @@ def test_series_cache_counts_bytes_and_drops_the_oldest_first() -> None:
 
 
 def test_a_flood_of_series_no_rule_names_leaves_every_cache_empty() -> None:
-    for cache in (rw._SERIES, otlp._LABELS, lp._TAGS):
+    for cache in (rw._SERIES, otlp._LABELS, lp._SERIES):
         cache.clear()
     hosts = [f"h{k}" for k in range(FLOOD)]
     d_rw = rw_decode(
@@ -540,12 +640,12 @@ def test_a_flood_of_series_no_rule_names_leaves_every_cache_empty() -> None:
     assert [len(d.points) for d in (d_rw, d_otlp, d_lp)] == [FLOOD, FLOOD, 2 * FLOOD]
     assert [dict(p.labels) for p in d_rw.points[:2]] == [{"instance": "h0"}, {"instance": "h1"}]
     assert {p.name for p in d_lp.points} == {"cpu_usage", "cpu_link"}
-    for cache in (rw._SERIES, otlp._LABELS, lp._TAGS):
+    for cache in (rw._SERIES, otlp._LABELS, lp._SERIES):
         assert (len(cache), cache.nbytes) == (0, 0)
     m = SeriesMap(DEFAULT_RULES)
     out = m.map([*d_rw.points, *d_otlp.points, *d_lp.points], latest=1e12)
     assert out.dropped == {"no_rule": 4 * FLOOD}
-    assert not out.gauges and not out.counters and not out.capacities
+    assert not len(out.gauges) and not out.counters and not out.capacities
     assert (len(m._memo), m._memo.nbytes) == (0, 0)
 
 
@@ -556,7 +656,7 @@ def test_a_flood_of_ruled_series_stays_under_the_byte_cap(monkeypatch) -> None:
     caches = {name: SeriesCache(cap=CAP) for name in ("rw", "otlp", "lp")}
     monkeypatch.setattr(rw, "_SERIES", caches["rw"])
     monkeypatch.setattr(otlp, "_LABELS", caches["otlp"])
-    monkeypatch.setattr(lp, "_TAGS", caches["lp"])
+    monkeypatch.setattr(lp, "_SERIES", caches["lp"])
     links = [f"r{k}>r{k + 1}" for k in range(FLOOD)]
     first: dict[str, object] = {}
     for start in range(0, FLOOD, 500):
@@ -575,7 +675,7 @@ def test_a_flood_of_ruled_series_stays_under_the_byte_cap(monkeypatch) -> None:
         for cache in caches.values():
             assert 0 < cache.nbytes <= CAP
     sizes = {
-        "rw": lambda key: sum(map(len, key)),
+        "rw": len,
         "otlp": lambda key: sum(map(len, key[0])) + sum(map(len, key[1])),
         "lp": len,
     }
@@ -616,8 +716,8 @@ def test_series_map_after_eviction_maps_as_an_unbounded_one() -> None:
             chunk = points[start : start + 400]
             got = bounded.map(chunk, latest=1e12)
             want = reference.map(chunk, latest=1e12)
-            assert (got.gauges, got.counters, got.capacities, got.dropped) == (
-                want.gauges,
+            assert (got.gauges.rows(), got.counters, got.capacities, got.dropped) == (
+                want.gauges.rows(),
                 want.counters,
                 want.capacities,
                 want.dropped,

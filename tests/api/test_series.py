@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from api.series import DEFAULT_RULES, BadPoint, Point, SeriesFileError, SeriesMap
+from api.series import (
+    DEFAULT_RULES,
+    BadPoint,
+    Point,
+    Rule,
+    SeriesBatch,
+    SeriesFileError,
+    SeriesMap,
+)
 from linkcast.settings import Settings
 
 FILE = """
@@ -44,7 +56,7 @@ def test_a_file_replaces_the_defaults_and_matches_labels(tmp_path: Path) -> None
     )
     series = 'system.network.io{device="eth0",direction="transmit",host.name="edge1"}'
     assert out.counters == [(series, "edge1:eth0", 10.0, 5, 8.0, 64)]
-    assert out.gauges == [("r1>r2", 10.0, 2.5e6)]
+    assert out.gauges.rows() == [("r1>r2", 10.0, 2.5e6)]
     assert out.dropped == {"no_rule": 2}  # the receive direction, and a default metric
 
 
@@ -115,3 +127,91 @@ def test_bad_values_and_times_name_the_point(value: float, ts: float, problem: s
     # a series no rule takes is dropped whatever its value: never an error for the request
     out = SeriesMap(DEFAULT_RULES).map([Point("up", {}, ts, value)], latest=1e10)
     assert out.dropped == {"no_rule": 1}
+
+
+# --- map_batch against a point-by-point reading of the rules --------------------------
+
+# the defaults and a gauge in Mbit/s (a value in range can be out of range in bit/s)
+RULES = (*DEFAULT_RULES, Rule("if_out_mbps", "{router}", "Mbit/s"))
+SERIES = [
+    ("link_load_bps", {"link": "A>B"}),
+    ("link_load_bps", {"link": "B>C"}),
+    ("link_load_bps", {}),  # missing_label
+    ("if_out_mbps", {"router": "r1"}),
+    ("ifHCOutOctets", {"instance": "r1", "ifName": "et1"}),  # a counter
+    ("ifHighSpeed", {"instance": "r1", "ifName": "et1"}),  # a capacity
+    ("up", {"instance": "r1"}),  # no rule
+]
+VALUES = [0.0, 1.0, 2.5e9, 1e10, 2**63, -1.0, math.nan, math.inf, 1e300]
+TIMES = [946_684_800.0, 1_767_225_600.5, 1e10, -1.0, math.nan, 100.0]
+
+
+def reference_map(points, rules, latest, earliest):
+    """What the rules make of ``points``, one point at a time (the contract of
+    SeriesMap.map_batch, written out plainly): (gauges, counters, capacities, dropped)
+    or the BadPoint (index, message) of the first bad point."""
+    gauges, counters, capacities, dropped = [], [], {}, {}
+    m = SeriesMap(rules)
+    for i, p in enumerate(points):
+        rule = m.rule(p.name, p.labels)
+        link, why = (None, "no_rule") if rule is None else rule.link_or_reason(p.labels)
+        if why:
+            dropped[why] = dropped.get(why, 0) + 1
+            continue
+        capacity = rule.role == "capacity"
+        if capacity and not 0 < p.value < math.inf:
+            dropped["unknown_capacity"] = dropped.get("unknown_capacity", 0) + 1
+            continue
+        if not (0 <= p.value < math.inf and earliest <= p.ts <= latest):
+            return ("bad", i)
+        if rule.kind == "counter":
+            counters.append((link, p.ts, p.value))
+            continue
+        bps = float(p.value) * rule.scale
+        if not bps <= 1e15:
+            return ("bad", i)
+        if capacity:
+            capacities[link] = bps
+        else:
+            gauges.append((link, p.ts, bps))
+    return gauges, counters, capacities, dropped
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    picks=st.lists(
+        st.tuples(
+            st.integers(0, len(SERIES) - 1),
+            st.sampled_from(VALUES),
+            st.sampled_from(TIMES[:2] * 4 + TIMES[2:]),
+        ),
+        max_size=12,
+    ),
+    grouped=st.booleans(),
+)
+def test_map_batch_does_what_the_rules_say_point_by_point(picks, grouped) -> None:
+    """Gauges sorted and checked as columns, counters and capacities one by one: the
+    same gauges, counters, capacities and drops as reading every point on its own, or
+    a BadPoint for the same first bad point; with each sample its own series, or the
+    samples of a series pointing at it (``of``)."""
+    latest, earliest = 2e9, 946_684_800.0
+    points = [Point(*SERIES[k], ts, value) for k, value, ts in picks]
+    want = reference_map(points, RULES, latest, earliest)
+    if grouped:  # every distinct series once, the samples pointing at it
+        order = sorted({k for k, _, _ in picks})
+        batch = SeriesBatch(
+            [SERIES[k] for k in order],
+            np.array([order.index(k) for k, _, _ in picks], np.int64),
+            np.array([ts for _, _, ts in picks], np.float64),
+            [value for _, value, _ in picks],
+        )
+    else:
+        batch = SeriesBatch.of_points(points)
+    try:
+        out = SeriesMap(RULES).map_batch(batch, latest=latest, earliest=earliest)
+    except BadPoint as exc:
+        assert want == ("bad", exc.index)
+        assert points[exc.index].name in exc.msg
+        return
+    counters = [(link, ts, value) for _, link, ts, value, _, _ in out.counters]
+    assert (out.gauges.rows(), counters, out.capacities, out.dropped) == want
