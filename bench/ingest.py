@@ -3,7 +3,7 @@
 For each format in turn, in a session of its own: starts `linkcast api` (on a new
 embedded PostgreSQL unless --database-url or LINKCAST_DATABASE_URL), pushes N samples
 in batches from concurrent clients, then COPYs the same number of rows straight into
-the `sample` table, three times as text and three times in PostgreSQL's binary format,
+the `sample` table, --copy-runs times (5) as text and as many in PostgreSQL's binary format,
 and prints samples/s and their ratio to each COPY (the references, the medians of their
 runs, measured in the same session: these machines are shared and noisy, so only ratios
 compare across runs). Also the CPU time the api's
@@ -432,9 +432,9 @@ def measure(fmt: str, args: argparse.Namespace) -> Measured:
             )
         print(f"{fmt}: stored = sent: {sent[0]:,} loads (rows, zeros and sums checked)")
         print(f"{fmt}: COPY references ...", flush=True)
-        # Each reference three times (a COPY is short, and this machine noisy): medians.
+        # Each reference --copy-runs times (a COPY is short, this machine noisy): medians.
         refs: dict[str, list[tuple[float, float]]] = {"text": [], "binary": []}
-        for r in range(3):
+        for r in range(args.copy_runs):
             for j, kind in enumerate(refs):
                 t0 = datetime(2010 - 2 * r - j, 1, 1, tzinfo=UTC)
                 prefix = f"copy{r}{kind[0]}_"
@@ -465,6 +465,12 @@ def main() -> None:
         "--samples", type=int, default=400_000, help="samples per format, 2 batches of them warm-up"
     )
     ap.add_argument("--batch", type=int, default=5_000, help="samples per request")
+    ap.add_argument(
+        "--copy-runs",
+        type=int,
+        default=5,
+        help="runs of each COPY reference (text, binary) per format; the median is the reference",
+    )
     ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     ap.add_argument("--workers", type=int, default=2, help="api server processes")
     ap.add_argument(
@@ -499,6 +505,8 @@ def main() -> None:
     args = ap.parse_args()
     if not 0 <= args.zeros <= 1:
         ap.error(f"--zeros is a share, from 0 to 1 (got {args.zeros})")
+    if args.copy_runs < 1:
+        ap.error("--copy-runs must be at least 1")
     if args.samples <= 2 * args.batch:
         ap.error(f"--samples must exceed 2 x --batch ({2 * args.batch:,}): two are warm-up")
     formats = list(FORMATS) if args.format == "all" else [args.format]
@@ -533,7 +541,10 @@ def main() -> None:
             f"{rate / m.reference('text'):>8.2f}{m.api_cpu / m.samples * 1e6:>20.2f}"
             f"{m.db_cpu / m.samples * 1e6:>6.2f}{m.client_cpu / m.samples * 1e6:>8.2f}"
         )
-    print("COPY references (rows/s, median of 3 runs; database CPU us/row), per session:")
+    print(
+        f"COPY references (rows/s, median of {args.copy_runs} runs; database CPU us/row),"
+        " per session:"
+    )
     for m in results:
         parts = []
         for kind in m.copy:
