@@ -24,12 +24,14 @@ and boolean fields are not loads: they are counted and left out, never an error.
 A point without a timestamp gets the request's time, truncated to the precision, as
 InfluxDB does.
 
-A series is parsed whole once: its measurement and tags are kept by the text of its
-line up to the first space (:func:`_learn` keeps only a text that alone gives them), and
-a later line that starts with that text has only its fields and timestamp parsed, by
-the same parser (as a line of a measurement of its own, ``m <fields> <timestamp>``);
-its points share the kept tags object, so that :meth:`api.series.SeriesMap.map` matches
-the series to its rule and link once. Only series with a field some rule names are
+A series' measurement and tags are kept by the text of its line up to the first space,
+with the tags object that every later point of the series shares (so that
+:meth:`api.series.SeriesMap.map` matches the series to its rule and link once). Where
+that text alone gives them (:func:`_learn`), a later line that starts with it has only
+its fields and timestamp parsed, by the same parser (as a line of a measurement of its
+own, ``m <fields> <timestamp>``); where it does not (an escaped space in the
+measurement or a tag, cutting the text short), each line is parsed whole and the kept
+tags object used if the tags are equal. Only series with a field some rule names are
 kept, at most :data:`api.series_cache.CAP_BYTES` of them.
 
 Errors: :class:`LineError` names the line (1-based, counting every line of the body);
@@ -145,8 +147,8 @@ def parse(
         # the text before the first space: the measurement and tags of a known series
         series, _, rest = raw.partition(space)
         kept = known.get(series) if text is not None else None
-        if kept is not None:  # only the fields and timestamp are left to parse
-            prefix, tags = kept
+        if kept is not None and kept[2]:  # the text alone is the series: parse the rest
+            prefix, tags, _ = kept
             try:
                 point = parse_line(_ONLY_FIELDS + rest)
             except LineFormatError:
@@ -159,7 +161,9 @@ def parse(
             if point is None:  # a comment
                 continue
             prefix, tags = point["measurement"] + "_", point["tags"]
-            if text is not None and any(prefix + key in metrics for key in point["fields"]):
+            if kept is not None and kept[0] == prefix and kept[1] == tags:
+                tags = kept[1]  # the series' one tags object
+            elif text is not None and any(prefix + key in metrics for key in point["fields"]):
                 _learn(series, prefix, tags)
         stamp = point["time"]
         ts = default_ts if stamp is None else stamp * num / den
@@ -199,9 +203,10 @@ def _parse_line(raw: bytes, number: int) -> dict | None:
     return point
 
 
-# A line's series text (up to its first space) -> the measurement's prefix and the tags
-# parsed from it, so that the next line of that series parses only its fields and
-# timestamp, and every point of the series has the same tags object. Shared by the
+# A line's series text (up to its first space) -> the measurement's prefix, the tags
+# parsed from it, and whether the text alone gives them (then the next line of that
+# series parses only its fields and timestamp); every point of the series has the same
+# tags object. Shared by the
 # threads of a process; only series with a field some rule names; bounded by their
 # bytes (oldest out first).
 _SERIES: SeriesCache = SeriesCache()
@@ -211,16 +216,18 @@ _ONLY_FIELDS = "m "
 
 
 def _learn(series: str, prefix: str, tags: dict[str, str]) -> None:
-    """Keep ``series`` (the text of a line before its first space) as ``prefix`` (the
-    measurement and ``_``) and ``tags``, if that text alone is what was parsed into
-    them: the parser gives the same measurement and tags for it with a field of its
-    own, ``x=1``. Then the parser's measurement and tags end where the text does, as
-    they do in every line that starts with it. (Not so where an escaped space, ``\\ ``,
-    cuts the text short: the tags of ``m,a=b\\`` and `` x=1`` swallow the field, and
-    the parser refuses the line; nor for a line that starts with a space.)"""
+    """Keep ``series`` (the text of a line before its first space) with ``prefix`` (the
+    measurement and ``_``) and ``tags``, and whether that text alone is what was parsed
+    into them: the parser gives the same measurement and tags for it with a field of
+    its own, ``x=1``. Then the parser's measurement and tags end where the text does,
+    as they do in every line that starts with it, and such a line has only its fields
+    and timestamp parsed. Otherwise (an escaped space, ``\\ ``, cuts the text short:
+    ``m,a=b\\`` and `` x=1`` read as a tag value with no field after it; a line that
+    starts with a space) every line is parsed whole, and the kept tags object is used
+    where the parse gives equal tags and the same measurement."""
     try:
         alone = parse_line(series + " x=1")
     except LineFormatError:
-        return
-    if alone is not None and alone["measurement"] + "_" == prefix and alone["tags"] == tags:
-        _SERIES.put(series, (prefix, tags), len(series.encode()))
+        alone = None
+    exact = alone is not None and alone["measurement"] + "_" == prefix and alone["tags"] == tags
+    _SERIES.put(series, (prefix, tags, exact), len(series.encode()))

@@ -15,7 +15,7 @@ every series has a ``__name__`` and no label twice, and the number of samples.
 Prometheus' staleness markers (a NaN with the bit pattern ``0x7ff0000000000002``,
 written when a series disappears, for example while its exporter restarts) are
 skipped and counted, never refused. Values and timestamps of the series that are
-link loads are judged by :meth:`api.series.SeriesMap.map`, which the route calls.
+link loads are judged by :meth:`api.series.SeriesMap.map_batch`, which the route calls.
 
 The messages are described here, at import time, as a ``FileDescriptorProto`` built
 with ``descriptor_pb2`` and turned into classes by ``message_factory`` in a pool of
@@ -334,8 +334,8 @@ def points(
     (:func:`api.proto_views.canonical`; Prometheus' encoder writes such bodies), the
     samples are read as columns (:func:`_columns`), and, when each series has one
     sample (as Prometheus sends them), each series' identity is the bytes of its labels
-    (:func:`_label_keys`), found without a message object per series: Python touches
-    no series and no sample that it has seen before. Proto3 leaves a value of 0 and a
+    (:func:`_label_keys`), found without a message object per series: a series seen
+    before costs a bytes object, a slice and a lookup, no decoding. Proto3 leaves a value of 0 and a
     timestamp of 0 out of the wire, so a sample of 0 bit/s is missing from the value
     column: the samples' bytes then say where (:func:`_filled`). Otherwise each series
     and sample is read from its own message.
@@ -350,7 +350,11 @@ def points(
     if fast is not None:
         keys, values, stamps = fast
         counts = None
-    else:
+        found = list(map(_SERIES.get, keys))
+        new = (key for key, f in zip(keys, found, strict=True) if f is None)
+        if not all(map(_only_labels, new)):  # a cut through more than labels
+            fast = None
+    if fast is None:
         series = list(request.timeseries)  # one message object per series, read twice
         keys = [_label_fields(s.labels) for s in series]  # the keys _label_keys finds
         counts = list(map(len, map(_SAMPLES, series)))
@@ -360,8 +364,8 @@ def points(
             raise Refused(413, message, samples=total)
         columns = _columns(raw, total) if is_canonical else None
         values, stamps = columns or _per_sample(series)
+        found = list(map(_SERIES.get, keys))
     total = len(values)
-    found = list(map(_SERIES.get, keys))
     if None in found:  # looked up again in order, as series are learnt (and evicted)
         get = _SERIES.get
         found = [get(key) or _series_labels(key, total, metrics) for key in keys]
@@ -369,7 +373,7 @@ def points(
     of = None
     if counts is not None and (len(counts) != total or counts.count(1) != total):
         of = np.repeat(np.arange(len(counts)), counts)  # each sample's series
-    ts = np.array(stamps, np.float64) / 1000  # ms -> s
+    ts = _seconds(stamps)
     if any(map(isnan, values)):  # NaNs: some may be staleness markers
         stale = np.array(values, np.float64).view(np.uint64) == STALE_NAN_BITS
         out.stale = int(stale.sum())
@@ -410,6 +414,29 @@ def _label_fields(labels: Any) -> bytes:
     return encoded
 
 
+def _only_labels(key: bytes) -> bool:
+    """Whether ``key`` is a series' label fields and nothing else, as protobuf encodes
+    them (what :func:`_label_fields` gives): the check that a cut made by
+    :func:`_label_keys` fell where the labels end."""
+    try:
+        labels_only = _TimeSeriesWire.FromString(key)
+    except DecodeError:
+        return False
+    plain = not (labels_only.samples or labels_only.exemplars or labels_only.histograms)
+    return plain and canonical(labels_only, key)
+
+
+def _seconds(stamps: list[int]) -> np.ndarray:
+    """Timestamps in ms as float64 seconds, each the int division correctly rounded
+    (as ``stamp / 1000``: float64 is exact only below 2**53 ms, so those beyond, far
+    past any plausible time, are divided as ints)."""
+    ts = np.array(stamps, np.float64) / 1000
+    beyond = np.flatnonzero(np.abs(ts) >= 2**53 / 1000)
+    if len(beyond):
+        ts[beyond] = [stamps[i] / 1000 for i in beyond.tolist()]
+    return ts
+
+
 # A canonical TimeSeries whose one Sample comes last: its Label fields (field 1), then
 # the Sample as field 2, length-delimited: tag 0x12, a one-byte length (a Sample is at
 # most 20 bytes), the Sample's bytes.
@@ -419,10 +446,14 @@ _SAMPLE_TAG = 0x12
 def _label_keys(series: list[bytes], samples: list[bytes]) -> list[bytes] | None:
     """Each series' bytes up to its sample: the encoding of its labels, its identity.
 
-    ``series[i]`` must be the bytes of a canonical TimeSeries (no exemplar, no
-    histogram) whose one Sample's bytes are ``samples[i]``; this is checked, for every
-    series at once with numpy, and None returned if one is not (the caller then reads
-    message by message)."""
+    For ``series[i]`` the bytes of a canonical TimeSeries whose one Sample's bytes are
+    ``samples[i]`` (every Sample of the request, in order). Checked here, for every
+    series at once with numpy: that each series ends with tag 0x12, the length of
+    ``samples[i]`` and those bytes; None if one does not. What this does not prove is
+    that the bytes before are labels alone (an exemplar-only series' bytes may end as a
+    sample would, with the next series holding two): the caller checks each key it has
+    not seen before with :func:`_only_labels`, and only then are the samples known to
+    be one a series, in order."""
     n = len(series)
     if n == 0:
         return []

@@ -352,16 +352,21 @@ class SeriesMap:
 
         A series whose name no rule has is dropped (``no_rule``), never remembered
         (Prometheus remote-writes every series it scrapes). Any other series (name and
-        labels object) is matched to its rule and link once and remembered (at most
-        :data:`MEMO_BYTES` of label bytes, the oldest forgotten first). Gauges, the
-        bulk of a push, are then sorted and checked as numpy columns, no Python per
-        sample; counters and capacities one by one.
+        labels object) with a sample in the batch is matched to its rule and link once
+        and remembered (at most :data:`MEMO_BYTES` of label bytes, the oldest forgotten
+        first), every one of them before any sample is checked: a refused request has
+        taught the memo its series. Gauges, the bulk of a push, are then sorted and
+        checked as numpy columns, no Python per sample; counters and capacities one by
+        one.
         """
         out = Mapped()
-        found = self._found(batch.series)
+        n = len(batch)
+        sampled = None  # a series without a sample (a remote write series of only
+        if batch.of is not None:  # staleness markers) is not learnt
+            sampled = (np.bincount(batch.of, minlength=len(batch.series)) > 0).tolist()
+        found = self._found(batch.series, sampled)
         whats: list[_Series | str] = list(map(_WHAT, found))
         links: list[str | None] = list(map(_GAUGE_LINK, found))  # None: not a gauge
-        n = len(batch)
         is_gauge = np.fromiter(map(is_not, links, repeat(None)), bool, len(links))
         of = np.arange(n, dtype=np.int64) if batch.of is None else batch.of
         gauge = is_gauge[of] if n else np.zeros(0, bool)
@@ -387,16 +392,28 @@ class SeriesMap:
             self._refuse(batch.point(first_bad), first_bad, latest, earliest, what.rule)
         return out
 
-    def _found(self, series: Sequence[tuple[str, Mapping[str, str]]]) -> list[_Found]:
-        """What each series is (:data:`_Found`), from the memo where it is there."""
+    def _found(
+        self, series: Sequence[tuple[str, Mapping[str, str]]], sampled: Sequence[bool] | None
+    ) -> list[_Found]:
+        """What each series is (:data:`_Found`): from the memo where it is there, else
+        learnt once per distinct series of the request. ``sampled``: per series,
+        whether a sample of the batch is of it (None: every series has one); a series
+        without one is not learnt."""
         memo, metrics = self._memo, self.metrics
         names, labels = map(_NAME, series), map(_LABELS, series)
         found: list[_Found | None] = list(map(memo.get, zip(names, map(id, labels), strict=False)))
         if None in found:  # kept with its labels object: a hit's id is still this one's
-            found = [
-                hit or (_NO_RULE if name not in metrics else self._learn(name, labels))
-                for hit, (name, labels) in zip(found, series, strict=True)
-            ]
+            learnt: dict[tuple[str, int], _Found] = {}  # this request's misses, once each
+            for k, (hit, (name, labels_)) in enumerate(zip(found, series, strict=True)):
+                if hit is not None:
+                    continue
+                if name not in metrics or (sampled is not None and not sampled[k]):
+                    found[k] = _NO_RULE
+                    continue
+                key = (name, id(labels_))  # labels_ lives as long as the batch
+                if key not in learnt:
+                    learnt[key] = self._learn(name, labels_)
+                found[k] = learnt[key]
         return found  # type: ignore[return-value]
 
     @staticmethod

@@ -188,6 +188,24 @@ def test_a_kept_series_is_only_what_its_text_alone_says(lines) -> None:
         assert decoded(body, unit, now) == expected  # finds
 
 
+def test_a_series_with_an_escaped_space_keeps_one_tags_object() -> None:
+    """Telegraf's SNMP interface table has tags such as ifAlias=uplink\\ to\\ core: the
+    text before the first space is cut short, so every line is parsed whole, and the
+    series still has one tags object across lines and requests (one memo entry)."""
+    unit = lp.PRECISIONS_V2["s"]
+    lp._SERIES.clear()
+    line = "interface,agent_host=r1,ifAlias=uplink\\ to\\ core,ifName=et1 ifHCOutOctets={}u {}"
+    m = SeriesMap(DEFAULT_RULES)
+    tags = set()
+    for request in range(3):
+        body = "\n".join(line.format(v, 60 * (request * 5 + v)) for v in range(1, 6))
+        points = lp.parse(body.encode(), unit=unit, now=0.0, max_points=10, metrics=RULED).points
+        assert [p.labels["ifAlias"] for p in points] == ["uplink to core"] * 5
+        tags.update(id(p.labels) for p in points)
+        m.map(points, latest=1e12)
+    assert len(tags) == 1 and len(m._memo) == 1
+
+
 def test_a_known_series_keeps_one_tags_object_across_requests() -> None:
     unit = lp.PRECISIONS_V2["s"]
     a = lp.parse(b"link_load,link=A>B bps=1 60\n", unit=unit, now=0.0, max_points=10, metrics=RULED)
@@ -345,6 +363,49 @@ def test_remote_write_series_are_found_by_their_label_bytes_only_when_safe(monke
         got = rw_decode(bytes(cramjam.snappy.compress_raw(raw)))
         assert [p.value for p in got.points] == [1.5] * (2 if how == "two_samples" else 1)
         assert any(r is not None for r in returned) is taken, how
+
+
+def test_an_exemplar_that_ends_as_a_sample_does_not_move_a_sample() -> None:
+    """A series of an exemplar only (Prometheus sends them with send_exemplars), whose
+    bytes end as the next series' first sample does, and a next series of two samples:
+    as many series as samples, each ending as its sample would. The cut before the
+    "sample" is not where labels end, so the request is read message by message: both
+    samples are the second series'."""
+    labels = [
+        rw.Label(name="__name__", value="link_load_bps").SerializeToString(),
+        rw.Label(name="link", value="X>Y").SerializeToString(),
+    ]
+    first = rw.Sample(value=1e6, timestamp=1_767_225_600_000)
+    second = rw.Sample(value=2e6, timestamp=1_767_225_601_000)
+    encoded = first.SerializeToString()
+    exemplar_only = rw._TimeSeriesWire(
+        labels=labels, exemplars=[b"\x12" + bytes([len(encoded)]) + encoded]
+    )
+    ab = rw.TimeSeries(
+        labels=[
+            rw.Label(name="__name__", value="link_load_bps"),
+            rw.Label(name="link", value="A>B"),
+        ],
+        samples=[first, second],
+    )
+    raw = rw._WriteRequestSeries(
+        timeseries=[exemplar_only.SerializeToString(), ab.SerializeToString()]
+    ).SerializeToString()
+    body = bytes(cramjam.snappy.compress_raw(raw))
+    got = rw_decode(body)
+    assert [(dict(p.labels), p.ts, p.value) for p in got.points] == [
+        ({"link": "A>B"}, 1_767_225_600.0, 1e6),
+        ({"link": "A>B"}, 1_767_225_601.0, 2e6),
+    ]
+    assert got.series == 2
+
+
+def test_a_timestamp_past_2_53_ms_is_divided_as_an_int() -> None:
+    """Seconds as int / 1000 gives them (float64 holds ms exactly only below 2**53):
+    the refusal names the time the sender wrote."""
+    stamp = 8_935_386_591_105_771_273
+    body = remote_write_body(([("__name__", "link_load_bps"), ("link", "A>B")], [(1.0, stamp)]))
+    assert [p.ts for p in rw_decode(body).points] == [stamp / 1000]
 
 
 @pytest.mark.parametrize(

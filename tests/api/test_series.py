@@ -142,8 +142,22 @@ SERIES = [
     ("ifHighSpeed", {"instance": "r1", "ifName": "et1"}),  # a capacity
     ("up", {"instance": "r1"}),  # no rule
 ]
-VALUES = [0.0, 1.0, 2.5e9, 1e10, 2**63, -1.0, math.nan, math.inf, 1e300]
-TIMES = [946_684_800.0, 1_767_225_600.5, 1e10, -1.0, math.nan, 100.0]
+VALUES = [0.0, -0.0, 1.0, 2.5e9, 1e10, 2**63, 2**64 - 1, -1.0, math.nan, math.inf, 1e300]
+TIMES = [946_684_800.0, 1_767_225_600.5, 1e10, -1.0, math.nan, math.inf, 100.0]
+
+
+def problem(p: Point, latest: float, earliest: float) -> str:
+    """What is wrong with a value or time, in the words the API answers with."""
+    if isinstance(p.value, float) and not math.isfinite(p.value):
+        return f"{p.name}: value {p.value!r} is not a finite number"
+    if p.value < 0:
+        return f"{p.name}: value {p.value!r} is negative"
+    if not math.isfinite(p.ts) or p.ts < 0:
+        return f"{p.name}: timestamp {p.ts!r} s is before 1970"
+    if p.ts > latest:
+        return f"{p.name}: timestamp {p.ts!r} s is in the future"
+    assert p.ts < earliest
+    return f"{p.name}: timestamp"  # then the date: the start of the message is enough
 
 
 def reference_map(points, rules, latest, earliest):
@@ -163,13 +177,13 @@ def reference_map(points, rules, latest, earliest):
             dropped["unknown_capacity"] = dropped.get("unknown_capacity", 0) + 1
             continue
         if not (0 <= p.value < math.inf and earliest <= p.ts <= latest):
-            return ("bad", i)
+            return ("bad", i, problem(p, latest, earliest))
         if rule.kind == "counter":
             counters.append((link, p.ts, p.value))
             continue
         bps = float(p.value) * rule.scale
         if not bps <= 1e15:
-            return ("bad", i)
+            return ("bad", i, f"{p.name}: {p.value!r} {rule.unit} exceeds 1e+15 bit/s")
         if capacity:
             capacities[link] = bps
         else:
@@ -207,11 +221,18 @@ def test_map_batch_does_what_the_rules_say_point_by_point(picks, grouped) -> Non
         )
     else:
         batch = SeriesBatch.of_points(points)
+    m = SeriesMap(RULES)
+    learnt = []
+    learn = m._learn
+    m._learn = lambda name, labels: learnt.append(name) or learn(name, labels)
     try:
-        out = SeriesMap(RULES).map_batch(batch, latest=latest, earliest=earliest)
+        out = m.map_batch(batch, latest=latest, earliest=earliest)
     except BadPoint as exc:
-        assert want == ("bad", exc.index)
-        assert points[exc.index].name in exc.msg
-        return
-    counters = [(link, ts, value) for _, link, ts, value, _, _ in out.counters]
-    assert (out.gauges.rows(), counters, out.capacities, out.dropped) == want
+        assert want[:2] == ("bad", exc.index)
+        assert exc.msg.startswith(want[2])
+    else:
+        counters = [(link, ts, value) for _, link, ts, value, _, _ in out.counters]
+        assert (out.gauges.rows(), counters, out.capacities, out.dropped) == want
+    # each series some rule names is learnt once, even where it comes more than once
+    ruled = {k for k, _, _ in picks if SERIES[k][0] in m.metrics}
+    assert len(learnt) == len(ruled)
