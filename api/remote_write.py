@@ -351,9 +351,10 @@ def points(
         keys, values, stamps = fast
         counts = None
         found = list(map(_SERIES.get, keys))
-        new = (key for key, f in zip(keys, found, strict=True) if f is None)
-        if not all(map(_only_labels, new)):  # a cut through more than labels
-            fast = None
+        if None in found:  # a key not seen before must be labels alone
+            new = (key for key, f in zip(keys, found, strict=True) if f is None)
+            if not all(map(_only_labels, new)):  # a cut through more than labels
+                fast = None
     if fast is None:
         series = list(request.timeseries)  # one message object per series, read twice
         keys = [_label_fields(s.labels) for s in series]  # the keys _label_keys finds
