@@ -26,7 +26,7 @@ InfluxDB does.
 
 A series' measurement and tags are kept by the text of its line up to the first space,
 with the tags object that every later point of the series shares (so that
-:meth:`api.series.SeriesMap.map` matches the series to its rule and link once). Where
+:meth:`api.series.SeriesMap.map_batch` matches the series to its rule and link once). Where
 that text alone gives them (:func:`_learn`), a later line that starts with it has only
 its fields and timestamp parsed, by the same parser (as a line of a measurement of its
 own, ``m <fields> <timestamp>``); where it does not (an escaped space in the

@@ -454,7 +454,7 @@ def _columns(metric: Any, kind: str, n: int) -> tuple[list[int], list[float] | l
 
 # (resource attributes, data point attributes), each as KeyValue bytes -> the labels,
 # the data point's winning. Shared by the threads of a process; the same dict for
-# every point of a series lets api.series.SeriesMap.map match it once. Only series of
+# every point of a series lets api.series.SeriesMap.map_batch match it once. Only series of
 # metrics some rule names; bounded by their attribute bytes (oldest out first).
 _LABELS: SeriesCache = SeriesCache()
 

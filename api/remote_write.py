@@ -337,8 +337,9 @@ def points(
     (:func:`_label_keys`), found without a message object per series: a series seen
     before costs a bytes object, a slice and a lookup, no decoding. Proto3 leaves a value of 0 and a
     timestamp of 0 out of the wire, so a sample of 0 bit/s is missing from the value
-    column: the samples' bytes then say where (:func:`_filled`). Otherwise each series
-    and sample is read from its own message.
+    column: the samples' bytes then say where (:func:`_filled`). A canonical body of
+    another shape is read series by series, its samples still as columns; any other
+    body series by series and sample by sample.
 
     Raises :class:`Refused`: 413 for more than ``max_samples`` samples; 400 naming the
     series for a series with no ``__name__``, with a label name twice, or with a Label
@@ -360,9 +361,7 @@ def points(
         keys = [_label_fields(s.labels) for s in series]  # the keys _label_keys finds
         counts = list(map(len, map(_SAMPLES, series)))
         total = sum(counts)
-        if total > max_samples:
-            message = f"{total} samples in one request; at most {max_samples}"
-            raise Refused(413, message, samples=total)
+        _check_count(total, max_samples)
         columns = _columns(raw, total) if is_canonical else None
         values, stamps = columns or _per_sample(series)
         found = list(map(_SERIES.get, keys))
@@ -389,14 +388,14 @@ def points(
 def _one_sample_each(
     raw: bytes, max_samples: int
 ) -> tuple[list[bytes], list[float], list[int]] | None:
-    """For a canonical ``raw`` whose every series has one sample: each series' label
-    bytes (:func:`_label_keys`) and the samples' values and timestamps (ms), in order;
-    None for any other request. :class:`Refused` 413 past ``max_samples`` samples."""
+    """For a canonical ``raw`` with as many series as samples, each series' bytes ending
+    as its one sample would: each series' bytes before that sample (its label bytes,
+    once the caller has checked each new one with :func:`_only_labels`), and the
+    samples' values and timestamps (ms), in order; None for any other request.
+    :class:`Refused` 413 past ``max_samples`` samples."""
     series = _WriteRequestSeries.FromString(raw).timeseries
     samples = _WriteRequestSamples.FromString(raw).timeseries.samples
-    if len(samples) > max_samples:
-        message = f"{len(samples)} samples in one request; at most {max_samples}"
-        raise Refused(413, message, samples=len(samples))
+    _check_count(len(samples), max_samples)
     if len(series) != len(samples):
         return None
     keys = _label_keys(list(series), list(samples))
@@ -413,6 +412,13 @@ def _label_fields(labels: Any) -> bytes:
     identity :func:`_label_keys` finds in a canonical body."""
     encoded: bytes = _TimeSeriesWire(labels=labels).SerializeToString()
     return encoded
+
+
+def _check_count(total: int, max_samples: int) -> None:
+    """:class:`Refused` 413 for a request of more than ``max_samples`` samples."""
+    if total > max_samples:
+        message = f"{total} samples in one request; at most {max_samples}"
+        raise Refused(413, message, samples=total)
 
 
 def _only_labels(key: bytes) -> bool:
@@ -475,7 +481,7 @@ def _label_keys(series: list[bytes], samples: list[bytes]) -> list[bytes] | None
     return list(map(getitem, series, map(slice, key_len.tolist())))
 
 
-_LABELS, _SAMPLES = attrgetter("labels"), attrgetter("samples")
+_SAMPLES = attrgetter("samples")
 
 
 def _columns(raw: bytes, total: int, samples: Any = None) -> tuple[list[float], list[int]] | None:
@@ -533,13 +539,10 @@ def _per_sample(series: Any) -> tuple[list[float], list[int]]:
     return [x.value for x in samples], [x.timestamp for x in samples]
 
 
-def _stale(value: float) -> bool:
-    return value != value and _bits(value) == STALE_NAN_BITS
-
-
-# A series' Label bytes -> its name and labels, shared by the threads of a process. The
-# same labels object for every request of a series lets api.series.SeriesMap.map match
-# it once. Only series some rule names; bounded by their label bytes (oldest out first).
+# A series' label fields (bytes) -> its name and labels, shared by the threads of a
+# process. The same labels object for every request of a series lets
+# api.series.SeriesMap.map_batch match it once. Only series some rule names; bounded by
+# their label bytes (oldest out first).
 _SERIES: SeriesCache = SeriesCache()
 
 
@@ -574,15 +577,11 @@ def _series_labels(key: bytes, total: int, metrics: Container[str]) -> tuple[str
     return name, labels
 
 
-def _bits(value: float) -> int:
-    bits: int = struct.unpack("<Q", struct.pack("<d", value))[0]
-    return bits
-
-
 def decode(
     body: bytes, *, limit: int, max_samples: int, metrics: Container[str] = frozenset()
 ) -> Decoded:
-    """A remote write 1.0 body (snappy block of a ``WriteRequest``) as points.
+    """A remote write 1.0 body (snappy block of a ``WriteRequest``) as a batch of
+    samples over their series (:class:`Decoded`).
 
     ``limit`` bounds the body after decompression (in bytes), ``max_samples`` the
     samples; ``metrics``: the series names worth keeping (:func:`points`). Raises

@@ -92,7 +92,7 @@ class Point(NamedTuple):
 
     ``ts`` is in seconds since the epoch (UTC); ``value`` an int where the wire had
     one (a 64-bit counter keeps every digit), else a float. ``labels`` must not change
-    once handed over: :meth:`SeriesMap.map` remembers what it made of each labels
+    once handed over: :meth:`SeriesMap.map_batch` remembers what it made of each labels
     object (a decoder hands the same object for every point of a series, across
     requests, so that a series is matched to its rule and link once). A tuple, not a
     dataclass: a request makes one per sample, and a tuple is the cheapest to build.
@@ -346,9 +346,10 @@ class SeriesMap:
         ``earliest``: the oldest (before it, most often a timestamp in the wrong unit:
         seconds read as nanoseconds).
         Raises :class:`BadPoint` for the first sample (in order) of a matching series
-        whose value is not finite or negative, or whose ts lies before 1970 or after
-        ``latest``; a capacity that is not above 0 (a speed the device does not know) is
-        dropped.
+        whose value is not finite or negative, or above :data:`api.ingest.MAX_VALUE_BPS`
+        once in bit/s, or whose ts is not finite or lies before ``earliest`` (or 1970)
+        or after ``latest``; a capacity that is not above 0 (a speed the device does
+        not know) is dropped.
 
         A series whose name no rule has is dropped (``no_rule``), never remembered
         (Prometheus remote-writes every series it scrapes). Any other series (name and
@@ -450,9 +451,9 @@ class SeriesMap:
         raise BadPoint(i, f"{p.name}: {p.value!r} {unit} exceeds {MAX_VALUE_BPS:.0e} bit/s")
 
     def _learn(self, name: str, labels: Mapping[str, str]) -> _Found:
-        """What the series ``name`` with ``labels`` is (rule, link, counter identity), or
-        why it is dropped (``no_rule``, ``missing_label``, ``bad_link_name``);
-        remembered for its labels object."""
+        """What the series ``name`` with ``labels`` is (:data:`_Found`: its rule, link
+        and counter identity, or why it is dropped: ``no_rule``, ``missing_label``,
+        ``bad_link_name``); remembered for its labels object."""
         what: _Series | str
         rule = self.rule(name, labels)
         link, why = (None, "no_rule") if rule is None else rule.link_or_reason(labels)
@@ -497,7 +498,7 @@ _WHAT, _GAUGE_LINK, _SCALE = itemgetter(1), itemgetter(2), itemgetter(3)
 
 @dataclass(frozen=True, slots=True)
 class _Series:
-    """What :meth:`SeriesMap.map` made of one series: its rule, link, bits per unit,
+    """What :meth:`SeriesMap.map_batch` made of one series: its rule, link, bits per unit,
     counter width, whether a capacity, and for a counter its identity (:func:`_series`)."""
 
     rule: Rule

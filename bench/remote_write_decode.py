@@ -79,10 +79,22 @@ def cpu_per_sample(body: bytes, series: int, repeat: int, *, columns: bool) -> f
 
 
 def read_as_columns(body: bytes) -> list | None:
-    """The points of ``body`` as shipped, or None if it was read message by message."""
-    with patch.object(rw, "_per_sample", wraps=rw._per_sample) as per_sample:
+    """The points of ``body`` as shipped, or None unless its series were found by their
+    label bytes and its samples read as columns."""
+    shortcut = rw._one_sample_each
+    taken: list[bool] = []
+
+    def watched(raw: bytes, max_samples: int) -> tuple | None:
+        found = shortcut(raw, max_samples)
+        taken.append(found is not None)
+        return found
+
+    with (
+        patch.object(rw, "_per_sample", wraps=rw._per_sample) as per_sample,
+        patch.object(rw, "_one_sample_each", watched),
+    ):
         points = decode(body).points
-    return None if per_sample.called else points
+    return None if per_sample.called or taken != [True] else points
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -397,7 +397,7 @@ def write_series(
     ``gauges``: loads as columns (:class:`Gauges`) or (link, ts seconds, bit/s) rows;
     ``counters``: readings as
     :func:`db.counters.counter_rates` takes them; ``capacities``: link -> bit/s (what
-    :meth:`api.series.SeriesMap.map` sorted them into). In one transaction: the
+    :meth:`api.series.SeriesMap.map_batch` sorted them into). In one transaction: the
     links are registered, capacities set (``ifHighSpeed``), counters turned into
     bit/s against their last stored reading (:func:`db.counters.counter_rates`,
     which advances that reading only if this transaction commits), and gauges and
