@@ -335,9 +335,9 @@ def points(
     samples are read as columns (:func:`_columns`), and, when each series has one
     sample (as Prometheus sends them), each series' identity is the bytes of its labels
     (:func:`_label_keys`), found without a message object per series: a series seen
-    before costs a bytes object, a slice and a lookup, no decoding. Proto3 leaves a value of 0 and a
-    timestamp of 0 out of the wire, so a sample of 0 bit/s is missing from the value
-    column: the samples' bytes then say where (:func:`_filled`). A canonical body of
+    before costs a bytes object, a slice and a lookup, no decoding. Proto3 leaves a
+    value of 0 and a timestamp of 0 out of the wire, so a sample of 0 bit/s is missing
+    from the value column: the samples' bytes then say where (:func:`_filled`). A canonical body of
     another shape is read series by series, its samples still as columns; any other
     body series by series and sample by sample.
 
