@@ -167,6 +167,7 @@ def api(
         log_level="info",
         access_log=False,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
@@ -178,6 +179,14 @@ def api(
 # answer (it pings them one after the other): then once that sibling answers, at most
 # this long later (a sibling still starting).
 WORKER_HEALTHCHECK_SECONDS = 60
+
+# How long an idle keep-alive connection is held open (uvicorn's default: 5 s).
+# Prometheus sends a remote write batch about every 5 s (batch_send_deadline) on
+# connections it keeps for minutes: at 5 s the server closed them just as the next batch
+# went out, and Prometheus logged "Failed to send batch, retrying ... EOF" and resent it.
+# Above any collector's push interval, below Go's idle timeout of 90 s (net/http) so
+# that a client's own close comes first.
+KEEP_ALIVE_SECONDS = 75
 
 
 #: The services' log lines: time, level (a bucket the engine gave up on is an ERROR, each

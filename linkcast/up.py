@@ -104,7 +104,12 @@ def api_server(
             stop.set()
             super().handle_exit(sig, frame)
 
-    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    from linkcast.cli import KEEP_ALIVE_SECONDS
+
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_SECONDS
+    )
+    return Server(config)
 
 
 def streamlit_command(host: str, port: int) -> list[str]:

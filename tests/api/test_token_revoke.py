@@ -3,6 +3,7 @@ use costs no query per request; `linkcast token list` and `linkcast token revoke
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -197,3 +198,23 @@ def test_token_list_and_revoke_by_id_or_name(settings, clean_db):
     assert rows[str(fresh.id)].count(" UTC") == 1 and rows[str(fresh.id)].endswith(" -")
     for t in [*made, fresh]:
         assert t.token not in r.stdout  # never the secret
+
+
+def test_an_idle_keep_alive_connection_is_kept_past_a_push_interval(two_apis) -> None:
+    """Prometheus pushes a batch about every 5 s on a connection it keeps: `linkcast api`
+    holds an idle connection longer than that (uvicorn's default closed it at 5 s, and
+    Prometheus retried the batch that met the close)."""
+    host, port = two_apis[0].removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        for pause in (0.0, 7.0):  # the second request after more than uvicorn's 5 s
+            time.sleep(pause)
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200
+            response.read()
+            if pause == 0.0:
+                first = conn.sock
+        assert conn.sock is first  # the same connection: not closed and opened again
+    finally:
+        conn.close()
