@@ -184,8 +184,9 @@ WORKER_HEALTHCHECK_SECONDS = 60
 # Prometheus sends a remote write batch about every 5 s (batch_send_deadline) on
 # connections it keeps for minutes: at 5 s the server closed them just as the next batch
 # went out, and Prometheus logged "Failed to send batch, retrying ... EOF" and resent it.
-# Above any collector's push interval, below Go's idle timeout of 90 s (net/http) so
-# that a client's own close comes first.
+# Above the push intervals of the collectors (Prometheus about 5 s, Telegraf's default
+# 10 s, the OpenTelemetry SDK's periodic reader 60 s), so that a connection in use is not
+# closed between two pushes.
 KEEP_ALIVE_SECONDS = 75
 
 
