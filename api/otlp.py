@@ -72,7 +72,7 @@ DISTRIBUTIONS = ("histogram", "exponential_histogram", "summary")
 
 # Why data points were not stored, as told in partial_success.error_message.
 REASONS = {
-    "no_rule": "no [[series]] rule (LINKCAST_SERIES_FILE) takes them",
+    "no_rule": "no [[series]] rule, built-in or from LINKCAST_SERIES_FILE, takes them",
     "missing_label": "a label their rule's link template names is missing",
     "bad_link_name": "the link name their labels make is blank, too long or not printable",
     "histogram": "histograms are not link loads",
@@ -544,8 +544,8 @@ def rejection_message(dropped: Mapping[str, int], names: Mapping[str, set[str]])
     """Per reason, how many data points and which metrics.
 
     >>> rejection_message({"no_rule": 2, "summary": 1}, {"no_rule": {"b", "a"}})
-    '2 data points: no [[series]] rule (LINKCAST_SERIES_FILE) takes them (a, b); \
-1 data point: summaries are not link loads'
+    '2 data points: no [[series]] rule, built-in or from LINKCAST_SERIES_FILE, takes them \
+(a, b); 1 data point: summaries are not link loads'
     """
     parts = []
     for reason, n in dropped.items():

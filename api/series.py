@@ -558,8 +558,8 @@ def _check(i: int, p: Point, latest: float, earliest: float) -> None:
         when = datetime.fromtimestamp(p.ts, UTC).isoformat()
         raise BadPoint(
             i,
-            f"{p.name}: timestamp {when} is too old for a link load: a timestamp in the"
-            " wrong unit (line protocol's precision, ms for s)?",
+            f"{p.name}: timestamp {when} is before 2000, too old for a link load: a"
+            " timestamp in the wrong unit (seconds sent where the format expects ms or ns)?",
         )
 
 

@@ -134,6 +134,21 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]
 
 
+def shown_url(url: str) -> str:
+    """``url`` with its password masked, as it may be printed: the database it names.
+
+    >>> shown_url("postgresql://linkcast:s3cret@db.example:5432/linkcast")
+    'postgresql://linkcast:***@db.example:5432/linkcast'
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "LINKCAST_DATABASE_URL (not shown: not a database URL)"
+
+
 def local_admin_token(settings: Settings, url: str) -> str:
     """The admin token kept in DATA_DIR/admin-token, created on first start.
 
@@ -231,8 +246,10 @@ def run_up(
     # before the database starts: a SIGTERM that killed the process then left the
     # embedded PostgreSQL running (db/embedded.py stops it at exit).
     signal.signal(signal.SIGTERM, _interrupt)
-    where = "" if settings.database_url else f" (embedded, data in {settings.data_dir})"
-    typer.echo(f"linkcast: starting the database{where}")
+    if settings.database_url:
+        typer.echo(f"linkcast: using the database at {shown_url(settings.database_url)}")
+    else:
+        typer.echo(f"linkcast: starting the database (embedded, data in {settings.data_dir})")
     url = settings.resolved_database_url
     upgrade(url)
     token = local_admin_token(settings, url)

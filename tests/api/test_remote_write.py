@@ -241,6 +241,14 @@ BAD_BODIES = {
         'link_load_bps{link="C>D"}: sample at 2767225600.000 s: timestamp 2767225600.0 s is in'
         " the future",
     ),
+    # seconds where remote write's milliseconds belong: 1970-01-21, no hint at line protocol
+    "timestamp in seconds": (
+        request(GOOD, series("link_load_bps", {"link": "C>D"}, [(T0_MS // 1000 - T0_MS, 1.0)])),
+        400,
+        'link_load_bps{link="C>D"}: sample at 1767225.600 s: timestamp 1970-01-21T10:53:45.600000'
+        "+00:00 is before 2000, too old for a link load: a timestamp in the wrong unit (seconds"
+        " sent where the format expects ms or ns)?",
+    ),
     "timestamp before 1970": (
         request(GOOD, series("link_load_bps", {"link": "C>D"}, [(-T0_MS - 1000, 1.0)])),
         400,

@@ -25,6 +25,7 @@ from linkcast.up import (
     api_server,
     demo_settings,
     register_demo_links,
+    shown_url,
     streamlit_command,
 )
 from simulator.feeder import demo_feeder
@@ -119,6 +120,9 @@ def test_sigterm_stops_like_ctrl_c(settings, clean_db, tmp_path):
     text_out = out.decode()
     assert proc.returncode == 0, text_out[-2000:]
     assert "linkcast: stopping (engine checkpoint, feeder, dashboard)" in text_out
+    # an external database is used, not started (its password never printed)
+    assert f"linkcast: using the database at {shown_url(settings.database_url)}" in text_out
+    assert "starting the database" not in text_out
 
 
 def test_every_alert_threshold_setting_reaches_the_engine(monkeypatch):
