@@ -52,6 +52,7 @@ __all__ = [
     "reference_loads",
     "reroute",
     "scale_shift",
+    "worst_first",
 ]
 
 
@@ -115,6 +116,33 @@ def reroute(
     return Reroute(after, routing.loads(d), after.loads(d), after.unroutable_bps(d))
 
 
+def worst_first(worst_utilisation: np.ndarray, unroutable_bps: np.ndarray) -> np.ndarray:
+    """Indices of ``U`` failures, worst first: those that leave demand without a path
+    before any that do not, the most demand stranded first; then the highest worst
+    utilisation (a failure whose surviving links have no known capacity, NaN, last);
+    ties in the order given.
+
+    A cut that isolates a site strands its traffic, and the links left carry less, so
+    ranking by utilisation alone would put the failure that cuts a site off last.
+
+    Parameters
+    ----------
+    worst_utilisation : numpy.ndarray
+        ``(U,)`` each failure's highest utilisation of a surviving link (1.0 = full).
+    unroutable_bps : numpy.ndarray
+        ``(U,)`` the demand each failure leaves without a path, bit/s.
+
+    Examples
+    --------
+    >>> worst_first(np.array([0.9, 0.3, np.nan, 1.2]), np.array([0.0, 9e8, 0.0, 0.0])).tolist()
+    [1, 3, 0, 2]
+    """
+    util = np.where(np.isnan(worst_utilisation), -np.inf, worst_utilisation)
+    stranded = np.asarray(unroutable_bps, dtype=float)
+    # lexsort: the last key is the first sorted on; negated for descending, stable
+    return np.lexsort((-util, -stranded))
+
+
 @dataclass(frozen=True)
 class N1Scan:
     """Every single failure of a network and what it does to the others' loads.
@@ -146,17 +174,16 @@ class N1Scan:
     unroutable_bps: np.ndarray
 
     def summary(self, top: int | None = None) -> list[dict[str, Any]]:
-        """One dict per failure, worst first: ``failed``, ``worst_link``,
-        ``worst_utilization``, ``unroutable_bps`` (failures without a known
-        capacity last)."""
-        key = np.where(np.isnan(self.worst_utilization), -np.inf, self.worst_utilization)
-        order = np.argsort(-key, kind="stable")[:top]
+        """One dict per failure, worst first (:func:`worst_first`): ``failed``,
+        ``worst_link``, ``worst_utilization``, ``unroutable_bps``."""
+        order = worst_first(self.worst_utilization, self.unroutable_bps)[:top]
         names = self.link_names
+        worst = self.worst_utilization
         return [
             {
                 "failed": [names[i] for i in self.units[k]],
                 "worst_link": None if self.worst_link[k] < 0 else names[self.worst_link[k]],
-                "worst_utilization": None if key[k] == -np.inf else float(key[k]),
+                "worst_utilization": None if np.isnan(worst[k]) else float(worst[k]),
                 "unroutable_bps": float(self.unroutable_bps[k]),
             }
             for k in order

@@ -62,6 +62,7 @@ from scipy import sparse
 
 from network.demand import tomogravity
 from network.paths import columns
+from network.reroute import worst_first
 from network.routing import Routing
 
 __all__ = ["Demands", "HorizonScan", "WhatIf", "estimate_demands", "horizon_scan", "what_if"]
@@ -343,9 +344,8 @@ class HorizonScan:
     unroutable_bps: np.ndarray
 
     def ranking(self) -> np.ndarray:
-        """Indices of the failures, worst utilisation first (NaN last, stable)."""
-        key = np.where(np.isnan(self.worst_utilisation), -np.inf, self.worst_utilisation)
-        return np.argsort(-key, kind="stable")
+        """Indices of the failures, worst first: :func:`network.reroute.worst_first`."""
+        return worst_first(self.worst_utilisation, self.unroutable_bps)
 
 
 def horizon_scan(

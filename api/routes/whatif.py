@@ -166,7 +166,8 @@ class RiskPublic(BaseModel):
     )
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
     scenarios: list[RiskScenarioPublic] = Field(
-        description="the worst `limit` failures, by worst_utilisation (null last)"
+        description="the worst `limit` failures, worst first: those that leave demand without"
+        " a path (most unroutable_bps first), then by worst_utilisation (null last)"
     )
 
 
@@ -497,8 +498,9 @@ def get_risk(
 ) -> RiskPublic:
     """The N-1 scan over the forecast horizon: for every single cable failure (a link
     and its reverse) not down now, the worst utilisation it would cause within the
-    horizon, on which link and when, ranked worst first. Demands and re-routing as
-    for `GET /whatif`."""
+    horizon, on which link and when, ranked worst first: a failure that leaves demand
+    without a path (a site cut off) before any that does not, the most stranded first,
+    then by worst utilisation. Demands and re-routing as for `GET /whatif`."""
     state = _state(session, model)
     topo = state.topology
     scan = horizon_scan(state.routing, state.demands.demands_bps, state.loads)

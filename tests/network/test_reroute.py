@@ -95,8 +95,14 @@ def test_n1_scan_equals_rerouting_each_failure_in_full(abilene, abilene_traffic,
         d[["ATLAM5" in pair for pair in routing.pairs]].sum(), rel=1e-9
     )
     assert (np.delete(scan.unroutable_bps, stub) == 0).all()
+    # the cut that strands ATLAM5's demand ranks first, though the links left carry less;
+    # then the others by worst utilisation
     worst = scan.summary(top=3)
-    assert [w["worst_utilization"] for w in worst] == sorted(scan.worst_utilization)[::-1][:3]
+    assert worst[0]["failed"] == [net.link_names[i] for i in scan.units[stub]]
+    assert worst[0]["unroutable_bps"] > 0
+    rest = sorted(np.delete(scan.worst_utilization, stub))[::-1][:2]
+    assert [w["worst_utilization"] for w in worst[1:]] == rest
+    assert worst[0]["worst_utilization"] < rest[-1]  # by utilisation alone it would not lead
 
 
 def test_n1_scan_units_capacities_and_a_network_already_down(nobel, nobel_traffic):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from network.routing import route
+from network.topology import Link, Topology
 from network.whatif import estimate_demands, horizon_scan, what_if
 from simulator.traffic import sine_traffic
 
@@ -97,4 +98,22 @@ def test_the_horizon_scan_is_the_what_if_of_every_cable(nobel):
         assert link not in unit
         assert scan.unroutable_bps[k] == pytest.approx(out.unroutable_bps.max())
     order = scan.ranking()
-    assert (np.diff(scan.worst_utilisation[order]) <= 0).all()
+    assert (np.diff(scan.worst_utilisation[order]) <= 0).all()  # nothing stranded here
+    assert (scan.unroutable_bps == 0).all()
+
+
+def test_the_horizon_scan_ranks_a_cut_that_strands_demand_first():
+    # a triangle and a stub D hanging off C: cutting C-D strands D's traffic and leaves
+    # the triangle's links less loaded than any triangle cut does
+    links = [(s, d) for s, d in ["ab", "ba", "bc", "cb", "ca", "ac", "cd", "dc"]]
+    topo = Topology(tuple("abcd"), tuple(Link(s, d, capacity_bps=1e9) for s, d in links))
+    r = route(topo, metric="hops")
+    demands = np.array([[3e8 if {p[0], p[1]} <= set("abc") else 1e7 for p in r.pairs]] * 2)
+    y = r.loads(demands)
+    scan = horizon_scan(r, demands, y)
+    stub = scan.units.index((topo.link_index("c>d"), topo.link_index("d>c")))
+    order = scan.ranking().tolist()
+    assert order[0] == stub and scan.unroutable_bps[stub] > 0
+    others = [k for k in range(len(scan.units)) if k != stub]
+    assert scan.worst_utilisation[stub] < min(scan.worst_utilisation[others])
+    assert (np.diff(scan.worst_utilisation[order[1:]]) <= 0).all()
