@@ -21,6 +21,7 @@ from api.schemas import (
 )
 from db import queries
 from network.records import edge_link
+from network.topology import Topology, endpoints
 
 router = APIRouter(prefix="/links", tags=["links"])
 
@@ -68,9 +69,14 @@ def links_latest(
 def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Response):
     """Register a link, or update its nodes, capacity and labels (200 when it existed).
     The label `edge` (`ingress` or `egress`) makes it an edge link of the router at its
-    `dst` (`src`): another value, or no router, is a 422."""
+    `dst` (`src`): another value, or no router, is a 422. The labels the network model
+    reads, `metric` (IGP metric, a number above 0) and `src_lat`, `src_lon`, `dst_lat`,
+    `dst_lon` (degrees), are checked as it reads them: one it could not read is a 422
+    naming it (the link would otherwise be left out of the topology, what-if and risk)."""
+    record = body.model_dump()
     try:
-        edge_link(body.model_dump())
+        if edge_link(record) is None:  # a backbone link: its metric and coordinates
+            Topology.from_links([_placed(record)])
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     link, created = queries.upsert_link(session=session, **body.model_dump())
@@ -78,6 +84,14 @@ def create_link(body: LinkCreate, session: SessionDep, _: AdminDep, response: Re
     if not created:
         response.status_code = status.HTTP_200_OK
     return LinkPublic.model_validate(link)
+
+
+def _placed(record: dict) -> dict:
+    """``record`` with stand-in nodes where it names none (a link not placed yet), so
+    that its labels are checked now, not once it is placed."""
+    if endpoints(str(record["name"]), record.get("src"), record.get("dst")) is not None:
+        return record
+    return {**record, "src": "\x01src", "dst": "\x01dst"}
 
 
 @router.get(

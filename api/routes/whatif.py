@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import ReaderDep, SessionDep
 from api.errors import AUTH, responses
+from api.routes.topology import TopologyProblemPublic
 from api.schemas import ErrorPublic, Text
 from db.topology import link_records
 from db.whatif import Issue, latest_issue, links_down, newest_samples
@@ -80,6 +81,12 @@ DEMAND_PRIOR = (
     " network/whatif.py), edge_links (tomogravity with node totals from links labelled"
     " edge, fitted at routers without them), fitted (tomogravity, node totals fitted to"
     " the backbone's forecast loads)"
+)
+
+PROBLEMS = (
+    "links left out of the network model because a field or label of theirs could not"
+    " be read (as GET /topology lists them): their forecasts are not in the estimate and"
+    " no traffic is routed over them; empty when every link was read"
 )
 
 
@@ -137,6 +144,7 @@ class WhatIfPublic(BaseModel):
         " loads, ||R x - y|| / ||y|| over every step (0 = exact)"
     )
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
+    problems: list[TopologyProblemPublic] = Field(description=PROBLEMS)
 
 
 class RiskScenarioPublic(BaseModel):
@@ -165,6 +173,7 @@ class RiskPublic(BaseModel):
         description="relative error of the estimated demands in reproducing the forecast loads"
     )
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
+    problems: list[TopologyProblemPublic] = Field(description=PROBLEMS)
     scenarios: list[RiskScenarioPublic] = Field(
         description="the worst `limit` failures, worst first: those that leave demand without"
         " a path (most unroutable_bps first), then by worst_utilisation (null last)"
@@ -182,6 +191,7 @@ class _State:
     step_seconds: int
     # (T,) bool: whether the edge links measure some node total at each step; None: none
     edge_steps: np.ndarray | None = None
+    problems: tuple[tuple[str | None, str], ...] = ()  # links left out, and why
 
     @property
     def prior(self) -> Literal["tracked", "edge_links", "fitted"]:
@@ -310,6 +320,7 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
         edge_steps=None
         if totals is None
         else (np.isfinite(totals[0]) | np.isfinite(totals[1])).any(axis=1),
+        problems=built.problems,
     )
 
 
@@ -475,6 +486,7 @@ def get_whatif(
         ],
         demand_fit_error=state.demands.fit_error,
         demand_prior=state.prior,
+        problems=[TopologyProblemPublic(link=k, detail=d) for k, d in state.problems],
     )
 
 
@@ -531,5 +543,6 @@ def get_risk(
         scanned=len(scan.units),
         demand_fit_error=state.demands.fit_error,
         demand_prior=state.prior,
+        problems=[TopologyProblemPublic(link=k, detail=d) for k, d in state.problems],
         scenarios=scenarios,
     )

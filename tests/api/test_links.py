@@ -65,6 +65,33 @@ def test_an_edge_label_is_checked_when_the_link_is_registered(client, tokens):
         assert client.post("/api/v1/links", json=body, headers=h).status_code == 201
 
 
+def test_the_labels_the_network_model_reads_are_checked_when_a_link_is_registered(client, tokens):
+    # A label the model cannot read used to be stored with a 201 and the link left out
+    # of the topology, what-if and risk without a word there.
+    h = auth(tokens["admin"])
+    for body, message in (
+        ({"name": "A>B", "labels": {"metric": "ten"}}, "link 'A>B': metric 'ten'"),
+        ({"name": "A>B", "labels": {"metric": 0}}, "link 'A>B': metric 0"),
+        ({"name": "A>B", "labels": {"metric": 1.5}}, "link 'A>B': metric 1.5"),
+        ({"name": "A>B", "labels": {"src_lat": 95, "src_lon": 10}}, "label src_lat"),
+        ({"name": "A>B", "labels": {"dst_lat": 50, "dst_lon": "east"}}, "label dst_lon"),
+        # not placed yet (no nodes): checked all the same, before it is placed
+        ({"name": "r1:xe-0/0/1", "labels": {"metric": "ten"}}, "metric 'ten'"),
+    ):
+        r = client.post("/api/v1/links", json=body, headers=h)
+        assert r.status_code == 422, (body, r.text)
+        assert message in r.json()["detail"], r.json()
+    assert client.get("/api/v1/links", headers=auth(tokens["read"])).json()["total"] == 0
+    for body in (
+        {"name": "A>B", "labels": {"metric": "10", "src_lat": 48.85, "src_lon": "2.35"}},
+        {"name": "r1:xe-0/0/1", "labels": {"metric": 20}},
+    ):
+        r = client.post("/api/v1/links", json=body, headers=h)
+        assert r.status_code == 201, r.text
+    topo = client.get("/api/v1/topology", headers=auth(tokens["read"])).json()
+    assert [lk["metric"] for lk in topo["links"]] == [10] and topo["problems"] == []
+
+
 def test_samples_time_range_and_errors(client, tokens):
     h = auth(tokens["write"])
     batch = [sample(ts=f"2026-01-01T00:0{m}:00Z", value=m) for m in range(6)]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from tests.conftest import auth
 
 
-def test_topology_from_names_fields_and_labels(client, tokens):
+def test_topology_from_names_fields_and_labels(client, tokens, clean_db):
     admin = auth(tokens["admin"])
     for body in (
         {
@@ -15,12 +17,22 @@ def test_topology_from_names_fields_and_labels(client, tokens):
         },
         {"name": "HSTNng>ATLAng", "capacity_bps": 1e10, "labels": {"metric": 1176}},
         {"name": "r1:xe-0/0/1", "src": "HSTNng", "dst": "KSCYng", "labels": {"metric": "2"}},
-        {"name": "KSCYng>ATLAng", "labels": {"metric": "0"}},
         # edge links: a customer's traffic into ATLAng, a peer's out of HSTNng
         {"name": "cust1>ATLAng", "labels": {"edge": "ingress"}},
         {"name": "HSTNng:peer", "src": "HSTNng", "dst": "ix", "labels": {"edge": "egress"}},
     ):
         assert client.post("/api/v1/links", json=body, headers=admin).status_code == 201
+    # A metric no router takes is refused now; a row stored before it was is left out.
+    bad = {"name": "KSCYng>ATLAng", "labels": {"metric": "0"}}
+    r = client.post("/api/v1/links", json=bad, headers=admin)
+    assert r.status_code == 422 and "metric '0'" in r.json()["detail"], r.text
+    with clean_db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO link (name, src, dst, labels)"
+                """ VALUES ('KSCYng>ATLAng', 'KSCYng', 'ATLAng', '{"metric": "0"}')"""
+            )
+        )
     # A link pushed under a name with no nodes is registered, but cannot be placed.
     push = {"samples": [{"link": "eth0", "ts": "2026-01-01T00:00:00Z", "value": 1.0}]}
     assert client.post("/api/v1/telemetry", json=push, headers=auth(tokens["write"])).is_success
