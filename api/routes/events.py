@@ -55,15 +55,26 @@ def list_events(
         **responses(400, *AUTH),
         422: {
             "model": ErrorPublic,
-            "description": "A field is invalid (`loc` names it), a link is unknown, or"
-            " `end_ts` is not after `ts`",
+            "description": "A field is invalid (`loc` names it), a link is unknown,"
+            " `end_ts` is not after `ts`, or a failure or repair lies in the future",
         },
     },
 )
-def create_event(body: EventCreate, session: SessionDep, _: WriterDep) -> EventPublic:
-    """Record a failure, repair or maintenance window on known links."""
+def create_event(
+    body: EventCreate, session: SessionDep, settings: SettingsDep, _: WriterDep
+) -> EventPublic:
+    """Record a failure, repair or maintenance window on known links. A failure or a
+    repair has happened: its `ts` may lie at most `LINKCAST_MAX_FUTURE_SECONDS` (1 h,
+    as a sample's) ahead of now, else 422 (a maintenance window may be planned ahead)."""
     if body.end_ts is not None and body.end_ts <= body.ts:
         raise HTTPException(422, "end_ts must be after ts")
+    latest = datetime.now(UTC) + timedelta(seconds=settings.max_future_seconds)
+    if body.kind != "maintenance" and body.ts > latest:
+        raise HTTPException(
+            422,
+            f"ts {body.ts.isoformat()} of a {body.kind} is in the future (after"
+            f" {latest:%FT%TZ}); post it when it happens, or as a maintenance window",
+        )
     missing = queries.unknown_links(session=session, names=body.links)
     if missing:
         raise HTTPException(422, f"unknown links: {', '.join(missing[:20])}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import Engine
 
@@ -87,3 +89,26 @@ def test_openapi_describes_the_ttc(client):
         "no_baseline",
     }
     assert "current load" in schemas["AlignedErrorPublic"]["properties"]["ape"]["description"]
+
+
+def test_a_failure_or_repair_in_the_future_is_a_422_and_nothing_is_stored(client, tokens):
+    # A failure dated 2099 was stored: the dashboard drew the link down while what-if
+    # did not count it, and the Failures page opened on an event with no errors ever.
+    h = auth(tokens["admin"])
+    assert client.post("/api/v1/links", json={"name": FAILED}, headers=h).status_code == 201
+    soon = datetime.now(UTC) + timedelta(minutes=30)  # within the hour a sample may be ahead
+    later = datetime.now(UTC) + timedelta(hours=2)
+    for kind in ("failure", "repair"):
+        body = {"kind": kind, "links": [FAILED], "ts": later.isoformat()}
+        r = client.post("/api/v1/events", json=body, headers=h)
+        assert r.status_code == 422, r.text
+        assert f"of a {kind} is in the future" in r.json()["detail"]
+    assert client.get("/api/v1/events", headers=auth(tokens["read"])).json()["count"] == 0
+    for body in (
+        {"kind": "failure", "links": [FAILED], "ts": soon.isoformat()},
+        # a maintenance window may be planned ahead
+        {"kind": "maintenance", "links": [FAILED], "ts": later.isoformat(),
+         "end_ts": (later + timedelta(hours=1)).isoformat()},
+    ):  # fmt: skip
+        r = client.post("/api/v1/events", json=body, headers=h)
+        assert r.status_code == 201, r.text
