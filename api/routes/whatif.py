@@ -65,15 +65,31 @@ ModelQuery = Annotated[
     Literal["liquid", "incremental", "persistence", "seasonal", "hybrid"],
     Query(description="whose forecasts to use"),
 ]
+#: The highest overload threshold taken, as a fraction of capacity: 10 times the line
+#: rate. A larger one is a percentage sent for a fraction (90 for 0.9).
+MAX_THRESHOLD = 10.0
 ThresholdQuery = Annotated[
     float,
     Query(
         gt=0,
-        le=100,
-        description="utilisation (load / capacity, 1.0 = full) above which a link counts"
-        " as overloaded",
+        allow_inf_nan=False,
+        description="utilisation (load / capacity, 1.0 = full, not a percentage) above"
+        f" which a link counts as overloaded; at most {MAX_THRESHOLD:g}",
     ),
 ]
+
+
+def _fraction(threshold: float) -> float:
+    """``threshold`` if it is a fraction of capacity; a 422 saying so if it reads as a
+    percentage."""
+    if threshold > MAX_THRESHOLD:
+        raise HTTPException(
+            422,
+            f"threshold {threshold:g} is above {MAX_THRESHOLD:g}: it is a fraction of"
+            f" capacity (1.0 = full), not a percentage; for {threshold:g} % send"
+            f" {threshold / 100:g}",
+        )
+    return threshold
 FailName = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
 DemandPrior = Literal["tracked", "edge_links", "fitted"]
 DEMAND_PRIOR = (
@@ -434,6 +450,7 @@ def get_whatif(
     load is its forecast plus the change the re-route makes. A failure that leaves
     some demand without a path is answered 200 with that demand in `unroutable_bps`
     and `unroutable_pairs`."""
+    threshold = _fraction(threshold)
     names = list(dict.fromkeys(fail))
     state = _state(session, model, names)
     topo = state.topology
@@ -513,6 +530,7 @@ def get_risk(
     horizon, on which link and when, ranked worst first: a failure that leaves demand
     without a path (a site cut off) before any that does not, the most stranded first,
     then by worst utilisation. Demands and re-routing as for `GET /whatif`."""
+    threshold = _fraction(threshold)
     state = _state(session, model)
     topo = state.topology
     scan = horizon_scan(state.routing, state.demands.demands_bps, state.loads)

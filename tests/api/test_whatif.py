@@ -316,13 +316,35 @@ def test_a_link_not_placed_is_a_422_saying_what_to_set(client, tokens, triangle,
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"fail": [f"L{i}" for i in range(17)]}, {"fail": ""}, {"fail": "A>B", "threshold": 0}],
+    [
+        {},
+        {"fail": [f"L{i}" for i in range(17)]},
+        {"fail": ""},
+        {"fail": "A>B", "threshold": 0},
+        {"fail": "A>B", "threshold": "nan"},
+    ],
 )
 def test_a_bad_parameter_is_a_422_naming_it(client, tokens, triangle, params):
     r = client.get("/api/v1/whatif", params=params, headers=auth(tokens["read"]))
     assert r.status_code == 422, r.text
     locs = [e["loc"][:2] for e in r.json()["detail"]]
     assert locs[0] == ["query", "threshold" if "threshold" in params else "fail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "fail"), [("/api/v1/whatif", {"fail": "A>B"}), ("/api/v1/risk", {})]
+)
+def test_a_percentage_for_the_threshold_is_a_422_saying_it_is_a_fraction(
+    client, tokens, triangle, path, fail
+):
+    # the dashboard's URL takes a percentage (threshold=90); the API, a fraction: 90 was
+    # read as 9,000 % and flagged nothing
+    r = client.get(path, params=fail | {"threshold": 90}, headers=auth(tokens["read"]))
+    assert r.status_code == 422, r.text
+    assert "threshold 90 is above 10: it is a fraction of capacity" in r.json()["detail"]
+    assert "for 90 % send 0.9" in r.json()["detail"]
+    r = client.get(path, params=fail | {"threshold": 10}, headers=auth(tokens["read"]))
+    assert r.status_code == 200 and r.json()["threshold"] == 10
 
 
 def test_no_forecasts_yet_is_a_409_saying_so(client, tokens, clean_db):
