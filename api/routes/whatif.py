@@ -90,6 +90,8 @@ def _fraction(threshold: float) -> float:
             f" {threshold / 100:g}",
         )
     return threshold
+
+
 FailName = Annotated[Text, StringConstraints(min_length=1, max_length=255)]
 DemandPrior = Literal["tracked", "edge_links", "fitted"]
 DEMAND_PRIOR = (
