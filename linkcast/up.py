@@ -211,8 +211,10 @@ def register_demo_links(url: str, network: object) -> int:
             src, dst = split_link_name(name)
             capacity = next((r for r in RATES_BPS if r >= 1.25 * peak), RATES_BPS[-1])
             labels = {}
-            if src in positions and dst in positions:
-                labels = {"src_pos": list(positions[src]), "dst_pos": list(positions[dst])}
+            if src in positions and dst in positions:  # (lon, lat): the labels /topology reads
+                (src_lon, src_lat), (dst_lon, dst_lat) = positions[src], positions[dst]
+                labels = {"src_lat": src_lat, "src_lon": src_lon}
+                labels |= {"dst_lat": dst_lat, "dst_lon": dst_lon}
             upsert_link(
                 session=session, name=name, src=src, dst=dst, capacity_bps=capacity, labels=labels
             )

@@ -60,18 +60,38 @@ def utilisation(value_bps: float | None, capacity_bps: float | None) -> float | 
     return value_bps / capacity_bps
 
 
+def _label_position(labels: Mapping[str, Any], end: str) -> tuple[float, float] | None:
+    """(lon, lat) of a link's ``end`` (``src``, ``dst``) from its labels, or None."""
+    lat, lon = labels.get(f"{end}_lat"), labels.get(f"{end}_lon")
+    if lat is None or lon is None:
+        p = labels.get(f"{end}_pos")
+        if not (isinstance(p, list | tuple) and len(p) == 2):
+            return None
+        lon, lat = p
+    try:
+        x, y = float(lon), float(lat)
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if math.isfinite(x) and math.isfinite(y) else None
+
+
 def node_positions(links: Sequence[Row], seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Node coordinates: ``labels.src_pos`` / ``labels.dst_pos`` ([lon, lat]) where links
-    carry them, otherwise a seeded Kamada-Kawai layout of the link graph.
+    """Node coordinates (lon, lat) where links carry them, otherwise a seeded
+    Kamada-Kawai layout of the link graph. A link's labels ``src_lat``, ``src_lon``,
+    ``dst_lat``, ``dst_lon`` (degrees, numbers or numeric text: the labels the network
+    model reads, ``GET /topology``) place its nodes; ``src_pos`` / ``dst_pos`` ([lon,
+    lat], what the demo registered before it used those) are read too.
 
     When some nodes have coordinates and others not (a link registered without them), the
     others are placed beside the map rather than laid out on another scale: next to the
     mean of their placed neighbours, or in a row under the map when no neighbour is
     placed. The network keeps its shape and the strays stay visible.
 
-    >>> pos = node_positions([{"src": "A", "dst": "B", "labels": {"src_pos": [1, 2],
-    ...                        "dst_pos": [3, 4]}}])
-    >>> pos
+    >>> node_positions([{"src": "A", "dst": "B", "labels": {"src_lat": 2, "src_lon": 1,
+    ...                  "dst_lat": "4", "dst_lon": "3"}}])
+    {'A': (1.0, 2.0), 'B': (3.0, 4.0)}
+    >>> node_positions([{"src": "A", "dst": "B", "labels": {"src_pos": [1, 2],
+    ...                  "dst_pos": [3, 4]}}])
     {'A': (1.0, 2.0), 'B': (3.0, 4.0)}
     >>> sorted(node_positions([{"src": "A", "dst": "B", "labels": {}}]))
     ['A', 'B']
@@ -91,10 +111,10 @@ def node_positions(links: Sequence[Row], seed: int = 0) -> dict[str, tuple[float
             continue
         graph.add_edge(src, dst)
         labels = link.get("labels") or {}
-        for node, key in ((src, "src_pos"), (dst, "dst_pos")):
-            p = labels.get(key)
-            if isinstance(p, list | tuple) and len(p) == 2:
-                pos[node] = (float(p[0]), float(p[1]))
+        for node, end in ((src, "src"), (dst, "dst")):
+            p = _label_position(labels, end)
+            if p is not None:
+                pos[node] = p
     missing = sorted(str(n) for n in graph.nodes if n not in pos)
     if not missing:
         return pos

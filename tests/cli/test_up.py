@@ -13,11 +13,14 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 from streamlit import config as streamlit_config
 from typer.testing import CliRunner
 
+from db.topology import link_records
 from linkcast import cli
 from linkcast.settings import Settings
 from linkcast.up import (
@@ -28,6 +31,7 @@ from linkcast.up import (
     shown_url,
     streamlit_command,
 )
+from network.records import build_topology
 from simulator.feeder import demo_feeder
 from tests.conftest import free_port
 
@@ -87,7 +91,16 @@ def test_demo_links_get_capacities_above_their_peak_and_coordinates(settings, cl
     for name, peak in zip(network.link_names, peaks, strict=True):
         capacity, labels = rows[name]
         assert capacity in RATES_BPS and capacity >= 1.25 * peak
-        assert len(labels["src_pos"]) == len(labels["dst_pos"]) == 2
+        assert set(labels) == {"src_lat", "src_lon", "dst_lat", "dst_lon"}
+    # the labels the network model reads: every node of the demo placed on the map
+    # (src_pos/dst_pos, which the demo wrote before, left GET /topology without any)
+    with clean_db.connect() as conn:
+        built = build_topology(link_records(session=Session(conn)))
+    assert built.problems == () and built.unplaced == ()
+    positions = network.topology.positions
+    assert built.topology.has_coordinates and set(built.topology.positions) == set(positions)
+    for node, (lon, lat) in positions.items():
+        assert built.topology.positions[node] == pytest.approx((lon, lat), abs=1e-9)
 
 
 def test_sigterm_stops_like_ctrl_c(settings, clean_db, tmp_path):

@@ -50,7 +50,12 @@ def seed(api_url: str, tokens: dict[str, str], database_url: str) -> Seeded:
             body = {
                 "name": name,
                 "capacity_bps": max(peak, 1e6) * 1.05,  # busy links come near capacity
-                "labels": {"src_pos": list(pos[src]), "dst_pos": list(pos[dst])},
+                "labels": {
+                    "src_lon": pos[src][0],
+                    "src_lat": pos[src][1],
+                    "dst_lon": pos[dst][0],
+                    "dst_lat": pos[dst][1],
+                },
             }
             http.post("/api/v1/links", json=body).raise_for_status()
         http.post("/api/v1/links", json={"name": STRAY}).raise_for_status()

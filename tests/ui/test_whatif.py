@@ -99,7 +99,9 @@ def api(
         with httpx.Client(base_url=server.url, headers=admin, timeout=30) as http:
             for name, (capacity, _, _) in TRIANGLE.items():
                 src, dst = name.split(">")
-                labels = {"src_pos": POSITIONS[src], "dst_pos": POSITIONS[dst]}
+                (src_lon, src_lat), (dst_lon, dst_lat) = POSITIONS[src], POSITIONS[dst]
+                labels = {"src_lon": src_lon, "src_lat": src_lat}
+                labels |= {"dst_lon": dst_lon, "dst_lat": dst_lat}
                 body = {"name": name, "capacity_bps": capacity, "labels": labels}
                 http.post("/api/v1/links", json=body).raise_for_status()
             samples = [
