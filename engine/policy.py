@@ -26,7 +26,7 @@ The lifecycle follows Prometheus' alerting rules and Alertmanager's grouping:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -131,12 +131,14 @@ class AlertPolicy:
             detected.add(link_id)
             onset = self._when(out, bucket, ev.onset)
             alert = drifts.get(link_id)
+            name = names.get(link_id, str(link_id))
             if alert is not None:  # the same episode goes on
                 alert.clear_steps, alert.updated_at = 0, bucket
                 if abs(ev.magnitude) > abs(alert.magnitude or 0.0):
                     alert.magnitude = _finite(ev.magnitude)
+                    # the message says the magnitude the alert holds, not its first
+                    alert.message = _drift_message(ev.kind, name, ev.magnitude, alert.onset)
                 continue
-            name = names.get(link_id, str(link_id))
             alert = _new_alert(
                 kind=AlertKind.DRIFT,
                 link_id=link_id,
@@ -144,7 +146,7 @@ class AlertPolicy:
                 onset=onset,
                 magnitude=ev.magnitude,
                 model=ModelName.HYBRID if ev.kind == "residual" else None,
-                message=f"{ev.kind} drift on {name}: {ev.magnitude:+.0%} since {onset:%H:%M}",
+                message=_drift_message(ev.kind, name, ev.magnitude, onset),
                 now=bucket,
             )
             session.add(alert)
@@ -179,10 +181,10 @@ class AlertPolicy:
             if not set(links) <= set(alert.links):
                 alert.links = sorted(set(alert.links) | set(links))
                 alert.updated_at = bucket
-                alert.message = _reported_message(alert.links, alert.onset)
+                alert.message = _reported_message(alert.links, alert.onset, known)
             return 0
         onset = min(known.values())
-        message = _reported_message(links, onset)
+        message = _reported_message(links, onset, known)
         _open_failure(session, failures, links, onset, None, message, bucket)
         return 1
 
@@ -357,6 +359,15 @@ def _new(alert: Alert, bucket: datetime) -> bool:
     return alert.created_at == bucket
 
 
+def _drift_message(kind: str, link: str, magnitude: float, onset: datetime) -> str:
+    """A drift alert's message: its kind, link, magnitude (a change in %) and onset.
+
+    >>> _drift_message("residual", "A>B", 22.39, datetime(2026, 1, 1, 9, 5))
+    'residual drift on A>B: +2239% since 09:05'
+    """
+    return f"{kind} drift on {link}: {magnitude:+.0%} since {onset:%H:%M}"
+
+
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
@@ -369,9 +380,32 @@ def _capacity_message(link: str, ratio: float, step: int, threshold: float) -> s
     )
 
 
-def _reported_message(links: list[str], onset: datetime) -> str:
-    shown = ", ".join(links[:6]) + (f" and {len(links) - 6} more" if len(links) > 6 else "")
-    return f"failure reported: {len(links)} links down since {onset:%H:%M}: {shown}"
+def _reported_message(links: list[str], onset: datetime, down: Collection[str]) -> str:
+    """A reported failure's message: its links ``down`` now (an open failure event),
+    then the others it names (re-routed onto, or down and repaired since).
+
+    >>> at = datetime(2026, 1, 1, 11, 22)
+    >>> _reported_message(["A>B", "B>A", "C>D"], at, {"A>B", "B>A"})
+    'failure reported: 2 links down since 11:22: A>B, B>A; 1 other link affected: C>D'
+    >>> _reported_message(["A>B"], at, {"A>B"})
+    'failure reported: 1 link down since 11:22: A>B'
+    """
+    failed = [n for n in links if n in down]
+    others = [n for n in links if n not in down]
+    message = f"failure reported: {_count(failed, 'link')} down since {onset:%H:%M}"
+    if failed:
+        message += f": {_shown(failed)}"
+    if others:
+        message += f"; {_count(others, 'other link')} affected: {_shown(others)}"
+    return message
+
+
+def _count(items: Sequence[str], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _shown(links: Sequence[str]) -> str:
+    return ", ".join(links[:6]) + (f" and {len(links) - 6} more" if len(links) > 6 else "")
 
 
 def _message(alert: Alert, known: frozenset[str]) -> str:
@@ -379,15 +413,14 @@ def _message(alert: Alert, known: frozenset[str]) -> str:
     links that shifted with it) when it names a known failure's link, else a detected
     re-route's."""
     if set(alert.links) & known:
-        return _reported_message(alert.links, alert.onset)
+        return _reported_message(alert.links, alert.onset, known)
     return _failure_message(alert.links, alert.onset, alert.magnitude or 0.0)
 
 
 def _failure_message(links: list[str], onset: datetime, biggest: float) -> str:
-    shown = ", ".join(links[:6]) + (f" and {len(links) - 6} more" if len(links) > 6 else "")
     return (
         f"re-route suspected: {len(links)} links shifted at {onset:%H:%M}"
-        f" (largest {biggest:+.0%}): {shown}"
+        f" (largest {biggest:+.0%}): {_shown(links)}"
     )
 
 

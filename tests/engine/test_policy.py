@@ -14,6 +14,7 @@ from db.live import LinkRow
 from engine import EngineConfig, LiveEngine
 from engine.notify import NotifyConfig
 from engine.policy import AlertPolicy
+from forecaster.drift import DriftEvent
 from forecaster.suite import StepOutput
 from tests.conftest import _tables, auth
 from tests.engine.test_loop import PERIOD, STEP, Clock, at, push
@@ -55,7 +56,7 @@ def alerts(db, link: str | None = None) -> list[dict]:
         rows = conn.execute(
             text(
                 "SELECT id, kind, state, links, onset, firing_at, resolved_at, parent_id, message,"
-                " clear_steps"
+                " clear_steps, magnitude"
                 " FROM alert ORDER BY id"
             )
         ).mappings()
@@ -225,6 +226,59 @@ def run_policy(db, uppers: list[float | None], **config) -> list[dict]:
             policy.apply(session, bounds(upper or 0.0), [row], at(k), [link_id], observed)
             session.commit()
     return alerts(db, "p>q")
+
+
+def test_a_drift_that_grows_says_its_newest_magnitude_in_its_message(clean_db):
+    """One residual-drift episode detected at +50% and again at +2239%: one alert whose
+    message and magnitude agree (the message kept the first figure while the magnitude
+    grew: '+2239%' beside a magnitude of 4184.4 in a new user's demo)."""
+    from db.session import make_sessionmaker
+
+    policy = AlertPolicy(EngineConfig(step_seconds=STEP))
+    with clean_db.begin() as conn:
+        link_id = conn.execute(
+            text("INSERT INTO link (name, capacity_bps) VALUES ('p>q', :c) RETURNING id"),
+            {"c": CAPACITY},
+        ).scalar_one()
+    row = LinkRow(link_id, "p>q", CAPACITY)
+    sessions = make_sessionmaker(clean_db)
+    for k, magnitude in enumerate([0.5, 22.39, 3.0]):
+        out = bounds(CAPACITY * 0.5)
+        out.events.append(DriftEvent(link=0, kind="residual", step=k, onset=0, magnitude=magnitude))
+        with sessions() as session:
+            policy.apply(session, out, [row], at(k), [link_id], np.array([True]))
+            session.commit()
+    (alert,) = [a for a in alerts(clean_db, "p>q") if a["kind"] == "drift"]
+    assert alert["magnitude"] == 22.39  # the largest of the episode
+    assert alert["message"] == f"residual drift on p>q: +2239% since {at(0):%H:%M}"
+
+
+def test_a_reported_failure_names_as_down_only_the_links_that_are(clean_db):
+    """An operator's failure of p>q, and a drift on r>s (a link the re-route reached):
+    one failure alert naming both, r>s among the links affected, not among those down
+    (a new user's demo said '19 links down' with 2 down)."""
+    from db.session import make_sessionmaker
+
+    policy = AlertPolicy(EngineConfig(step_seconds=STEP))
+    rows = []
+    with clean_db.begin() as conn:
+        for name in ("p>q", "r>s"):
+            link_id = conn.execute(
+                text("INSERT INTO link (name, capacity_bps) VALUES (:n, :c) RETURNING id"),
+                {"n": name, "c": CAPACITY},
+            ).scalar_one()
+            rows.append(LinkRow(link_id, name, CAPACITY))
+    ids = [r.id for r in rows]
+    out = bounds(CAPACITY * 0.5, n_links=2)
+    out.events.append(DriftEvent(link=1, kind="level", step=0, onset=0, magnitude=0.8))
+    with make_sessionmaker(clean_db)() as session:
+        policy.apply(session, out, rows, at(0), ids, np.array([True, True]), {"p>q": at(0)})
+        session.commit()
+    (failure,) = [a for a in alerts(clean_db) if a["kind"] == "failure"]
+    assert sorted(failure["links"]) == ["p>q", "r>s"], failure
+    assert failure["message"] == (
+        f"failure reported: 1 link down since {at(0):%H:%M}: p>q; 1 other link affected: r>s"
+    )
 
 
 def test_a_bound_hovering_at_the_threshold_is_one_alert(clean_db):

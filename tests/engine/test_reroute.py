@@ -330,6 +330,8 @@ def test_a_cut_read_off_the_loads_reroutes_without_an_event(square, tokens, sett
     assert len(alerts) == 1 and alerts[0].state == "firing", alerts
     assert set(FAILED) <= set(alerts[0].links), alerts
     assert alerts[0].message.startswith("failure reported"), alerts  # not "re-route suspected"
+    down = ", ".join(sorted(FAILED))
+    assert f"{len(FAILED)} links down since {at(N):%H:%M}: {down}" in alerts[0].message, alerts
     during = stored(clean_db, at(N + 4))
     assert all((during[m][n] == 0).all() for m in MODELS for n in FAILED)
     close(during["persistence"], truth(N + 4, failed=True), UP)
