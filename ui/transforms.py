@@ -616,7 +616,9 @@ def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
     """Time to convergence per model over events: the mean ttc of those that converged
     (steps and minutes), how many events ended in each status, and the mean pre-event
     error (% of the current load). Older answers without ``convergence`` count a null
-    ``ttc_steps`` as not converged.
+    ``ttc_steps`` as not converged. Best first: the models that converged after more
+    of the events, then by mean ttc (a mean over one event of three is no better than
+    one over all three).
 
     >>> def ev(ttc, status, base=0.02):
     ...     return {"ttc_steps": ttc, "status": status, "baseline_ape": base}
@@ -630,6 +632,11 @@ def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
     [['a', 3.0, 15.0, 2, 0, 0], ['b', nan, nan, 0, 1, 1]]
     >>> t["baseline_percent"].round(1).tolist()
     [2.0, 3.0]
+    >>> once = ttc_table([{"convergence": {"fast": ev(0, "converged"), "sure": ev(2, "converged")}},
+    ...                   {"convergence": {"fast": ev(None, "not_converged"),
+    ...                                    "sure": ev(4, "converged")}}])
+    >>> once[["model", "ttc_steps", "converged"]].values.tolist()
+    [['sure', 3.0, 2], ['fast', 0.0, 1]]
     """
     ttcs: dict[str, list[float]] = {}
     minutes: dict[str, list[float]] = {}
@@ -667,7 +674,13 @@ def ttc_table(results: Sequence[Row]) -> pd.DataFrame:
     df[["ttc_steps", "ttc_minutes", "baseline_percent"]] = df[
         ["ttc_steps", "ttc_minutes", "baseline_percent"]
     ].astype(float)
-    return df.sort_values("ttc_steps", na_position="last", kind="stable", ignore_index=True)
+    return df.sort_values(
+        ["converged", "ttc_steps"],
+        ascending=[False, True],
+        na_position="last",
+        kind="stable",
+        ignore_index=True,
+    )
 
 
 ALERT_COLUMNS = [
