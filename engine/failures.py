@@ -205,6 +205,15 @@ class KnownFailures:
                     ", ".join(built.unplaced[:5]),
                     "; ".join(why for _, why in built.problems[:3]),
                 )
+            lacking = built.topology.links_without_metric
+            if lacking and self._routing is not None:
+                log.warning(
+                    "network model: %d links have no IGP metric while others have one;"
+                    " routing goes by %s for all until they do: %s",
+                    len(lacking),
+                    self._routing.metric,
+                    ", ".join(lacking[:5]),
+                )
         return self._routing
 
     def wanted(self, conn: Connection, before: datetime) -> dict[str, datetime]:

@@ -337,6 +337,14 @@ class Topology:
         return bool(self.links) and all(lk.metric is not None for lk in self.links)
 
     @property
+    def links_without_metric(self) -> tuple[str, ...]:
+        """Links with no IGP metric where some other link has one, by name (empty when
+        all or none have one). Routing by IGP metrics needs every link's, so with these
+        it goes by distance or hops for all (:func:`network.routing.link_weights`)."""
+        lacking = tuple(lk.name for lk in self.links if lk.metric is None)
+        return lacking if len(lacking) < len(self.links) else ()
+
+    @property
     def has_coordinates(self) -> bool:
         """Whether every node has a position."""
         return bool(self.nodes) and all(n in self.positions for n in self.nodes)

@@ -39,6 +39,13 @@ class EdgeLinkPublic(BaseModel):
     )
 
 
+WITHOUT_METRIC = (
+    "links with no IGP metric (label `metric`) while others have one: routing by IGP"
+    " metrics needs every link's, so until these have one it goes by distance, or hops,"
+    " for every link (`metric` says which); empty when every link has one or none has"
+)
+
+
 class TopologyProblemPublic(BaseModel):
     link: str | None = Field(description="the link left out; null: coordinates clashed")
     detail: str
@@ -62,6 +69,7 @@ class TopologyPublic(BaseModel):
     problems: list[TopologyProblemPublic] = Field(
         description="links left out because a field or label could not be read, and why"
     )
+    without_metric: list[str] = Field(description=WITHOUT_METRIC)
 
 
 @router.get("", response_model=TopologyPublic, responses=responses(*AUTH))
@@ -99,4 +107,5 @@ def get_topology(session: SessionDep, _: ReaderDep) -> TopologyPublic:
         metric=link_weights(topo)[1],
         unplaced=list(built.unplaced),
         problems=[TopologyProblemPublic(link=k, detail=d) for k, d in built.problems],
+        without_metric=list(topo.links_without_metric),
     )

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import ReaderDep, SessionDep
 from api.errors import AUTH, responses
-from api.routes.topology import TopologyProblemPublic
+from api.routes.topology import WITHOUT_METRIC, TopologyProblemPublic
 from api.schemas import ErrorPublic, Text
 from db.topology import link_records
 from db.whatif import Issue, latest_issue, links_down, newest_samples
@@ -163,6 +163,7 @@ class WhatIfPublic(BaseModel):
     )
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
     problems: list[TopologyProblemPublic] = Field(description=PROBLEMS)
+    without_metric: list[str] = Field(description=WITHOUT_METRIC)
 
 
 class RiskScenarioPublic(BaseModel):
@@ -192,6 +193,7 @@ class RiskPublic(BaseModel):
     )
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
     problems: list[TopologyProblemPublic] = Field(description=PROBLEMS)
+    without_metric: list[str] = Field(description=WITHOUT_METRIC)
     scenarios: list[RiskScenarioPublic] = Field(
         description="the worst `limit` failures, worst first: those that leave demand without"
         " a path (most unroutable_bps first), then by worst_utilisation (null last)"
@@ -506,6 +508,7 @@ def get_whatif(
         demand_fit_error=state.demands.fit_error,
         demand_prior=state.prior,
         problems=[TopologyProblemPublic(link=k, detail=d) for k, d in state.problems],
+        without_metric=list(state.topology.links_without_metric),
     )
 
 
@@ -564,5 +567,6 @@ def get_risk(
         demand_fit_error=state.demands.fit_error,
         demand_prior=state.prior,
         problems=[TopologyProblemPublic(link=k, detail=d) for k, d in state.problems],
+        without_metric=list(state.topology.links_without_metric),
         scenarios=scenarios,
     )

@@ -76,6 +76,7 @@ def test_topology_from_names_fields_and_labels(client, tokens, clean_db):
         {"name": "cust1>ATLAng", "node": "ATLAng", "direction": "ingress"},
     ]
     assert body["metric"] == "igp"  # every link left in has a metric
+    assert body["without_metric"] == []
     assert body["unplaced"] == ["eth0"]
     assert body["problems"] == [
         {
@@ -94,5 +95,21 @@ def test_empty_topology_and_auth(client, tokens):
         "metric": "hops",
         "unplaced": [],
         "problems": [],
+        "without_metric": [],
     }
     assert client.get("/api/v1/topology").status_code == 401
+
+
+def test_one_link_without_a_metric_is_named_as_what_turns_routing_to_hops(client, tokens):
+    """IGP metrics are used only when every link has one: a link added without one
+    turns routing to hops for all, and /topology names it (it said only 'hops')."""
+    admin, read = auth(tokens["admin"]), auth(tokens["read"])
+    for name, metric in (("a>b", 100), ("b>a", 100), ("a>c", 10), ("c>b", 10), ("b>d", None)):
+        body = {"name": name, "labels": {} if metric is None else {"metric": metric}}
+        assert client.post("/api/v1/links", json=body, headers=admin).status_code == 201
+    body = client.get("/api/v1/topology", headers=read).json()
+    assert body["metric"] == "hops" and body["without_metric"] == ["b>d"]
+    body = {"name": "b>d", "labels": {"metric": 10}}
+    assert client.post("/api/v1/links", json=body, headers=admin).status_code == 200
+    body = client.get("/api/v1/topology", headers=read).json()
+    assert body["metric"] == "igp" and body["without_metric"] == []

@@ -251,6 +251,16 @@ def test_a_link_left_out_of_the_model_is_named_in_the_answers(client, tokens, tr
         assert r.status_code == 200, r.text
         [problem] = r.json()["problems"]
         assert problem["link"] == "B>C" and "metric 'ten'" in problem["detail"], problem
+        assert r.json()["without_metric"] == []  # the triangle: no link has a metric
+
+
+def test_links_without_a_metric_among_links_with_one_are_named(client, tokens, triangle, clean_db):
+    h = auth(tokens["read"])
+    with clean_db.begin() as conn:
+        conn.execute(text("""UPDATE link SET labels = '{"metric": 10}' WHERE name <> 'C>A'"""))
+    for path in ("/api/v1/whatif?fail=A>B", "/api/v1/risk"):
+        body = client.get(path, headers=h).json()
+        assert body["metric"] == "hops" and body["without_metric"] == ["C>A"], body
 
 
 def test_links_down_now_stay_down_and_are_named(client, tokens, triangle):
