@@ -239,7 +239,10 @@ def route(
         Links that are down, by index or name (a cut cable is both directions:
         see :meth:`Topology.duplex_groups`).
     ecmp : bool
-        Split each demand equally over all its shortest paths instead of one.
+        Split each demand equally over all its shortest paths instead of one
+        (path-based: routers that split equally per next hop give other fractions
+        where paths share a prefix, see :mod:`network.paths`). Off by default, and
+        in the API and the engine: they route each demand over one shortest path.
     metric : {"auto", "igp", "distance", "hops"}
 
     Returns
