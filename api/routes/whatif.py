@@ -107,6 +107,11 @@ PROBLEMS = (
     " no traffic is routed over them; empty when every link was read"
 )
 
+WITHOUT_CAPACITY = (
+    "links with no capacity_bps: they have no utilisation, so no failure can be seen to"
+    " overload them (set it with POST /links); empty when every link has one"
+)
+
 
 class WhatIfLinkPublic(BaseModel):
     link: str
@@ -164,6 +169,7 @@ class WhatIfPublic(BaseModel):
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
     problems: list[TopologyProblemPublic] = Field(description=PROBLEMS)
     without_metric: list[str] = Field(description=WITHOUT_METRIC)
+    without_capacity: list[str] = Field(description=WITHOUT_CAPACITY)
 
 
 class RiskScenarioPublic(BaseModel):
@@ -194,6 +200,7 @@ class RiskPublic(BaseModel):
     demand_prior: DemandPrior = Field(description=DEMAND_PRIOR)
     problems: list[TopologyProblemPublic] = Field(description=PROBLEMS)
     without_metric: list[str] = Field(description=WITHOUT_METRIC)
+    without_capacity: list[str] = Field(description=WITHOUT_CAPACITY)
     scenarios: list[RiskScenarioPublic] = Field(
         description="the worst `limit` failures, worst first: those that leave demand without"
         " a path (most unroutable_bps first), then by worst_utilisation (null last)"
@@ -509,6 +516,7 @@ def get_whatif(
         demand_prior=state.prior,
         problems=[TopologyProblemPublic(link=k, detail=d) for k, d in state.problems],
         without_metric=list(state.topology.links_without_metric),
+        without_capacity=[lk.name for lk in state.topology.links if lk.capacity_bps is None],
     )
 
 
@@ -568,5 +576,6 @@ def get_risk(
         demand_prior=state.prior,
         problems=[TopologyProblemPublic(link=k, detail=d) for k, d in state.problems],
         without_metric=list(state.topology.links_without_metric),
+        without_capacity=[lk.name for lk in state.topology.links if lk.capacity_bps is None],
         scenarios=scenarios,
     )

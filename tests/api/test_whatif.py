@@ -252,6 +252,7 @@ def test_a_link_left_out_of_the_model_is_named_in_the_answers(client, tokens, tr
         [problem] = r.json()["problems"]
         assert problem["link"] == "B>C" and "metric 'ten'" in problem["detail"], problem
         assert r.json()["without_metric"] == []  # the triangle: no link has a metric
+        assert r.json()["without_capacity"] == []  # every link has one
 
 
 def test_links_without_a_metric_among_links_with_one_are_named(client, tokens, triangle, clean_db):
@@ -523,3 +524,16 @@ def test_edge_forecasts_of_zero_everywhere_are_no_measurement():
     assert np.isnan(out[0]).all() and np.isnan(inn[0]).all()
     assert (out[1] == 1e9).all() and (inn[1] == 2e9).all()
     assert _edge_totals(built, {n: [0.0] for n in zeros}, 1) is None
+
+
+def test_links_without_a_capacity_are_named(client, tokens, clean_db):
+    # no utilisation, so no failure can be seen to overload them: the answers say which
+    topo = register(client, tokens, names(TRIANGLE))
+    loads, _, _ = demand_loads(topo, TRI_DEMANDS)
+    store_forecasts(clean_db, {n: loads[:, i].tolist() for i, n in enumerate(topo.link_names)})
+    with clean_db.begin() as conn:
+        conn.execute(text("UPDATE link SET capacity_bps = NULL WHERE name IN ('A>C', 'C>B')"))
+    h = auth(tokens["read"])
+    for path in ("/api/v1/whatif?fail=A>B", "/api/v1/risk"):
+        body = client.get(path, headers=h).json()
+        assert body["without_capacity"] == ["A>C", "C>B"], body
