@@ -140,6 +140,20 @@ def test_link_opens_on_a_link_with_data(api_env: SeededApi) -> None:
     assert at.query_params["link"] == opened
 
 
+def test_link_named_in_the_url_that_does_not_exist_is_said_not_swapped_silently(
+    api_env: SeededApi,
+) -> None:
+    at = page("link")
+    at.query_params["link"] = "Nowhere>Else"
+    at.run()
+    no_problem(at)
+    opened = at.selectbox(key="link").value
+    assert opened in api_env.data.links
+    (warning,) = [w.value for w in at.warning if "Nowhere>Else" in w.value]
+    assert f"showing {opened}" in warning
+    assert not [w for w in page("link").run().warning if "No link named" in w.value]
+
+
 def test_link_shows_forecasts_events_and_capacity(api_env: SeededApi) -> None:
     failed = api_env.data.failed[0]
     at = page("link").run()

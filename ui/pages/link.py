@@ -30,11 +30,14 @@ names = sorted(by_name)
 
 query = st.query_params.get("link")
 if query not in by_name:
+    asked = query
     latest = fetch(cfg, lambda: client.links_latest(cfg, "hybrid"))
     status = link_states(cfg, links, latest)
     capacity = {n: link.get("capacity_bps") for n, link in by_name.items()}
     alerts = fetch(cfg, lambda: client.alerts(cfg, state="firing"))
     query = transforms.rank_links(names, status, alerts, latest, capacity)[0]
+    if asked:  # a stale or mistyped link in a shared URL: say so, never swap silently
+        st.warning(f"No link named {asked!r} is registered: showing {query}, chosen below.")
 back_choices = list(transforms.BACK_STEPS)
 ahead_choices = [grid.horizon, 0]
 steps = list(range(1, grid.horizon + 1))
