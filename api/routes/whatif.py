@@ -75,6 +75,8 @@ ThresholdQuery = Annotated[
         allow_inf_nan=False,
         description="utilisation (load / capacity, 1.0 = full, not a percentage) above"
         f" which a link counts as overloaded; at most {MAX_THRESHOLD:g}",
+        # stated in the document, checked by _fraction for its message (a percentage?)
+        json_schema_extra={"maximum": MAX_THRESHOLD},
     ),
 ]
 

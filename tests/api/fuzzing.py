@@ -53,7 +53,12 @@ DOCUMENTED_422: dict[str, tuple[str, ...]] = {
         "is not placed in the topology",
         "is left out of the topology",
     ),
-    "POST /api/v1/events": ("end_ts must be after ts", "unknown links: ") + _YEARS,
+    "POST /api/v1/events": (
+        "end_ts must be after ts",
+        "unknown links: ",
+        "is in the future (after",  # a failure or repair: it has happened
+    )
+    + _YEARS,
     "POST /api/v1/silences": (
         "unknown link: ",
         "ends_at is in the past",
