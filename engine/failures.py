@@ -217,14 +217,23 @@ class KnownFailures:
         return self._routing
 
     def wanted(self, conn: Connection, before: datetime) -> dict[str, datetime]:
-        """Open failures before ``before`` (name -> since) on links the network places."""
+        """Open failures before ``before`` (name -> since) on links the network places,
+        and the reverse of each (down since the same time): an IGP drops an adjacency
+        both ways when one direction fails (IS-IS and OSPF check that each side hears
+        the other), so the link back carries nothing either."""
         found = open_failures(conn, before=before)
         if not found and not self.applied:
             return {}  # the usual case: one query, no network model
-        if self.network(conn) is None:
+        routing = self.network(conn)
+        if routing is None:
             return {}
         out = {n: ts for n, ts in found.items() if n in self._placed}
         ignored = frozenset(found) - frozenset(out)
+        topology = routing.topology
+        for name, since in list(out.items()):
+            back = topology.reverse(name)
+            if back is not None:
+                out.setdefault(topology.link_names[back], since)
         if ignored - self._ignored:
             edges = {e.name for e in self._edges}
             log.warning(

@@ -310,6 +310,28 @@ class Topology:
         """The link back: the k-th from B to A for the k-th from A to B, or None."""
         return self._reverse[self.link_index(link)]
 
+    def with_reverses(self, links: Iterable[str]) -> list[str]:
+        """``links`` (names) and the reverse of each of them that is in the topology,
+        sorted, each once: what a link down takes down for routing. An IGP drops an
+        adjacency both ways when one direction fails (IS-IS and OSPF check that each
+        side hears the other), so the link back carries nothing either. Names not in
+        the topology are kept as given.
+
+        Examples
+        --------
+        >>> t = Topology(("a", "b", "c"), (Link("a", "b"), Link("b", "a"), Link("b", "c")))
+        >>> t.with_reverses(["a>b", "b>c"]), t.with_reverses(["b>a", "x>y"])
+        (['a>b', 'b>a', 'b>c'], ['a>b', 'b>a', 'x>y'])
+        """
+        out = set(links)
+        names = self.link_names
+        for name in list(out):
+            if name in self._by_name:
+                back = self._reverse[self._by_name[name]]
+                if back is not None:
+                    out.add(names[back])
+        return sorted(out)
+
     def duplex_groups(self) -> tuple[tuple[int, ...], ...]:
         """Each link with its reverse (a cable), in order of their first link.
 

@@ -149,7 +149,10 @@ class WhatIfPublic(BaseModel):
     failed_links: list[str] = Field(
         description="every link failed: those asked and, with cable=true, their reverses"
     )
-    already_down: list[str] = Field(description="links down now (a failure without repair)")
+    already_down: list[str] = Field(
+        description="links down now (a failure without repair) and the reverse of each:"
+        " an IGP takes a link down both ways"
+    )
     metric: Literal["igp", "distance", "hops"] = Field(description="what routing goes by")
     model: str
     threshold: float = Field(description="utilisation above which a link is overloaded")
@@ -194,7 +197,10 @@ class RiskPublic(BaseModel):
     metric: Literal["igp", "distance", "hops"] = Field(description="what routing goes by")
     model: str
     threshold: float = Field(description="utilisation above which a link is overloaded")
-    already_down: list[str] = Field(description="links down now, left down in every scenario")
+    already_down: list[str] = Field(
+        description="links down now and the reverse of each (an IGP takes a link down both"
+        " ways), left down in every scenario"
+    )
     scanned: int = Field(description="single failures tried: every cable not down now")
     demand_fit_error: float = Field(
         description="relative error of the estimated demands in reproducing the forecast loads"
@@ -326,7 +332,8 @@ def _state(session: Session, model: str, names: Sequence[str] = ()) -> _State:
             " links report; try again after its first tick",
         )
     topo = built.topology
-    down = links_down(session=session, now=datetime.now(UTC))
+    # a link down takes its reverse down for routing (an IGP drops the adjacency both ways)
+    down = topo.with_reverses(links_down(session=session, now=datetime.now(UTC)))
     in_topo = set(topo.link_names)
     routing = route(topo, failed=[n for n in down if n in in_topo])
     horizon = max((len(v) for v in issue.values_bps.values()), default=0)

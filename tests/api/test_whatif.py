@@ -276,13 +276,18 @@ def test_links_down_now_stay_down_and_are_named(client, tokens, triangle):
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["already_down"] == ["B>C"]
+    # B>C is reported down: an IGP drops the adjacency both ways, so C>B is down too
+    assert body["already_down"] == ["B>C", "C>B"]
     links = by_link(body)
-    assert links["B>C"]["down"] and not links["B>C"]["failed"]
-    assert links["B>C"]["load_bps"] == [0.0] * 4
+    for name in ("B>C", "C>B"):
+        assert links[name]["down"] and not links[name]["failed"]
+        assert links[name]["load_bps"] == [0.0] * 4
+    # with A>B failed as well (that direction only), A reaches B no more: via C, C>B is down
+    assert ("A", "B") in {(p["src"], p["dst"]) for p in body["unroutable_pairs"]}
     risk = client.get("/api/v1/risk", headers=auth(tokens["read"])).json()
-    assert risk["already_down"] == ["B>C"]
-    assert ["B>C", "C>B"] in [s["failed"] for s in risk["scenarios"]]  # C>B still up
+    assert risk["already_down"] == ["B>C", "C>B"]
+    assert risk["scanned"] == 2  # the B-C cable is down already: not a scenario
+    assert ["B>C", "C>B"] not in [s["failed"] for s in risk["scenarios"]]
     later = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     r = client.post(
         "/api/v1/events", json={"kind": "repair", "links": ["B>C"], "ts": later}, headers=w

@@ -208,6 +208,38 @@ def test_failure_event_reroutes_the_forecasts_at_once_and_a_repair_restores(
     eng.release()
 
 
+def test_a_failure_of_one_direction_takes_the_link_back_down_too(
+    square, tokens, settings, clean_db
+):
+    """An operator reports a>b down (the interface that went down): an IGP drops the
+    adjacency both ways, so b>a carries nothing either and its traffic moves as well.
+    The forecasts are those of the cut cable (b>a kept its load before), and the alert
+    names both directions."""
+    clock = Clock(N)
+    eng = engine(settings.database_url, clock)
+    eng.tick()
+    post_event(square, tokens["write"], "failure", ["a>b"], at(N) + timedelta(seconds=2))
+    report = eng.tick()
+    assert report.reroutes == 1
+    after = stored(clean_db, at(N))
+    for model in MODELS:
+        for n in FAILED:  # a>b and b>a
+            assert (after[model][n] == 0).all(), (model, n)
+    close(after["persistence"], truth(N, failed=True), UP)
+    push(square, tokens["write"], range(N, N + 3), failed=True)
+    clock.to(N + 3)
+    eng.tick()
+    with clean_db.connect() as conn:
+        alerts = conn.execute(text("SELECT links FROM alert WHERE kind = 'failure'")).all()
+    assert [sorted(a.links) for a in alerts] == [sorted(FAILED)], alerts
+    # (both directions at 0 are also a cut the engine reads off the loads: its own failure
+    # event names them both, so the repair names both)
+    post_event(square, tokens["write"], "repair", FAILED, at(N + 3) + timedelta(seconds=2))
+    assert eng.tick().reroutes == 1
+    close(stored(clean_db, at(N + 3))["persistence"], truth(N + 3, failed=False), LINKS)
+    eng.release()
+
+
 def test_the_operators_failure_alert_resolves_after_the_repair(client, tokens, settings, clean_db):
     """Repaired and measured clear, the operator's failure alert resolves as a detected
     failure's does: after clear_steps (5) observed steps with none of its links drifting.
