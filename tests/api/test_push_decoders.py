@@ -479,14 +479,51 @@ def test_otlp_labels_are_learnt_once_per_resource_and_attributes() -> None:
     assert again.points[0].value == 5.0
 
 
+def test_an_sdk_counters_series_is_kept_once_whatever_its_times_and_values(monkeypatch) -> None:
+    """As an OTel SDK exports a counter: a cumulative sum of integers, a start time on
+    every data point, several attributes. Read as columns, each series is kept once by
+    its attributes alone: later times, start times and values find the same labels."""
+    monkeypatch.setattr(otlp, "_LABELS", SeriesCache())
+    monkeypatch.setattr(otlp, "_each_point", None)  # the columns, or a TypeError
+
+    def body(t: int, values: list[int]) -> bytes:
+        req = ExportMetricsServiceRequest()
+        rm = req.resource_metrics.add()
+        rm.resource.attributes.add(key="host").value.string_value = "r1"
+        metric = rm.scope_metrics.add().metrics.add(name="ifHCOutOctets")
+        metric.sum.aggregation_temporality, metric.sum.is_monotonic = 2, True
+        for k, v in enumerate(values):
+            dp = metric.sum.data_points.add(
+                start_time_unix_nano=t - 3600 * 10**9 + k, time_unix_nano=t, as_int=v
+            )
+            dp.attributes.add(key="instance").value.string_value = "r1"
+            dp.attributes.add(key="ifName").value.string_value = f"xe-0/0/{k}"
+        return req.SerializeToString()
+
+    t0 = 1_767_225_600  # 2026-01-01, s
+    first = otlp_decode(body(t0 * 10**9, [10, 20, 30]))
+    later = otlp_decode(body((t0 + 60) * 10**9, [2**40, 0, 7]))
+    assert len(otlp._LABELS) == 3  # a series each, not a series per time or value
+    assert all(isinstance(attributes, bytes) for _, attributes in otlp._LABELS)  # by its bytes
+    assert all(a.labels is b.labels for a, b in zip(first.points, later.points, strict=True))
+    assert [dict(p.labels) for p in later.points] == [
+        {"host": "r1", "instance": "r1", "ifName": f"xe-0/0/{k}"} for k in range(3)
+    ]
+    assert [(p.ts, p.value) for p in later.points] == [(t0 + 60.0, v) for v in (2**40, 0, 7)]
+
+
 # An OTLP data point: (value kind: the request's own, the other or none; value, time
-# ns, flags, link attribute). Mostly well-formed, so that the columns are used.
+# ns, flags, link attribute, start time ns, further attributes, an exemplar or not).
+# Mostly well-formed, so that the columns and the attributes' bytes are used.
 otlp_point = st.tuples(
     st.sampled_from(["same"] * 8 + ["other", None]),
     st.sampled_from([0, 1, 7, -3, 10**12]),
     st.sampled_from([60 * 10**9] * 4 + [0, 1_767_225_600 * 10**9 + 1]),
     st.sampled_from([0] * 8 + [1]),  # 1: NO_RECORDED_VALUE
     st.sampled_from(["A>B", "B>C"]),
+    st.sampled_from([0, 0, 30 * 10**9]),
+    st.sampled_from([(), (), ("dir", "tx"), ("dir", "rx"), ("dir", "tx", "if", "xe-0/0/1")]),
+    st.sampled_from([False] * 6 + [True]),
 )
 otlp_metric = st.tuples(
     st.sampled_from(["gauge", "sum", "delta", "histogram"]),
@@ -511,11 +548,22 @@ def _otlp_request(resources: list[list[list]], same: str) -> bytes:
                 data = metric.gauge if kind == "gauge" else metric.sum
                 if kind != "gauge":
                     data.aggregation_temporality = 2 if kind == "sum" else 1  # cumulative, delta
-                for which, value, stamp, flags, link in dps:
+                for point in dps:  # the last three may be left off: 0, (), False
+                    which, value, stamp, flags, link, start, more, exemplar = (
+                        *point,
+                        0,
+                        (),
+                        False,
+                    )[:8]
                     dp = data.data_points.add(time_unix_nano=stamp, flags=flags)
+                    dp.start_time_unix_nano = start
                     if which is not None:
                         setattr(dp, same if which == "same" else other, value)
                     dp.attributes.add(key="link").value.string_value = link
+                    for key, text in zip(more[::2], more[1::2], strict=True):
+                        dp.attributes.add(key=key).value.string_value = text
+                    if exemplar:
+                        dp.exemplars.add(time_unix_nano=stamp, as_double=1.0)
     return req.SerializeToString()
 
 
@@ -737,7 +785,12 @@ def test_a_flood_of_ruled_series_stays_under_the_byte_cap(monkeypatch) -> None:
             assert 0 < cache.nbytes <= CAP
     sizes = {
         "rw": len,
-        "otlp": lambda key: sum(map(len, key[0])) + sum(map(len, key[1])),
+        # a data point's attributes: the bytes of the whole field, as a plain request
+        # is read (api.otlp._attribute_keys), else a tuple of KeyValue bytes
+        "otlp": lambda key: (
+            sum(map(len, key[0]))
+            + (len(key[1]) if isinstance(key[1], bytes) else sum(map(len, key[1])))
+        ),
         "lp": len,
     }
     for name, cache in caches.items():
