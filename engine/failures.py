@@ -434,8 +434,11 @@ class CutReader:
         reported = open_failures(conn, before=bucket + step)
         # a link drained in a posted maintenance window is expected to empty: no failure
         planned = in_maintenance(conn, at=bucket) if cut else set()
+        # a link reported down takes its reverse down too (KnownFailures.wanted): that
+        # reverse at 0 is no cut of its own, whose event would outlive the report's repair
+        held = set(det.topology.with_reverses(reported))
         with Session(bind=conn) as session:
-            new = sorted(cut - reported.keys() - planned)
+            new = sorted(cut - held - planned)
             det.forget(cut & planned)  # read again once the window is over
             if new:
                 # the cut began in the bucket after the last one its links carried in

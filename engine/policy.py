@@ -381,8 +381,9 @@ def _capacity_message(link: str, ratio: float, step: int, threshold: float) -> s
 
 
 def _reported_message(links: list[str], onset: datetime, down: Collection[str]) -> str:
-    """A reported failure's message: its links ``down`` now (an open failure event),
-    then the others it names (re-routed onto, or down and repaired since).
+    """A reported failure's message: its links ``down`` now (held down by an open failure
+    event on the link or on its reverse), then the others it names (re-routed onto, or
+    down and repaired since).
 
     >>> at = datetime(2026, 1, 1, 11, 22)
     >>> _reported_message(["A>B", "B>A", "C>D"], at, {"A>B", "B>A"})

@@ -458,7 +458,12 @@ def get_whatif(
     threshold: ThresholdQuery = 1.0,
     cable: Annotated[
         bool,
-        Query(description="fail each link's reverse too (a cut cable); false: that direction only"),
+        Query(
+            description="fail each link's reverse too: a cut cable, or any fault an IGP"
+            " sees (it drops the adjacency both ways, as a posted failure does here);"
+            " false: that direction only, as when it is costed out (its metric raised)"
+            " and the reverse still carries"
+        ),
     ] = True,
 ) -> WhatIfPublic:
     """Every link's load over the forecast horizon if the links in `fail` go down now.

@@ -232,9 +232,12 @@ def test_a_failure_of_one_direction_takes_the_link_back_down_too(
     with clean_db.connect() as conn:
         alerts = conn.execute(text("SELECT links FROM alert WHERE kind = 'failure'")).all()
     assert [sorted(a.links) for a in alerts] == [sorted(FAILED)], alerts
-    # (both directions at 0 are also a cut the engine reads off the loads: its own failure
-    # event names them both, so the repair names both)
-    post_event(square, tokens["write"], "repair", FAILED, at(N + 3) + timedelta(seconds=2))
+    # both directions at 0 are no cut of the engine's own: b>a is down as a>b's reverse
+    with clean_db.connect() as conn:
+        sources = conn.execute(text("SELECT source FROM event WHERE kind = 'failure'")).all()
+    assert [s.source for s in sources] == ["operator"]
+    # so the repair of the direction reported brings both back
+    post_event(square, tokens["write"], "repair", ["a>b"], at(N + 3) + timedelta(seconds=2))
     assert eng.tick().reroutes == 1
     close(stored(clean_db, at(N + 3))["persistence"], truth(N + 3, failed=False), LINKS)
     eng.release()

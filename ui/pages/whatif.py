@@ -51,8 +51,9 @@ cable = c2.toggle(
     "Both ways",
     value=st.query_params.get("cable", "1") != "0",
     key="cable",
-    help="A cut cable: each chosen link's reverse fails too. Off: only the direction "
-    "chosen (a one-way fault).",
+    help="A cut cable, or any fault the IGP sees: each chosen link's reverse fails too "
+    "(the IGP drops the adjacency both ways, as a posted failure does). Off: only the "
+    "direction chosen, as when it is costed out (metric raised) and the reverse carries.",
 )
 model = c3.selectbox(
     "Forecasts of",
