@@ -220,7 +220,7 @@ def _columns_view() -> Any:
 
 
 def _bytes_view() -> Any:
-    """``ExportMetricsServiceRequest`` as :func:`_attribute_keys` reads it: the real
+    """``ExportMetricsServiceRequest`` as :func:`_encoded_metrics` reads it: the real
     nesting (resource, scope metrics and metrics repeated), each metric's Gauge or Sum
     data points as the bytes of their messages, every other field as bytes."""
     layout: Layout = {
@@ -393,15 +393,9 @@ def points(
         for m, metric in enumerate(scope_metrics.metrics)
     ]
     merged = ()  # every metric of the request, in order, its data points as columns
-    encoded: list[Any] = []  # every metric of the request, its data points as bytes
+    encoded: list[Any] | None = None  # the same, its data points as bytes (once needed)
     if raw is not None and canonical(message, raw):  # as the SDKs and the collector write
         merged = _ColumnsView.FromString(raw).resource_metrics.scope_metrics.metrics
-        encoded = [
-            metric
-            for resource_metrics in _BytesView.FromString(raw).resource_metrics
-            for scope_metrics in resource_metrics.scope_metrics
-            for metric in scope_metrics.metrics
-        ]
     out = Decoded()
     for i, (r, s, m, resource, metric, kind) in enumerate(metrics_of):
         if kind in DISTRIBUTIONS:
@@ -423,9 +417,13 @@ def points(
             raise Refused(413, f"more than {max_points} data points in one request")
         keep = metric.name in metrics
         known = _LABELS
-        attributes = _attribute_keys(merged[i], encoded[i], kind, n)
-        if attributes is None:
-            attributes = map(tuple, map(_ATTRIBUTES, data_points))
+        skip = _attributes_at(merged[i], kind, n)
+        if skip is None:
+            attributes: Iterable[Any] = map(tuple, map(_ATTRIBUTES, data_points))
+        else:  # each data point's attribute fields, as one bytes object
+            if encoded is None:
+                encoded = _encoded_metrics(raw)  # type: ignore[arg-type]
+            attributes = [b[skip:] for b in getattr(encoded[i], kind).data_points]
         keys = zip(repeat(resource), attributes)
         attrs = [a if (a := known.get(key)) is not None else _labels_of(key, keep) for key in keys]
         stamps, values = column
@@ -498,28 +496,40 @@ def _columns(metric: Any, kind: str, n: int) -> tuple[list[int], list[float] | l
     return None
 
 
-def _attribute_keys(merged: Any, encoded: Any, kind: str, n: int) -> list[bytes] | None:
-    """Each of the ``n`` data points' attributes as one bytes object (the ``KeyValue``
-    fields of its encoding, in order), or None unless every data point is encoded the
-    same way before them; ``merged``: the metric's columns (:func:`_columns`, which
-    said they line up), ``encoded``: its data points' bytes (:func:`_bytes_view`).
+def _attributes_at(merged: Any, kind: str, n: int) -> int | None:
+    """Where the attributes begin in each of the ``n`` data points' bytes (the same
+    offset in every one), or None unless every data point is encoded the same way
+    before them; ``merged``: the metric's columns (:func:`_columns`, which said they
+    line up: a time and a value of one kind on each data point, no flags).
 
     In protobuf's own encoding (:func:`api.proto_views.canonical`), the fields of a
     NumberDataPoint come in field number order: ``start_time_unix_nano`` (2),
     ``time_unix_nano`` (3), ``as_double`` (4), ``exemplars`` (5), ``as_int`` (6),
-    ``attributes`` (7), ``flags`` (8). With no exemplars and no flags, a start time on
-    every data point or on none, a time and a value on each (a 9-byte field each: a
-    1-byte tag and 8 bytes), the attributes are what follows the same number of bytes
-    in every data point. One slice a data point, where reading its attributes from a
-    message cost a message object and a tuple: bench/otlp_decode.py's decode of 5,000
-    gauges went from 2.5-2.6 to 1.1-1.3 us per data point, of an SDK's counters from 3.2 to 1.8.
+    ``attributes`` (7), ``flags`` (8); a member of the ``value`` oneof is written even
+    when 0. With no exemplars and no flags, and a start time on every data point or on
+    none, what comes before the attributes is 9 bytes a field (a 1-byte tag, 8 bytes)
+    for the start time, the time and the value: every data point's attribute fields
+    are then one slice of its bytes (the series' identity, as :func:`_labels_of` reads
+    it), where reading them from a message cost a message object and a tuple a data
+    point: bench/otlp_decode.py decodes 5,000 gauges in 0.47 of the CPU time, an SDK's
+    counters in 0.54 (bench/results/otlp-decode-2026-12-02/).
     """
     dp = getattr(merged, kind).data_points
     starts = len(dp.start_time_unix_nano)
     if len(dp.exemplars) or len(dp.flags) or starts not in (0, n):
         return None
-    skip = 9 * (2 + (starts == n))  # (start,) time, value: fixed64 or double each
-    return [b[skip:] for b in getattr(encoded, kind).data_points]
+    return 9 * (2 + (starts == n))  # (start time,) time, value
+
+
+def _encoded_metrics(raw: bytes) -> list[Any]:
+    """Every metric of the canonical request ``raw``, in order, read through
+    :func:`_bytes_view` (its data points as bytes)."""
+    return [
+        metric
+        for resource_metrics in _BytesView.FromString(raw).resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    ]
 
 
 # (resource attributes, data point attributes), each as KeyValue bytes -> the labels,
@@ -534,7 +544,7 @@ def _labels_of(
 ) -> dict[str, str]:
     """The merged labels of ``key``; kept in :data:`_LABELS` if ``keep``. A data
     point's attributes are a tuple of KeyValue bytes, or the bytes of the whole field
-    (:func:`_attribute_keys`)."""
+    (:func:`_attributes_at`)."""
     resource, attrs = key
     if isinstance(attrs, bytes):
         size = len(attrs)

@@ -7,7 +7,7 @@ shape), and an SDK-style counter ``ifHCOutOctets`` (a cumulative sum of integers
 start time on every data point, attributes ``instance`` and ``ifName``), and times
 :func:`api.otlp.decode` on them in one process, its series known (the labels cache
 warmed, as after a worker's first request). Rounds alternate between the shipped read
-(:func:`api.otlp._attribute_keys`: a slice of each data point's bytes) and the
+(:func:`api.otlp._attributes_at`: a slice of each data point's bytes) and the
 reference (a message object and a tuple of attribute bytes per data point, what the
 code did before and still does for a data point with exemplars, flags or a start time
 on only some points); each figure is the median of the rounds' process CPU time (user
@@ -77,7 +77,7 @@ def decode(body: bytes) -> otlp.Decoded:
 
 def by_message() -> object:
     """While it lasts, every data point's attributes are read from its own message."""
-    return patch.object(otlp, "_attribute_keys", lambda *args: None)
+    return patch.object(otlp, "_attributes_at", lambda *args: None)
 
 
 def cpu_per_point(body: bytes, points: int, repeat: int, *, by_bytes: bool) -> float:

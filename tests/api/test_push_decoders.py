@@ -595,6 +595,10 @@ def test_otlp_columns_read_as_each_data_point(resources, max_points, same) -> No
     )
     each = _otlp_read(lambda: otlp.points(view, max_points=max_points, metrics=EVERY_NAME))
     assert columns == each
+    # a series kept by its bytes is its attribute fields alone (field 7: tag 0x3a), not
+    # a time or a value before them (the labels would be right, one entry per point)
+    kept = [a for _, a in otlp._LABELS if isinstance(a, bytes)]
+    assert all(a[:1] in (b"", b"\x3a") for a in kept), kept
 
 
 def test_otlp_columns_skip_what_is_dropped_between_metrics_of_a_kind() -> None:
@@ -786,7 +790,7 @@ def test_a_flood_of_ruled_series_stays_under_the_byte_cap(monkeypatch) -> None:
     sizes = {
         "rw": len,
         # a data point's attributes: the bytes of the whole field, as a plain request
-        # is read (api.otlp._attribute_keys), else a tuple of KeyValue bytes
+        # is read (api.otlp._attributes_at), else a tuple of KeyValue bytes
         "otlp": lambda key: (
             sum(map(len, key[0]))
             + (len(key[1]) if isinstance(key[1], bytes) else sum(map(len, key[1])))
