@@ -229,6 +229,13 @@ def event_errors(cfg: Config, event_id: int, *, before: int = 30, after: int = 1
 
 
 @st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
+def reverses(cfg: Config) -> dict[str, str]:
+    """Each link of the topology with a link back (``GET /topology``'s ``reverse``)."""
+    links = _get(cfg, "/api/v1/topology")["links"]
+    return {x["name"]: x["reverse"] for x in links if x["reverse"] is not None}
+
+
+@st.cache_data(ttl=TTL_SECONDS, show_spinner=False)
 def models(cfg: Config) -> list[Row]:
     return _get(cfg, "/api/v1/models")["data"]
 

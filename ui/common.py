@@ -111,9 +111,12 @@ def links_or_stop(cfg: Config) -> list[dict]:
 
 def link_states(cfg: Config, links: list[dict], latest: list[dict]) -> dict[str, str]:
     """Every link's status (``ui.transforms.LINK_STATUSES``) now: open failures from the
-    events, staleness from the newest sample against the engine's grid step."""
+    events (and the reverse of each: the IGP, and the engine, take a link down both
+    ways), staleness from the newest sample against the engine's grid step."""
     grid = fetch(cfg, lambda: client.grid(cfg))
     down = transforms.open_failures(fetch(cfg, lambda: client.events(cfg)))
+    if down:
+        down = transforms.with_reverses(down, fetch(cfg, lambda: client.reverses(cfg)))
     known = {r["name"] for r in latest}
     rows = latest + [{"name": x["name"], "ts": None} for x in links if x["name"] not in known]
     return transforms.link_status(rows, down, grid.step_seconds)

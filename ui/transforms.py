@@ -170,6 +170,30 @@ def open_failures(events: Sequence[Row]) -> set[str]:
     return {name for name, kind in last.items() if kind == "failure"}
 
 
+def markdown_text(text: str) -> str:
+    r"""``text`` to show as it is inside Streamlit's Markdown: every ASCII punctuation
+    character backslash-escaped (CommonMark, "Backslash escapes"), so that a value
+    from a URL cannot make a link, an image or emphasis.
+
+    >>> print(markdown_text("[x](http://evil) *a*"))
+    \[x\]\(http\:\/\/evil\) \*a\*
+    """
+    return "".join("\\" + c if c in _MARKDOWN_PUNCTUATION else c for c in text)
+
+
+_MARKDOWN_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def with_reverses(down: set[str], reverses: Mapping[str, str]) -> set[str]:
+    """``down`` and the link back of each (``reverses``: link -> its reverse, as
+    ``GET /topology`` pairs them): what a failure event holds down.
+
+    >>> sorted(with_reverses({"A>B", "X>Y"}, {"A>B": "B>A", "B>A": "A>B"}))
+    ['A>B', 'B>A', 'X>Y']
+    """
+    return down | {reverses[name] for name in down if name in reverses}
+
+
 #: A link is stale when its newest sample is this many grid steps behind the network's
 #: newest sample (and at least ``STALE_FLOOR_SECONDS``).
 STALE_STEPS = 3

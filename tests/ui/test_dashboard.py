@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -149,9 +150,16 @@ def test_link_named_in_the_url_that_does_not_exist_is_said_not_swapped_silently(
     no_problem(at)
     opened = at.selectbox(key="link").value
     assert opened in api_env.data.links
-    (warning,) = [w.value for w in at.warning if "Nowhere>Else" in w.value]
+    (warning,) = [w.value for w in at.warning if "No link named" in w.value]
+    assert "“Nowhere\\>Else”" in warning  # as typed, escaped from Markdown
     assert f"showing {opened}" in warning
     assert not [w for w in page("link").run().warning if "No link named" in w.value]
+    # a shared URL's text is shown as text, never a link of its own in the warning
+    at = page("link")
+    at.query_params["link"] = "[docs](http://evil.example)"
+    at.run()
+    (warning,) = [w.value for w in at.warning if "No link named" in w.value]
+    assert "](" not in warning and "\\[docs\\]\\(http" in warning
 
 
 def test_link_shows_forecasts_events_and_capacity(api_env: SeededApi) -> None:
@@ -489,6 +497,34 @@ def test_empty_database(live_api: LiveServer, tokens: dict[str, str], monkeypatc
     at = page("models").run()
     no_problem(at)
     assert any("not started" in i.value for i in at.info)
+
+
+def test_a_failure_of_one_direction_shows_the_link_back_down_too(
+    live_api: LiveServer,
+    tokens: dict[str, str],
+    monkeypatch,  # noqa: ANN001
+) -> None:
+    """A failure posted on A>B holds B>A down with it (as the IGP, the engine and
+    what-if take it): the overview says so, and B>C stays up."""
+    monkeypatch.setenv("LINKCAST_API_URL", live_api.url)
+    monkeypatch.setenv("LINKCAST_TOKEN", tokens["read"])
+    now = datetime.now(UTC).replace(microsecond=0)
+    samples = [
+        {"link": n, "ts": (now - timedelta(seconds=60 * k)).isoformat(), "value": 1e6}
+        for n in ("A>B", "B>A", "B>C")
+        for k in range(3)
+    ]
+    h = {"Authorization": f"Bearer {tokens['write']}"}
+    r = httpx.post(f"{live_api.url}/api/v1/telemetry", json={"samples": samples}, headers=h)
+    assert r.status_code == 200, r.text
+    event = {"kind": "failure", "links": ["A>B"], "ts": now.isoformat()}
+    r = httpx.post(f"{live_api.url}/api/v1/events", json=event, headers=h)
+    assert r.status_code == 201, r.text
+    at = page("overview").run()
+    no_problem(at)
+    assert {m.label: m.value for m in at.metric}["down"] == "2"
+    status = at.dataframe[0].value.set_index("link")["status"].to_dict()
+    assert status == {"A>B": "down", "B>A": "down"}  # the table of links not up
 
 
 @pytest.mark.parametrize("name", ["overview", "link", "failures", "alerts", "models"])

@@ -37,7 +37,8 @@ if query not in by_name:
     alerts = fetch(cfg, lambda: client.alerts(cfg, state="firing"))
     query = transforms.rank_links(names, status, alerts, latest, capacity)[0]
     if asked:  # a stale or mistyped link in a shared URL: say so, never swap silently
-        st.warning(f"No link named {asked!r} is registered: showing {query}, chosen below.")
+        shown = transforms.markdown_text(asked)  # the URL's text, never Markdown of its own
+        st.warning(f"No link named “{shown}” is registered: showing {query}, chosen below.")
 back_choices = list(transforms.BACK_STEPS)
 ahead_choices = [grid.horizon, 0]
 steps = list(range(1, grid.horizon + 1))
