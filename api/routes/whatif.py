@@ -55,19 +55,20 @@ NO_FORECASTS = 409
 NO_FORECASTS_DESCRIPTION = (
     "No forecast of the model stored yet: the engine issues them once links report"
 )
+#: The highest overload threshold taken, as a fraction of capacity: 10 times the line
+#: rate. A larger one is a percentage sent for a fraction (90 for 0.9).
+MAX_THRESHOLD = 10.0
 INPUT_422 = (
-    "A parameter is invalid (`loc` names it), a link in `fail` is unknown, or it is not"
-    " placed in the topology (no `src`/`dst` and no `A>B` name, or a label that cannot be"
-    " read): the message names it and what to set"
+    "A parameter is invalid (`loc` names it), `threshold` is above"
+    f" {MAX_THRESHOLD:g} (a percentage sent for a fraction), a link in `fail` is unknown,"
+    " or it is not placed in the topology (no `src`/`dst` and no `A>B` name, or a label"
+    " that cannot be read): the message names it and what to set"
 )
 
 ModelQuery = Annotated[
     Literal["liquid", "incremental", "persistence", "seasonal", "hybrid"],
     Query(description="whose forecasts to use"),
 ]
-#: The highest overload threshold taken, as a fraction of capacity: 10 times the line
-#: rate. A larger one is a percentage sent for a fraction (90 for 0.9).
-MAX_THRESHOLD = 10.0
 ThresholdQuery = Annotated[
     float,
     Query(
@@ -540,7 +541,11 @@ def get_whatif(
     responses={
         **responses(*AUTH),
         NO_FORECASTS: {"model": ErrorPublic, "description": NO_FORECASTS_DESCRIPTION},
-        422: {"model": ErrorPublic, "description": "A parameter is invalid: `loc` names it"},
+        422: {
+            "model": ErrorPublic,
+            "description": "A parameter is invalid (`loc` names it), or `threshold` is above"
+            f" {MAX_THRESHOLD:g}: a percentage sent for a fraction (the message says so)",
+        },
     },
 )
 def get_risk(
