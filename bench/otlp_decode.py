@@ -11,8 +11,9 @@ warmed, as after a worker's first request). Rounds alternate between the shipped
 reference (a message object and a tuple of attribute bytes per data point, what the
 code did before and still does for a data point with exemplars, flags or a start time
 on only some points); each figure is the median of the rounds' process CPU time (user
-+ system), in µs per data point. The garbage collector is tuned as ``linkcast api``
-tunes it in a worker (:func:`linkcast.cli.served_app`).
++ system), in µs per data point, with the range of the rounds' ratios. The garbage
+collector is tuned as ``linkcast api`` tunes it in a worker
+(:func:`linkcast.cli.served_app`).
 
     python bench/otlp_decode.py --points 5000 --rounds 9
 """
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     print(f"{args.points} data points per request; median of {args.rounds} rounds")
-    print("| request | by bytes (µs/point) | by message (µs/point) | ratio |")
-    print("|---|---|---|---|")
+    print("| request | by bytes (µs/point) | by message (µs/point) | ratio | ratio, range |")
+    print("|---|---|---|---|---|")
     for name, make in (("gauge, 1 attribute", gauge_body), ("counter, 2 + start", counter_body)):
         body = make(args.points)
         want = decode(body).points
@@ -120,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
                     cpu_per_point(body, args.points, args.repeat, by_bytes=by_bytes)
                 )
         fast, ref = statistics.median(times[True]), statistics.median(times[False])
-        print(f"| {name} | {fast:.2f} | {ref:.2f} | {fast / ref:.2f} |", flush=True)
+        rounds = [a / b for a, b in zip(times[True], times[False], strict=True)]
+        spread = f"{min(rounds):.2f} to {max(rounds):.2f}"
+        print(f"| {name} | {fast:.2f} | {ref:.2f} | {fast / ref:.2f} | {spread} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,10 @@ def link_states(cfg: Config, links: list[dict], latest: list[dict]) -> dict[str,
     grid = fetch(cfg, lambda: client.grid(cfg))
     down = transforms.open_failures(fetch(cfg, lambda: client.events(cfg)))
     if down:
-        down = transforms.with_reverses(down, fetch(cfg, lambda: client.reverses(cfg)))
+        try:
+            down = transforms.with_reverses(down, client.reverses(cfg))
+        except client.ApiError:  # the links the events name are still down
+            pass
     known = {r["name"] for r in latest}
     rows = latest + [{"name": x["name"], "ts": None} for x in links if x["name"] not in known]
     return transforms.link_status(rows, down, grid.step_seconds)

@@ -12,6 +12,7 @@ True
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,18 +171,21 @@ def open_failures(events: Sequence[Row]) -> set[str]:
     return {name for name, kind in last.items() if kind == "failure"}
 
 
-def markdown_text(text: str) -> str:
-    r"""``text`` to show as it is inside Streamlit's Markdown: every ASCII punctuation
-    character backslash-escaped (CommonMark, "Backslash escapes"), so that a value
-    from a URL cannot make a link, an image or emphasis.
+def markdown_code(text: str) -> str:
+    """``text`` as an inline code span of Markdown (CommonMark, "Code spans"): shown as
+    it is, since nothing inside a code span is Markdown, and Streamlit turns no address
+    or ``:emoji:`` in one into a link or a picture (it does in backslash-escaped text).
+    The fence is one backtick longer than any run of backticks in ``text``, padded
+    with a space where ``text`` starts or ends with one.
 
-    >>> print(markdown_text("[x](http://evil) *a*"))
-    \[x\]\(http\:\/\/evil\) \*a\*
+    >>> print(markdown_code("https://evil.example/x"), markdown_code("a`b"))
+    `https://evil.example/x` ``a`b``
+    >>> print(markdown_code("`x"))
+    `` `x ``
     """
-    return "".join("\\" + c if c in _MARKDOWN_PUNCTUATION else c for c in text)
-
-
-_MARKDOWN_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def with_reverses(down: set[str], reverses: Mapping[str, str]) -> set[str]:

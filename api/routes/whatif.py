@@ -462,8 +462,8 @@ def get_whatif(
         Query(
             description="fail each link's reverse too: a cut cable, or any fault an IGP"
             " sees (it drops the adjacency both ways, as a posted failure does here);"
-            " false: that direction only, as when it is costed out (its metric raised)"
-            " and the reverse still carries"
+            " false: that direction only, taken out of routing while the reverse still"
+            " carries"
         ),
     ] = True,
 ) -> WhatIfPublic:

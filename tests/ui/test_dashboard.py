@@ -151,15 +151,16 @@ def test_link_named_in_the_url_that_does_not_exist_is_said_not_swapped_silently(
     opened = at.selectbox(key="link").value
     assert opened in api_env.data.links
     (warning,) = [w.value for w in at.warning if "No link named" in w.value]
-    assert "“Nowhere\\>Else”" in warning  # as typed, escaped from Markdown
+    assert "`Nowhere>Else`" in warning  # as typed, in a code span
     assert f"showing {opened}" in warning
     assert not [w for w in page("link").run().warning if "No link named" in w.value]
-    # a shared URL's text is shown as text, never a link of its own in the warning
+    # a shared URL's text is shown as text, in a code span: never Markdown of its own
+    # (the browser test checks that no link is drawn)
     at = page("link")
-    at.query_params["link"] = "[docs](http://evil.example)"
+    at.query_params["link"] = "[docs](http://evil.example) `x`"
     at.run()
     (warning,) = [w.value for w in at.warning if "No link named" in w.value]
-    assert "](" not in warning and "\\[docs\\]\\(http" in warning
+    assert "No link named `` [docs](http://evil.example) `x` `` is registered" in warning
 
 
 def test_link_shows_forecasts_events_and_capacity(api_env: SeededApi) -> None:
@@ -452,6 +453,14 @@ def test_browser(dashboard: str, seeded_api: SeededApi, tmp_path: Path) -> None:
             assert "status" in page.get_by_test_id("stMetric").first.inner_text()
             expect(page.get_by_text(f"{failed} is down")).to_be_visible()
             shoot(page, "link")
+            # a link name from a shared URL is text: an address in it is drawn as no link
+            page.goto(f"{dashboard}/link?link={quote('https://evil.example/x :fire:', safe='')}")
+            heading(page, "linkcast: link")
+            warning = page.get_by_test_id("stAlert").filter(has_text="No link named")
+            expect(warning).to_contain_text("https://evil.example/x :fire:", timeout=30_000)
+            assert warning.locator("a").count() == 0
+            page.goto(f"{dashboard}/link?{view}")
+            heading(page, "linkcast: link")
             # the view writes itself back into the URL
             page.get_by_role("combobox", name="Link").click()
             other = data.links[4]

@@ -37,8 +37,8 @@ if query not in by_name:
     alerts = fetch(cfg, lambda: client.alerts(cfg, state="firing"))
     query = transforms.rank_links(names, status, alerts, latest, capacity)[0]
     if asked:  # a stale or mistyped link in a shared URL: say so, never swap silently
-        shown = transforms.markdown_text(asked)  # the URL's text, never Markdown of its own
-        st.warning(f"No link named “{shown}” is registered: showing {query}, chosen below.")
+        shown = transforms.markdown_code(asked)  # the URL's text, never Markdown of its own
+        st.warning(f"No link named {shown} is registered: showing {query}, chosen below.")
 back_choices = list(transforms.BACK_STEPS)
 ahead_choices = [grid.horizon, 0]
 steps = list(range(1, grid.horizon + 1))
@@ -133,7 +133,8 @@ def live() -> None:
     if state != "up":
         st.warning(
             {
-                "down": f"{name} is down: a failure is open on it (no repair event yet).",
+                "down": f"{name} is down: a failure is open on it, or on its reverse (no"
+                " repair event yet).",
                 "stale": f"{name} is stale: its newest sample is {transforms.STALE_RULE}.",
                 "no data": f"{name} has never reported a sample.",
             }[state],

@@ -42,7 +42,11 @@ def live() -> None:
         counts["up"],
         help="not down, and its newest sample not " + transforms.STALE_RULE,
     )
-    c3.metric("down", counts["down"], help="a failure event without a repair yet")
+    c3.metric(
+        "down",
+        counts["down"],
+        help="a failure event on it, or on its reverse, without a repair yet",
+    )
     c4.metric(
         "stale or no data",
         counts["stale"] + counts["no data"],

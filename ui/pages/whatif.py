@@ -53,7 +53,7 @@ cable = c2.toggle(
     key="cable",
     help="A cut cable, or any fault the IGP sees: each chosen link's reverse fails too "
     "(the IGP drops the adjacency both ways, as a posted failure does). Off: only the "
-    "direction chosen, as when it is costed out (metric raised) and the reverse carries.",
+    "direction chosen is taken out of routing; the reverse still carries.",
 )
 model = c3.selectbox(
     "Forecasts of",
