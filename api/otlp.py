@@ -511,8 +511,9 @@ def _attributes_at(merged: Any, kind: str, n: int) -> int | None:
     for the start time, the time and the value: every data point's attribute fields
     are then one slice of its bytes (the series' identity, as :func:`_labels_of` reads
     it), where reading them from a message cost a message object and a tuple a data
-    point: bench/otlp_decode.py decodes 5,000 gauges in 0.47 of the CPU time, an SDK's
-    counters in 0.54 (bench/results/otlp-decode-2026-12-02/).
+    point: bench/otlp_decode.py decodes 5,000 gauges in 0.47 of the CPU time (rounds
+    0.45 to 0.58), an SDK's counters in 0.57 (0.43 to 0.69;
+    bench/results/otlp-decode-2026-12-02/).
     """
     dp = getattr(merged, kind).data_points
     starts = len(dp.start_time_unix_nano)
