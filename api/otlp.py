@@ -176,17 +176,18 @@ def _wire_view() -> Any:
 _RequestView, _PointView = _wire_view()
 
 
-def _columns_view() -> Any:
-    """``ExportMetricsServiceRequest`` as :func:`_columns` reads it: resource and scope
-    metrics singular (so that their occurrences merge and every metric of the request
-    lands in one list, in order), each metric's Gauge or Sum data points singular (so
-    that they merge into one), a data point's time, values and flags repeated (so that
-    they concatenate), and every other field as bytes (read, never kept as unknown)."""
-    layout: Layout = {
-        "Request": (("resource_metrics", 1, "ResourceMetrics", False),),
+def _request_layout(merged: bool, data_points: tuple[str, int, int | str, bool]) -> Layout:
+    """``ExportMetricsServiceRequest`` down to each metric's Gauge or Sum data points:
+    resource and scope metrics singular if ``merged`` (their occurrences merge, every
+    metric of the request in one list, in order), else repeated as declared;
+    ``data_points``: how Gauge's and Sum's field 1 is read; every other field as bytes
+    (read, never kept as unknown). Sum's aggregation_temporality (2) and is_monotonic
+    (3) are read by the real view."""
+    return {
+        "Request": (("resource_metrics", 1, "ResourceMetrics", not merged),),
         "ResourceMetrics": (
             ("resource", 1, F.TYPE_BYTES, False),
-            ("scope_metrics", 2, "ScopeMetrics", False),
+            ("scope_metrics", 2, "ScopeMetrics", not merged),
             ("schema_url", 3, F.TYPE_BYTES, False),
         ),
         "ScopeMetrics": (
@@ -199,13 +200,21 @@ def _columns_view() -> Any:
             ("gauge", 5, "Points", False),
             ("sum", 7, "Points", False),
         ),
-        # Gauge and Sum: data_points = 1; Sum's aggregation_temporality = 2 and
-        # is_monotonic = 3 (varints) are read by the real view, not here.
         "Points": (
-            ("data_points", 1, "NumberDataPoint", False),
+            data_points,
             ("aggregation_temporality", 2, F.TYPE_INT32, False),
             ("is_monotonic", 3, F.TYPE_BOOL, False),
         ),
+    }
+
+
+def _columns_view() -> Any:
+    """``ExportMetricsServiceRequest`` as :func:`_columns` reads it: merged
+    (:func:`_request_layout`), each metric's data points singular (so that they merge
+    into one), a data point's time, values and flags repeated (so that they
+    concatenate)."""
+    layout: Layout = {
+        **_request_layout(True, ("data_points", 1, "NumberDataPoint", False)),
         "NumberDataPoint": (
             ("start_time_unix_nano", 2, F.TYPE_FIXED64, True),
             ("time_unix_nano", 3, F.TYPE_FIXED64, True),
@@ -221,31 +230,8 @@ def _columns_view() -> Any:
 
 def _bytes_view() -> Any:
     """``ExportMetricsServiceRequest`` as :func:`_encoded_metrics` reads it: the real
-    nesting (resource, scope metrics and metrics repeated), each metric's Gauge or Sum
-    data points as the bytes of their messages, every other field as bytes."""
-    layout: Layout = {
-        "Request": (("resource_metrics", 1, "ResourceMetrics", True),),
-        "ResourceMetrics": (
-            ("resource", 1, F.TYPE_BYTES, False),
-            ("scope_metrics", 2, "ScopeMetrics", True),
-            ("schema_url", 3, F.TYPE_BYTES, False),
-        ),
-        "ScopeMetrics": (
-            ("scope", 1, F.TYPE_BYTES, False),
-            ("metrics", 2, "Metric", True),
-            ("schema_url", 3, F.TYPE_BYTES, False),
-        ),
-        "Metric": (
-            *((other, number, F.TYPE_BYTES, False) for other, number in _METRIC_OTHERS),
-            ("gauge", 5, "Points", False),
-            ("sum", 7, "Points", False),
-        ),
-        "Points": (
-            ("data_points", 1, F.TYPE_BYTES, True),
-            ("aggregation_temporality", 2, F.TYPE_INT32, False),
-            ("is_monotonic", 3, F.TYPE_BOOL, False),
-        ),
-    }
+    nesting, each metric's Gauge or Sum data points as the bytes of their messages."""
+    layout = _request_layout(False, ("data_points", 1, F.TYPE_BYTES, True))
     return message_classes("linkcast.otlpb", layout)["Request"]
 
 
