@@ -208,8 +208,8 @@ def bounds(upper_bps: float, n_links: int = 1) -> StepOutput:
     return StepOutput(0, {"hybrid": up * 0.9}, {"hybrid": up * 0.8}, {"hybrid": up}, {})
 
 
-def run_policy(db, uppers: list[float | None], **config) -> list[dict]:
-    """Feed the policy one link's forecast upper bound per bucket (None: no data then)."""
+def one_link_policy(db, **config):  # noqa: ANN201
+    """A policy and the link p>q of capacity CAPACITY: (policy, its row, id, sessions)."""
     from db.session import make_sessionmaker
 
     policy = AlertPolicy(EngineConfig(step_seconds=STEP, **config))
@@ -218,8 +218,12 @@ def run_policy(db, uppers: list[float | None], **config) -> list[dict]:
             text("INSERT INTO link (name, capacity_bps) VALUES ('p>q', :c) RETURNING id"),
             {"c": CAPACITY},
         ).scalar_one()
-    row = LinkRow(link_id, "p>q", CAPACITY)
-    sessions = make_sessionmaker(db)
+    return policy, LinkRow(link_id, "p>q", CAPACITY), link_id, make_sessionmaker(db)
+
+
+def run_policy(db, uppers: list[float | None], **config) -> list[dict]:
+    """Feed the policy one link's forecast upper bound per bucket (None: no data then)."""
+    policy, row, link_id, sessions = one_link_policy(db, **config)
     for k, upper in enumerate(uppers):
         with sessions() as session:
             observed = np.array([upper is not None])
@@ -232,16 +236,7 @@ def test_a_drift_that_grows_says_its_newest_magnitude_in_its_message(clean_db):
     """One residual-drift episode detected at +50% and again at +2239%: one alert whose
     message and magnitude agree (the message kept the first figure while the magnitude
     grew: '+2239%' beside a magnitude of 4184.4 in a new user's demo)."""
-    from db.session import make_sessionmaker
-
-    policy = AlertPolicy(EngineConfig(step_seconds=STEP))
-    with clean_db.begin() as conn:
-        link_id = conn.execute(
-            text("INSERT INTO link (name, capacity_bps) VALUES ('p>q', :c) RETURNING id"),
-            {"c": CAPACITY},
-        ).scalar_one()
-    row = LinkRow(link_id, "p>q", CAPACITY)
-    sessions = make_sessionmaker(clean_db)
+    policy, row, link_id, sessions = one_link_policy(clean_db)
     for k, magnitude in enumerate([0.5, 22.39, 3.0]):
         out = bounds(CAPACITY * 0.5)
         out.events.append(DriftEvent(link=0, kind="residual", step=k, onset=0, magnitude=magnitude))
