@@ -5,6 +5,7 @@ alerts. Loads are pushed over the API as a collector would; the engine is the re
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -208,7 +209,7 @@ def bounds(upper_bps: float, n_links: int = 1) -> StepOutput:
     return StepOutput(0, {"hybrid": up * 0.9}, {"hybrid": up * 0.8}, {"hybrid": up}, {})
 
 
-def one_link_policy(db, **config):  # noqa: ANN201
+def one_link_policy(db, **config) -> tuple[AlertPolicy, LinkRow, int, Any]:
     """A policy and the link p>q of capacity CAPACITY: (policy, its row, id, sessions)."""
     from db.session import make_sessionmaker
 
