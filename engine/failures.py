@@ -229,11 +229,9 @@ class KnownFailures:
             return {}
         out = {n: ts for n, ts in found.items() if n in self._placed}
         ignored = frozenset(found) - frozenset(out)
-        topology = routing.topology
         for name, since in list(out.items()):
-            back = topology.reverse(name)
-            if back is not None:
-                out.setdefault(topology.link_names[back], since)
+            for down in routing.topology.with_reverses([name]):
+                out.setdefault(down, since)
         if ignored - self._ignored:
             edges = {e.name for e in self._edges}
             log.warning(

@@ -324,12 +324,10 @@ class Topology:
         (['a>b', 'b>a', 'b>c'], ['a>b', 'b>a', 'x>y'])
         """
         out = set(links)
-        names = self.link_names
         for name in list(out):
-            if name in self._by_name:
-                back = self._reverse[self._by_name[name]]
-                if back is not None:
-                    out.add(names[back])
+            back = self.reverse(name) if name in self._by_name else None
+            if back is not None:
+                out.add(self.link_names[back])
         return sorted(out)
 
     def duplex_groups(self) -> tuple[tuple[int, ...], ...]:
