@@ -480,9 +480,7 @@ def get_whatif(
     names = list(dict.fromkeys(fail))
     state = _state(session, model, names)
     topo = state.topology
-    failed = {topo.link_index(n) for n in names}
-    if cable:
-        failed |= {b for b in (topo.reverse(i) for i in failed) if b is not None}
+    failed = {topo.link_index(n) for n in (topo.with_reverses(names) if cable else names)}
     out = what_if(state.routing, state.demands.demands_bps, state.loads, sorted(failed))
     util = out.utilisation()
     down = state.routing.failed
